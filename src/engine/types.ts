@@ -1,0 +1,97 @@
+/**
+ * The contract between the serving core (scheduler, KV cache manager, engine loop) and the
+ * executors that run a step: the WebGPU engine (src/gpu/), the CPU reference (src/model/) and
+ * the simulated cost model (src/sim/). Pure types: no DOM, no GPU.
+ */
+
+export interface SamplingParams {
+  /** 0 means greedy (argmax). */
+  temperature: number;
+  /** Nucleus sampling threshold; values <= 0 or >= 1 disable it. */
+  topP: number;
+  /** Keep only the k most likely tokens; 0 disables it. */
+  topK: number;
+  /** Seed of this sequence's RNG (explicit, so runs replay). */
+  seed: number;
+}
+
+/** One sequence's share of a step: a chunk of its prompt, or its one newest token. */
+export interface ScheduledSeq {
+  /** Unique per sequence; a request with n > 1 has n sequences. */
+  seqId: number;
+  requestId: string;
+  /** Token ids computed this step, in order. */
+  tokenIds: number[];
+  /** Position of tokenIds[0]; token k sits at position startPosition + k. */
+  startPosition: number;
+  /** Physical KV slot of each scheduled token: block * blockSize + offset. */
+  slots: number[];
+  /**
+   * The sequence's physical blocks in logical order, covering at least positions
+   * 0 .. startPosition + tokenIds.length - 1. Attention reads K/V through it.
+   */
+  blockTable: number[];
+  /** True when the last scheduled token's row needs logits (prompt done, or a decode token). */
+  needsLogits: boolean;
+  sampling: SamplingParams;
+}
+
+export interface BlockCopy {
+  srcBlock: number;
+  dstBlock: number;
+}
+
+export interface BlockSwap {
+  gpuBlock: number;
+  cpuBlock: number;
+}
+
+/**
+ * Everything an executor needs for one engine step. Executors carry out the memory
+ * instructions in this order before the forward pass: swapOut, swapIn, copies.
+ */
+export interface StepPlan {
+  stepIndex: number;
+  seqs: ScheduledSeq[];
+  /** Copy-on-write: copy every layer's K and V of srcBlock into dstBlock. */
+  copies: BlockCopy[];
+  /** Move blocks GPU -> CPU swap pool. */
+  swapOut: BlockSwap[];
+  /** Move blocks CPU swap pool -> GPU. */
+  swapIn: BlockSwap[];
+  /** Sum of tokenIds.length over seqs. */
+  numBatchedTokens: number;
+}
+
+/** The output for one sequence whose plan entry had needsLogits. */
+export interface SeqOutput {
+  seqId: number;
+  /** Greedy choice, computed by the executor (on the GPU for the WebGPU engine). */
+  argmax: number;
+  /** The full logits row [vocab]; present when sampling.temperature > 0 (or always, if cheap). */
+  logits?: Float32Array;
+}
+
+export interface StepOutput {
+  outputs: SeqOutput[];
+  /**
+   * Executor-measured duration of the step in milliseconds: GPU timestamp queries or wall time
+   * for real executors, the cost model's estimate for the simulated one (advances a virtual clock).
+   */
+  durationMs: number;
+}
+
+export interface KvGeometry {
+  blockSize: number;
+  numGpuBlocks: number;
+  numCpuBlocks: number;
+}
+
+export interface Executor {
+  /** Human label ("webgpu: SwiftShader", "cpu reference", "simulated: Llama-2 70B on 8xH100"). */
+  readonly name: string;
+  /** (Re)allocate the KV pool for this geometry; drops all cached K/V. */
+  configure(geometry: KvGeometry): Promise<void> | void;
+  execute(plan: StepPlan): Promise<StepOutput>;
+  dispose(): void;
+}

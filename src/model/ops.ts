@@ -1,0 +1,100 @@
+/**
+ * The elementary operations of the forward pass, in float32 storage with plain loops, in the
+ * spirit of llama2.c's run.c. They are the CPU reference of every WGSL kernel (kernels/*.wgsl)
+ * and the building blocks of src/model/reference.ts.
+ */
+
+/** out[i] = x[i] * w[i] / sqrt(mean(x^2) + eps), over `size` elements starting at the offsets. */
+export function rmsnorm(
+  out: Float32Array,
+  x: Float32Array,
+  w: Float32Array,
+  size: number,
+  eps: number,
+  outOffset = 0,
+  xOffset = 0,
+): void {
+  let ss = 0;
+  for (let j = 0; j < size; j++) {
+    const v = x[xOffset + j];
+    ss += v * v;
+  }
+  ss = Math.fround(ss / size);
+  ss = Math.fround(ss + eps);
+  const inv = Math.fround(1 / Math.sqrt(ss));
+  for (let j = 0; j < size; j++) out[outOffset + j] = w[j] * (inv * x[xOffset + j]);
+}
+
+/**
+ * y = W x for W row-major [outDim, inDim]: out[outOffset + i] = sum_j w[wOffset + i*inDim + j] * x[xOffset + j].
+ */
+export function matvec(
+  out: Float32Array,
+  x: Float32Array,
+  w: Float32Array,
+  inDim: number,
+  outDim: number,
+  outOffset = 0,
+  xOffset = 0,
+  wOffset = 0,
+): void {
+  for (let i = 0; i < outDim; i++) {
+    let acc = 0;
+    const row = wOffset + i * inDim;
+    for (let j = 0; j < inDim; j++) acc += w[row + j] * x[xOffset + j];
+    out[outOffset + i] = acc;
+  }
+}
+
+/**
+ * Rotary position embedding as llama2.c applies it: adjacent pairs (i, i+1), i even, of each
+ * head's vector rotated by pos * theta^(-(i mod headSize)/headSize). Rotates `size` elements in place.
+ */
+export function rope(vec: Float32Array, offset: number, size: number, headSize: number, pos: number, theta: number): void {
+  for (let i = 0; i < size; i += 2) {
+    const headDim = i % headSize;
+    const freq = Math.fround(1 / Math.fround(Math.pow(theta, headDim / headSize)));
+    const val = Math.fround(pos * freq);
+    const fcr = Math.fround(Math.cos(val));
+    const fci = Math.fround(Math.sin(val));
+    const v0 = vec[offset + i];
+    const v1 = vec[offset + i + 1];
+    vec[offset + i] = v0 * fcr - v1 * fci;
+    vec[offset + i + 1] = v0 * fci + v1 * fcr;
+  }
+}
+
+/** In-place softmax over x[offset .. offset+size). */
+export function softmax(x: Float32Array, offset: number, size: number): void {
+  let max = -Infinity;
+  for (let i = 0; i < size; i++) if (x[offset + i] > max) max = x[offset + i];
+  let sum = 0;
+  for (let i = 0; i < size; i++) {
+    const e = Math.fround(Math.exp(x[offset + i] - max));
+    x[offset + i] = e;
+    sum += e;
+  }
+  for (let i = 0; i < size; i++) x[offset + i] = x[offset + i] / sum;
+}
+
+/** SwiGLU: hb[i] = silu(hb[i]) * hb2[i], silu(v) = v / (1 + exp(-v)). */
+export function swiglu(hb: Float32Array, hb2: Float32Array, size: number, offset = 0): void {
+  for (let i = 0; i < size; i++) {
+    const v = hb[offset + i];
+    const s = v * (1 / (1 + Math.exp(-v)));
+    hb[offset + i] = s * hb2[offset + i];
+  }
+}
+
+/** Index of the largest value (first one on ties), as run.c's sample_argmax. */
+export function argmax(x: Float32Array, offset = 0, size = x.length - offset): number {
+  let best = 0;
+  let bestVal = x[offset];
+  for (let i = 1; i < size; i++) {
+    if (x[offset + i] > bestVal) {
+      bestVal = x[offset + i];
+      best = i;
+    }
+  }
+  return best;
+}

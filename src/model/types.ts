@@ -1,0 +1,72 @@
+/**
+ * The in-memory model every reader produces and every executor consumes.
+ * Matrices are row-major [out, in]: y[i] = sum_j W[i * in + j] * x[j].
+ */
+export interface ModelConfig {
+  /** Model width (embedding length). */
+  dim: number;
+  /** FFN inner width. */
+  hiddenDim: number;
+  numLayers: number;
+  numHeads: number;
+  /** Key/value heads (grouped-query attention when < numHeads). */
+  numKvHeads: number;
+  vocabSize: number;
+  /** Maximum context length in positions. */
+  seqLen: number;
+  /** RMSNorm epsilon (1e-5 for llama2.c checkpoints). */
+  normEps: number;
+  /** RoPE base (10000 for this family). */
+  ropeTheta: number;
+  /** True when the classifier is the token embedding. */
+  sharedClassifier: boolean;
+}
+
+export interface LayerWeights {
+  rmsAtt: Float32Array; // [dim]
+  wq: Float32Array; // [dim, dim]
+  wk: Float32Array; // [kvDim, dim]
+  wv: Float32Array; // [kvDim, dim]
+  wo: Float32Array; // [dim, dim]
+  rmsFfn: Float32Array; // [dim]
+  w1: Float32Array; // [hiddenDim, dim] (gate)
+  w2: Float32Array; // [dim, hiddenDim] (down)
+  w3: Float32Array; // [hiddenDim, dim] (up)
+}
+
+export interface ModelWeights {
+  tokenEmbedding: Float32Array; // [vocab, dim]
+  layers: LayerWeights[];
+  rmsFinal: Float32Array; // [dim]
+  /** The classifier; the same array as tokenEmbedding when shared. */
+  wcls: Float32Array; // [vocab, dim]
+}
+
+export interface Vocabulary {
+  /** Token pieces as raw bytes (SentencePiece "▁" already turned into a space). */
+  pieces: Uint8Array[];
+  scores: Float32Array; // [vocab]
+  maxTokenLength: number;
+  bosId: number;
+  eosId: number;
+}
+
+export interface Model {
+  config: ModelConfig;
+  weights: ModelWeights;
+  /** Present when the file carried one (GGUF); llama2.c .bin needs a separate tokenizer file. */
+  vocab?: Vocabulary;
+  /** Where it came from, for display ("stories260K.bin", "llama2.c", ...). */
+  source: { name: string; format: 'llama2c' | 'gguf' };
+}
+
+export const headSize = (c: ModelConfig): number => c.dim / c.numHeads;
+export const kvDim = (c: ModelConfig): number => (c.dim * c.numKvHeads) / c.numHeads;
+
+/** A clear, user-facing error about a model or tokenizer file. */
+export class ModelFormatError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ModelFormatError';
+  }
+}
