@@ -1,0 +1,32 @@
+/** Format sniffing: one entry point for a model file's bytes (and a tokenizer for llama2.c files). */
+import { readGgufModel } from './gguf.ts';
+import { readLlama2cCheckpoint } from './llama2c.ts';
+import { readLlama2cTokenizer, Tokenizer } from './tokenizer.ts';
+import { ModelFormatError, type Model } from './types.ts';
+
+export function isGguf(bytes: Uint8Array): boolean {
+  return bytes.length >= 4 && bytes[0] === 0x47 && bytes[1] === 0x47 && bytes[2] === 0x55 && bytes[3] === 0x46;
+}
+
+export interface LoadedModel {
+  model: Model;
+  tokenizer: Tokenizer;
+}
+
+/**
+ * Reads a model from its bytes: GGUF carries its tokenizer; a llama2.c checkpoint needs the
+ * tokenizer file's bytes.
+ */
+export function loadModel(modelBytes: Uint8Array, modelName: string, tokenizerBytes?: Uint8Array, tokenizerName = 'tokenizer'): LoadedModel {
+  if (isGguf(modelBytes)) {
+    const model = readGgufModel(modelBytes, modelName);
+    return { model, tokenizer: new Tokenizer(model.vocab!) };
+  }
+  const model = readLlama2cCheckpoint(modelBytes, modelName);
+  if (!tokenizerBytes) {
+    throw new ModelFormatError(`${modelName} is a llama2.c checkpoint: it needs a tokenizer file (tok*.bin) beside it`);
+  }
+  const vocab = readLlama2cTokenizer(tokenizerBytes, model.config.vocabSize, tokenizerName);
+  model.vocab = vocab;
+  return { model, tokenizer: new Tokenizer(vocab) };
+}

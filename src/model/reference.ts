@@ -1,0 +1,214 @@
+/**
+ * The CPU reference forward pass: plain loops over Float32Array in the spirit of llama2.c's run.c.
+ * It is the oracle for every WGSL kernel and for the WebGPU engine.
+ *
+ * One token at a time: embedding -> per layer [RMSNorm, q/k/v, RoPE, write K/V to this token's
+ * slot, grouped-query attention over positions 0..pos read through the sequence's slots, wo,
+ * residual, RMSNorm, SwiGLU FFN, residual] -> final RMSNorm -> classifier.
+ *
+ * The K/V cache is addressed by slot, so the same code serves a contiguous cache (slot = pos) and
+ * the paged cache of CpuReferenceExecutor (slot = blockTable[pos / blockSize] * blockSize + pos % blockSize).
+ */
+import { argmax, matvec, rmsnorm, rope, softmax, swiglu } from './ops.ts';
+import { headSize as headSizeOf, kvDim as kvDimOf, type Model } from './types.ts';
+import type { Executor, KvGeometry, SeqOutput, StepOutput, StepPlan } from '../engine/types.ts';
+
+/** Scratch buffers for one token's forward pass. */
+class Scratch {
+  readonly x: Float32Array; // [dim] residual stream
+  readonly xb: Float32Array; // [dim]
+  readonly xb2: Float32Array; // [dim]
+  readonly hb: Float32Array; // [hiddenDim]
+  readonly hb2: Float32Array; // [hiddenDim]
+  readonly q: Float32Array; // [dim]
+  readonly k: Float32Array; // [kvDim]
+  readonly v: Float32Array; // [kvDim]
+  readonly att: Float32Array; // [seqLen]
+  readonly logits: Float32Array; // [vocab]
+
+  constructor(model: Model) {
+    const c = model.config;
+    const kvDim = kvDimOf(c);
+    this.x = new Float32Array(c.dim);
+    this.xb = new Float32Array(c.dim);
+    this.xb2 = new Float32Array(c.dim);
+    this.hb = new Float32Array(c.hiddenDim);
+    this.hb2 = new Float32Array(c.hiddenDim);
+    this.q = new Float32Array(c.dim);
+    this.k = new Float32Array(kvDim);
+    this.v = new Float32Array(kvDim);
+    this.att = new Float32Array(c.seqLen);
+    this.logits = new Float32Array(c.vocabSize);
+  }
+}
+
+/** K and V of every layer, one array per layer: [numSlots, kvDim] f32. */
+export interface KvStore {
+  k: Float32Array[];
+  v: Float32Array[];
+}
+
+export function createKvStore(model: Model, numSlots: number): KvStore {
+  const kvDim = kvDimOf(model.config);
+  const make = () => Array.from({ length: model.config.numLayers }, () => new Float32Array(numSlots * kvDim));
+  return { k: make(), v: make() };
+}
+
+/**
+ * Runs one token at position `pos` through the model. `slotOf(p)` gives the cache slot of
+ * position p of this sequence; the token's own K/V are written to slotOf(pos).
+ * Returns the logits (a view of scratch memory) when `wantLogits`, else null.
+ */
+export function forwardToken(
+  model: Model,
+  scratch: Scratch,
+  kv: KvStore,
+  token: number,
+  pos: number,
+  slotOf: (position: number) => number,
+  wantLogits: boolean,
+): Float32Array | null {
+  const c = model.config;
+  const w = model.weights;
+  const dim = c.dim;
+  const kvDim = kvDimOf(c);
+  const headSize = headSizeOf(c);
+  const kvMul = c.numHeads / c.numKvHeads;
+  const s = scratch;
+  if (token < 0 || token >= c.vocabSize) throw new RangeError(`token id ${token} is outside the vocabulary (0..${c.vocabSize - 1})`);
+  if (pos < 0 || pos >= c.seqLen) throw new RangeError(`position ${pos} is outside the context (0..${c.seqLen - 1})`);
+
+  s.x.set(w.tokenEmbedding.subarray(token * dim, (token + 1) * dim));
+  const ownSlot = slotOf(pos);
+  const invSqrtHead = Math.fround(1 / Math.sqrt(headSize));
+
+  for (let l = 0; l < c.numLayers; l++) {
+    const lw = w.layers[l];
+    rmsnorm(s.xb, s.x, lw.rmsAtt, dim, c.normEps);
+    matvec(s.q, s.xb, lw.wq, dim, dim);
+    matvec(s.k, s.xb, lw.wk, dim, kvDim);
+    matvec(s.v, s.xb, lw.wv, dim, kvDim);
+    rope(s.q, 0, dim, headSize, pos, c.ropeTheta);
+    rope(s.k, 0, kvDim, headSize, pos, c.ropeTheta);
+    const kc = kv.k[l];
+    const vc = kv.v[l];
+    kc.set(s.k, ownSlot * kvDim);
+    vc.set(s.v, ownSlot * kvDim);
+
+    for (let h = 0; h < c.numHeads; h++) {
+      const qOff = h * headSize;
+      const kvOff = Math.floor(h / kvMul) * headSize;
+      for (let t = 0; t <= pos; t++) {
+        const base = slotOf(t) * kvDim + kvOff;
+        let score = 0;
+        for (let i = 0; i < headSize; i++) score += s.q[qOff + i] * kc[base + i];
+        s.att[t] = score * invSqrtHead;
+      }
+      softmax(s.att, 0, pos + 1);
+      for (let i = 0; i < headSize; i++) s.xb[qOff + i] = 0;
+      for (let t = 0; t <= pos; t++) {
+        const base = slotOf(t) * kvDim + kvOff;
+        const a = s.att[t];
+        for (let i = 0; i < headSize; i++) s.xb[qOff + i] += a * vc[base + i];
+      }
+    }
+    matvec(s.xb2, s.xb, lw.wo, dim, dim);
+    for (let i = 0; i < dim; i++) s.x[i] += s.xb2[i];
+
+    rmsnorm(s.xb, s.x, lw.rmsFfn, dim, c.normEps);
+    matvec(s.hb, s.xb, lw.w1, dim, c.hiddenDim);
+    matvec(s.hb2, s.xb, lw.w3, dim, c.hiddenDim);
+    swiglu(s.hb, s.hb2, c.hiddenDim);
+    matvec(s.xb, s.hb, lw.w2, c.hiddenDim, dim);
+    for (let i = 0; i < dim; i++) s.x[i] += s.xb[i];
+  }
+  if (!wantLogits) return null;
+  rmsnorm(s.x, s.x, w.rmsFinal, dim, c.normEps);
+  matvec(s.logits, s.x, w.wcls, dim, c.vocabSize);
+  return s.logits;
+}
+
+/** run.c's Transformer: one sequence, a contiguous cache, forward(token, pos) -> logits. */
+export class ReferenceModel {
+  private readonly scratch: Scratch;
+  private readonly kv: KvStore;
+
+  constructor(readonly model: Model) {
+    this.scratch = new Scratch(model);
+    this.kv = createKvStore(model, model.config.seqLen);
+  }
+
+  forward(token: number, pos: number): Float32Array {
+    return forwardToken(this.model, this.scratch, this.kv, token, pos, (p) => p, true) as Float32Array;
+  }
+}
+
+/**
+ * The CPU reference as an engine executor: the same paged KV cache as the GPU engine (a pool of
+ * blocks per layer, block tables, copy-on-write copies, a CPU swap pool), token by token.
+ */
+export class CpuReferenceExecutor implements Executor {
+  readonly name = 'cpu reference';
+  private readonly scratch: Scratch;
+  private geometry: KvGeometry = { blockSize: 16, numGpuBlocks: 0, numCpuBlocks: 0 };
+  private pool: KvStore;
+  private swapPool: KvStore;
+
+  constructor(readonly model: Model) {
+    this.scratch = new Scratch(model);
+    this.pool = createKvStore(model, 0);
+    this.swapPool = createKvStore(model, 0);
+  }
+
+  configure(geometry: KvGeometry): void {
+    const { blockSize, numGpuBlocks, numCpuBlocks } = geometry;
+    for (const [name, v] of Object.entries({ blockSize, numGpuBlocks, numCpuBlocks })) {
+      if (!Number.isInteger(v) || v < 0 || (name === 'blockSize' && v === 0)) {
+        throw new RangeError(`KV geometry: ${name} must be a ${name === 'blockSize' ? 'positive' : 'non-negative'} integer, got ${v}`);
+      }
+    }
+    this.geometry = { ...geometry };
+    this.pool = createKvStore(this.model, numGpuBlocks * blockSize);
+    this.swapPool = createKvStore(this.model, numCpuBlocks * blockSize);
+  }
+
+  private moveBlock(from: KvStore, fromBlock: number, to: KvStore, toBlock: number): void {
+    const span = this.geometry.blockSize * kvDimOf(this.model.config);
+    for (let l = 0; l < this.model.config.numLayers; l++) {
+      to.k[l].set(from.k[l].subarray(fromBlock * span, (fromBlock + 1) * span), toBlock * span);
+      to.v[l].set(from.v[l].subarray(fromBlock * span, (fromBlock + 1) * span), toBlock * span);
+    }
+  }
+
+  async execute(plan: StepPlan): Promise<StepOutput> {
+    const started = performance.now();
+    for (const s of plan.swapOut) this.moveBlock(this.pool, s.gpuBlock, this.swapPool, s.cpuBlock);
+    for (const s of plan.swapIn) this.moveBlock(this.swapPool, s.cpuBlock, this.pool, s.gpuBlock);
+    for (const cp of plan.copies) this.moveBlock(this.pool, cp.srcBlock, this.pool, cp.dstBlock);
+    const bs = this.geometry.blockSize;
+    const outputs: SeqOutput[] = [];
+    for (const seq of plan.seqs) {
+      const table = seq.blockTable;
+      const slotOf = (p: number) => {
+        const block = table[Math.floor(p / bs)];
+        if (block === undefined) throw new RangeError(`sequence ${seq.seqId}: position ${p} is beyond its block table`);
+        return block * bs + (p % bs);
+      };
+      for (let k = 0; k < seq.tokenIds.length; k++) {
+        const pos = seq.startPosition + k;
+        if (seq.slots[k] !== slotOf(pos)) {
+          throw new Error(`sequence ${seq.seqId}: slot ${seq.slots[k]} of position ${pos} disagrees with its block table`);
+        }
+        const last = k === seq.tokenIds.length - 1;
+        const logits = forwardToken(this.model, this.scratch, this.pool, seq.tokenIds[k], pos, slotOf, last && seq.needsLogits);
+        if (logits) outputs.push({ seqId: seq.seqId, argmax: argmax(logits), logits: logits.slice() });
+      }
+    }
+    return { outputs, durationMs: performance.now() - started };
+  }
+
+  dispose(): void {
+    this.pool = createKvStore(this.model, 0);
+    this.swapPool = createKvStore(this.model, 0);
+  }
+}
