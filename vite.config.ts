@@ -1,11 +1,42 @@
 /// <reference types="vitest/config" />
 import { defineConfig } from 'vite';
 import { svelte } from '@sveltejs/vite-plugin-svelte';
+import { VitePWA } from 'vite-plugin-pwa';
 import { playwright } from '@vitest/browser-playwright';
 import { chromiumArgs, chromiumPath } from './tests/browser-env.ts';
 
+/**
+ * The installable, offline app: every built asset and the built-in model are precached, so after
+ * one visit servelab works with no network.
+ */
+const pwa = VitePWA({
+  registerType: 'autoUpdate',
+  injectRegister: 'script',
+  includeAssets: ['favicon.svg', 'icon-192.png', 'icon-512.png', 'models/*'],
+  manifest: {
+    name: 'servelab — LLM serving lab',
+    short_name: 'servelab',
+    description: 'A real language model on your GPU, served with a paged KV cache and continuous batching, visualised live.',
+    theme_color: '#111827',
+    background_color: '#0b1020',
+    display: 'standalone',
+    start_url: '.',
+    icons: [
+      { src: 'icon-192.png', sizes: '192x192', type: 'image/png' },
+      { src: 'icon-512.png', sizes: '512x512', type: 'image/png' },
+      { src: 'icon-512.png', sizes: '512x512', type: 'image/png', purpose: 'maskable' },
+    ],
+  },
+  workbox: {
+    globPatterns: ['**/*.{js,css,html,svg,png,webmanifest,bin,gguf,md}'],
+    maximumFileSizeToCacheInBytes: 8 * 1024 * 1024,
+    navigateFallback: 'index.html',
+    cleanupOutdatedCaches: true,
+  },
+});
+
 export default defineConfig({
-  plugins: [svelte()],
+  plugins: process.env.VITEST ? [svelte()] : [svelte(), pwa],
   worker: { format: 'es' },
   build: { target: 'es2022', sourcemap: true },
   test: {
