@@ -1,8 +1,12 @@
 /**
- * The elementary operations of the forward pass, in float32 storage with plain loops, in the
- * spirit of llama2.c's run.c. They are the CPU reference of every WGSL kernel (kernels/*.wgsl)
- * and the building blocks of src/model/reference.ts.
+ * The elementary operations of the forward pass, with plain loops, as llama2.c's run.c computes
+ * them: float32 arithmetic in run.c's order of operations. Every step is rounded with Math.fround
+ * (an IEEE double operation on float32 inputs, rounded to float32, equals the float32 operation:
+ * double has more than 2 * 24 + 2 bits), so these loops reproduce run.c's sums bit for bit (libm's
+ * expf/sinf/cosf/powf aside). They are the CPU reference of every WGSL kernel (kernels/*.wgsl) and
+ * the building blocks of src/model/reference.ts.
  */
+const f = Math.fround;
 
 /** out[i] = x[i] * w[i] / sqrt(mean(x^2) + eps), over `size` elements starting at the offsets. */
 export function rmsnorm(
@@ -17,12 +21,12 @@ export function rmsnorm(
   let ss = 0;
   for (let j = 0; j < size; j++) {
     const v = x[xOffset + j];
-    ss += v * v;
+    ss = f(ss + f(v * v));
   }
-  ss = Math.fround(ss / size);
-  ss = Math.fround(ss + eps);
-  const inv = Math.fround(1 / Math.sqrt(ss));
-  for (let j = 0; j < size; j++) out[outOffset + j] = w[j] * (inv * x[xOffset + j]);
+  ss = f(ss / size);
+  ss = f(ss + eps);
+  const inv = f(1 / f(Math.sqrt(ss)));
+  for (let j = 0; j < size; j++) out[outOffset + j] = w[j] * f(inv * x[xOffset + j]);
 }
 
 /**
@@ -41,7 +45,7 @@ export function matvec(
   for (let i = 0; i < outDim; i++) {
     let acc = 0;
     const row = wOffset + i * inDim;
-    for (let j = 0; j < inDim; j++) acc += w[row + j] * x[xOffset + j];
+    for (let j = 0; j < inDim; j++) acc = f(acc + f(w[row + j] * x[xOffset + j]));
     out[outOffset + i] = acc;
   }
 }
@@ -53,14 +57,14 @@ export function matvec(
 export function rope(vec: Float32Array, offset: number, size: number, headSize: number, pos: number, theta: number): void {
   for (let i = 0; i < size; i += 2) {
     const headDim = i % headSize;
-    const freq = Math.fround(1 / Math.fround(Math.pow(theta, headDim / headSize)));
-    const val = Math.fround(pos * freq);
-    const fcr = Math.fround(Math.cos(val));
-    const fci = Math.fround(Math.sin(val));
+    const freq = f(1 / f(Math.pow(theta, f(headDim / headSize))));
+    const val = f(pos * freq);
+    const fcr = f(Math.cos(val));
+    const fci = f(Math.sin(val));
     const v0 = vec[offset + i];
     const v1 = vec[offset + i + 1];
-    vec[offset + i] = v0 * fcr - v1 * fci;
-    vec[offset + i + 1] = v0 * fci + v1 * fcr;
+    vec[offset + i] = f(v0 * fcr) - f(v1 * fci);
+    vec[offset + i + 1] = f(v0 * fci) + f(v1 * fcr);
   }
 }
 
@@ -70,9 +74,9 @@ export function softmax(x: Float32Array, offset: number, size: number): void {
   for (let i = 0; i < size; i++) if (x[offset + i] > max) max = x[offset + i];
   let sum = 0;
   for (let i = 0; i < size; i++) {
-    const e = Math.fround(Math.exp(x[offset + i] - max));
+    const e = f(Math.exp(f(x[offset + i] - max)));
     x[offset + i] = e;
-    sum += e;
+    sum = f(sum + e);
   }
   for (let i = 0; i < size; i++) x[offset + i] = x[offset + i] / sum;
 }
@@ -81,7 +85,7 @@ export function softmax(x: Float32Array, offset: number, size: number): void {
 export function swiglu(hb: Float32Array, hb2: Float32Array, size: number, offset = 0): void {
   for (let i = 0; i < size; i++) {
     const v = hb[offset + i];
-    const s = v * (1 / (1 + Math.exp(-v)));
+    const s = f(v * f(1 / f(1 + f(Math.exp(-v)))));
     hb[offset + i] = s * hb2[offset + i];
   }
 }

@@ -80,7 +80,8 @@ export function forwardToken(
 
   s.x.set(w.tokenEmbedding.subarray(token * dim, (token + 1) * dim));
   const ownSlot = slotOf(pos);
-  const invSqrtHead = Math.fround(1 / Math.sqrt(headSize));
+  const sqrtHead = Math.fround(Math.sqrt(headSize));
+  const f = Math.fround;
 
   for (let l = 0; l < c.numLayers; l++) {
     const lw = w.layers[l];
@@ -101,19 +102,19 @@ export function forwardToken(
       for (let t = 0; t <= pos; t++) {
         const base = slotOf(t) * kvDim + kvOff;
         let score = 0;
-        for (let i = 0; i < headSize; i++) score += s.q[qOff + i] * kc[base + i];
-        s.att[t] = score * invSqrtHead;
+        for (let i = 0; i < headSize; i++) score = f(score + f(s.q[qOff + i] * kc[base + i]));
+        s.att[t] = score / sqrtHead;
       }
       softmax(s.att, 0, pos + 1);
       for (let i = 0; i < headSize; i++) s.xb[qOff + i] = 0;
       for (let t = 0; t <= pos; t++) {
         const base = slotOf(t) * kvDim + kvOff;
         const a = s.att[t];
-        for (let i = 0; i < headSize; i++) s.xb[qOff + i] += a * vc[base + i];
+        for (let i = 0; i < headSize; i++) s.xb[qOff + i] += f(a * vc[base + i]);
       }
     }
     matvec(s.xb2, s.xb, lw.wo, dim, dim);
-    for (let i = 0; i < dim; i++) s.x[i] += s.xb2[i];
+    for (let i = 0; i < dim; i++) s.x[i] += s.xb2[i]; // Float32Array stores round each sum
 
     rmsnorm(s.xb, s.x, lw.rmsFfn, dim, c.normEps);
     matvec(s.hb, s.xb, lw.w1, dim, c.hiddenDim);
