@@ -1,0 +1,79 @@
+/**
+ * Before loading a model: how much GPU memory it needs, and whether the adapter's limits allow it.
+ * Every tensor is its own buffer and the KV pool is split per layer, so the binding that matters
+ * is the largest single buffer (usually the embedding or classifier), not the total.
+ */
+import { kvDim as kvDimOf, type ModelConfig } from './types.ts';
+import { numWeightFloats } from './validate.ts';
+
+export interface MemoryEstimate {
+  weightBytes: number;
+  /** K and V for every layer of the whole pool. */
+  kvCacheBytes: number;
+  /** Per-step activations at the largest batch. */
+  activationBytes: number;
+  totalBytes: number;
+  /** The largest single GPU buffer (a tensor, or one layer's K or V pool). */
+  largestBufferBytes: number;
+  largestBufferName: string;
+  /** KV bytes per token across all layers (K and V): 2 * layers * kvDim * 4. */
+  kvBytesPerToken: number;
+}
+
+export interface KvPlan {
+  numBlocks: number;
+  blockSize: number;
+  /** Most tokens in one step (the scheduler's token budget). */
+  maxBatchTokens: number;
+}
+
+export function estimateGpuMemory(c: ModelConfig, kv: KvPlan): MemoryEstimate {
+  const f32 = 4;
+  const kvDim = kvDimOf(c);
+  const weightBytes = numWeightFloats(c) * f32;
+  const kvBytesPerToken = 2 * c.numLayers * kvDim * f32;
+  const numSlots = kv.numBlocks * kv.blockSize;
+  const kvCacheBytes = numSlots * kvBytesPerToken;
+  const t = kv.maxBatchTokens;
+  // Residual, normed input, q, k, v, attention out, two FFN halves, logits rows (at most one per token).
+  const activationBytes = t * (4 * c.dim + 2 * kvDim + 2 * c.hiddenDim + c.vocabSize) * f32;
+  const candidates: [string, number][] = [
+    ['token embedding', c.vocabSize * c.dim * f32],
+    ['FFN matrix', c.hiddenDim * c.dim * f32],
+    ['attention matrix', c.dim * c.dim * f32],
+    ['one layer of the KV pool (K or V)', numSlots * kvDim * f32],
+    ['logits of one step', t * c.vocabSize * f32],
+  ];
+  const [largestBufferName, largestBufferBytes] = candidates.reduce((a, b) => (b[1] > a[1] ? b : a));
+  return {
+    weightBytes,
+    kvCacheBytes,
+    activationBytes,
+    totalBytes: weightBytes + kvCacheBytes + activationBytes,
+    largestBufferBytes,
+    largestBufferName,
+    kvBytesPerToken,
+  };
+}
+
+export interface BufferLimits {
+  maxBufferSize: number;
+  maxStorageBufferBindingSize: number;
+}
+
+/** Problems that stop this model from running on an adapter with these limits (empty: it fits). */
+export function checkLimits(e: MemoryEstimate, limits: BufferLimits, memoryBudgetBytes?: number): string[] {
+  const problems: string[] = [];
+  const bindingLimit = Math.min(limits.maxBufferSize, limits.maxStorageBufferBindingSize);
+  if (e.largestBufferBytes > bindingLimit) {
+    problems.push(
+      `its ${e.largestBufferName} needs a ${mib(e.largestBufferBytes)} buffer, but this GPU binds at most ${mib(bindingLimit)}`,
+    );
+  }
+  if (memoryBudgetBytes !== undefined && e.totalBytes > memoryBudgetBytes) {
+    problems.push(`it needs about ${mib(e.totalBytes)} of GPU memory, more than the ${mib(memoryBudgetBytes)} budget`);
+  }
+  return problems;
+}
+
+const mib = (n: number) => `${(n / 1024 ** 2).toFixed(n < 10 * 1024 ** 2 ? 2 : 0)} MiB`;
