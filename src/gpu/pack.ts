@@ -1,0 +1,72 @@
+/**
+ * Flattens a StepPlan into the typed arrays the WebGPU forward pass uploads: one row per
+ * scheduled token (sequences' tokens mixed in one batch), each with its own position, KV slot and
+ * block table, plus the rows whose logits are needed. Pure: no GPU calls.
+ */
+import type { StepPlan } from '../engine/types.ts';
+
+export interface PackedStep {
+  numTokens: number;
+  tokenIds: Uint32Array; // [numTokens]
+  positions: Uint32Array; // [numTokens]
+  slots: Uint32Array; // [numTokens] physical KV slot: block * blockSize + offset
+  /** Where the token's sequence's block table starts in blockTables. */
+  tableOffsets: Uint32Array; // [numTokens]
+  blockTables: Uint32Array; // [sum of the sequences' table lengths]
+  /** Token rows whose logits are needed (each a sequence's last scheduled token). */
+  logitRows: Uint32Array; // [numLogitRows]
+  logitSeqIds: number[]; // [numLogitRows]
+  /** Whether that row's full logits must come back to the CPU (non-greedy sampling). */
+  logitsWanted: boolean[]; // [numLogitRows]
+}
+
+export function packStep(plan: StepPlan, blockSize: number, vocabSize: number, maxPositions: number): PackedStep {
+  const numTokens = plan.seqs.reduce((n, s) => n + s.tokenIds.length, 0);
+  const numTableEntries = plan.seqs.reduce((n, s) => n + s.blockTable.length, 0);
+  const p: PackedStep = {
+    numTokens,
+    tokenIds: new Uint32Array(numTokens),
+    positions: new Uint32Array(numTokens),
+    slots: new Uint32Array(numTokens),
+    tableOffsets: new Uint32Array(numTokens),
+    blockTables: new Uint32Array(numTableEntries),
+    logitRows: new Uint32Array(plan.seqs.filter((s) => s.needsLogits).length),
+    logitSeqIds: [],
+    logitsWanted: [],
+  };
+  let row = 0;
+  let tableOffset = 0;
+  for (const seq of plan.seqs) {
+    if (seq.slots.length !== seq.tokenIds.length) {
+      throw new Error(`sequence ${seq.seqId}: ${seq.tokenIds.length} tokens but ${seq.slots.length} slots`);
+    }
+    const lastPos = seq.startPosition + seq.tokenIds.length - 1;
+    if (lastPos >= maxPositions) throw new RangeError(`sequence ${seq.seqId}: position ${lastPos} is beyond the context (${maxPositions})`);
+    if (Math.floor(lastPos / blockSize) >= seq.blockTable.length) {
+      throw new RangeError(`sequence ${seq.seqId}: position ${lastPos} is beyond its block table of ${seq.blockTable.length} blocks`);
+    }
+    p.blockTables.set(seq.blockTable, tableOffset);
+    for (let k = 0; k < seq.tokenIds.length; k++) {
+      const token = seq.tokenIds[k];
+      if (!(token >= 0 && token < vocabSize)) throw new RangeError(`sequence ${seq.seqId}: token id ${token} is outside the vocabulary`);
+      const pos = seq.startPosition + k;
+      const expected = seq.blockTable[Math.floor(pos / blockSize)] * blockSize + (pos % blockSize);
+      if (seq.slots[k] !== expected) {
+        throw new Error(`sequence ${seq.seqId}: slot ${seq.slots[k]} of position ${pos} disagrees with its block table (${expected})`);
+      }
+      p.tokenIds[row] = token;
+      p.positions[row] = pos;
+      p.slots[row] = seq.slots[k];
+      p.tableOffsets[row] = tableOffset;
+      row++;
+    }
+    if (seq.needsLogits && seq.tokenIds.length > 0) {
+      p.logitRows[p.logitSeqIds.length] = row - 1;
+      p.logitSeqIds.push(seq.seqId);
+      p.logitsWanted.push(seq.sampling.temperature > 0);
+    }
+    tableOffset += seq.blockTable.length;
+  }
+  if (p.logitSeqIds.length !== p.logitRows.length) p.logitRows = p.logitRows.slice(0, p.logitSeqIds.length);
+  return p;
+}

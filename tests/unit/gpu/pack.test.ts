@@ -1,0 +1,36 @@
+import { describe, expect, it } from 'vitest';
+import { packStep } from '../../../src/gpu/pack.ts';
+import type { ScheduledSeq, StepPlan } from '../../../src/engine/types.ts';
+
+const greedy = { temperature: 0, topP: 0.9, topK: 0, seed: 1 };
+const warm = { ...greedy, temperature: 0.8 };
+
+function seq(seqId: number, tokenIds: number[], startPosition: number, blockTable: number[], needsLogits = true, sampling = greedy): ScheduledSeq {
+  const slots = tokenIds.map((_, k) => blockTable[Math.floor((startPosition + k) / 4)] * 4 + ((startPosition + k) % 4));
+  return { seqId, requestId: `r${seqId}`, tokenIds, startPosition, slots, blockTable, needsLogits, sampling };
+}
+const plan = (seqs: ScheduledSeq[]): StepPlan => ({ stepIndex: 0, seqs, copies: [], swapOut: [], swapIn: [], numBatchedTokens: 0 });
+
+describe('packStep', () => {
+  it('flattens mixed prefill chunks and decode tokens', () => {
+    const p = packStep(plan([seq(7, [1, 50, 60, 70, 80], 0, [3, 9]), seq(8, [99], 6, [2, 5], true, warm), seq(9, [11, 12], 2, [4], false)]), 4, 512, 512);
+    expect(p.numTokens).toBe(8);
+    expect([...p.tokenIds]).toEqual([1, 50, 60, 70, 80, 99, 11, 12]);
+    expect([...p.positions]).toEqual([0, 1, 2, 3, 4, 6, 2, 3]);
+    expect([...p.slots]).toEqual([12, 13, 14, 15, 36, 22, 18, 19]);
+    expect([...p.blockTables]).toEqual([3, 9, 2, 5, 4]);
+    expect([...p.tableOffsets]).toEqual([0, 0, 0, 0, 0, 2, 4, 4]);
+    expect([...p.logitRows]).toEqual([4, 5]);
+    expect(p.logitSeqIds).toEqual([7, 8]);
+    expect(p.logitsWanted).toEqual([false, true]);
+  });
+
+  it('rejects plans the kernels would read out of bounds', () => {
+    expect(() => packStep(plan([seq(1, [600], 0, [0])]), 4, 512, 512)).toThrow(/outside the vocabulary/);
+    expect(() => packStep(plan([seq(1, [5, 6], 3, [0])]), 4, 512, 512)).toThrow(/beyond its block table/);
+    expect(() => packStep(plan([seq(1, [5], 600, new Array(200).fill(0))]), 4, 512, 512)).toThrow(/beyond the context/);
+    const bad = seq(1, [5], 0, [2]);
+    bad.slots = [3];
+    expect(() => packStep(plan([bad]), 4, 512, 512)).toThrow(/disagrees with its block table \(8\)/);
+  });
+});
