@@ -61,6 +61,12 @@ export interface StepPlan {
   swapIn: BlockSwap[];
   /** Sum of tokenIds.length over seqs. */
   numBatchedTokens: number;
+  /**
+   * Static batching only: padding tokens a request-level batch computes and throws away (prompts
+   * padded to the longest, finished members riding along). Cost models charge them; a real
+   * executor may skip them. Absent means 0.
+   */
+  numPaddingTokens?: number;
 }
 
 /** The output for one sequence whose plan entry had needsLogits. */

@@ -1,0 +1,433 @@
+/**
+ * The engine loop: schedule -> execute -> sample -> update, one iteration per step() call, on an
+ * injectable clock. Inputs (submit, cancel) take effect at step boundaries, so step() can await
+ * a GPU while the UI keeps submitting. Every event goes to listeners and to an event log from
+ * which replayEventLog() reproduces the run.
+ */
+import type { Executor, SeqOutput, StepOutput } from './types.ts';
+import { Scheduler, DEFAULT_SCHEDULER_CONFIG, isDecodeWork, type SchedulerConfig } from './scheduler.ts';
+import { Request, type RequestSpec, type RequestState } from './request.ts';
+import { MetricsCollector, type MetricsGauges, type MetricsSummary } from './metrics.ts';
+import { RealClock, VirtualClock, type Clock } from './clock.ts';
+import { Heap } from './policies.ts';
+import type { EngineEvent, EventListener } from './events.ts';
+import type { Sequence } from './request.ts';
+
+export interface EngineOptions {
+  executor: Executor;
+  config?: Partial<SchedulerConfig>;
+  /** Default: a RealClock. With a VirtualClock the engine advances it by each step's durationMs. */
+  clock?: Clock;
+  /** Shown in the Prometheus exposition. */
+  modelName?: string;
+  /** Keep every event in `eventLog` (default true; turn off for very long simulations). */
+  recordEvents?: boolean;
+  /** Run assertInvariants() after every step (default: development builds and tests). */
+  checkInvariants?: boolean;
+  /** Replay hook: a recorded token for (stepIndex, seqId) instead of sampling. */
+  sampleOverride?: (stepIndex: number, seqId: number) => number | undefined;
+  /** Ended requests kept in snapshots (default 64). */
+  numRecentEndedInSnapshot?: number;
+}
+
+/** One sequence's share of the last step, for the batch timeline. */
+export interface StepSeqView {
+  seqId: number;
+  requestId: string;
+  numPrefillTokens: number;
+  numDecodeTokens: number;
+}
+
+export interface StepView {
+  stepIndex: number;
+  startMs: number;
+  durationMs: number;
+  seqs: StepSeqView[];
+  numPaddingTokens: number;
+  numCopies: number;
+  numSwapOut: number;
+  numSwapIn: number;
+}
+
+export type StepResult = { kind: 'ran'; step: StepView } | { kind: 'idle'; nextArrivalMs: number | null };
+
+export interface RequestView {
+  requestId: string;
+  state: RequestState;
+  tenant: string;
+  priority: number;
+  n: number;
+  arrivalMs: number;
+  deadlineAtMs: number;
+  firstScheduledMs: number;
+  firstTokenMs: number;
+  finishedMs: number;
+  numPromptTokens: number;
+  numCachedPromptTokens: number;
+  numPreemptions: number;
+  endReason: string | null;
+  seqIds: number[];
+  /** Per sequence. */
+  numComputedTokens: number[];
+  outputTokenIds: number[][];
+}
+
+export interface EngineSnapshot {
+  nowMs: number;
+  stepIndex: number;
+  config: SchedulerConfig;
+  gpuBlocks: {
+    refCount: Int32Array; // [numGpuBlocks]
+    numFilled: Int32Array; // [numGpuBlocks] token slots holding K/V (most of any holder)
+    ownerSeqId: Int32Array; // [numGpuBlocks] one holder (lowest seqId), -1 when free
+    cached: Uint8Array; // [numGpuBlocks] 1 when the block is in the prefix cache (free + cached = evictable)
+  };
+  /** blockId -> every holder, for blocks held by more than one sequence. */
+  sharedBlockOwners: Record<number, number[]>;
+  cpuBlocks: {
+    refCount: Int32Array; // [numCpuBlocks]
+    ownerSeqId: Int32Array; // [numCpuBlocks] -1 when free
+  };
+  queues: { running: string[]; waiting: string[]; swapped: string[]; pending: number };
+  requests: RequestView[];
+  lastStep: StepView | null;
+  metrics: MetricsSummary;
+  fairShareCounters: Record<string, number>;
+}
+
+function defaultCheckInvariants(): boolean {
+  const env = (import.meta as { env?: { DEV?: boolean } }).env;
+  return env?.DEV ?? false;
+}
+
+export class Engine {
+  readonly scheduler: Scheduler;
+  readonly executor: Executor;
+  readonly clock: Clock;
+  readonly metrics = new MetricsCollector();
+  readonly eventLog: EngineEvent[] = [];
+  readonly modelName: string;
+  private readonly listeners = new Set<EventListener>();
+  private readonly pending = new Heap<Request>((a, b) => (a.arrivalMs - b.arrivalMs || a.order - b.order) < 0);
+  private readonly deferredCancels: string[] = [];
+  private readonly recordEvents: boolean;
+  private readonly checkInvariants: boolean;
+  private readonly sampleOverride: EngineOptions['sampleOverride'];
+  private readonly numRecentEnded: number;
+  private readonly recentEnded: Request[] = [];
+  private nextOrder = 0;
+  private stepping = false;
+  private configured = false;
+  private lastStepView: StepView | null = null;
+
+  constructor(options: EngineOptions) {
+    this.executor = options.executor;
+    this.clock = options.clock ?? new RealClock();
+    this.modelName = options.modelName ?? options.executor.name;
+    this.recordEvents = options.recordEvents ?? true;
+    this.checkInvariants = options.checkInvariants ?? defaultCheckInvariants();
+    this.sampleOverride = options.sampleOverride;
+    this.numRecentEnded = options.numRecentEndedInSnapshot ?? 64;
+    this.scheduler = new Scheduler({ ...DEFAULT_SCHEDULER_CONFIG, ...options.config }, (e) => this.emit(e));
+    this.scheduler.estimateServiceMs = (r) => this.estimateServiceMs(r);
+  }
+
+  get config(): SchedulerConfig {
+    return this.scheduler.config;
+  }
+
+  /** Subscribes to events; returns the unsubscribe function. */
+  on(listener: EventListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Hands the executor its KV geometry (done by the first step if not called). */
+  async init(): Promise<void> {
+    if (this.configured) return;
+    const c = this.config;
+    await this.executor.configure({ blockSize: c.blockSize, numGpuBlocks: c.numGpuBlocks, numCpuBlocks: c.numCpuBlocks });
+    this.configured = true;
+  }
+
+  /** Queues a request (it reaches the scheduler at the first step at or after its arrival). */
+  submit(spec: RequestSpec): string {
+    const order = this.nextOrder++;
+    const requestId = spec.requestId ?? `req-${order}`;
+    const arrivalMs = spec.arrivalMs ?? this.clock.nowMs();
+    const request = new Request(spec, requestId, arrivalMs, order);
+    this.pending.push(request);
+    this.emit({
+      type: 'submit',
+      timeMs: this.clock.nowMs(),
+      stepIndex: this.scheduler.stepIndex,
+      request: { ...spec, requestId, arrivalMs },
+    });
+    return requestId;
+  }
+
+  /** Cancels a request; takes effect now between steps, or right after the step in flight. */
+  cancel(requestId: string): void {
+    this.emit({ type: 'cancel', timeMs: this.clock.nowMs(), stepIndex: this.scheduler.stepIndex, requestId });
+    if (this.stepping) this.deferredCancels.push(requestId);
+    else this.applyCancel(requestId);
+  }
+
+  /** True while anything is pending, queued, running or swapped. */
+  hasWork(): boolean {
+    return this.pending.size > 0 || this.scheduler.hasWork();
+  }
+
+  /** Arrival time of the next request not yet handed to the scheduler. */
+  nextArrivalMs(): number | null {
+    return this.pending.peek()?.arrivalMs ?? null;
+  }
+
+  /**
+   * One iteration. When nothing can run, returns 'idle'; on a VirtualClock with nothing in the
+   * system it first jumps the clock to the next arrival.
+   */
+  async step(): Promise<StepResult> {
+    if (this.stepping) throw new Error('Engine.step() called while a step is in flight');
+    this.stepping = true;
+    try {
+      if (!this.configured) await this.init();
+      const startMs = this.clock.nowMs();
+      this.admitArrivals(startMs);
+      this.scheduler.expire(startMs);
+      const scheduled = this.scheduler.schedule(startMs);
+      const plan = scheduled.plan;
+      if (plan.seqs.length === 0 && plan.swapOut.length === 0 && plan.swapIn.length === 0 && !plan.numPaddingTokens) {
+        const next = this.nextArrivalMs();
+        if (this.clock instanceof VirtualClock && next !== null && !this.scheduler.hasWork()) this.clock.advanceTo(next);
+        if (this.checkInvariants) this.scheduler.assertInvariants();
+        return { kind: 'idle', nextArrivalMs: next };
+      }
+      const output: StepOutput = await this.executor.execute(plan);
+      if (this.clock instanceof VirtualClock) this.clock.advance(output.durationMs);
+      const endMs = this.clock.nowMs();
+      const seqViews = new Map<number, StepSeqView>();
+      for (const w of scheduled.work) {
+        const v = seqViews.get(w.seq.seqId) ?? { seqId: w.seq.seqId, requestId: w.seq.request.requestId, numPrefillTokens: 0, numDecodeTokens: 0 };
+        if (isDecodeWork(w)) v.numDecodeTokens += w.numNewTokens;
+        else v.numPrefillTokens += w.numNewTokens;
+        seqViews.set(v.seqId, v);
+      }
+      const override = this.sampleOverride;
+      const sampled = this.scheduler.update(
+        scheduled,
+        output,
+        endMs,
+        override ? (seq: Sequence, out: SeqOutput) => override(plan.stepIndex, seq.seqId) ?? seq.sampler.sample(out) : undefined,
+      );
+      const touched = new Set<Request>();
+      for (const w of scheduled.work) touched.add(w.seq.request);
+      for (const r of touched) if (!r.isDone) this.metrics.observeProgress(r);
+      this.metrics.observeStep(endMs, output.durationMs, plan.seqs.length, scheduled.numPrefillTokens, scheduled.numDecodeTokens);
+
+      this.lastStepView = {
+        stepIndex: plan.stepIndex,
+        startMs,
+        durationMs: output.durationMs,
+        seqs: [...seqViews.values()],
+        numPaddingTokens: plan.numPaddingTokens ?? 0,
+        numCopies: plan.copies.length,
+        numSwapOut: plan.swapOut.length,
+        numSwapIn: plan.swapIn.length,
+      };
+      this.emit({
+        type: 'step',
+        timeMs: endMs,
+        stepIndex: plan.stepIndex,
+        durationMs: output.durationMs,
+        numSeqs: plan.seqs.length,
+        numPrefillTokens: scheduled.numPrefillTokens,
+        numDecodeTokens: scheduled.numDecodeTokens,
+        numPaddingTokens: plan.numPaddingTokens ?? 0,
+        sampled,
+      });
+      for (const id of this.deferredCancels.splice(0)) this.applyCancel(id);
+      if (this.checkInvariants) this.scheduler.assertInvariants();
+      return { kind: 'ran', step: this.lastStepView };
+    } finally {
+      this.stepping = false;
+    }
+  }
+
+  /**
+   * Steps until nothing is left (virtual clock) or nothing can run now (real clock, where the
+   * caller waits for arrivals). Returns the number of steps that ran.
+   */
+  async runUntilIdle(options: { maxSteps?: number; signal?: AbortSignal } = {}): Promise<number> {
+    const maxSteps = options.maxSteps ?? Infinity;
+    let numSteps = 0;
+    while (this.hasWork() && numSteps < maxSteps && !options.signal?.aborted) {
+      const r = await this.step();
+      if (r.kind === 'ran') numSteps++;
+      else if (!(this.clock instanceof VirtualClock) || r.nextArrivalMs === null) {
+        if (this.scheduler.hasWork() && r.nextArrivalMs === null && this.clock instanceof VirtualClock) {
+          throw new Error('the engine has queued requests but cannot schedule any (configuration too small?)');
+        }
+        break;
+      }
+    }
+    return numSteps;
+  }
+
+  getRequest(requestId: string): Request | undefined {
+    return this.scheduler.requests.get(requestId);
+  }
+
+  /** Gauges read from the scheduler and the KV cache manager now. */
+  gauges(): MetricsGauges {
+    const kv = this.scheduler.kv;
+    const fill = kv.blockFill();
+    let numUsed = 0;
+    let numFilled = 0;
+    for (let b = 0; b < fill.length; b++) {
+      if (kv.pool.refCounts[b] > 0) {
+        numUsed++;
+        numFilled += fill[b];
+      }
+    }
+    return {
+      numRunning: this.scheduler.running.length,
+      numWaiting: this.scheduler.numWaiting,
+      numSwapped: this.scheduler.swapped.length,
+      kvUsage: numUsed / kv.numGpuBlocks,
+      kvFragmentation: numUsed > 0 ? 1 - numFilled / (numUsed * kv.blockSize) : 0,
+      cpuUsage: kv.numCpuBlocks > 0 ? 1 - kv.numFreeCpuBlocks / kv.numCpuBlocks : 0,
+      numPrefixQueryTokens: kv.stats.numPrefixQueryTokens,
+      numPrefixHitTokens: kv.stats.numPrefixHitTokens,
+    };
+  }
+
+  metricsSummary(): MetricsSummary {
+    return this.metrics.summary(this.clock.nowMs(), this.gauges());
+  }
+
+  /** Prometheus text exposition (vLLM's metric names). */
+  prometheus(): string {
+    return this.metrics.prometheus(this.gauges(), this.modelName);
+  }
+
+  /** Plain data for the views (typed arrays for per-block state; postMessage-friendly). */
+  snapshot(): EngineSnapshot {
+    const kv = this.scheduler.kv;
+    const numGpu = kv.numGpuBlocks;
+    const ownerSeqId = new Int32Array(numGpu).fill(-1);
+    const cpuOwner = new Int32Array(kv.numCpuBlocks).fill(-1);
+    const holders = new Map<number, number[]>();
+    for (const [seqId, st] of kv.entries()) {
+      for (const b of st.blockTable) {
+        if (st.location === 'cpu') {
+          if (cpuOwner[b] < 0 || seqId < cpuOwner[b]) cpuOwner[b] = seqId;
+          continue;
+        }
+        if (ownerSeqId[b] < 0 || seqId < ownerSeqId[b]) ownerSeqId[b] = seqId;
+        if (kv.pool.refCounts[b] > 1) {
+          const list = holders.get(b) ?? [];
+          list.push(seqId);
+          holders.set(b, list);
+        }
+      }
+    }
+    const cached = new Uint8Array(numGpu);
+    for (let b = 0; b < numGpu; b++) cached[b] = kv.pool.blockHashes[b] >= 0 ? 1 : 0;
+    const sharedBlockOwners: Record<number, number[]> = {};
+    for (const [b, list] of holders) sharedBlockOwners[b] = list.sort((x, y) => x - y);
+    const requests: RequestView[] = [];
+    for (const r of this.scheduler.live) requests.push(requestView(r));
+    for (const r of this.recentEnded) requests.push(requestView(r));
+    return {
+      nowMs: this.clock.nowMs(),
+      stepIndex: this.scheduler.stepIndex,
+      config: { ...this.config },
+      gpuBlocks: { refCount: kv.pool.refCounts.slice(), numFilled: kv.blockFill(), ownerSeqId, cached },
+      sharedBlockOwners,
+      cpuBlocks: { refCount: kv.cpuRefCounts.slice(), ownerSeqId: cpuOwner },
+      queues: {
+        running: this.scheduler.running.map((r) => r.requestId),
+        waiting: this.scheduler.waiting.map((r) => r.requestId),
+        swapped: this.scheduler.swapped.map((r) => r.requestId),
+        pending: this.pending.size,
+      },
+      requests,
+      lastStep: this.lastStepView,
+      metrics: this.metricsSummary(),
+      fairShareCounters: this.scheduler.policy.counters(),
+    };
+  }
+
+  private applyCancel(requestId: string): void {
+    const r = [...this.pending.values()].find((p) => p.requestId === requestId);
+    if (r) {
+      // Not yet arrived: it goes straight to failed.
+      this.pending.remove(r);
+      r.state = 'failed';
+      r.endReason = 'cancelled';
+      r.finishedMs = this.clock.nowMs();
+      this.scheduler.requests.set(r.requestId, r);
+      this.emit({ type: 'failed', timeMs: r.finishedMs, requestId, reason: 'cancelled' });
+      return;
+    }
+    this.scheduler.cancel(requestId, this.clock.nowMs());
+  }
+
+  private admitArrivals(nowMs: number): void {
+    for (let r = this.pending.peek(); r && r.arrivalMs <= nowMs; r = this.pending.peek()) {
+      this.pending.pop();
+      this.scheduler.add(r, nowMs);
+    }
+  }
+
+  /** Lower bound on the service time still needed (deadline admission), from recent steps. */
+  private estimateServiceMs(r: Request): number {
+    const m = this.metrics;
+    if (m.numSteps === 0) return 0;
+    const tp = m.throughput();
+    const tokensPerMs = (tp.prefillTokensPerS + tp.decodeTokensPerS) / 1000;
+    const prefillMs = tokensPerMs > 0 ? r.numUncomputedTokens() / tokensPerMs : 0;
+    const itl = m.itlMs.size > 0 ? m.itlMs.stats().p50 : 0;
+    const generated = r.seqs.length > 0 ? r.seqs[0].numOutputTokens : 0;
+    const remainingOutput = r.spec.predictedOutputTokens !== undefined ? Math.max(1, r.spec.predictedOutputTokens - generated) : 1;
+    return prefillMs + (remainingOutput - 1) * itl;
+  }
+
+  private emit(e: EngineEvent): void {
+    if (this.recordEvents) this.eventLog.push(e);
+    if (e.type === 'finished' || e.type === 'failed' || e.type === 'rejected') {
+      const r = this.scheduler.requests.get(e.requestId);
+      if (r) {
+        this.metrics.observeEnd(r);
+        this.recentEnded.push(r);
+        if (this.recentEnded.length > this.numRecentEnded) this.recentEnded.shift();
+      }
+    } else if (e.type === 'preempted') {
+      this.metrics.observePreemption();
+    }
+    for (const l of this.listeners) l(e);
+  }
+}
+
+function requestView(r: Request): RequestView {
+  return {
+    requestId: r.requestId,
+    state: r.state,
+    tenant: r.tenant,
+    priority: r.priority,
+    n: r.n,
+    arrivalMs: r.arrivalMs,
+    deadlineAtMs: r.deadlineAtMs,
+    firstScheduledMs: r.firstScheduledMs,
+    firstTokenMs: r.firstTokenMs,
+    finishedMs: r.finishedMs,
+    numPromptTokens: r.numPromptTokens,
+    numCachedPromptTokens: r.numCachedPromptTokens,
+    numPreemptions: r.numPreemptions,
+    endReason: r.endReason,
+    seqIds: r.seqs.map((s) => s.seqId),
+    numComputedTokens: r.seqs.map((s) => s.numComputedTokens),
+    outputTokenIds: r.seqs.map((s) => s.outputTokenIds),
+  };
+}

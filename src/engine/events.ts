@@ -1,0 +1,37 @@
+/**
+ * Engine events: plain JSON objects, streamed to listeners and kept in the event log. Inputs
+ * (submit, cancel) are logged with the step before which they took effect, so a log replays.
+ */
+import type { FailReason, FinishReason, RejectReason, RequestSpec } from './request.ts';
+
+export type PreemptionMode = 'recompute' | 'swap' | 'abort';
+
+export type EngineEvent =
+  /** Input: a request was handed to the engine (arrivalMs filled in). */
+  | { type: 'submit'; timeMs: number; stepIndex: number; request: RequestSpec & { requestId: string; arrivalMs: number } }
+  /** Input: a cancellation. */
+  | { type: 'cancel'; timeMs: number; stepIndex: number; requestId: string }
+  /** The request reached the scheduler and was queued. */
+  | { type: 'queued'; timeMs: number; requestId: string }
+  | { type: 'rejected'; timeMs: number; requestId: string; reason: RejectReason; detail: string }
+  /** First admission, or re-admission after a preemption. */
+  | { type: 'scheduled'; timeMs: number; stepIndex: number; requestId: string; numCachedTokens: number; resumed: boolean }
+  | { type: 'token'; timeMs: number; requestId: string; seqId: number; seqIndex: number; tokenId: number; index: number }
+  | { type: 'preempted'; timeMs: number; stepIndex: number; requestId: string; mode: PreemptionMode }
+  | { type: 'finished'; timeMs: number; requestId: string; reasons: FinishReason[]; numOutputTokens: number[] }
+  | { type: 'failed'; timeMs: number; requestId: string; reason: FailReason }
+  | {
+      type: 'step';
+      timeMs: number;
+      stepIndex: number;
+      durationMs: number;
+      numSeqs: number;
+      numPrefillTokens: number;
+      numDecodeTokens: number;
+      numPaddingTokens: number;
+      /** Sampled token per seqId this step (including stop tokens), for replay. */
+      sampled: [seqId: number, tokenId: number][];
+    };
+
+export type EngineEventType = EngineEvent['type'];
+export type EventListener = (event: EngineEvent) => void;

@@ -1,0 +1,240 @@
+/**
+ * Scheduling policies: an order over requests (who is admitted first, who is preempted last)
+ * and the waiting queue that serves that order.
+ *  - fcfs: arrival time.
+ *  - priority: lower `priority` first, then arrival.
+ *  - edf: earliest absolute deadline first (no deadline = last), then arrival.
+ *  - sjf: shortest predicted remaining work (tokens) first, then arrival.
+ *  - fair: token-based fair share across tenants, the Virtual Token Counter of Sheng et al.
+ *    ("Fairness in Serving Large Language Models", OSDI '24): each tenant's counter grows by
+ *    the weighted tokens it is served; the backlogged tenant with the smallest counter goes
+ *    next; a tenant returning from idle is lifted to the smallest active counter so it cannot
+ *    bank credit. Within a tenant, arrival order.
+ * The preemption victim is always the running request that ranks last.
+ */
+import type { Request } from './request.ts';
+
+export type PolicyName = 'fcfs' | 'priority' | 'edf' | 'sjf' | 'fair';
+export const POLICY_NAMES: readonly PolicyName[] = ['fcfs', 'priority', 'edf', 'sjf', 'fair'];
+
+export interface FairShareConfig {
+  /** Counter cost of one prefill (prompt) token. */
+  prefillTokenWeight: number;
+  /** Counter cost of one generated token. */
+  decodeTokenWeight: number;
+  /** A tenant's share; counters grow by cost / weight (default 1). */
+  tenantWeights: Record<string, number>;
+}
+
+export const DEFAULT_FAIR_SHARE: FairShareConfig = { prefillTokenWeight: 1, decodeTokenWeight: 2, tenantWeights: {} };
+
+function byArrival(a: Request, b: Request): number {
+  return a.arrivalMs - b.arrivalMs || a.order - b.order;
+}
+
+/** A binary heap; `remove` is O(n) (cancellations and timeouts only). */
+export class Heap<T> {
+  private readonly items: T[] = [];
+  constructor(private readonly less: (a: T, b: T) => boolean) {}
+  get size(): number {
+    return this.items.length;
+  }
+  peek(): T | undefined {
+    return this.items[0];
+  }
+  push(x: T): void {
+    this.items.push(x);
+    this.up(this.items.length - 1);
+  }
+  pop(): T | undefined {
+    const top = this.items[0];
+    const last = this.items.pop();
+    if (this.items.length > 0 && last !== undefined) {
+      this.items[0] = last;
+      this.down(0);
+    }
+    return top;
+  }
+  remove(x: T): boolean {
+    const i = this.items.indexOf(x);
+    if (i < 0) return false;
+    const last = this.items.pop()!;
+    if (i < this.items.length) {
+      this.items[i] = last;
+      this.down(i);
+      this.up(i);
+    }
+    return true;
+  }
+  values(): readonly T[] {
+    return this.items;
+  }
+  private up(i: number): void {
+    const a = this.items;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (!this.less(a[i], a[p])) break;
+      [a[i], a[p]] = [a[p], a[i]];
+      i = p;
+    }
+  }
+  private down(i: number): void {
+    const a = this.items;
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let m = i;
+      if (l < a.length && this.less(a[l], a[m])) m = l;
+      if (r < a.length && this.less(a[r], a[m])) m = r;
+      if (m === i) break;
+      [a[i], a[m]] = [a[m], a[i]];
+      i = m;
+    }
+  }
+}
+
+/** A policy: a total order over requests plus its waiting queue. */
+export interface Policy {
+  readonly name: PolicyName;
+  /** Negative when a should be served before b. */
+  compare(a: Request, b: Request): number;
+  readonly waiting: WaitingQueue;
+  /** Tokens were computed for a request (fair share accounting). */
+  onServed(request: Request, numPrefillTokens: number, numDecodeTokens: number): void;
+  /** A request joined the system (fair share: lift an idle tenant's counter). */
+  onArrival(request: Request, activeTenants: ReadonlySet<string>): void;
+  /** Tenant counters, for display (fair share only; empty otherwise). */
+  counters(): Record<string, number>;
+}
+
+export interface WaitingQueue {
+  readonly size: number;
+  push(r: Request): void;
+  peek(): Request | undefined;
+  pop(): Request | undefined;
+  remove(r: Request): boolean;
+  /** In service order (a copy). */
+  toArray(): Request[];
+}
+
+class HeapQueue implements WaitingQueue {
+  private readonly heap: Heap<Request>;
+  constructor(private readonly compare: (a: Request, b: Request) => number) {
+    this.heap = new Heap((a, b) => compare(a, b) < 0);
+  }
+  get size(): number {
+    return this.heap.size;
+  }
+  push(r: Request): void {
+    this.heap.push(r);
+  }
+  peek(): Request | undefined {
+    return this.heap.peek();
+  }
+  pop(): Request | undefined {
+    return this.heap.pop();
+  }
+  remove(r: Request): boolean {
+    return this.heap.remove(r);
+  }
+  toArray(): Request[] {
+    return this.heap.values().slice().sort(this.compare);
+  }
+}
+
+/** Per-tenant FCFS heaps; the backlogged tenant with the smallest counter is served next. */
+class FairQueue implements WaitingQueue {
+  private readonly tenants = new Map<string, Heap<Request>>();
+  private total = 0;
+  constructor(private readonly counter: (tenant: string) => number) {}
+  get size(): number {
+    return this.total;
+  }
+  push(r: Request): void {
+    let h = this.tenants.get(r.tenant);
+    if (!h) {
+      h = new Heap((a, b) => byArrival(a, b) < 0);
+      this.tenants.set(r.tenant, h);
+    }
+    h.push(r);
+    this.total++;
+  }
+  private headTenant(): Heap<Request> | undefined {
+    let best: Heap<Request> | undefined;
+    let bestKey = Infinity;
+    let bestName = '';
+    for (const [name, h] of this.tenants) {
+      if (h.size === 0) continue;
+      const key = this.counter(name);
+      if (key < bestKey || (key === bestKey && name < bestName)) {
+        best = h;
+        bestKey = key;
+        bestName = name;
+      }
+    }
+    return best;
+  }
+  peek(): Request | undefined {
+    return this.headTenant()?.peek();
+  }
+  pop(): Request | undefined {
+    const h = this.headTenant();
+    if (!h) return undefined;
+    this.total--;
+    return h.pop();
+  }
+  remove(r: Request): boolean {
+    const ok = this.tenants.get(r.tenant)?.remove(r) ?? false;
+    if (ok) this.total--;
+    return ok;
+  }
+  toArray(): Request[] {
+    const all: Request[] = [];
+    for (const h of this.tenants.values()) all.push(...h.values());
+    return all.sort((a, b) => this.counter(a.tenant) - this.counter(b.tenant) || byArrival(a, b));
+  }
+}
+
+export function createPolicy(name: PolicyName, fair: FairShareConfig = DEFAULT_FAIR_SHARE): Policy {
+  const noop = () => {};
+  switch (name) {
+    case 'fcfs':
+      return { name, compare: byArrival, waiting: new HeapQueue(byArrival), onServed: noop, onArrival: noop, counters: () => ({}) };
+    case 'priority': {
+      const compare = (a: Request, b: Request) => a.priority - b.priority || byArrival(a, b);
+      return { name, compare, waiting: new HeapQueue(compare), onServed: noop, onArrival: noop, counters: () => ({}) };
+    }
+    case 'edf': {
+      const compare = (a: Request, b: Request) =>
+        a.deadlineAtMs === b.deadlineAtMs ? byArrival(a, b) : a.deadlineAtMs < b.deadlineAtMs ? -1 : 1;
+      return { name, compare, waiting: new HeapQueue(compare), onServed: noop, onArrival: noop, counters: () => ({}) };
+    }
+    case 'sjf': {
+      // The waiting key is fixed while a request waits, so the heap stays valid.
+      const compare = (a: Request, b: Request) => a.predictedRemainingTokens() - b.predictedRemainingTokens() || byArrival(a, b);
+      return { name, compare, waiting: new HeapQueue(compare), onServed: noop, onArrival: noop, counters: () => ({}) };
+    }
+    case 'fair': {
+      const counters = new Map<string, number>();
+      const counter = (t: string) => counters.get(t) ?? 0;
+      const weight = (t: string) => fair.tenantWeights[t] ?? 1;
+      const compare = (a: Request, b: Request) => counter(a.tenant) - counter(b.tenant) || byArrival(a, b);
+      return {
+        name,
+        compare,
+        waiting: new FairQueue(counter),
+        onServed(r, numPrefill, numDecode) {
+          const cost = numPrefill * fair.prefillTokenWeight + numDecode * fair.decodeTokenWeight;
+          counters.set(r.tenant, counter(r.tenant) + cost / weight(r.tenant));
+        },
+        onArrival(r, activeTenants) {
+          if (activeTenants.has(r.tenant)) return;
+          let minActive = Infinity;
+          for (const t of activeTenants) minActive = Math.min(minActive, counter(t));
+          if (minActive !== Infinity) counters.set(r.tenant, Math.max(counter(r.tenant), minActive));
+        },
+        counters: () => Object.fromEntries(counters),
+      };
+    }
+  }
+}

@@ -1,0 +1,681 @@
+/**
+ * The iteration-level scheduler (vLLM v1 style): each step it decides which sequences compute
+ * how many tokens, within a token budget (maxNumBatchedTokens) and a sequence cap (maxNumSeqs).
+ * Running requests go first (one decode token each, or the next chunk of a prompt: chunked
+ * prefill), then swapped-out and waiting ones in policy order. When the KV cache manager says
+ * memory is short, the scheduler preempts the running request the policy ranks last, by
+ * recompute, swap or abort. A static-batching mode (request-level batches, padded) runs on the
+ * same machinery for comparison.
+ *
+ * Invariants (assertInvariants, after every step in tests):
+ *  1. every live request is in exactly the queue its state names (waiting/running/swapped);
+ *  2. waiting requests hold no KV blocks; swapped requests hold CPU blocks only;
+ *  3. every GPU-resident sequence has numSlots === numComputedTokens (tokens cached equal tokens
+ *     computed), and a running sequence without blocks has computed nothing;
+ *  4. finished sequences and ended requests hold no blocks; the KV manager tracks no other
+ *     sequences;
+ *  5. running requests occupy at most maxNumSeqs sequence slots;
+ *  6. the KV cache manager's own invariants hold.
+ */
+import type { BlockCopy, BlockSwap, ScheduledSeq, SeqOutput, StepOutput, StepPlan } from './types.ts';
+import { KvCacheManager } from './kvCacheManager.ts';
+import { createPolicy, DEFAULT_FAIR_SHARE, type FairShareConfig, type Policy, type PolicyName } from './policies.ts';
+import { Request, Sequence, createSequenceSampler, type FailReason, type FinishReason, type RejectReason } from './request.ts';
+import type { EngineEvent, PreemptionMode } from './events.ts';
+
+export type BatchingMode = 'continuous' | 'static';
+
+export interface SchedulerConfig {
+  blockSize: number;
+  numGpuBlocks: number;
+  numCpuBlocks: number;
+  enablePrefixCaching: boolean;
+  /** Token budget of one step. */
+  maxNumBatchedTokens: number;
+  /** Sequences per step at most (a request with n samples counts n). */
+  maxNumSeqs: number;
+  /** Context length: prompt + output tokens of a sequence at most. */
+  maxModelLen: number;
+  /** Split long prompts across steps; without it a prompt must fit the remaining budget whole. */
+  enableChunkedPrefill: boolean;
+  policy: PolicyName;
+  preemptionMode: PreemptionMode;
+  batching: BatchingMode;
+  fairShare: FairShareConfig;
+  /** Admission: waiting requests at most (Infinity: no cap). */
+  maxQueueLength: number;
+  /** Admission: in-flight (waiting + running + swapped) requests per tenant at most. */
+  tenantMaxInFlight: Record<string, number>;
+  /** A request older than this (since arrival) fails with 'timeout'. */
+  requestTimeoutMs: number;
+}
+
+export const DEFAULT_SCHEDULER_CONFIG: SchedulerConfig = {
+  blockSize: 16,
+  numGpuBlocks: 256,
+  numCpuBlocks: 256,
+  enablePrefixCaching: true,
+  maxNumBatchedTokens: 512,
+  maxNumSeqs: 64,
+  maxModelLen: 512,
+  enableChunkedPrefill: true,
+  policy: 'fcfs',
+  preemptionMode: 'recompute',
+  batching: 'continuous',
+  fairShare: DEFAULT_FAIR_SHARE,
+  maxQueueLength: Infinity,
+  tenantMaxInFlight: {},
+  requestTimeoutMs: Infinity,
+};
+
+/** One sequence's work this step. */
+export interface SeqWork {
+  seq: Sequence;
+  startPosition: number;
+  numNewTokens: number;
+  copies: BlockCopy[];
+  /** Prompt tokens this allocation took from the prefix cache (startPosition, for a new seq). */
+  numCachedTokens: number;
+}
+
+/** A scheduled step: the executor's plan plus what update() needs. */
+export interface ScheduledStep {
+  plan: StepPlan;
+  work: SeqWork[];
+  numPrefillTokens: number;
+  numDecodeTokens: number;
+}
+
+/** Lower bound on the time a request still needs (deadline admission); 0 = only past deadlines. */
+export type ServiceTimeEstimator = (request: Request) => number;
+
+interface StepContext {
+  budget: number;
+  scheduled: Map<Request, SeqWork[]>;
+  /** Requests that may not be preempted this step (admitted or swapped in during it). */
+  protectedRequests: Set<Request>;
+  swapOut: BlockSwap[];
+  swapIn: BlockSwap[];
+  numPreempted: number;
+}
+
+export class Scheduler {
+  readonly config: SchedulerConfig;
+  readonly kv: KvCacheManager;
+  readonly policy: Policy;
+  /** Running requests, in admission order. */
+  readonly running: Request[] = [];
+  /** Swapped-out requests. */
+  readonly swapped: Request[] = [];
+  /** Every request not yet ended. */
+  readonly live = new Set<Request>();
+  readonly requests = new Map<string, Request>();
+  readonly seqById = new Map<number, Sequence>();
+  estimateServiceMs: ServiceTimeEstimator = () => 0;
+  stepIndex = 0;
+  numPreemptions = 0;
+  private nextSeqId = 0;
+  private readonly inFlightByTenant = new Map<string, number>();
+  private numLiveWithDeadline = 0;
+  /** Static batching: the current request-level batch and each member's padded prefill progress. */
+  private staticBatch: Request[] = [];
+  private staticPaddedPromptLen = 0;
+  private readonly staticProgress = new Map<Request, number>();
+
+  constructor(config: Partial<SchedulerConfig>, private readonly emit: (e: EngineEvent) => void = () => {}) {
+    this.config = { ...DEFAULT_SCHEDULER_CONFIG, ...config };
+    const c = this.config;
+    for (const [k, v] of Object.entries({ maxNumBatchedTokens: c.maxNumBatchedTokens, maxNumSeqs: c.maxNumSeqs, maxModelLen: c.maxModelLen })) {
+      if (!Number.isInteger(v) || v <= 0) throw new RangeError(`${k} must be a positive integer, got ${v}`);
+    }
+    if (!c.enableChunkedPrefill && c.maxNumBatchedTokens < c.maxModelLen) {
+      // A preempted sequence re-prefills up to maxModelLen tokens in one step.
+      throw new RangeError(`without chunked prefill maxNumBatchedTokens (${c.maxNumBatchedTokens}) must be >= maxModelLen (${c.maxModelLen})`);
+    }
+    this.kv = new KvCacheManager({
+      blockSize: c.blockSize,
+      numGpuBlocks: c.numGpuBlocks,
+      numCpuBlocks: c.numCpuBlocks,
+      enablePrefixCaching: c.enablePrefixCaching && c.batching === 'continuous',
+    });
+    this.policy = createPolicy(c.policy, c.fairShare);
+  }
+
+  get waiting(): Request[] {
+    return this.policy.waiting.toArray();
+  }
+  get numWaiting(): number {
+    return this.policy.waiting.size;
+  }
+  /** True while any request is queued, running or swapped. */
+  hasWork(): boolean {
+    return this.live.size > 0;
+  }
+  /** Sequence slots taken by running requests. */
+  numRunningSeqSlots(): number {
+    let n = 0;
+    for (const r of this.running) n += r.numSeqSlots();
+    return n;
+  }
+
+  /** Admission control. Creates the request's first sequence; returns null or why it was rejected. */
+  add(request: Request, nowMs: number): { reason: RejectReason; detail: string } | null {
+    const c = this.config;
+    const P = request.numPromptTokens;
+    const reject = (reason: RejectReason, detail: string) => {
+      request.state = 'rejected';
+      request.endReason = reason;
+      request.finishedMs = nowMs;
+      this.requests.set(request.requestId, request);
+      this.emit({ type: 'rejected', timeMs: nowMs, requestId: request.requestId, reason, detail });
+      return { reason, detail };
+    };
+    if (this.requests.has(request.requestId)) return reject('invalid', `duplicate requestId ${request.requestId}`);
+    if (P < 1) return reject('invalid', 'empty prompt');
+    if (!Number.isInteger(request.maxTokens) || request.maxTokens < 1) return reject('invalid', `maxTokens must be a positive integer, got ${request.maxTokens}`);
+    if (!Number.isInteger(request.n) || request.n < 1) return reject('invalid', `n must be a positive integer, got ${request.n}`);
+    if (request.n > c.maxNumSeqs) return reject('invalid', `n = ${request.n} exceeds maxNumSeqs = ${c.maxNumSeqs}`);
+    if (P >= c.maxModelLen) return reject('prompt_too_long', `prompt of ${P} tokens leaves no room in maxModelLen = ${c.maxModelLen}`);
+    if (!c.enableChunkedPrefill && P > c.maxNumBatchedTokens) {
+      return reject('prompt_too_long', `prompt of ${P} tokens exceeds maxNumBatchedTokens = ${c.maxNumBatchedTokens} without chunked prefill`);
+    }
+    const worstBlocks = request.n * this.kv.blocksFor(Math.min(P + request.maxTokens, c.maxModelLen));
+    if (worstBlocks > c.numGpuBlocks) {
+      return reject('exceeds_kv_capacity', `needs up to ${worstBlocks} blocks alone; the GPU pool has ${c.numGpuBlocks}`);
+    }
+    if (this.policy.waiting.size >= c.maxQueueLength) return reject('queue_full', `${this.policy.waiting.size} requests waiting (cap ${c.maxQueueLength})`);
+    const quota = c.tenantMaxInFlight[request.tenant];
+    const inFlight = this.inFlightByTenant.get(request.tenant) ?? 0;
+    if (quota !== undefined && inFlight >= quota) return reject('tenant_quota', `tenant ${request.tenant} has ${inFlight} requests in flight (quota ${quota})`);
+    if (nowMs + this.estimateServiceMs(request) > request.deadlineAtMs) {
+      return reject('deadline_unmeetable', `deadline at ${request.deadlineAtMs.toFixed(1)} ms cannot be met (now ${nowMs.toFixed(1)} ms)`);
+    }
+
+    const seq = new Sequence(this.nextSeqId++, request, 0, request.promptTokenIds.slice(), [], createSequenceSampler(request, 0));
+    request.seqs.push(seq);
+    this.seqById.set(seq.seqId, seq);
+    this.requests.set(request.requestId, request);
+    this.policy.onArrival(request, new Set([...this.inFlightByTenant].filter(([, k]) => k > 0).map(([t]) => t)));
+    this.live.add(request);
+    this.inFlightByTenant.set(request.tenant, inFlight + 1);
+    if (request.deadlineAtMs !== Infinity) this.numLiveWithDeadline++;
+    request.state = 'waiting';
+    this.policy.waiting.push(request);
+    this.emit({ type: 'queued', timeMs: nowMs, requestId: request.requestId });
+    return null;
+  }
+
+  /** Cancels a live request (no-op for unknown or ended ones). */
+  cancel(requestId: string, nowMs: number, reason: FailReason = 'cancelled'): boolean {
+    const r = this.requests.get(requestId);
+    if (!r || r.isDone) return false;
+    this.fail(r, reason, nowMs);
+    return true;
+  }
+
+  /** Times out old requests and drops waiting ones whose deadline can no longer be met. */
+  expire(nowMs: number): void {
+    if (this.config.requestTimeoutMs === Infinity && this.numLiveWithDeadline === 0) return;
+    for (const r of [...this.live]) {
+      if (nowMs - r.arrivalMs >= this.config.requestTimeoutMs) this.fail(r, 'timeout', nowMs);
+      else if (r.state === 'waiting' && nowMs + this.estimateServiceMs(r) > r.deadlineAtMs) {
+        this.policy.waiting.remove(r);
+        this.end(r, 'rejected', 'deadline_unmeetable', nowMs);
+        this.emit({ type: 'rejected', timeMs: nowMs, requestId: r.requestId, reason: 'deadline_unmeetable', detail: `deadline at ${r.deadlineAtMs.toFixed(1)} ms passed while waiting` });
+      }
+    }
+  }
+
+  /** Decides the next step. The plan may be empty (nothing runnable). */
+  schedule(nowMs: number): ScheduledStep {
+    const ctx: StepContext = {
+      budget: this.config.maxNumBatchedTokens,
+      scheduled: new Map(),
+      protectedRequests: new Set(),
+      swapOut: [],
+      swapIn: [],
+      numPreempted: 0,
+    };
+    let numPaddingTokens = 0;
+    if (this.config.batching === 'static') numPaddingTokens = this.scheduleStatic(ctx, nowMs);
+    else this.scheduleContinuous(ctx, nowMs);
+    return this.buildStep(ctx, numPaddingTokens);
+  }
+
+  /** Applies a step's results: computed tokens, sampling, stops. Returns the sampled tokens. */
+  update(
+    step: ScheduledStep,
+    output: StepOutput,
+    nowMs: number,
+    sample: (seq: Sequence, out: SeqOutput) => number = (seq, out) => seq.sampler.sample(out),
+  ): [number, number][] {
+    const outBySeq = new Map(output.outputs.map((o) => [o.seqId, o]));
+    const sampled: [number, number][] = [];
+    const served = new Map<Request, [number, number]>();
+    for (const w of step.work) {
+      const seq = w.seq;
+      if (seq.isFinished || seq.request.isDone) continue;
+      seq.numComputedTokens = w.startPosition + w.numNewTokens;
+      this.kv.commitComputed(seq, seq.numComputedTokens);
+      const isDecode = isDecodeWork(w);
+      const acc = served.get(seq.request) ?? [0, 0];
+      acc[isDecode ? 1 : 0] += w.numNewTokens;
+      served.set(seq.request, acc);
+    }
+    for (const [r, [numPrefill, numDecode]] of served) this.policy.onServed(r, numPrefill, numDecode);
+    for (const w of step.work) {
+      const seq = w.seq;
+      if (seq.isFinished || seq.request.isDone) continue;
+      if (w.startPosition + w.numNewTokens !== seq.numTokens) continue;
+      const out = outBySeq.get(seq.seqId);
+      if (!out) throw new Error(`step ${step.plan.stepIndex}: the executor returned no output for seq ${seq.seqId}, which needed logits`);
+      const req = seq.request;
+      let targets = [seq];
+      if (!req.forked) {
+        req.forked = true;
+        for (let i = 1; i < req.n; i++) {
+          const child = new Sequence(this.nextSeqId++, req, i, seq.tokenIds.slice(), seq.blockHashes.slice(), createSequenceSampler(req, i));
+          this.kv.fork(seq, child);
+          child.numComputedTokens = seq.numComputedTokens;
+          req.seqs.push(child);
+          this.seqById.set(child.seqId, child);
+        }
+        targets = req.seqs.slice();
+      }
+      for (const t of targets) {
+        const tokenId = sample(t, out);
+        sampled.push([t.seqId, tokenId]);
+        this.appendToken(t, tokenId, nowMs);
+      }
+    }
+    return sampled;
+  }
+
+  private scheduleContinuous(ctx: StepContext, nowMs: number): void {
+    const order = this.running.slice().sort((a, b) => this.policy.compare(a, b));
+    for (const req of order) {
+      if (ctx.budget <= 0) break;
+      if (req.state !== 'running') continue; // preempted earlier this step
+      const res = this.scheduleRequest(req, ctx.budget, () => {
+        const victim = this.pickVictim(ctx);
+        if (!victim || victim === req) return false;
+        this.preempt(victim, ctx, nowMs);
+        return true;
+      });
+      if (res.memoryShort) {
+        // Nobody ranks below it: it yields its own memory.
+        this.preempt(req, ctx, nowMs, res.work.length > 0);
+        continue;
+      }
+      this.commitWork(ctx, req, res.work);
+    }
+    if (ctx.numPreempted > 0) return; // memory is tight: admit nothing new this step
+
+    const swappedOrder = this.swapped.slice().sort((a, b) => this.policy.compare(a, b));
+    let swapIdx = 0;
+    let numSeqSlots = this.numRunningSeqSlots();
+    while (ctx.budget > 0) {
+      const fromSwap = swappedOrder[swapIdx];
+      const fromWait = this.policy.waiting.peek();
+      const cand = fromSwap && (!fromWait || this.policy.compare(fromSwap, fromWait) <= 0) ? fromSwap : fromWait;
+      if (!cand) break;
+      if (numSeqSlots + cand.numSeqSlots() > this.config.maxNumSeqs) break;
+      if (cand === fromSwap) {
+        const seqIds = cand.activeSeqs().filter((s) => this.kv.location(s.seqId) === 'cpu').map((s) => s.seqId);
+        // Room to swap in plus a block per sequence to grow, unless it would run alone.
+        const margin = this.running.length > 0 ? seqIds.length : 0;
+        if (this.kv.numBlocksToSwapIn(seqIds) + margin > this.kv.numFreeGpuBlocks) break;
+        ctx.swapIn.push(...this.kv.swapIn(seqIds)!);
+        swapIdx++;
+        this.swapped.splice(this.swapped.indexOf(cand), 1);
+        const res = this.scheduleRequest(cand, ctx.budget, () => false);
+        this.commitWork(ctx, cand, res.work);
+        this.startRunning(cand, ctx, nowMs, true);
+      } else {
+        const res = this.scheduleRequest(cand, ctx.budget, (r) => this.preemptForWaiting(r, ctx, nowMs));
+        if (res.memoryShort || res.work.length === 0) {
+          // All or nothing for a waiting request: give back what this attempt took.
+          for (const s of cand.activeSeqs()) {
+            this.kv.free(s.seqId);
+            s.numComputedTokens = 0;
+          }
+          break;
+        }
+        this.policy.waiting.pop();
+        this.commitWork(ctx, cand, res.work);
+        this.startRunning(cand, ctx, nowMs, cand.numPreemptions > 0);
+      }
+      numSeqSlots += cand.numSeqSlots();
+    }
+  }
+
+  /** Priority policy: a waiting request may preempt a strictly lower-priority running one. */
+  private preemptForWaiting(cand: Request, ctx: StepContext, nowMs: number): boolean {
+    if (this.policy.name !== 'priority') return false;
+    const victim = this.pickVictim(ctx);
+    if (!victim || victim.priority <= cand.priority) return false;
+    this.preempt(victim, ctx, nowMs);
+    return true;
+  }
+
+  /**
+   * Schedules as many of a request's active sequences as the budget allows. On a memory
+   * shortage it asks onMemoryShort to free some (true: retry) or gives up (memoryShort: true).
+   */
+  private scheduleRequest(req: Request, budget: number, onMemoryShort: (req: Request) => boolean): { work: SeqWork[]; memoryShort: boolean } {
+    const work: SeqWork[] = [];
+    let used = 0;
+    for (const seq of req.activeSeqs()) {
+      if (budget - used <= 0) break;
+      for (;;) {
+        const w = this.scheduleSeq(seq, budget - used);
+        if (w === 'no-budget') break;
+        if (w === 'no-memory') {
+          if (onMemoryShort(req)) continue;
+          return { work, memoryShort: true };
+        }
+        work.push(w);
+        used += w.numNewTokens;
+        break;
+      }
+    }
+    return { work, memoryShort: false };
+  }
+
+  private scheduleSeq(seq: Sequence, budget: number): SeqWork | 'no-budget' | 'no-memory' {
+    let cached: readonly number[] = [];
+    let start = seq.numComputedTokens;
+    if (!this.kv.has(seq.seqId)) {
+      if (seq.numComputedTokens !== 0) throw new Error(`seq ${seq.seqId} computed ${seq.numComputedTokens} tokens but holds no blocks`);
+      const prefix = this.kv.findCachedPrefix(seq);
+      cached = prefix.blockIds;
+      start = prefix.numTokens;
+    }
+    const remaining = seq.numTokens - start;
+    const numNew = Math.min(remaining, budget);
+    if (numNew <= 0 || (!this.config.enableChunkedPrefill && numNew < remaining)) return 'no-budget';
+    const alloc = this.kv.allocateSlots(seq, numNew, cached);
+    if (!alloc) return 'no-memory';
+    // Cache hits count as computed; a recompute or a rollback resets this to 0.
+    if (cached.length > 0) seq.numComputedTokens = start;
+    return { seq, startPosition: start, numNewTokens: numNew, copies: alloc.copies, numCachedTokens: cached.length > 0 ? start : 0 };
+  }
+
+  private commitWork(ctx: StepContext, req: Request, work: SeqWork[]): void {
+    if (work.length === 0) return;
+    const prev = ctx.scheduled.get(req) ?? [];
+    ctx.scheduled.set(req, prev.concat(work));
+    for (const w of work) {
+      ctx.budget -= w.numNewTokens;
+      req.numCachedPromptTokens += w.numCachedTokens;
+    }
+  }
+
+  /** The running request that ranks last and may be preempted this step. */
+  private pickVictim(ctx: StepContext): Request | null {
+    let victim: Request | null = null;
+    for (const r of this.running) {
+      if (ctx.protectedRequests.has(r)) continue;
+      if (!victim || this.policy.compare(r, victim) > 0) victim = r;
+    }
+    return victim;
+  }
+
+  /** Preempts a running request; `dirty` means it holds slots allocated this step and not in the plan. */
+  private preempt(req: Request, ctx: StepContext, nowMs: number, dirty = false): void {
+    const work = ctx.scheduled.get(req);
+    if (work) {
+      ctx.scheduled.delete(req);
+      for (const w of work) ctx.budget += w.numNewTokens;
+    }
+    this.running.splice(this.running.indexOf(req), 1);
+    req.numPreemptions++;
+    this.numPreemptions++;
+    ctx.numPreempted++;
+    const mode = this.config.preemptionMode;
+    const emit = (actual: PreemptionMode) =>
+      this.emit({ type: 'preempted', timeMs: nowMs, stepIndex: this.stepIndex, requestId: req.requestId, mode: actual });
+    if (mode === 'abort') {
+      emit('abort');
+      this.fail(req, 'preempted', nowMs);
+      return;
+    }
+    // A request already scheduled this step has slots (and maybe copies) beyond what it has
+    // computed; swapping those out would move unwritten blocks, so it is recomputed instead.
+    // So is one whose swap-out the CPU pool cannot hold.
+    if (mode === 'swap' && !work && !dirty) {
+      const seqIds = req.activeSeqs().filter((s) => this.kv.location(s.seqId) === 'gpu').map((s) => s.seqId);
+      const swaps = this.kv.swapOut(seqIds);
+      if (swaps) {
+        emit('swap');
+        ctx.swapOut.push(...swaps);
+        req.state = 'swapped';
+        this.swapped.push(req);
+        return;
+      }
+    }
+    emit('recompute');
+    for (const s of req.activeSeqs()) {
+      this.kv.free(s.seqId);
+      s.numComputedTokens = 0;
+    }
+    req.state = 'waiting';
+    this.policy.waiting.push(req);
+  }
+
+  private startRunning(req: Request, ctx: StepContext, nowMs: number, resumed: boolean): void {
+    req.state = 'running';
+    this.running.push(req);
+    ctx.protectedRequests.add(req);
+    if (Number.isNaN(req.firstScheduledMs)) req.firstScheduledMs = nowMs;
+    this.emit({ type: 'scheduled', timeMs: nowMs, stepIndex: this.stepIndex, requestId: req.requestId, numCachedTokens: req.numCachedPromptTokens, resumed });
+  }
+
+  /**
+   * Static batching: a batch is formed only when the previous one has wholly ended; its members
+   * reserve their worst-case memory up front, prefill in lockstep with prompts left-padded to
+   * the longest, then decode together; ended members ride along as padding until the last ends.
+   */
+  private scheduleStatic(ctx: StepContext, nowMs: number): number {
+    if (this.staticBatch.every((r) => r.isDone)) {
+      this.staticBatch = [];
+      this.staticProgress.clear();
+      let reservedBlocks = 0;
+      let numSeqSlots = 0;
+      for (;;) {
+        const cand = this.policy.waiting.peek();
+        if (!cand) break;
+        const need = cand.n * this.kv.blocksFor(Math.min(cand.numPromptTokens + cand.maxTokens, this.config.maxModelLen));
+        if (reservedBlocks + need > this.kv.numFreeGpuBlocks || numSeqSlots + cand.n > this.config.maxNumSeqs) break;
+        this.policy.waiting.pop();
+        reservedBlocks += need;
+        numSeqSlots += cand.n;
+        this.staticBatch.push(cand);
+        this.startRunning(cand, ctx, nowMs, false);
+      }
+      this.staticPaddedPromptLen = Math.max(0, ...this.staticBatch.map((r) => r.numPromptTokens));
+      for (const r of this.staticBatch) this.staticProgress.set(r, 0);
+    }
+    const Pmax = this.staticPaddedPromptLen;
+    let numPadding = 0;
+    const prefilling = this.staticBatch.some((r) => this.staticProgress.get(r)! < Pmax);
+    if (prefilling) {
+      for (const r of this.staticBatch) {
+        const v = this.staticProgress.get(r)!;
+        const chunk = Math.min(Pmax - v, ctx.budget);
+        if (chunk <= 0) continue;
+        const realStart = Pmax - r.numPromptTokens;
+        const numReal = Math.max(0, Math.min(v + chunk, Pmax) - Math.max(v, realStart));
+        numPadding += chunk - numReal;
+        ctx.budget -= chunk - numReal;
+        this.staticProgress.set(r, v + chunk);
+        if (numReal > 0 && !r.isDone) {
+          const w = this.scheduleSeq(r.seqs[0], numReal);
+          if (typeof w === 'string') throw new Error(`static batch member ${r.requestId} could not get its reserved memory (${w})`);
+          this.commitWork(ctx, r, [w]);
+        }
+      }
+      return numPadding;
+    }
+    for (const r of this.staticBatch) {
+      if (r.isDone) {
+        numPadding += r.n;
+        continue;
+      }
+      for (const s of r.seqs) {
+        if (s.isFinished) {
+          numPadding++;
+          continue;
+        }
+        const w = this.scheduleSeq(s, 1);
+        if (typeof w === 'string') throw new Error(`static batch member ${r.requestId} could not get its reserved memory (${w})`);
+        this.commitWork(ctx, r, [w]);
+      }
+    }
+    return numPadding;
+  }
+
+  private buildStep(ctx: StepContext, numPaddingTokens: number): ScheduledStep {
+    this.stepIndex++;
+    const bs = this.kv.blockSize;
+    const seqs: ScheduledSeq[] = [];
+    const work: SeqWork[] = [];
+    const copies: BlockCopy[] = [];
+    let numPrefillTokens = 0;
+    let numDecodeTokens = 0;
+    for (const ws of ctx.scheduled.values()) {
+      for (const w of ws) {
+        const { seq, startPosition, numNewTokens } = w;
+        const blockTable = this.kv.blockTable(seq.seqId).slice();
+        const slots = new Array<number>(numNewTokens);
+        for (let k = 0; k < numNewTokens; k++) {
+          const p = startPosition + k;
+          slots[k] = blockTable[Math.floor(p / bs)] * bs + (p % bs);
+        }
+        seqs.push({
+          seqId: seq.seqId,
+          requestId: seq.request.requestId,
+          tokenIds: seq.tokenIds.slice(startPosition, startPosition + numNewTokens),
+          startPosition,
+          slots,
+          blockTable,
+          needsLogits: startPosition + numNewTokens === seq.numTokens,
+          sampling: seq.sampler.params,
+        });
+        copies.push(...w.copies);
+        work.push(w);
+        if (isDecodeWork(w)) numDecodeTokens += numNewTokens;
+        else numPrefillTokens += numNewTokens;
+      }
+    }
+    const plan: StepPlan = {
+      stepIndex: this.stepIndex,
+      seqs,
+      copies,
+      swapOut: ctx.swapOut,
+      swapIn: ctx.swapIn,
+      numBatchedTokens: numPrefillTokens + numDecodeTokens,
+    };
+    if (numPaddingTokens > 0) plan.numPaddingTokens = numPaddingTokens;
+    return { plan, work, numPrefillTokens, numDecodeTokens };
+  }
+
+  private appendToken(seq: Sequence, tokenId: number, nowMs: number): void {
+    const req = seq.request;
+    if (Number.isNaN(req.firstTokenMs)) req.firstTokenMs = nowMs;
+    if (seq.index === 0) {
+      if (!Number.isNaN(req.lastTokenMs)) req.interTokenLatenciesMs.push(nowMs - req.lastTokenMs);
+      req.lastTokenMs = nowMs;
+    }
+    if (req.stopTokenIds.has(tokenId)) {
+      seq.stopTokenId = tokenId;
+      this.finishSeq(seq, 'stop', nowMs);
+      return;
+    }
+    seq.tokenIds.push(tokenId);
+    this.emit({ type: 'token', timeMs: nowMs, requestId: req.requestId, seqId: seq.seqId, seqIndex: seq.index, tokenId, index: seq.numOutputTokens - 1 });
+    if (seq.numOutputTokens >= req.maxTokens || seq.numTokens >= this.config.maxModelLen) this.finishSeq(seq, 'length', nowMs);
+  }
+
+  private finishSeq(seq: Sequence, reason: FinishReason, nowMs: number): void {
+    seq.finishReason = reason;
+    this.kv.free(seq.seqId);
+    const req = seq.request;
+    if (req.seqs.length === req.n && req.seqs.every((s) => s.isFinished)) {
+      this.end(req, 'finished', req.seqs[0].finishReason, nowMs);
+      this.emit({
+        type: 'finished',
+        timeMs: nowMs,
+        requestId: req.requestId,
+        reasons: req.seqs.map((s) => s.finishReason!),
+        numOutputTokens: req.seqs.map((s) => s.numOutputTokens),
+      });
+    }
+  }
+
+  private fail(req: Request, reason: FailReason, nowMs: number): void {
+    if (req.state === 'waiting') this.policy.waiting.remove(req);
+    this.end(req, 'failed', reason, nowMs);
+    this.emit({ type: 'failed', timeMs: nowMs, requestId: req.requestId, reason });
+  }
+
+  /** Takes a request out of every queue and frees its memory. */
+  private end(req: Request, state: 'finished' | 'failed' | 'rejected', reason: Request['endReason'], nowMs: number): void {
+    const i = this.running.indexOf(req);
+    if (i >= 0) this.running.splice(i, 1);
+    const j = this.swapped.indexOf(req);
+    if (j >= 0) this.swapped.splice(j, 1);
+    for (const s of req.seqs) {
+      this.kv.free(s.seqId);
+      this.seqById.delete(s.seqId);
+    }
+    req.state = state;
+    req.endReason = reason;
+    req.finishedMs = nowMs;
+    if (this.live.delete(req)) {
+      this.inFlightByTenant.set(req.tenant, (this.inFlightByTenant.get(req.tenant) ?? 1) - 1);
+      if (req.deadlineAtMs !== Infinity) this.numLiveWithDeadline--;
+    }
+  }
+
+  assertInvariants(): void {
+    this.kv.assertInvariants();
+    const waitingSet = new Set(this.policy.waiting.toArray());
+    if (waitingSet.size !== this.policy.waiting.size) throw new Error('a request is in the waiting queue twice');
+    const runningSet = new Set(this.running);
+    const swappedSet = new Set(this.swapped);
+    if (runningSet.size !== this.running.length) throw new Error('a request is in the running queue twice');
+    if (swappedSet.size !== this.swapped.length) throw new Error('a request is in the swapped queue twice');
+    let numKvSeqs = 0;
+    for (const r of this.live) {
+      const inQueues = [waitingSet.has(r), runningSet.has(r), swappedSet.has(r)].filter(Boolean).length;
+      if (inQueues !== 1) throw new Error(`request ${r.requestId} (${r.state}) is in ${inQueues} queues`);
+      const expected = r.state === 'waiting' ? waitingSet : r.state === 'running' ? runningSet : r.state === 'swapped' ? swappedSet : null;
+      if (!expected?.has(r)) throw new Error(`request ${r.requestId} has state ${r.state} but sits in another queue`);
+      for (const s of r.seqs) {
+        const loc = this.kv.location(s.seqId);
+        if (loc) numKvSeqs++;
+        if (s.isFinished) {
+          if (loc) throw new Error(`finished seq ${s.seqId} still holds blocks`);
+          continue;
+        }
+        if (r.state === 'waiting' && loc) throw new Error(`waiting request ${r.requestId} seq ${s.seqId} holds ${loc} blocks`);
+        if (r.state === 'swapped' && loc === 'gpu') throw new Error(`swapped request ${r.requestId} seq ${s.seqId} holds GPU blocks`);
+        if (r.state === 'running' && loc === 'cpu') throw new Error(`running request ${r.requestId} seq ${s.seqId} is in the CPU pool`);
+        if (loc === 'gpu' && this.kv.numSlots(s.seqId) !== s.numComputedTokens) {
+          throw new Error(`seq ${s.seqId} has ${this.kv.numSlots(s.seqId)} KV slots but ${s.numComputedTokens} computed tokens`);
+        }
+        if (!loc && s.numComputedTokens !== 0) throw new Error(`seq ${s.seqId} has ${s.numComputedTokens} computed tokens and no blocks`);
+      }
+    }
+    let numTracked = 0;
+    for (const _ of this.kv.entries()) numTracked++;
+    if (numTracked !== numKvSeqs) throw new Error(`the KV cache manager tracks ${numTracked} sequences but live requests own ${numKvSeqs}`);
+    if (this.numRunningSeqSlots() > this.config.maxNumSeqs) throw new Error(`running requests take ${this.numRunningSeqSlots()} sequence slots (max ${this.config.maxNumSeqs})`);
+  }
+}
+
+/** A decode token: the newest sampled token of a sequence, fed for the first time. */
+export function isDecodeWork(w: SeqWork): boolean {
+  return w.numNewTokens === 1 && w.seq.numOutputTokens > 0 && w.startPosition === w.seq.numTokens - 1;
+}
