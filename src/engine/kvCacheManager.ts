@@ -10,7 +10,7 @@
  *  2. a GPU block's refCount equals the number of GPU-resident block tables entries holding it;
  *     a CPU block's refCount equals the number of swapped-out table entries holding it;
  *  3. a sequence's table is wholly on the GPU or wholly in the CPU pool, never both, and holds
- *     exactly ceil(numSlots / blockSize) blocks;
+ *     exactly max(ceil(numSlots / blockSize), numReservedBlocks) blocks;
  *  4. the CPU free list holds exactly the CPU blocks with refCount 0, once each;
  *  5. a cached GPU block of a sequence carries the hash of that sequence's own tokens there
  *     (a hit can never hand out K/V of different tokens);
@@ -62,6 +62,8 @@ interface SeqBlocks {
   numSlots: number;
   /** Logical blocks already offered to the prefix cache. */
   numCommittedBlocks: number;
+  /** Blocks reserved up front (max-length preallocation); the table never holds fewer. */
+  numReservedBlocks: number;
 }
 
 export interface KvStats {
@@ -161,10 +163,13 @@ export class KvCacheManager {
 
   /**
    * Reserves slots for the next numNewTokens positions of a GPU-resident (or new) sequence.
-   * A new sequence may start from cache-hit blocks (from findCachedPrefix, same step). Returns
-   * null, changing nothing, when the free queue cannot cover it.
+   * A new sequence may start from cache-hit blocks (from findCachedPrefix, same step), and may
+   * reserve room for reserveTokens positions up front (contiguous-style max-length
+   * preallocation, for comparison with paging). Writing into a block other tables share first
+   * gives this sequence a private block (copy-on-write; a copy instruction when the block holds
+   * tokens). Returns null, changing nothing, when the free queue cannot cover it.
    */
-  allocateSlots(seq: KvSeq, numNewTokens: number, cachedBlockIds: readonly number[] = []): KvAllocation | null {
+  allocateSlots(seq: KvSeq, numNewTokens: number, cachedBlockIds: readonly number[] = [], reserveTokens = 0): KvAllocation | null {
     const bs = this.blockSize;
     const st = this.seqs.get(seq.seqId);
     if (st && st.location !== 'gpu') throw new Error(`seq ${seq.seqId} is swapped out; swap it in before allocating`);
@@ -172,16 +177,20 @@ export class KvCacheManager {
     const numSlotsBefore = st ? st.numSlots : cachedBlockIds.length * bs;
     const numBlocksBefore = st ? st.blockTable.length : cachedBlockIds.length;
     const numSlotsAfter = numSlotsBefore + numNewTokens;
-    const numNewBlocks = Math.max(0, Math.ceil(numSlotsAfter / bs) - numBlocksBefore);
-    const lastBlock = st && numBlocksBefore > 0 ? st.blockTable[numBlocksBefore - 1] : -1;
-    const needsCopy = numNewTokens > 0 && numSlotsBefore % bs !== 0 && lastBlock >= 0 && this.pool.refCounts[lastBlock] > 1;
+    const numReserved = Math.max(st?.numReservedBlocks ?? 0, Math.ceil(reserveTokens / bs));
+    const numNewBlocks = Math.max(0, Math.ceil(numSlotsAfter / bs), numReserved) - numBlocksBefore;
+    const sharedIdx: number[] = [];
+    if (st && numNewTokens > 0) {
+      const last = Math.min(Math.ceil(numSlotsAfter / bs), numBlocksBefore) - 1;
+      for (let i = Math.floor(numSlotsBefore / bs); i <= last; i++) if (this.pool.refCounts[st.blockTable[i]] > 1) sharedIdx.push(i);
+    }
     let numRevived = 0;
     for (const b of cachedBlockIds) if (this.pool.isFree(b)) numRevived++;
-    if (numNewBlocks + (needsCopy ? 1 : 0) + numRevived > this.pool.numFree) return null;
+    if (Math.max(0, numNewBlocks) + sharedIdx.length + numRevived > this.pool.numFree) return null;
 
     let entry = st;
     if (!entry) {
-      entry = { seq, blockTable: [], location: 'gpu', numSlots: 0, numCommittedBlocks: cachedBlockIds.length };
+      entry = { seq, blockTable: [], location: 'gpu', numSlots: 0, numCommittedBlocks: cachedBlockIds.length, numReservedBlocks: 0 };
       this.seqs.set(seq.seqId, entry);
       for (const b of cachedBlockIds) {
         this.pool.retain(b);
@@ -194,14 +203,18 @@ export class KvCacheManager {
         if (cachedBlockIds.length > 0) this.stats.numPrefixHits++;
       }
     }
+    entry.numReservedBlocks = numReserved;
     const copies: BlockCopy[] = [];
-    if (needsCopy) {
-      // First write into a shared partial block: this sequence gets a private copy.
+    for (const i of sharedIdx) {
+      // First write into a shared block: this sequence gets a private one.
+      const src = entry.blockTable[i];
       const dst = this.pool.allocate();
-      copies.push({ srcBlock: lastBlock, dstBlock: dst });
-      this.pool.release(lastBlock);
-      entry.blockTable[numBlocksBefore - 1] = dst;
-      this.stats.numCowCopies++;
+      if (i * bs < numSlotsBefore) {
+        copies.push({ srcBlock: src, dstBlock: dst });
+        this.stats.numCowCopies++;
+      }
+      this.pool.release(src);
+      entry.blockTable[i] = dst;
     }
     const newBlockIds: number[] = [];
     for (let i = 0; i < numNewBlocks; i++) {
@@ -241,6 +254,7 @@ export class KvCacheManager {
       location: 'gpu',
       numSlots: st.numSlots,
       numCommittedBlocks: st.numCommittedBlocks,
+      numReservedBlocks: st.numReservedBlocks,
     });
   }
 
@@ -357,7 +371,7 @@ export class KvCacheManager {
     const gpuRefs = new Int32Array(this.pool.numBlocks);
     const cpuRefs = new Int32Array(this.numCpuBlocks);
     for (const [seqId, st] of this.seqs) {
-      const expectedBlocks = Math.ceil(st.numSlots / this.blockSize);
+      const expectedBlocks = Math.max(Math.ceil(st.numSlots / this.blockSize), st.numReservedBlocks);
       if (st.blockTable.length !== expectedBlocks) {
         throw new Error(`seq ${seqId} holds ${st.blockTable.length} blocks for ${st.numSlots} slots (expected ${expectedBlocks})`);
       }

@@ -48,6 +48,11 @@ export interface SchedulerConfig {
   tenantMaxInFlight: Record<string, number>;
   /** A request older than this (since arrival) fails with 'timeout'. */
   requestTimeoutMs: number;
+  /**
+   * 'max-length' reserves each sequence's final length (prompt + maxTokens) when it is admitted,
+   * as contiguous allocators do; 'none' is paging proper (blocks on demand).
+   */
+  kvPreallocation: 'none' | 'max-length';
 }
 
 export const DEFAULT_SCHEDULER_CONFIG: SchedulerConfig = {
@@ -66,6 +71,7 @@ export const DEFAULT_SCHEDULER_CONFIG: SchedulerConfig = {
   maxQueueLength: Infinity,
   tenantMaxInFlight: {},
   requestTimeoutMs: Infinity,
+  kvPreallocation: 'none',
 };
 
 /** One sequence's work this step. */
@@ -394,7 +400,9 @@ export class Scheduler {
     const remaining = seq.numTokens - start;
     const numNew = Math.min(remaining, budget);
     if (numNew <= 0 || (!this.config.enableChunkedPrefill && numNew < remaining)) return 'no-budget';
-    const alloc = this.kv.allocateSlots(seq, numNew, cached);
+    const reserve =
+      this.config.kvPreallocation === 'max-length' ? Math.min(seq.request.numPromptTokens + seq.request.maxTokens, this.config.maxModelLen) : 0;
+    const alloc = this.kv.allocateSlots(seq, numNew, cached, reserve);
     if (!alloc) return 'no-memory';
     // Cache hits count as computed; a recompute or a rollback resets this to 0.
     if (cached.length > 0) seq.numComputedTokens = start;

@@ -177,7 +177,7 @@ describe('KvCacheManager scripted scenarios', () => {
  */
 describe('KvCacheManager property test', () => {
   type Op =
-    | { kind: 'new'; prefix: number; extra: number[] }
+    | { kind: 'new'; prefix: number; extra: number[]; reserve: number }
     | { kind: 'append'; pick: number; extra: number[] }
     | { kind: 'fork'; pick: number }
     | { kind: 'free'; pick: number }
@@ -185,7 +185,7 @@ describe('KvCacheManager property test', () => {
     | { kind: 'swapIn'; pick: number };
   const tokens = fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 1, maxLength: 9 });
   const op: fc.Arbitrary<Op> = fc.oneof(
-    { weight: 3, arbitrary: fc.record({ kind: fc.constant('new' as const), prefix: fc.integer({ min: 0, max: 2 }), extra: tokens }) },
+    { weight: 3, arbitrary: fc.record({ kind: fc.constant('new' as const), prefix: fc.integer({ min: 0, max: 2 }), extra: tokens, reserve: fc.integer({ min: -12, max: 12 }) }) },
     { weight: 4, arbitrary: fc.record({ kind: fc.constant('append' as const), pick: fc.nat(), extra: tokens }) },
     { weight: 1, arbitrary: fc.record({ kind: fc.constant('fork' as const), pick: fc.nat() }) },
     { weight: 2, arbitrary: fc.record({ kind: fc.constant('free' as const), pick: fc.nat() }) },
@@ -222,7 +222,9 @@ describe('KvCacheManager property test', () => {
           if (o.kind === 'new') {
             const s = seq(nextId++, [...prefixes[o.prefix], ...o.extra]);
             const hit = kv.findCachedPrefix(s);
-            const res = kv.allocateSlots(s, s.tokenIds.length - hit.numTokens, hit.blockIds);
+            // reserve > 0: max-length preallocation of that many extra slots.
+            const reserveTokens = o.reserve > 0 ? s.tokenIds.length + o.reserve : 0;
+            const res = kv.allocateSlots(s, s.tokenIds.length - hit.numTokens, hit.blockIds, reserveTokens);
             if (res) {
               expect(res.copies).toEqual([]);
               live.push(s);
@@ -277,5 +279,22 @@ describe('KvCacheManager property test', () => {
       { numRuns: 25, seed: 42 },
     );
     expect(numOps).toBe(10_000);
+  });
+});
+
+describe('KvCacheManager max-length preallocation', () => {
+  it('reserves the final length up front and gives forks private blocks before their first write', () => {
+    const kv = manager(8);
+    const a = seq(0, range(0, 5));
+    expect(kv.allocateSlots(a, 5, [], 12)).toEqual({ newBlockIds: [0, 1, 2], copies: [] });
+    a.tokenIds.push(5, 6, 7);
+    expect(kv.allocateSlots(a, 3)).toEqual({ newBlockIds: [], copies: [] });
+    const b = seq(1, a.tokenIds.slice());
+    kv.fork(a, b);
+    b.tokenIds.push(9);
+    // Position 8 opens block 2, reserved and shared but empty: a fresh block, no copy.
+    expect(kv.allocateSlots(b, 1)).toEqual({ newBlockIds: [], copies: [] });
+    expect(kv.blockTable(1)).toEqual([0, 1, 3]);
+    kv.assertInvariants();
   });
 });
