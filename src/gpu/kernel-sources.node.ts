@@ -1,0 +1,18 @@
+/**
+ * Node-only loader of the kernel sources (for tsx scripts and benchmarks outside Vite, where
+ * `?raw` imports do not work): reads kernels/<name>.wgsl from disk. Never import this from code
+ * that runs in the browser; use kernel-sources.ts there.
+ */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { KERNEL_NAMES, type KernelName, type KernelSources } from './kernel-names.ts';
+
+/** The repository's kernels/ folder, next to src/. */
+export const defaultKernelDir: string = fileURLToPath(new URL('../../kernels/', import.meta.url));
+
+export function loadKernelSources(kernelDir: string = defaultKernelDir): KernelSources {
+  const sources = {} as Record<KernelName, string>;
+  for (const name of KERNEL_NAMES) sources[name] = readFileSync(join(kernelDir, `${name}.wgsl`), 'utf8');
+  return sources;
+}

@@ -1,0 +1,25 @@
+/**
+ * The WGSL source of every kernel in kernels/, bundled by Vite (`?raw`; also works under Vitest).
+ * Scripts run by tsx/Node outside Vite cannot import `?raw`: they use
+ * kernel-sources.node.ts (same record, read from disk). KernelRegistry takes either.
+ */
+import argmax from '../../kernels/argmax.wgsl?raw';
+import blockCopy from '../../kernels/block_copy.wgsl?raw';
+import embedding from '../../kernels/embedding.wgsl?raw';
+import matmulGemv from '../../kernels/matmul_gemv.wgsl?raw';
+import matmulTiled from '../../kernels/matmul_tiled.wgsl?raw';
+import pagedAttention from '../../kernels/paged_attention.wgsl?raw';
+import rmsnorm from '../../kernels/rmsnorm.wgsl?raw';
+import ropeKvWrite from '../../kernels/rope_kv_write.wgsl?raw';
+import type { KernelName, KernelSources } from './kernel-names.ts';
+
+export const kernelSources: KernelSources = {
+  argmax,
+  block_copy: blockCopy,
+  embedding,
+  matmul_gemv: matmulGemv,
+  matmul_tiled: matmulTiled,
+  paged_attention: pagedAttention,
+  rmsnorm,
+  rope_kv_write: ropeKvWrite,
+} satisfies Record<KernelName, string>;

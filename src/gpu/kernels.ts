@@ -1,0 +1,322 @@
+/**
+ * Typed entry points for every kernel in kernels/: each `planX(args)` turns shapes and buffers
+ * into a DispatchPlan (kernel name, named bindings, workgroup counts by the kernel's dispatch
+ * formula, override constants, params); `encodeX(step, args)` records it into a step.
+ * Plans can also be compiled ahead of the first step with warmUp().
+ *
+ * Buffer shape conventions (all f32 unless noted; T = tokens of the step, rows of different
+ * sequences mixed):
+ *   activations  [T, width]           rows in the step's token order
+ *   weights      [out, in]            row-major as in llama2.c
+ *   K / V cache  [numBlocks * blockSize, kvDim] per layer; slot = block * blockSize + offset
+ *   qkv          [T, dim + 2 * kvDim] the fused Q|K|V projection output (W = [wq; wk; wv])
+ *   ffn gate/up  [T, 2 * hiddenDim]   the fused W1|W3 projection output (W = [w1; w3])
+ *
+ * One layer of the forward pass in 6 dispatches (see the report in tests/gpu and the header of
+ * each kernel):
+ *   matmul   qkv  = rmsnorm(x; rmsAtt) · [wq;wk;wv]ᵀ          (norm: rmsAtt)
+ *   ropeKvWrite   rotate q in qkv, write rotated k and v into this layer's cache slots
+ *   pagedAttention att = attention(q of qkv, cache, block tables)   (qStride = dim + 2 kvDim)
+ *   matmul   x   += att · woᵀ                                  (accumulate)
+ *   matmul   gu   = rmsnorm(x; rmsFfn) · [w1;w3]ᵀ            (norm: rmsFfn)
+ *   matmul   x   += (silu(g) * u) · w2ᵀ                       (swigluInput, accumulate)
+ * then: matmul logits = rmsnorm(x[rowIds]; rmsFinal) · wclsᵀ (norm + rowIds), argmax.
+ */
+import type { KernelName } from './kernel-names.ts';
+import type { BufferBinding, KernelRegistry, OverrideValues } from './registry.ts';
+import type { StepEncoder, Workgroups } from './step.ts';
+
+export interface DispatchPlan {
+  kernel: KernelName;
+  bindings: Record<string, BufferBinding | undefined>;
+  workgroups: Workgroups;
+  overrides: OverrideValues;
+  params?: Record<string, number>;
+}
+
+export function encodePlan(step: StepEncoder, plan: DispatchPlan): void {
+  step.dispatch(plan.kernel, plan.bindings, plan.workgroups, { overrides: plan.overrides, params: plan.params });
+}
+
+/** Compiles the pipelines of these plans without blocking (before the first step). */
+export async function warmUp(registry: KernelRegistry, plans: readonly DispatchPlan[]): Promise<void> {
+  await Promise.all(plans.map((p) => registry.pipelineAsync(p.kernel, p.overrides)));
+}
+
+const ceilDiv = (a: number, b: number): number => Math.ceil(a / b);
+const nextPow2 = (n: number): number => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
+
+function assertPositiveInts(kernel: string, values: Record<string, number>): void {
+  for (const [k, v] of Object.entries(values)) {
+    if (!Number.isInteger(v) || v < 0) throw new RangeError(`${kernel}: ${k} must be a non-negative integer, got ${v}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export interface EmbeddingArgs {
+  tokenIds: BufferBinding; // [numTokens] u32
+  embedding: BufferBinding; // [vocabSize, dim]
+  out: BufferBinding; // [numTokens, dim]
+  numTokens: number;
+  dim: number;
+}
+
+/** kernels/embedding.wgsl: dispatch (numTokens). */
+export function planEmbedding(a: EmbeddingArgs): DispatchPlan {
+  assertPositiveInts('embedding', { numTokens: a.numTokens, dim: a.dim });
+  return {
+    kernel: 'embedding',
+    bindings: { tokenIds: a.tokenIds, emb: a.embedding, x: a.out },
+    workgroups: [a.numTokens],
+    overrides: { DIM: a.dim, WG: 64 },
+  };
+}
+
+export const encodeEmbedding = (step: StepEncoder, a: EmbeddingArgs): void => encodePlan(step, planEmbedding(a));
+
+// ---------------------------------------------------------------------------------------------
+
+export interface RmsNormArgs {
+  x: BufferBinding; // [numRows, dim]
+  weight: BufferBinding; // [dim]
+  out: BufferBinding; // [numRows, dim], not aliasing x
+  numRows: number;
+  dim: number;
+  eps: number;
+}
+
+/** kernels/rmsnorm.wgsl: dispatch (numRows). */
+export function planRmsNorm(a: RmsNormArgs): DispatchPlan {
+  assertPositiveInts('rmsnorm', { numRows: a.numRows, dim: a.dim });
+  return {
+    kernel: 'rmsnorm',
+    bindings: { x: a.x, w: a.weight, out: a.out },
+    workgroups: [a.numRows],
+    overrides: { DIM: a.dim, EPS: a.eps, WG: 64 },
+  };
+}
+
+export const encodeRmsNorm = (step: StepEncoder, a: RmsNormArgs): void => encodePlan(step, planRmsNorm(a));
+
+// ---------------------------------------------------------------------------------------------
+
+export interface MatmulArgs {
+  x: BufferBinding; // [numXRows, xStride]
+  w: BufferBinding; // [outDim, inDim]
+  y: BufferBinding; // [rows, yStride]
+  /** Output rows (= X rows, or rowIds.length with rowIds). */
+  rows: number;
+  inDim: number;
+  outDim: number;
+  /** Row stride of X in floats (default inDim; >= 2*inDim with swigluInput). */
+  xStride?: number;
+  /** Row stride of Y in floats (default outDim). */
+  yStride?: number;
+  /** Y += X·Wᵀ (residual add fused). */
+  accumulate?: boolean;
+  /** Fused RMSNorm of each X row with this weight [inDim] and eps. */
+  norm?: { weight: BufferBinding; eps: number };
+  /** X rows hold [gate | up] (each inDim wide); the input is silu(gate) * up. */
+  swigluInput?: boolean;
+  /** Output row r reads X row rowIds[r]: [rows] u32. */
+  rowIds?: BufferBinding;
+  /** 'auto' (default): gemv up to GEMV_MAX_ROWS rows when inDim and xStride are multiples of 4. */
+  strategy?: 'auto' | 'gemv' | 'tiled';
+}
+
+/** Above this many rows the tiled kernel is used ('auto'). */
+export const GEMV_MAX_ROWS = 16;
+
+/**
+ * kernels/matmul_gemv.wgsl: dispatch (ceil(outDim / 4), ceil(rows / ROWS)), ROWS = 1, 2, 4 or 8
+ * by `rows`; kernels/matmul_tiled.wgsl: dispatch (ceil(outDim / 32), ceil(rows / 32)).
+ */
+export function planMatmul(a: MatmulArgs): DispatchPlan {
+  const xStride = a.xStride ?? (a.swigluInput ? 2 * a.inDim : a.inDim);
+  const yStride = a.yStride ?? a.outDim;
+  assertPositiveInts('matmul', { rows: a.rows, inDim: a.inDim, outDim: a.outDim, xStride, yStride });
+  if (a.norm && a.swigluInput) throw new Error('matmul: norm and swigluInput cannot be combined');
+  if (xStride < (a.swigluInput ? 2 * a.inDim : a.inDim)) throw new RangeError(`matmul: xStride ${xStride} is too small`);
+  if (yStride < a.outDim) throw new RangeError(`matmul: yStride ${yStride} < outDim ${a.outDim}`);
+  const vec4Ok = a.inDim % 4 === 0 && xStride % 4 === 0;
+  const strategy = a.strategy ?? 'auto';
+  if (strategy === 'gemv' && !vec4Ok) throw new RangeError('matmul gemv: inDim and xStride must be multiples of 4');
+  const gemv = strategy === 'gemv' || (strategy === 'auto' && vec4Ok && a.rows <= GEMV_MAX_ROWS);
+
+  const bindings = { x: a.x, w: a.w, y: a.y, normWeight: a.norm?.weight, rowIds: a.rowIds };
+  const common = {
+    IN: a.inDim,
+    OUT: a.outDim,
+    X_STRIDE: xStride,
+    Y_STRIDE: yStride,
+    NORM_INPUT: a.norm !== undefined,
+    SWIGLU_INPUT: a.swigluInput ?? false,
+    GATHER_ROWS: a.rowIds !== undefined,
+    ACCUMULATE: a.accumulate ?? false,
+    EPS: a.norm?.eps ?? 1e-5,
+  };
+  if (gemv) {
+    const rowsPerGroup = a.rows <= 1 ? 1 : a.rows <= 2 ? 2 : a.rows <= 4 ? 4 : 8;
+    const cols = 4;
+    const threads = Math.min(64, Math.max(16, nextPow2(ceilDiv(a.inDim, 4))));
+    return {
+      kernel: 'matmul_gemv',
+      bindings,
+      workgroups: [ceilDiv(a.outDim, cols), ceilDiv(a.rows, rowsPerGroup)],
+      overrides: { ...common, ROWS: rowsPerGroup, COLS: cols, WG: threads },
+      params: { rows: a.rows },
+    };
+  }
+  return {
+    kernel: 'matmul_tiled',
+    bindings,
+    workgroups: [ceilDiv(a.outDim, 32), ceilDiv(a.rows, 32)],
+    overrides: common,
+    params: { rows: a.rows },
+  };
+}
+
+export const encodeMatmul = (step: StepEncoder, a: MatmulArgs): void => encodePlan(step, planMatmul(a));
+
+// ---------------------------------------------------------------------------------------------
+
+export interface RopeKvWriteArgs {
+  qkv: BufferBinding; // [numTokens, qkvStride]: q (dim) | k (kvDim) | v (kvDim); q rotated in place
+  positions: BufferBinding; // [numTokens] u32
+  slots: BufferBinding; // [numTokens] u32 physical KV slot
+  ropeTable: BufferBinding; // [maxPositions, headSize / 2, 2] from buildRopeTable()
+  kCache: BufferBinding; // [numSlots, kvDim] this layer
+  vCache: BufferBinding; // [numSlots, kvDim] this layer
+  numTokens: number;
+  dim: number;
+  kvDim: number;
+  headSize: number;
+  /** Default dim + 2 * kvDim. */
+  qkvStride?: number;
+}
+
+/** kernels/rope_kv_write.wgsl: dispatch (numTokens). */
+export function planRopeKvWrite(a: RopeKvWriteArgs): DispatchPlan {
+  const qkvStride = a.qkvStride ?? a.dim + 2 * a.kvDim;
+  assertPositiveInts('rope_kv_write', { numTokens: a.numTokens, dim: a.dim, kvDim: a.kvDim, headSize: a.headSize, qkvStride });
+  if (a.headSize % 2 !== 0 || a.dim % a.headSize !== 0 || a.kvDim % a.headSize !== 0) {
+    throw new RangeError('rope_kv_write: headSize must be even and divide dim and kvDim');
+  }
+  return {
+    kernel: 'rope_kv_write',
+    bindings: { qkv: a.qkv, positions: a.positions, slots: a.slots, ropeTable: a.ropeTable, kCache: a.kCache, vCache: a.vCache },
+    workgroups: [a.numTokens],
+    overrides: { DIM: a.dim, KV_DIM: a.kvDim, HEAD_SIZE: a.headSize, QKV_STRIDE: qkvStride, WG: 64 },
+  };
+}
+
+export const encodeRopeKvWrite = (step: StepEncoder, a: RopeKvWriteArgs): void => encodePlan(step, planRopeKvWrite(a));
+
+// ---------------------------------------------------------------------------------------------
+
+export interface PagedAttentionArgs {
+  q: BufferBinding; // [numTokens, qStride]; head h at columns h*headSize (the qkv buffer works)
+  kCache: BufferBinding; // [numSlots, kvDim] this layer
+  vCache: BufferBinding; // [numSlots, kvDim] this layer
+  blockTables: BufferBinding; // [total table entries] u32, every sequence's table concatenated
+  blockTableOffsets: BufferBinding; // [numTokens] u32, where the token's sequence's table starts
+  positions: BufferBinding; // [numTokens] u32
+  out: BufferBinding; // [numTokens, numHeads * headSize]
+  numTokens: number;
+  numHeads: number;
+  numKvHeads: number;
+  headSize: number;
+  blockSize: number;
+  /** Row stride of q in floats (default numHeads * headSize). */
+  qStride?: number;
+}
+
+/** kernels/paged_attention.wgsl: dispatch (numHeads, numTokens), WG = max(64, headSize). */
+export function planPagedAttention(a: PagedAttentionArgs): DispatchPlan {
+  const qStride = a.qStride ?? a.numHeads * a.headSize;
+  assertPositiveInts('paged_attention', {
+    numTokens: a.numTokens,
+    numHeads: a.numHeads,
+    numKvHeads: a.numKvHeads,
+    headSize: a.headSize,
+    blockSize: a.blockSize,
+    qStride,
+  });
+  if (a.numHeads % a.numKvHeads !== 0) throw new RangeError('paged_attention: numKvHeads must divide numHeads');
+  const threads = Math.max(64, a.headSize);
+  if (threads > 256) throw new RangeError(`paged_attention: headSize ${a.headSize} > 256 is not supported`);
+  return {
+    kernel: 'paged_attention',
+    bindings: {
+      q: a.q,
+      kCache: a.kCache,
+      vCache: a.vCache,
+      blockTables: a.blockTables,
+      positions: a.positions,
+      blockTableOffsets: a.blockTableOffsets,
+      out: a.out,
+    },
+    workgroups: [a.numHeads, a.numTokens],
+    overrides: {
+      NUM_HEADS: a.numHeads,
+      NUM_KV_HEADS: a.numKvHeads,
+      HEAD_SIZE: a.headSize,
+      BLOCK_SIZE: a.blockSize,
+      Q_STRIDE: qStride,
+      SCALE: Math.fround(1 / Math.sqrt(a.headSize)),
+      WG: threads,
+    },
+  };
+}
+
+export const encodePagedAttention = (step: StepEncoder, a: PagedAttentionArgs): void => encodePlan(step, planPagedAttention(a));
+
+// ---------------------------------------------------------------------------------------------
+
+export interface BlockCopyArgs {
+  copies: BufferBinding; // [numCopies, 2] u32 (srcBlock, dstBlock)
+  kCache: BufferBinding; // [numBlocks * blockSize, kvDim] this layer
+  vCache: BufferBinding; // [numBlocks * blockSize, kvDim] this layer
+  numCopies: number;
+  kvDim: number;
+  blockSize: number;
+}
+
+/** kernels/block_copy.wgsl: dispatch (ceil(blockSize * kvDim / 256), numCopies), once per layer. */
+export function planBlockCopy(a: BlockCopyArgs): DispatchPlan {
+  assertPositiveInts('block_copy', { numCopies: a.numCopies, kvDim: a.kvDim, blockSize: a.blockSize });
+  return {
+    kernel: 'block_copy',
+    bindings: { copies: a.copies, kCache: a.kCache, vCache: a.vCache },
+    workgroups: [ceilDiv(a.blockSize * a.kvDim, 4 * 64), a.numCopies],
+    overrides: { KV_DIM: a.kvDim, BLOCK_SIZE: a.blockSize, WG: 64 },
+  };
+}
+
+export const encodeBlockCopy = (step: StepEncoder, a: BlockCopyArgs): void => encodePlan(step, planBlockCopy(a));
+
+// ---------------------------------------------------------------------------------------------
+
+export interface ArgmaxArgs {
+  logits: BufferBinding; // [numRows, rowStride]
+  out: BufferBinding; // [numRows] u32
+  numRows: number;
+  vocabSize: number;
+  /** Default vocabSize. */
+  rowStride?: number;
+}
+
+/** kernels/argmax.wgsl: dispatch (numRows). */
+export function planArgmax(a: ArgmaxArgs): DispatchPlan {
+  const rowStride = a.rowStride ?? a.vocabSize;
+  assertPositiveInts('argmax', { numRows: a.numRows, vocabSize: a.vocabSize, rowStride });
+  return {
+    kernel: 'argmax',
+    bindings: { logits: a.logits, out: a.out },
+    workgroups: [a.numRows],
+    overrides: { N: a.vocabSize, ROW_STRIDE: rowStride, WG: 64 },
+  };
+}
+
+export const encodeArgmax = (step: StepEncoder, a: ArgmaxArgs): void => encodePlan(step, planArgmax(a));

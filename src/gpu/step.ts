@@ -1,0 +1,352 @@
+/**
+ * One engine step = one command encoder, ONE compute pass holding every dispatch, ONE submit,
+ * then the step's readbacks mapped together. GpuRuntime owns what persists across steps (kernel
+ * registry, per-dispatch parameter arena, readback staging pool, timestamp query sets);
+ * StepEncoder records one step:
+ *
+ *   const step = runtime.beginStep({ timestamps: true });
+ *   step.dispatch('rmsnorm', { x, w, out }, [numTokens], { overrides: { DIM: 64 } });
+ *   ... (or the typed encoders of kernels.ts)
+ *   const argmaxRead = step.read(argmaxBuffer, numRows * 4);
+ *   const result = await step.submit();      // result.reads[argmaxRead], result.gpuTimeMs
+ *
+ * Dispatches inside one compute pass are ordered and see each other's writes (WebGPU inserts the
+ * barriers), so a whole forward pass can be one pass. copyBuffer() and read() end the current
+ * pass (copies cannot sit inside a compute pass); put them before the first or after the last
+ * dispatch to keep one pass.
+ */
+import { align4, BufferUsage, MAP_MODE_READ } from './buffers.ts';
+import type { GpuContext } from './device.ts';
+import type { KernelName, KernelSources } from './kernel-names.ts';
+import { KernelRegistry, PARAMS_SLOT_BYTES, type BufferBinding, type OverrideValues } from './registry.ts';
+
+/** A validation error raised by the WebGPU implementation while a step was recorded or run. */
+export class GpuValidationError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'GpuValidationError';
+  }
+}
+
+export interface StepOptions {
+  label?: string;
+  /** Measure GPU time with timestamp queries (ignored when the device lacks 'timestamp-query'). */
+  timestamps?: boolean;
+  /** Wrap the step in a validation error scope and throw GpuValidationError (tests, debugging). */
+  validate?: boolean;
+}
+
+export interface DispatchOptions {
+  /** `override` constants of the kernel (model shapes, variant flags). */
+  overrides?: OverrideValues;
+  /** Fields of the kernel's `params` uniform (per-step counts such as `rows`). */
+  params?: Readonly<Record<string, number>>;
+}
+
+export interface StepResult {
+  /** Contents of each read(), in the order the reads were recorded. */
+  reads: ArrayBuffer[];
+  /** GPU time of the step's compute passes in milliseconds; null without timestamps. */
+  gpuTimeMs: number | null;
+  numDispatches: number;
+  numPasses: number;
+}
+
+/** Workgroup counts: [x], [x, y] or [x, y, z]. */
+export type Workgroups = readonly [number] | readonly [number, number] | readonly [number, number, number];
+
+const SLOTS_PER_CHUNK = 64;
+const MAX_TIMED_PASSES = 16;
+
+interface ParamChunk {
+  buffer: GPUBuffer; // [SLOTS_PER_CHUNK, 256 bytes] uniform
+  data: ArrayBuffer; // CPU mirror written at submit
+}
+
+interface TimestampSet {
+  querySet: GPUQuerySet;
+  resolve: GPUBuffer; // [2 * MAX_TIMED_PASSES] u64 ns
+  staging: GPUBuffer;
+}
+
+export interface RuntimeOptions {
+  /** Whether the device has 'timestamp-query' (defaults to device.features). */
+  hasTimestampQuery?: boolean;
+}
+
+export class GpuRuntime {
+  readonly device: GPUDevice;
+  readonly registry: KernelRegistry;
+  readonly hasTimestampQuery: boolean;
+  private readonly paramChunks: ParamChunk[] = [];
+  private readonly stagingFree = new Map<number, GPUBuffer[]>();
+  private readonly timestampFree: TimestampSet[] = [];
+  private openStep: StepEncoder | null = null;
+
+  constructor(device: GPUDevice, sources: KernelSources, options: RuntimeOptions = {}) {
+    this.device = device;
+    this.registry = new KernelRegistry(device, sources);
+    this.hasTimestampQuery = options.hasTimestampQuery ?? device.features.has('timestamp-query');
+  }
+
+  static fromContext(ctx: GpuContext, sources: KernelSources): GpuRuntime {
+    return new GpuRuntime(ctx.device, sources, { hasTimestampQuery: ctx.hasTimestampQuery });
+  }
+
+  /** Starts recording a step. Only one step may be recorded at a time (submit() ends it). */
+  beginStep(options: StepOptions = {}): StepEncoder {
+    if (this.openStep) throw new Error('a step is already being recorded: submit it first');
+    const step = new StepEncoder(this, options);
+    this.openStep = step;
+    return step;
+  }
+
+  /** Frees the runtime's buffers and query sets (not the device). */
+  destroy(): void {
+    for (const c of this.paramChunks) c.buffer.destroy();
+    this.paramChunks.length = 0;
+    for (const list of this.stagingFree.values()) for (const b of list) b.destroy();
+    this.stagingFree.clear();
+    for (const t of this.timestampFree) {
+      t.querySet.destroy();
+      t.resolve.destroy();
+      t.staging.destroy();
+    }
+    this.timestampFree.length = 0;
+    this.registry.destroy();
+  }
+
+  /** @internal */
+  stepClosed(step: StepEncoder): void {
+    if (this.openStep === step) this.openStep = null;
+  }
+
+  /** @internal */
+  paramChunk(index: number): ParamChunk {
+    while (this.paramChunks.length <= index) {
+      this.paramChunks.push({
+        buffer: this.device.createBuffer({
+          label: `params chunk ${this.paramChunks.length}`,
+          size: SLOTS_PER_CHUNK * PARAMS_SLOT_BYTES,
+          usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST,
+        }),
+        data: new ArrayBuffer(SLOTS_PER_CHUNK * PARAMS_SLOT_BYTES),
+      });
+    }
+    return this.paramChunks[index];
+  }
+
+  /** @internal A mappable buffer of at least `sizeBytes` (power-of-two size class). */
+  takeStaging(sizeBytes: number): GPUBuffer {
+    const size = Math.max(256, 2 ** Math.ceil(Math.log2(align4(sizeBytes))));
+    const free = this.stagingFree.get(size);
+    const reused = free?.pop();
+    if (reused) return reused;
+    return this.device.createBuffer({ label: `readback ${size}`, size, usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST });
+  }
+
+  /** @internal */
+  returnStaging(buffer: GPUBuffer): void {
+    const list = this.stagingFree.get(buffer.size) ?? [];
+    list.push(buffer);
+    this.stagingFree.set(buffer.size, list);
+  }
+
+  /** @internal */
+  takeTimestamps(): TimestampSet {
+    const reused = this.timestampFree.pop();
+    if (reused) return reused;
+    const bytes = 2 * MAX_TIMED_PASSES * 8;
+    return {
+      querySet: this.device.createQuerySet({ type: 'timestamp', count: 2 * MAX_TIMED_PASSES }),
+      resolve: this.device.createBuffer({ size: bytes, usage: BufferUsage.QUERY_RESOLVE | BufferUsage.COPY_SRC }),
+      staging: this.device.createBuffer({ size: bytes, usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST }),
+    };
+  }
+
+  /** @internal */
+  returnTimestamps(t: TimestampSet): void {
+    this.timestampFree.push(t);
+  }
+}
+
+interface PendingRead {
+  staging: GPUBuffer;
+  sizeBytes: number;
+}
+
+export class StepEncoder {
+  private readonly runtime: GpuRuntime;
+  private readonly device: GPUDevice;
+  private readonly encoder: GPUCommandEncoder;
+  private readonly validate: boolean;
+  private readonly timestamps: TimestampSet | null;
+  private pass: GPUComputePassEncoder | null = null;
+  private numPasses = 0;
+  private numTimedPasses = 0;
+  private numSlots = 0;
+  private dispatches = 0;
+  private readonly reads: PendingRead[] = [];
+  private closed = false;
+
+  /** Use GpuRuntime.beginStep(). */
+  constructor(runtime: GpuRuntime, options: StepOptions) {
+    this.runtime = runtime;
+    this.device = runtime.device;
+    this.validate = options.validate ?? false;
+    if (this.validate) this.device.pushErrorScope('validation');
+    this.encoder = this.device.createCommandEncoder({ label: options.label ?? 'step' });
+    this.timestamps = options.timestamps && runtime.hasTimestampQuery ? runtime.takeTimestamps() : null;
+  }
+
+  /** Dispatches recorded so far. */
+  get numDispatches(): number {
+    return this.dispatches;
+  }
+
+  /**
+   * Records one dispatch of `kernel` into the step's compute pass. `bindings` are by WGSL
+   * variable name (the `params` uniform is filled from options.params). A dispatch with a zero
+   * workgroup count is skipped.
+   */
+  dispatch(kernel: KernelName, bindings: Readonly<Record<string, BufferBinding | undefined>>, workgroups: Workgroups, options: DispatchOptions = {}): void {
+    this.assertOpen();
+    const [x, y = 1, z = 1] = workgroups;
+    if (x === 0 || y === 0 || z === 0) return;
+    const max = this.device.limits.maxComputeWorkgroupsPerDimension;
+    if (!(x <= max && y <= max && z <= max) || !Number.isInteger(x) || !Number.isInteger(y) || !Number.isInteger(z)) {
+      throw new RangeError(`${kernel}: workgroup counts [${x}, ${y}, ${z}] must be integers <= ${max}`);
+    }
+    const registry = this.runtime.registry;
+    const overrides = options.overrides ?? {};
+    const info = registry.info(kernel);
+    const pipeline = registry.pipeline(kernel, overrides);
+
+    let paramsBuffer: GPUBuffer | undefined;
+    let dynamicOffset = 0;
+    if (info.params.length > 0) {
+      const slot = this.numSlots++;
+      const chunk = this.runtime.paramChunk(Math.floor(slot / SLOTS_PER_CHUNK));
+      dynamicOffset = (slot % SLOTS_PER_CHUNK) * PARAMS_SLOT_BYTES;
+      const view = new DataView(chunk.data, dynamicOffset, PARAMS_SLOT_BYTES);
+      info.params.forEach((field, i) => {
+        const value = options.params?.[field.name];
+        if (value === undefined) throw new Error(`${kernel}: params.${field.name} is missing`);
+        if (field.type === 'f32') view.setFloat32(i * 4, value, true);
+        else if (field.type === 'i32') view.setInt32(i * 4, value, true);
+        else view.setUint32(i * 4, value, true);
+      });
+      paramsBuffer = chunk.buffer;
+    }
+    const group = registry.bindGroup(kernel, bindings, overrides, paramsBuffer);
+
+    const pass = this.computePass();
+    pass.setPipeline(pipeline);
+    if (paramsBuffer) pass.setBindGroup(0, group, [dynamicOffset]);
+    else pass.setBindGroup(0, group);
+    pass.dispatchWorkgroups(x, y, z);
+    this.dispatches++;
+  }
+
+  /** Records a buffer-to-buffer copy (ends the current compute pass; different buffers only). */
+  copyBuffer(src: GPUBuffer, srcOffsetBytes: number, dst: GPUBuffer, dstOffsetBytes: number, sizeBytes: number): void {
+    this.assertOpen();
+    this.endPass();
+    this.encoder.copyBufferToBuffer(src, srcOffsetBytes, dst, dstOffsetBytes, sizeBytes);
+  }
+
+  /**
+   * Reads `sizeBytes` (default: the whole binding) of a buffer as it is at this point of the step;
+   * returns the index of its contents in StepResult.reads. Ends the current compute pass.
+   */
+  read(binding: BufferBinding, sizeBytes?: number): number {
+    this.assertOpen();
+    const b = 'buffer' in binding ? binding : { buffer: binding };
+    const offset = b.offset ?? 0;
+    const size = sizeBytes ?? b.size ?? b.buffer.size - offset;
+    this.endPass();
+    const staging = this.runtime.takeStaging(size);
+    this.encoder.copyBufferToBuffer(b.buffer, offset, staging, 0, align4(size));
+    this.reads.push({ staging, sizeBytes: size });
+    return this.reads.length - 1;
+  }
+
+  /** Uploads the dispatch parameters, submits the step once and waits for its readbacks. */
+  async submit(): Promise<StepResult> {
+    this.assertOpen();
+    this.closed = true;
+    this.runtime.stepClosed(this);
+    this.endPass();
+    const ts = this.timestamps;
+    const timedPasses = this.numTimedPasses;
+    if (ts && timedPasses > 0) {
+      this.encoder.resolveQuerySet(ts.querySet, 0, 2 * timedPasses, ts.resolve, 0);
+      this.encoder.copyBufferToBuffer(ts.resolve, 0, ts.staging, 0, 2 * timedPasses * 8);
+    }
+    for (let c = 0; c * SLOTS_PER_CHUNK < this.numSlots; c++) {
+      const chunk = this.runtime.paramChunk(c);
+      const used = Math.min(SLOTS_PER_CHUNK, this.numSlots - c * SLOTS_PER_CHUNK) * PARAMS_SLOT_BYTES;
+      this.device.queue.writeBuffer(chunk.buffer, 0, chunk.data, 0, used);
+    }
+    this.device.queue.submit([this.encoder.finish()]);
+
+    const validation = this.validate ? this.device.popErrorScope() : Promise.resolve(null);
+    // GPU time is only reported when every pass was timed.
+    const timed = ts !== null && timedPasses > 0 && timedPasses === this.numPasses;
+    const [error, reads, gpuTimeMs] = await Promise.all([
+      validation,
+      Promise.all(
+        this.reads.map(async (r) => {
+          await r.staging.mapAsync(MAP_MODE_READ, 0, align4(r.sizeBytes));
+          const data = r.staging.getMappedRange(0, align4(r.sizeBytes)).slice(0, r.sizeBytes);
+          r.staging.unmap();
+          this.runtime.returnStaging(r.staging);
+          return data;
+        }),
+      ),
+      timed ? readGpuTime(ts, timedPasses) : Promise.resolve(null),
+    ]);
+    if (ts) this.runtime.returnTimestamps(ts);
+    if (error) throw new GpuValidationError(error.message);
+    return { reads, gpuTimeMs, numDispatches: this.dispatches, numPasses: this.numPasses };
+  }
+
+  private computePass(): GPUComputePassEncoder {
+    if (!this.pass) {
+      const ts = this.timestamps;
+      const i = this.numTimedPasses;
+      const timed = ts !== null && i < MAX_TIMED_PASSES;
+      this.pass = this.encoder.beginComputePass(
+        timed ? { timestampWrites: { querySet: ts.querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 } } : {},
+      );
+      this.numPasses++;
+      if (timed) this.numTimedPasses++;
+    }
+    return this.pass;
+  }
+
+  private endPass(): void {
+    if (this.pass) {
+      this.pass.end();
+      this.pass = null;
+    }
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new Error('this step was already submitted');
+  }
+}
+
+async function readGpuTime(ts: TimestampSet, numPasses: number): Promise<number | null> {
+  await ts.staging.mapAsync(MAP_MODE_READ, 0, 2 * numPasses * 8);
+  const times = new BigUint64Array(ts.staging.getMappedRange(0, 2 * numPasses * 8).slice(0));
+  ts.staging.unmap();
+  let totalNs = 0n;
+  for (let p = 0; p < numPasses; p++) {
+    const begin = times[2 * p];
+    const end = times[2 * p + 1];
+    if (end < begin) return null;
+    totalNs += end - begin;
+  }
+  return Number(totalNs) / 1e6;
+}

@@ -1,0 +1,5 @@
+/** The kernel suite in Chromium (vitest browser mode; SwiftShader WebGPU on machines without a GPU). */
+import { kernelSources } from '../../src/gpu/kernel-sources.ts';
+import { kernelSuite } from './kernels.suite.ts';
+
+kernelSuite('Chromium', () => navigator.gpu, kernelSources);
