@@ -1,0 +1,63 @@
+/**
+ * Serving benchmarks: `npm run bench -- <name> [--json FILE] [--backend sim] [--seed N] [--key value ...]`.
+ * Prints a table; with --json writes the machine-readable result. Benchmarks and backends are
+ * registered in src/sim/bench/ (registerBench, registerBackend).
+ */
+import { writeFileSync } from 'node:fs';
+import { fail, parseNumber } from './cli-args.ts';
+import { formatTable, getBackend, getBench, listBackends, listBenches } from '../src/sim/bench/index.ts';
+
+function usage(): string {
+  const names = listBenches().map((b) => `  ${b.name.padEnd(10)} ${b.description}`);
+  return [
+    'usage: npm run bench -- <benchmark> [--json FILE] [--backend NAME] [--seed N] [--requests N]',
+    'benchmarks:',
+    ...names,
+    `backends: ${listBackends().join(', ')}`,
+  ].join('\n');
+}
+
+async function main(argv: string[]): Promise<void> {
+  const positional: string[] = [];
+  const options: Record<string, string> = {};
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--help' || a === '-h') {
+      console.log(usage());
+      return;
+    }
+    if (a.startsWith('--')) {
+      const eq = a.indexOf('=');
+      if (eq > 0) options[a.slice(2, eq)] = a.slice(eq + 1);
+      else {
+        const value = argv[i + 1];
+        if (value === undefined || value.startsWith('--')) fail(`${a} needs a value`);
+        options[a.slice(2)] = value;
+        i++;
+      }
+    } else positional.push(a);
+  }
+  if (positional.length !== 1) fail(`expected one benchmark name\n${usage()}`);
+  const bench = getBench(positional[0]);
+  if (!bench) fail(`unknown benchmark ${JSON.stringify(positional[0])}\n${usage()}`);
+  const backendName = options.backend ?? 'sim';
+  const backend = getBackend(backendName);
+  if (!backend) fail(`unknown backend ${JSON.stringify(backendName)} (available: ${listBackends().join(', ')})`);
+  const seed = parseNumber('seed', options.seed, 1, { integer: true, min: 0 });
+  const jsonPath = options.json;
+  const rest = { ...options };
+  delete rest.backend;
+  delete rest.seed;
+  delete rest.json;
+  const t0 = performance.now();
+  const result = await bench.run({ backend, seed, options: rest, log: (line) => console.log(line) });
+  console.log(formatTable(result.table));
+  for (const note of result.notes) console.log(note);
+  console.log(`(${((performance.now() - t0) / 1000).toFixed(1)} s wall)`);
+  if (jsonPath) {
+    writeFileSync(jsonPath, JSON.stringify(result.json, null, 2) + '\n');
+    console.log(`wrote ${jsonPath}`);
+  }
+}
+
+main(process.argv.slice(2)).catch((e: unknown) => fail(e instanceof Error ? (e.stack ?? e.message) : String(e)));

@@ -1,0 +1,46 @@
+/**
+ * Benchmark plumbing: a benchmark is a named function that takes a backend (how to build an
+ * executor and which clock to run on) and returns a table for people and JSON for machines.
+ * scripts/bench.ts looks both up by name, so a new backend (webgpu) or a new subcommand
+ * (scaling) is one registerBackend / registerBench call.
+ */
+import type { Executor } from '../../engine/types.ts';
+import type { Clock } from '../../engine/clock.ts';
+import type { HardwareSpec, ModelSpec } from '../presets.ts';
+import type { ParallelConfig } from '../costModel.ts';
+
+export interface ExecutorRequest {
+  model: ModelSpec;
+  hardware: HardwareSpec;
+  parallel?: ParallelConfig;
+  /** EOS position per request (simulated backends); real models stop on their own. */
+  eosPosition?: (requestId: string) => number | undefined;
+}
+
+export interface Backend {
+  name: string;
+  makeExecutor(request: ExecutorRequest): Promise<Executor> | Executor;
+  /** A fresh clock for one run: virtual for simulation, real for hardware. */
+  makeClock(): Clock;
+}
+
+export interface BenchContext {
+  backend: Backend;
+  seed: number;
+  /** Extra --key value options from the command line. */
+  options: Record<string, string>;
+  log: (line: string) => void;
+}
+
+export interface BenchResult {
+  /** Header row first. */
+  table: string[][];
+  json: unknown;
+  notes: string[];
+}
+
+export interface BenchCommand {
+  name: string;
+  description: string;
+  run(ctx: BenchContext): Promise<BenchResult>;
+}
