@@ -5,11 +5,12 @@
 //   slot(p) = blockTables[blockTableOffsets[t] + p / BLOCK_SIZE] * BLOCK_SIZE + p % BLOCK_SIZE
 //   s_p = SCALE * dot(q[t, h], kCache[slot(p), kvHead])      for p = 0 .. pos
 //   out[t, h] = sum_p softmax(s)_p * vCache[slot(p), kvHead]
-// Online (streaming) softmax over chunks of WG positions: workgroup memory is O(WG), so any
-// context length works. Thread j scores position chunkStart + j; then each thread (d, g) —
-// head dim d = lid % HEAD_SIZE, group g = lid / HEAD_SIZE — accumulates V[., d] over the
-// chunk's positions j ≡ g (mod WG / HEAD_SIZE) with the running max shared by the workgroup;
-// the groups are summed at the end. Two barriers per chunk.
+// Online (streaming) softmax over chunks of WG positions, so workgroup memory is O(WG) and any
+// context length works: thread j scores position chunkStart + j (one dot product); then thread
+// (d, g) — head dim d = lid % HEAD_SIZE, group g = lid / HEAD_SIZE — folds the chunk's positions
+// j ≡ g (mod WG / HEAD_SIZE) into its own running (max, denominator, out[d]). At the end the
+// groups' states are merged with the log-sum-exp rule. Two barriers per chunk, no per-chunk
+// max reduction.
 //
 // Bindings (group 0):
 //   @binding(0) q                 : array<f32>  [numTokens, Q_STRIDE] f32; head h at columns h*HEAD_SIZE ..  read
@@ -22,7 +23,7 @@
 // Overrides: NUM_HEADS, NUM_KV_HEADS (divides NUM_HEADS), HEAD_SIZE, BLOCK_SIZE,
 //   Q_STRIDE (default NUM_HEADS * HEAD_SIZE; NUM_HEADS*HEAD_SIZE + 2*KV_DIM to read q straight
 //   from the fused qkv buffer), SCALE (f32, 1/sqrt(HEAD_SIZE)), WG (default 64; HEAD_SIZE <= WG).
-// Workgroup size: (WG, 1, 1); workgroup memory (HEAD_SIZE + 4 * WG) * 4 bytes.
+// Workgroup size: (WG, 1, 1); workgroup memory (HEAD_SIZE + 5 * WG) * 4 bytes.
 // Dispatch: (NUM_HEADS, numTokens, 1) — one workgroup per (head, query token).
 
 override NUM_HEADS: u32;
@@ -46,6 +47,7 @@ const LOWEST = bitcast<f32>(0xff7fffffu); // the most negative finite f32
 var<workgroup> qs: array<f32, HEAD_SIZE>;
 var<workgroup> scores: array<f32, WG>;
 var<workgroup> chunkSlots: array<u32, WG>;
+var<workgroup> maxPart: array<f32, WG>;
 var<workgroup> accPart: array<f32, WG>;
 var<workgroup> sumPart: array<f32, WG>;
 
@@ -66,9 +68,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let groups = WG / HEAD_SIZE;
   let d = lid % HEAD_SIZE;
   let g = lid / HEAD_SIZE;
-  var m = LOWEST;   // running max (identical in all threads)
-  var l = 0.0;      // this thread's share of the softmax denominator
-  var acc = 0.0;    // this thread's share of out[d]
+  var m = LOWEST;   // running max of this group's scores
+  var l = 0.0;      // running softmax denominator of this group, relative to m
+  var acc = 0.0;    // running out[d] of this group, relative to m
 
   for (var c0 = 0u; c0 < numPos; c0 += WG) {
     let n = min(WG, numPos - c0);
@@ -84,17 +86,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       chunkSlots[lid] = slot;
     }
     workgroupBarrier();
-    var mNew = m;
-    for (var j = 0u; j < n; j++) {
-      mNew = max(mNew, scores[j]);
-    }
-    let correction = exp(m - mNew);
-    l = l * correction;
-    acc = acc * correction;
-    m = mNew;
     if (g < groups) {
       for (var j = g; j < n; j += groups) {
-        let e = exp(scores[j] - m);
+        let s = scores[j];
+        if (s > m) {
+          let correction = exp(m - s);
+          l = l * correction;
+          acc = acc * correction;
+          m = s;
+        }
+        let e = exp(s - m);
         l += e;
         acc += e * vCache[chunkSlots[j] * kvDim + kvOff + d];
       }
@@ -102,15 +103,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     workgroupBarrier();
   }
 
-  accPart[lid] = select(0.0, acc, g < groups);
+  maxPart[lid] = select(LOWEST, m, g < groups);
   sumPart[lid] = select(0.0, l, g < groups);
+  accPart[lid] = select(0.0, acc, g < groups);
   workgroupBarrier();
   if (lid < HEAD_SIZE) {
+    var mAll = LOWEST;
+    for (var k = 0u; k < groups; k++) {
+      mAll = max(mAll, maxPart[k * HEAD_SIZE + lid]);
+    }
     var a = 0.0;
     var s = 0.0;
     for (var k = 0u; k < groups; k++) {
-      a += accPart[k * HEAD_SIZE + lid];
-      s += sumPart[k * HEAD_SIZE + lid];
+      let w = exp(maxPart[k * HEAD_SIZE + lid] - mAll);
+      a += accPart[k * HEAD_SIZE + lid] * w;
+      s += sumPart[k * HEAD_SIZE + lid] * w;
     }
     out[t * NUM_HEADS * HEAD_SIZE + h * HEAD_SIZE + lid] = a / s;
   }

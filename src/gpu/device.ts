@@ -62,6 +62,8 @@ export interface DeviceLoss {
 
 export interface GpuContext {
   readonly device: GPUDevice;
+  /** The GPU object the device came from (kept referenced on purpose, see wrapDevice). */
+  readonly gpu: GPU | undefined;
   /** Adapter vendor, architecture, limits and features as plain data (see adapter.ts). */
   readonly adapter: AdapterSummary;
   /** The device was created with 'timestamp-query'. */
@@ -123,11 +125,15 @@ export async function acquireDevice(gpu: GPU | null | undefined, options: Acquir
   } catch (e) {
     throw new WebGpuUnavailableError(`requesting a WebGPU device failed: ${(e as Error).message}`);
   }
-  return wrapDevice(device, summary);
+  return wrapDevice(device, summary, gpu);
 }
 
-/** Wraps an existing device (e.g. one a test or host created) as a GpuContext. */
-export function wrapDevice(device: GPUDevice, adapter: AdapterSummary): GpuContext {
+/**
+ * Wraps an existing device (e.g. one a test or host created) as a GpuContext. `gpu`, when given,
+ * is kept referenced by the context: Dawn for Node tears its instance down (and crashes pending
+ * work) once the object returned by `create()` is garbage collected.
+ */
+export function wrapDevice(device: GPUDevice, adapter: AdapterSummary, gpu?: GPU): GpuContext {
   let loss: DeviceLoss | null = null;
   const lostCallbacks = new Set<(loss: DeviceLoss) => void>();
   const errorCallbacks = new Set<(error: GPUError) => void>();
@@ -145,6 +151,7 @@ export function wrapDevice(device: GPUDevice, adapter: AdapterSummary): GpuConte
   return {
     device,
     adapter,
+    gpu,
     hasTimestampQuery: device.features.has('timestamp-query'),
     lost,
     get isLost() {

@@ -2,7 +2,9 @@
  * Typed entry points for every kernel in kernels/: each `planX(args)` turns shapes and buffers
  * into a DispatchPlan (kernel name, named bindings, workgroup counts by the kernel's dispatch
  * formula, override constants, params); `encodeX(step, args)` records it into a step.
- * Plans can also be compiled ahead of the first step with warmUp().
+ * Plans can also be compiled ahead of the first step with warmUp(). Workgroup sizes come from a
+ * KernelTuning (tuning.ts): `encodeX` uses the step's runtime tuning, `planX(args, tuning)` takes
+ * one (default GPU_TUNING).
  *
  * Buffer shape conventions (all f32 unless noted; T = tokens of the step, rows of different
  * sequences mixed):
@@ -25,6 +27,7 @@
 import type { KernelName } from './kernel-names.ts';
 import type { BufferBinding, KernelRegistry, OverrideValues } from './registry.ts';
 import type { StepEncoder, Workgroups } from './step.ts';
+import { GPU_TUNING, type KernelTuning } from './tuning.ts';
 
 export interface DispatchPlan {
   kernel: KernelName;
@@ -63,17 +66,17 @@ export interface EmbeddingArgs {
 }
 
 /** kernels/embedding.wgsl: dispatch (numTokens). */
-export function planEmbedding(a: EmbeddingArgs): DispatchPlan {
+export function planEmbedding(a: EmbeddingArgs, tuning: Readonly<KernelTuning> = GPU_TUNING): DispatchPlan {
   assertPositiveInts('embedding', { numTokens: a.numTokens, dim: a.dim });
   return {
     kernel: 'embedding',
     bindings: { tokenIds: a.tokenIds, emb: a.embedding, x: a.out },
     workgroups: [a.numTokens],
-    overrides: { DIM: a.dim, WG: 64 },
+    overrides: { DIM: a.dim, WG: tuning.rowThreads },
   };
 }
 
-export const encodeEmbedding = (step: StepEncoder, a: EmbeddingArgs): void => encodePlan(step, planEmbedding(a));
+export const encodeEmbedding = (step: StepEncoder, a: EmbeddingArgs): void => encodePlan(step, planEmbedding(a, step.tuning));
 
 // ---------------------------------------------------------------------------------------------
 
@@ -87,17 +90,17 @@ export interface RmsNormArgs {
 }
 
 /** kernels/rmsnorm.wgsl: dispatch (numRows). */
-export function planRmsNorm(a: RmsNormArgs): DispatchPlan {
+export function planRmsNorm(a: RmsNormArgs, tuning: Readonly<KernelTuning> = GPU_TUNING): DispatchPlan {
   assertPositiveInts('rmsnorm', { numRows: a.numRows, dim: a.dim });
   return {
     kernel: 'rmsnorm',
     bindings: { x: a.x, w: a.weight, out: a.out },
     workgroups: [a.numRows],
-    overrides: { DIM: a.dim, EPS: a.eps, WG: 64 },
+    overrides: { DIM: a.dim, EPS: a.eps, WG: tuning.rowThreads },
   };
 }
 
-export const encodeRmsNorm = (step: StepEncoder, a: RmsNormArgs): void => encodePlan(step, planRmsNorm(a));
+export const encodeRmsNorm = (step: StepEncoder, a: RmsNormArgs): void => encodePlan(step, planRmsNorm(a, step.tuning));
 
 // ---------------------------------------------------------------------------------------------
 
@@ -121,18 +124,15 @@ export interface MatmulArgs {
   swigluInput?: boolean;
   /** Output row r reads X row rowIds[r]: [rows] u32. */
   rowIds?: BufferBinding;
-  /** 'auto' (default): gemv up to GEMV_MAX_ROWS rows when inDim and xStride are multiples of 4. */
+  /** 'auto' (default): gemv up to tuning.gemvMaxRows rows when inDim and xStride are multiples of 4. */
   strategy?: 'auto' | 'gemv' | 'tiled';
 }
-
-/** Above this many rows the tiled kernel is used ('auto'). */
-export const GEMV_MAX_ROWS = 16;
 
 /**
  * kernels/matmul_gemv.wgsl: dispatch (ceil(outDim / 4), ceil(rows / ROWS)), ROWS = 1, 2, 4 or 8
  * by `rows`; kernels/matmul_tiled.wgsl: dispatch (ceil(outDim / 32), ceil(rows / 32)).
  */
-export function planMatmul(a: MatmulArgs): DispatchPlan {
+export function planMatmul(a: MatmulArgs, tuning: Readonly<KernelTuning> = GPU_TUNING): DispatchPlan {
   const xStride = a.xStride ?? (a.swigluInput ? 2 * a.inDim : a.inDim);
   const yStride = a.yStride ?? a.outDim;
   assertPositiveInts('matmul', { rows: a.rows, inDim: a.inDim, outDim: a.outDim, xStride, yStride });
@@ -142,7 +142,7 @@ export function planMatmul(a: MatmulArgs): DispatchPlan {
   const vec4Ok = a.inDim % 4 === 0 && xStride % 4 === 0;
   const strategy = a.strategy ?? 'auto';
   if (strategy === 'gemv' && !vec4Ok) throw new RangeError('matmul gemv: inDim and xStride must be multiples of 4');
-  const gemv = strategy === 'gemv' || (strategy === 'auto' && vec4Ok && a.rows <= GEMV_MAX_ROWS);
+  const gemv = strategy === 'gemv' || (strategy === 'auto' && vec4Ok && a.rows <= tuning.gemvMaxRows);
 
   const bindings = { x: a.x, w: a.w, y: a.y, normWeight: a.norm?.weight, rowIds: a.rowIds };
   const common = {
@@ -159,7 +159,7 @@ export function planMatmul(a: MatmulArgs): DispatchPlan {
   if (gemv) {
     const rowsPerGroup = a.rows <= 1 ? 1 : a.rows <= 2 ? 2 : a.rows <= 4 ? 4 : 8;
     const cols = 4;
-    const threads = Math.min(64, Math.max(16, nextPow2(ceilDiv(a.inDim, 4))));
+    const threads = Math.min(tuning.gemvThreads, nextPow2(ceilDiv(a.inDim, 4)));
     return {
       kernel: 'matmul_gemv',
       bindings,
@@ -177,7 +177,7 @@ export function planMatmul(a: MatmulArgs): DispatchPlan {
   };
 }
 
-export const encodeMatmul = (step: StepEncoder, a: MatmulArgs): void => encodePlan(step, planMatmul(a));
+export const encodeMatmul = (step: StepEncoder, a: MatmulArgs): void => encodePlan(step, planMatmul(a, step.tuning));
 
 // ---------------------------------------------------------------------------------------------
 
@@ -197,7 +197,7 @@ export interface RopeKvWriteArgs {
 }
 
 /** kernels/rope_kv_write.wgsl: dispatch (numTokens). */
-export function planRopeKvWrite(a: RopeKvWriteArgs): DispatchPlan {
+export function planRopeKvWrite(a: RopeKvWriteArgs, tuning: Readonly<KernelTuning> = GPU_TUNING): DispatchPlan {
   const qkvStride = a.qkvStride ?? a.dim + 2 * a.kvDim;
   assertPositiveInts('rope_kv_write', { numTokens: a.numTokens, dim: a.dim, kvDim: a.kvDim, headSize: a.headSize, qkvStride });
   if (a.headSize % 2 !== 0 || a.dim % a.headSize !== 0 || a.kvDim % a.headSize !== 0) {
@@ -207,11 +207,11 @@ export function planRopeKvWrite(a: RopeKvWriteArgs): DispatchPlan {
     kernel: 'rope_kv_write',
     bindings: { qkv: a.qkv, positions: a.positions, slots: a.slots, ropeTable: a.ropeTable, kCache: a.kCache, vCache: a.vCache },
     workgroups: [a.numTokens],
-    overrides: { DIM: a.dim, KV_DIM: a.kvDim, HEAD_SIZE: a.headSize, QKV_STRIDE: qkvStride, WG: 64 },
+    overrides: { DIM: a.dim, KV_DIM: a.kvDim, HEAD_SIZE: a.headSize, QKV_STRIDE: qkvStride, WG: tuning.rowThreads },
   };
 }
 
-export const encodeRopeKvWrite = (step: StepEncoder, a: RopeKvWriteArgs): void => encodePlan(step, planRopeKvWrite(a));
+export const encodeRopeKvWrite = (step: StepEncoder, a: RopeKvWriteArgs): void => encodePlan(step, planRopeKvWrite(a, step.tuning));
 
 // ---------------------------------------------------------------------------------------------
 
@@ -232,8 +232,8 @@ export interface PagedAttentionArgs {
   qStride?: number;
 }
 
-/** kernels/paged_attention.wgsl: dispatch (numHeads, numTokens), WG = max(64, headSize). */
-export function planPagedAttention(a: PagedAttentionArgs): DispatchPlan {
+/** kernels/paged_attention.wgsl: dispatch (numHeads, numTokens), WG = max(tuning.attentionThreads, headSize). */
+export function planPagedAttention(a: PagedAttentionArgs, tuning: Readonly<KernelTuning> = GPU_TUNING): DispatchPlan {
   const qStride = a.qStride ?? a.numHeads * a.headSize;
   assertPositiveInts('paged_attention', {
     numTokens: a.numTokens,
@@ -244,7 +244,7 @@ export function planPagedAttention(a: PagedAttentionArgs): DispatchPlan {
     qStride,
   });
   if (a.numHeads % a.numKvHeads !== 0) throw new RangeError('paged_attention: numKvHeads must divide numHeads');
-  const threads = Math.max(64, a.headSize);
+  const threads = Math.max(tuning.attentionThreads, a.headSize);
   if (threads > 256) throw new RangeError(`paged_attention: headSize ${a.headSize} > 256 is not supported`);
   return {
     kernel: 'paged_attention',
@@ -270,7 +270,7 @@ export function planPagedAttention(a: PagedAttentionArgs): DispatchPlan {
   };
 }
 
-export const encodePagedAttention = (step: StepEncoder, a: PagedAttentionArgs): void => encodePlan(step, planPagedAttention(a));
+export const encodePagedAttention = (step: StepEncoder, a: PagedAttentionArgs): void => encodePlan(step, planPagedAttention(a, step.tuning));
 
 // ---------------------------------------------------------------------------------------------
 
@@ -283,18 +283,18 @@ export interface BlockCopyArgs {
   blockSize: number;
 }
 
-/** kernels/block_copy.wgsl: dispatch (ceil(blockSize * kvDim / 256), numCopies), once per layer. */
-export function planBlockCopy(a: BlockCopyArgs): DispatchPlan {
+/** kernels/block_copy.wgsl: dispatch (ceil(blockSize * kvDim / (4 * WG)), numCopies), once per layer. */
+export function planBlockCopy(a: BlockCopyArgs, tuning: Readonly<KernelTuning> = GPU_TUNING): DispatchPlan {
   assertPositiveInts('block_copy', { numCopies: a.numCopies, kvDim: a.kvDim, blockSize: a.blockSize });
   return {
     kernel: 'block_copy',
     bindings: { copies: a.copies, kCache: a.kCache, vCache: a.vCache },
-    workgroups: [ceilDiv(a.blockSize * a.kvDim, 4 * 64), a.numCopies],
-    overrides: { KV_DIM: a.kvDim, BLOCK_SIZE: a.blockSize, WG: 64 },
+    workgroups: [ceilDiv(a.blockSize * a.kvDim, 4 * tuning.rowThreads), a.numCopies],
+    overrides: { KV_DIM: a.kvDim, BLOCK_SIZE: a.blockSize, WG: tuning.rowThreads },
   };
 }
 
-export const encodeBlockCopy = (step: StepEncoder, a: BlockCopyArgs): void => encodePlan(step, planBlockCopy(a));
+export const encodeBlockCopy = (step: StepEncoder, a: BlockCopyArgs): void => encodePlan(step, planBlockCopy(a, step.tuning));
 
 // ---------------------------------------------------------------------------------------------
 
@@ -308,15 +308,15 @@ export interface ArgmaxArgs {
 }
 
 /** kernels/argmax.wgsl: dispatch (numRows). */
-export function planArgmax(a: ArgmaxArgs): DispatchPlan {
+export function planArgmax(a: ArgmaxArgs, tuning: Readonly<KernelTuning> = GPU_TUNING): DispatchPlan {
   const rowStride = a.rowStride ?? a.vocabSize;
   assertPositiveInts('argmax', { numRows: a.numRows, vocabSize: a.vocabSize, rowStride });
   return {
     kernel: 'argmax',
     bindings: { logits: a.logits, out: a.out },
     workgroups: [a.numRows],
-    overrides: { N: a.vocabSize, ROW_STRIDE: rowStride, WG: 64 },
+    overrides: { N: a.vocabSize, ROW_STRIDE: rowStride, WG: tuning.rowThreads },
   };
 }
 
-export const encodeArgmax = (step: StepEncoder, a: ArgmaxArgs): void => encodePlan(step, planArgmax(a));
+export const encodeArgmax = (step: StepEncoder, a: ArgmaxArgs): void => encodePlan(step, planArgmax(a, step.tuning));

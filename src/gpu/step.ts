@@ -19,6 +19,7 @@ import { align4, BufferUsage, MAP_MODE_READ } from './buffers.ts';
 import type { GpuContext } from './device.ts';
 import type { KernelName, KernelSources } from './kernel-names.ts';
 import { KernelRegistry, PARAMS_SLOT_BYTES, type BufferBinding, type OverrideValues } from './registry.ts';
+import { GPU_TUNING, tuningFor, type KernelTuning } from './tuning.ts';
 
 /** A validation error raised by the WebGPU implementation while a step was recorded or run. */
 export class GpuValidationError extends Error {
@@ -72,12 +73,15 @@ interface TimestampSet {
 export interface RuntimeOptions {
   /** Whether the device has 'timestamp-query' (defaults to device.features). */
   hasTimestampQuery?: boolean;
+  /** Workgroup sizing used by the encoders of kernels.ts (default GPU_TUNING). */
+  tuning?: Readonly<KernelTuning>;
 }
 
 export class GpuRuntime {
   readonly device: GPUDevice;
   readonly registry: KernelRegistry;
   readonly hasTimestampQuery: boolean;
+  readonly tuning: Readonly<KernelTuning>;
   private readonly paramChunks: ParamChunk[] = [];
   private readonly stagingFree = new Map<number, GPUBuffer[]>();
   private readonly timestampFree: TimestampSet[] = [];
@@ -87,10 +91,12 @@ export class GpuRuntime {
     this.device = device;
     this.registry = new KernelRegistry(device, sources);
     this.hasTimestampQuery = options.hasTimestampQuery ?? device.features.has('timestamp-query');
+    this.tuning = options.tuning ?? GPU_TUNING;
   }
 
-  static fromContext(ctx: GpuContext, sources: KernelSources): GpuRuntime {
-    return new GpuRuntime(ctx.device, sources, { hasTimestampQuery: ctx.hasTimestampQuery });
+  /** A runtime for an acquired device, tuned for its adapter class (tuningFor). */
+  static fromContext(ctx: GpuContext, sources: KernelSources, tuning: Readonly<KernelTuning> = tuningFor(ctx.adapter)): GpuRuntime {
+    return new GpuRuntime(ctx.device, sources, { hasTimestampQuery: ctx.hasTimestampQuery, tuning });
   }
 
   /** Starts recording a step. Only one step may be recorded at a time (submit() ends it). */
@@ -197,6 +203,11 @@ export class StepEncoder {
     if (this.validate) this.device.pushErrorScope('validation');
     this.encoder = this.device.createCommandEncoder({ label: options.label ?? 'step' });
     this.timestamps = options.timestamps && runtime.hasTimestampQuery ? runtime.takeTimestamps() : null;
+  }
+
+  /** The runtime's workgroup sizing (used by the encoders of kernels.ts). */
+  get tuning(): Readonly<KernelTuning> {
+    return this.runtime.tuning;
   }
 
   /** Dispatches recorded so far. */

@@ -17,19 +17,21 @@ import { createBufferFromData, createStorageBuffer, readFloat32 } from '../../sr
 import { acquireDevice, WebGpuUnavailableError, type GpuContext } from '../../src/gpu/device.ts';
 import { KERNEL_NAMES, type KernelSources } from '../../src/gpu/kernel-names.ts';
 import {
-  encodeArgmax,
   encodeBlockCopy,
   encodeEmbedding,
   encodeMatmul,
-  encodePagedAttention,
-  encodeRmsNorm,
+  encodePlan,
   encodeRopeKvWrite,
+  planArgmax,
   planMatmul,
+  planPagedAttention,
+  planRmsNorm,
   warmUp,
   type MatmulArgs,
 } from '../../src/gpu/kernels.ts';
 import { buildRopeTable } from '../../src/gpu/rope-table.ts';
 import { GpuRuntime, type StepEncoder } from '../../src/gpu/step.ts';
+import { GPU_TUNING, SOFTWARE_TUNING, type KernelTuning } from '../../src/gpu/tuning.ts';
 import { Prng } from './prng.ts';
 
 interface CloseOptions {
@@ -56,6 +58,12 @@ function expectClose(actual: Float32Array, expected: ArrayLike<number>, o: Close
 }
 
 const u32 = (values: ArrayLike<number>): Uint32Array => Uint32Array.from(values);
+
+/** Both workgroup-sizing profiles, so every kernel runs at 64 threads and at 8-16 threads. */
+const TUNINGS: { tuningName: string; tuning: Readonly<KernelTuning> }[] = [
+  { tuningName: 'gpu tuning', tuning: GPU_TUNING },
+  { tuningName: 'software tuning', tuning: SOFTWARE_TUNING },
+];
 
 export function kernelSuite(label: string, getGpu: () => GPU | undefined, sources: KernelSources): void {
   describe(`WebGPU kernels (${label})`, () => {
@@ -123,14 +131,14 @@ export function kernelSuite(label: string, getGpu: () => GPU | undefined, source
       expect(Array.from(new Float32Array(got))).toEqual(Array.from(expected));
     });
 
-    it.each([64, 172])('rmsnorm matches ops.rmsnorm (dim %i)', async (dim) => {
+    it.each([64, 172].flatMap((dim) => TUNINGS.map((t) => ({ dim, ...t }))))('rmsnorm matches ops.rmsnorm (dim $dim, $tuningName)', async ({ dim, tuning }) => {
       const rng = new Prng(2 + dim);
       const rows = 5;
       const x = rng.floats(rows * dim, -3, 3);
       const w = rng.floats(dim, 0.5, 1.5);
       const out = empty(rows * dim);
       const [got] = await runStep(
-        (s) => encodeRmsNorm(s, { x: upload(x), weight: upload(w), out, numRows: rows, dim, eps: 1e-5 }),
+        (s) => encodePlan(s, planRmsNorm({ x: upload(x), weight: upload(w), out, numRows: rows, dim, eps: 1e-5 }, tuning)),
         [out],
       );
       const expected = new Float32Array(rows * dim);
@@ -166,7 +174,8 @@ export function kernelSuite(label: string, getGpu: () => GPU | undefined, source
         { name: 'tiled, gathered rows + rmsnorm', rows: 34, inDim: 64, outDim: 100, strategy: 'tiled', norm: true, gatherFrom: 50 },
       ];
 
-      it.each(cases)('$name', async (c) => {
+      const tuned = cases.flatMap((c) => (c.strategy === 'gemv' ? TUNINGS.map((t) => ({ ...c, ...t })) : [{ ...c, ...TUNINGS[0] }]));
+      it.each(tuned)('$name ($tuningName)', async (c) => {
         const rng = new Prng(100 + c.rows * 7 + c.outDim);
         const xRows = c.gatherFrom ?? c.rows;
         const xStride = c.swiglu ? 2 * c.inDim : c.inDim;
@@ -191,8 +200,9 @@ export function kernelSuite(label: string, getGpu: () => GPU | undefined, source
           rowIds: rowIds ? upload(u32(rowIds)) : undefined,
           strategy: c.strategy,
         };
-        expect(planMatmul(args).kernel).toBe(c.strategy === 'gemv' ? 'matmul_gemv' : 'matmul_tiled');
-        const [got] = await runStep((s) => encodeMatmul(s, args), [y]);
+        const plan = planMatmul(args, c.tuning);
+        expect(plan.kernel).toBe(c.strategy === 'gemv' ? 'matmul_gemv' : 'matmul_tiled');
+        const [got] = await runStep((s) => encodePlan(s, plan), [y]);
 
         // CPU reference: build the input row as ops.ts would, then ops.matvec.
         const expected = c.accumulate || c.yStride ? Float32Array.from(y0) : new Float32Array(c.rows * yStride);
@@ -373,7 +383,7 @@ export function kernelSuite(label: string, getGpu: () => GPU | undefined, source
         },
       ];
 
-      it.each(cases)('$name', async (c) => {
+      it.each(cases.flatMap((c) => TUNINGS.map((t) => ({ ...c, ...t }))))('$name ($tuningName)', async (c) => {
         const rng = new Prng(500 + c.headSize);
         const dim = c.numHeads * c.headSize;
         const kvDim = c.numKvHeads * c.headSize;
@@ -409,7 +419,7 @@ export function kernelSuite(label: string, getGpu: () => GPU | undefined, source
         const out = empty(t * dim);
         const [got] = await runStep(
           (s) =>
-            encodePagedAttention(s, {
+            encodePlan(s, planPagedAttention({
               q: upload(q),
               kCache: upload(kCache),
               vCache: upload(vCache),
@@ -423,7 +433,7 @@ export function kernelSuite(label: string, getGpu: () => GPU | undefined, source
               headSize: c.headSize,
               blockSize: c.blockSize,
               qStride,
-            }),
+            }, c.tuning)),
           [out],
         );
 
@@ -479,7 +489,7 @@ export function kernelSuite(label: string, getGpu: () => GPU | undefined, source
       expect(Array.from(new Float32Array(gotV))).toEqual(Array.from(expV));
     });
 
-    it('argmax picks the first maximum of each row', async () => {
+    it.each(TUNINGS)('argmax picks the first maximum of each row ($tuningName)', async ({ tuning }) => {
       const rng = new Prng(5);
       const vocab = 517;
       const rows = 5;
@@ -492,7 +502,7 @@ export function kernelSuite(label: string, getGpu: () => GPU | undefined, source
       logits[4 * vocab + 63] = 7;
       logits[4 * vocab + 64] = 7; // tie across two threads' strides
       const out = empty(rows);
-      const [got] = await runStep((s) => encodeArgmax(s, { logits: upload(logits), out, numRows: rows, vocabSize: vocab }), [out]);
+      const [got] = await runStep((s) => encodePlan(s, planArgmax({ logits: upload(logits), out, numRows: rows, vocabSize: vocab }, tuning)), [out]);
       const expected = Array.from({ length: rows }, (_, r) => ops.argmax(logits, r * vocab, vocab));
       expect(expected).toEqual([100, 0, vocab - 1, 0, 63]);
       expect(Array.from(new Uint32Array(got))).toEqual(expected);
