@@ -238,6 +238,7 @@ export class Engine {
       this.emit({
         type: 'step',
         timeMs: endMs,
+        startMs,
         stepIndex: plan.stepIndex,
         durationMs: output.durationMs,
         numSeqs: plan.seqs.length,

@@ -22,7 +22,9 @@ export type EngineEvent =
   | { type: 'failed'; timeMs: number; requestId: string; reason: FailReason }
   | {
       type: 'step';
+      /** When the step ended; startMs when it was scheduled. */
       timeMs: number;
+      startMs: number;
       stepIndex: number;
       durationMs: number;
       numSeqs: number;

@@ -118,9 +118,12 @@ export class Scheduler {
   readonly requests = new Map<string, Request>();
   readonly seqById = new Map<number, Sequence>();
   estimateServiceMs: ServiceTimeEstimator = () => 0;
+  /** Index of the last non-empty step planned (steps count from 1; empty plans take no index). */
   stepIndex = 0;
   numPreemptions = 0;
   private nextSeqId = 0;
+  /** The index the step being planned will get (events during planning carry it). */
+  private planningIndex = 1;
   private readonly inFlightByTenant = new Map<string, number>();
   private numLiveWithDeadline = 0;
   /** Static batching: the current request-level batch and each member's padded prefill progress. */
@@ -234,6 +237,7 @@ export class Scheduler {
 
   /** Decides the next step. The plan may be empty (nothing runnable). */
   schedule(nowMs: number): ScheduledStep {
+    this.planningIndex = this.stepIndex + 1;
     const ctx: StepContext = {
       budget: this.config.maxNumBatchedTokens,
       scheduled: new Map(),
@@ -442,7 +446,7 @@ export class Scheduler {
     ctx.numPreempted++;
     const mode = this.config.preemptionMode;
     const emit = (actual: PreemptionMode) =>
-      this.emit({ type: 'preempted', timeMs: nowMs, stepIndex: this.stepIndex, requestId: req.requestId, mode: actual });
+      this.emit({ type: 'preempted', timeMs: nowMs, stepIndex: this.planningIndex, requestId: req.requestId, mode: actual });
     if (mode === 'abort') {
       emit('abort');
       this.fail(req, 'preempted', nowMs);
@@ -476,7 +480,7 @@ export class Scheduler {
     this.running.push(req);
     ctx.protectedRequests.add(req);
     if (Number.isNaN(req.firstScheduledMs)) req.firstScheduledMs = nowMs;
-    this.emit({ type: 'scheduled', timeMs: nowMs, stepIndex: this.stepIndex, requestId: req.requestId, numCachedTokens: req.numCachedPromptTokens, resumed });
+    this.emit({ type: 'scheduled', timeMs: nowMs, stepIndex: this.planningIndex, requestId: req.requestId, numCachedTokens: req.numCachedPromptTokens, resumed });
   }
 
   /**
@@ -544,7 +548,6 @@ export class Scheduler {
   }
 
   private buildStep(ctx: StepContext, numPaddingTokens: number): ScheduledStep {
-    this.stepIndex++;
     const bs = this.kv.blockSize;
     const seqs: ScheduledSeq[] = [];
     const work: SeqWork[] = [];
@@ -576,8 +579,10 @@ export class Scheduler {
         else numPrefillTokens += numNewTokens;
       }
     }
+    const isEmpty = seqs.length === 0 && ctx.swapOut.length === 0 && ctx.swapIn.length === 0 && numPaddingTokens === 0;
+    if (!isEmpty) this.stepIndex = this.planningIndex;
     const plan: StepPlan = {
-      stepIndex: this.stepIndex,
+      stepIndex: this.planningIndex,
       seqs,
       copies,
       swapOut: ctx.swapOut,

@@ -1,0 +1,100 @@
+/**
+ * Replaying an event log: the inputs (submit, cancel) are fed back before the steps they preceded,
+ * the clock is set to each recorded step's start and end, and every sampled token and step
+ * duration comes from the log. The replayed engine's event log equals the original one, for runs
+ * on real hardware and a real clock too. (On a virtual clock with a deterministic executor, simply
+ * running the same inputs again gives the same log; replay also needs no executor.)
+ */
+import type { Executor, SeqOutput, StepOutput, StepPlan } from './types.ts';
+import type { Clock } from './clock.ts';
+import { Engine, type EngineOptions } from './engine.ts';
+import type { EngineEvent } from './events.ts';
+
+type StepEvent = Extract<EngineEvent, { type: 'step' }>;
+type InputEvent = Extract<EngineEvent, { type: 'submit' | 'cancel' }>;
+
+/** A clock the replay sets by hand. */
+class ReplayClock implements Clock {
+  timeMs = 0;
+  nowMs(): number {
+    return this.timeMs;
+  }
+}
+
+class ReplayExecutor implements Executor {
+  readonly name = 'replay';
+  constructor(
+    private readonly steps: Map<number, StepEvent>,
+    private readonly clock: ReplayClock,
+    /** Inputs that arrived while step k was in flight, applied while the replay's step k is. */
+    private readonly duringStep: Map<number, InputEvent[]>,
+    private readonly apply: (e: InputEvent) => void,
+  ) {}
+  configure(): void {}
+  async execute(plan: StepPlan): Promise<StepOutput> {
+    const rec = this.steps.get(plan.stepIndex);
+    if (!rec) throw new Error(`replay: the log has no step ${plan.stepIndex}`);
+    const sampled = new Map(rec.sampled);
+    const outputs: SeqOutput[] = [];
+    for (const s of plan.seqs) {
+      if (!s.needsLogits) continue;
+      const tokenId = sampled.get(s.seqId);
+      if (tokenId === undefined) throw new Error(`replay: step ${plan.stepIndex} recorded no token for seq ${s.seqId}; the run diverged`);
+      outputs.push({ seqId: s.seqId, argmax: tokenId });
+    }
+    for (const e of this.duringStep.get(plan.stepIndex) ?? []) this.apply(e);
+    this.clock.timeMs = rec.timeMs;
+    return { outputs, durationMs: rec.durationMs };
+  }
+  dispose(): void {}
+}
+
+/** Re-runs a logged run; returns the engine, whose eventLog should equal `log`. */
+export async function replayEventLog(
+  log: readonly EngineEvent[],
+  options: Pick<EngineOptions, 'config' | 'modelName' | 'checkInvariants'>,
+): Promise<Engine> {
+  const clock = new ReplayClock();
+  const steps = new Map<number, StepEvent>();
+  const duringStep = new Map<number, InputEvent[]>();
+  let lastStepIndex = 0;
+  for (const e of log) {
+    if (e.type === 'step') {
+      steps.set(e.stepIndex, e);
+      lastStepIndex = e.stepIndex;
+    } else if ((e.type === 'submit' || e.type === 'cancel') && e.stepIndex > lastStepIndex) {
+      // Logged with the index of a step not finished yet: it came in while that step ran.
+      duringStep.set(e.stepIndex, [...(duringStep.get(e.stepIndex) ?? []), e]);
+    }
+  }
+  let engine: Engine | null = null;
+  const apply = (e: InputEvent) => {
+    clock.timeMs = e.timeMs;
+    if (e.type === 'submit') engine!.submit(e.request);
+    else engine!.cancel(e.requestId);
+  };
+  engine = new Engine({
+    ...options,
+    executor: new ReplayExecutor(steps, clock, duringStep, apply),
+    clock,
+    recordEvents: true,
+    sampleOverride: (stepIndex, seqId) => {
+      const hit = steps.get(stepIndex)?.sampled.find(([id]) => id === seqId);
+      if (!hit) throw new Error(`replay: step ${stepIndex} recorded no token for seq ${seqId}; the run diverged`);
+      return hit[1];
+    },
+  });
+  await engine.init();
+  lastStepIndex = 0;
+  for (const e of log) {
+    if (e.type === 'step') {
+      clock.timeMs = e.startMs;
+      const r = await engine.step();
+      if (r.kind !== 'ran' || r.step.stepIndex !== e.stepIndex) throw new Error(`replay: step ${e.stepIndex} did not run the same way`);
+      lastStepIndex = e.stepIndex;
+    } else if ((e.type === 'submit' || e.type === 'cancel') && e.stepIndex <= lastStepIndex) {
+      apply(e);
+    }
+  }
+  return engine;
+}
