@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { kernelSources } from '../../src/gpu/kernel-sources.ts';
 import { loadKernelSources } from '../../src/gpu/kernel-sources.node.ts';
 import { KERNEL_NAMES } from '../../src/gpu/kernel-names.ts';
+import { forwardSuite } from './forward.suite.ts';
 import { kernelSuite } from './kernels.suite.ts';
 
 Object.assign(globalThis, globals);
@@ -17,3 +18,4 @@ describe('kernel sources', () => {
 });
 
 kernelSuite('Dawn for Node', () => gpu, kernelSources);
+forwardSuite('Dawn for Node', () => gpu, kernelSources);
