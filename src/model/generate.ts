@@ -79,3 +79,38 @@ export function generate(o: GenerateOptions): GenerateResult {
     elapsedAfterFirstMs: startMs === 0 ? 0 : performance.now() - startMs,
   };
 }
+
+/**
+ * run.c's semantics as an engine request: `steps` positions in all, prompt included, so
+ * steps - numPromptTokens + 1 tokens are sampled at most; only BOS (id 1) stops it.
+ */
+export interface RuncRequest {
+  promptTokenIds: number[];
+  maxTokens: number;
+  stopTokenIds: number[];
+}
+
+export function runcRequest(tokenizer: Tokenizer, prompt: string, steps: number, seqLen: number): RuncRequest {
+  const promptTokenIds = tokenizer.encode(prompt, true, false);
+  const s = effectiveSteps(steps, seqLen);
+  return { promptTokenIds, maxTokens: Math.max(0, s - promptTokenIds.length + 1), stopTokenIds: [1] };
+}
+
+/**
+ * What run.c prints for a prompt and the tokens sampled after it: the prompt pieces up to the
+ * step limit, the sampled pieces up to (not including) a BOS, then a newline.
+ */
+export function runcText(tokenizer: Tokenizer, promptTokenIds: number[], sampled: number[], steps: number, seqLen: number): Uint8Array {
+  const s = effectiveSteps(steps, seqLen);
+  const printed = promptTokenIds.slice(0, Math.min(promptTokenIds.length, s + 1));
+  for (const t of sampled) {
+    if (printed.length > s) break;
+    if (t === 1) break;
+    printed.push(t);
+  }
+  const body = tokenizer.decodeBytes(printed);
+  const out = new Uint8Array(body.length + 1);
+  out.set(body);
+  out[body.length] = 0x0a;
+  return out;
+}
