@@ -1,38 +1,81 @@
 /**
- * The engine's Web Worker: thin. It builds what the page asks for from src/ and exposes it with
- * comlink; the main thread never blocks on the model or the GPU.
+ * The engine's Web Worker: thin. It builds an EngineHost (src/ + workers/engine-host.ts) and
+ * exposes it with comlink; the main thread never blocks on the model or the GPU.
  */
 import * as Comlink from 'comlink';
 import { probeAdapter, type AdapterProbe } from '../src/gpu/adapter.ts';
+import { kernelSources } from '../src/gpu/kernel-sources.ts';
 import { fetchBytes, type FetchProgress } from '../src/model/fetch.ts';
-import { loadModel, type LoadedModel } from '../src/model/load.ts';
-import { summarizeModel, type ModelSummary } from '../src/model/summary.ts';
+import { loadModel } from '../src/model/load.ts';
+import type { ModelSummary } from '../src/model/summary.ts';
+import type { EngineEvent } from '../src/engine/events.ts';
+import { EngineHost } from './engine-host.ts';
+import type { CompletionParams, EngineSettings, HostStatus, ModelSource, ScenarioRun, StreamEvent, ViewSnapshot } from './protocol.ts';
 
-export interface ModelSource {
-  modelUrl: string;
-  /** Needed for llama2.c checkpoints; GGUF files carry their tokenizer. */
-  tokenizerUrl?: string;
-  name: string;
-}
-
-let loaded: LoadedModel | null = null;
+const gpu = (self.navigator as Navigator & { gpu?: GPU }).gpu;
+const host = new EngineHost({ gpu, kernelSources });
 
 const api = {
-  async probe(): Promise<AdapterProbe> {
-    return probeAdapter((self.navigator as Navigator & { gpu?: GPU }).gpu);
+  probe(): Promise<AdapterProbe> {
+    return probeAdapter(gpu);
   },
 
+  /** Downloads and parses a model, then swaps it in; on any failure the previous model stays. */
   async loadModel(source: ModelSource, onProgress?: (p: FetchProgress) => void): Promise<ModelSummary> {
     const modelBytes = await fetchBytes(source.modelUrl, onProgress);
     const tokenizerBytes = source.tokenizerUrl ? await fetchBytes(source.tokenizerUrl) : undefined;
-    // Parse before replacing: a bad file leaves the previous model loaded.
-    const next = loadModel(modelBytes, source.name, tokenizerBytes);
-    loaded = next;
-    return summarizeModel(next.model);
+    const loaded = loadModel(modelBytes, source.name, tokenizerBytes);
+    return host.setModel(loaded);
   },
 
-  currentModel(): ModelSummary | null {
-    return loaded ? summarizeModel(loaded.model) : null;
+  submit(params: CompletionParams, onEvent?: (e: StreamEvent) => void): string {
+    return host.submit(params, onEvent);
+  },
+  cancel(requestId: string): void {
+    host.cancel(requestId);
+  },
+  runScenario(run: ScenarioRun): string[] {
+    return host.runScenario(run);
+  },
+  configure(settings: EngineSettings): Promise<void> {
+    return host.configure(settings);
+  },
+  settings(): EngineSettings {
+    return host.getSettings();
+  },
+  pause(): void {
+    host.pause();
+  },
+  resume(): void {
+    host.resume();
+  },
+  step(): Promise<void> {
+    return host.stepOnce();
+  },
+  setMinStepInterval(ms: number): void {
+    host.setMinStepInterval(ms);
+  },
+  reset(): Promise<void> {
+    return host.reset();
+  },
+  status(): HostStatus {
+    return { ...host.status };
+  },
+  /** The latest state for the views; typed arrays are transferred, not copied. */
+  snapshot(): ViewSnapshot | null {
+    const s = host.snapshot();
+    if (!s) return null;
+    return Comlink.transfer(s, [s.gpuBlocks.refCount.buffer, s.gpuBlocks.numFilled.buffer, s.gpuBlocks.ownerSeqId.buffer, s.gpuBlocks.cached.buffer, s.cpuBlocks.refCount.buffer, s.cpuBlocks.ownerSeqId.buffer] as Transferable[]);
+  },
+  prometheus(): string {
+    return host.prometheus();
+  },
+  eventLog(): EngineEvent[] {
+    return host.eventLog();
+  },
+  /** Fault injection: destroy the GPU device mid-run (the host recovers). */
+  loseDevice(): void {
+    host.loseDevice();
   },
 };
 

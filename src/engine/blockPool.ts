@@ -102,6 +102,12 @@ export class BlockPool {
     return true;
   }
 
+  /** Forgets every cached block's content (the GPU memory behind them was lost). */
+  clearCache(): void {
+    this.blockHashes.fill(NO_HASH);
+    this.cachedBlockByHash.clear();
+  }
+
   /** Throws when the free queue or the cache index is inconsistent. */
   assertConsistent(): void {
     const s = this.numBlocks;

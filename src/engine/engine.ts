@@ -102,7 +102,7 @@ function defaultCheckInvariants(): boolean {
 
 export class Engine {
   readonly scheduler: Scheduler;
-  readonly executor: Executor;
+  private executorImpl: Executor;
   readonly clock: Clock;
   readonly metrics = new MetricsCollector();
   readonly eventLog: EngineEvent[] = [];
@@ -121,7 +121,7 @@ export class Engine {
   private lastStepView: StepView | null = null;
 
   constructor(options: EngineOptions) {
-    this.executor = options.executor;
+    this.executorImpl = options.executor;
     this.clock = options.clock ?? new RealClock();
     this.modelName = options.modelName ?? options.executor.name;
     this.recordEvents = options.recordEvents ?? true;
@@ -130,6 +130,24 @@ export class Engine {
     this.numRecentEnded = options.numRecentEndedInSnapshot ?? 64;
     this.scheduler = new Scheduler({ ...DEFAULT_SCHEDULER_CONFIG, ...options.config }, (e) => this.emit(e));
     this.scheduler.estimateServiceMs = (r) => this.estimateServiceMs(r);
+  }
+
+  get executor(): Executor {
+    return this.executorImpl;
+  }
+
+  /**
+   * Swaps in a new executor after the old one lost its memory (e.g. a lost GPU device): the new
+   * one gets the KV geometry, and every running or swapped request is recomputed on it.
+   */
+  async replaceExecutor(executor: Executor): Promise<void> {
+    if (this.stepping) throw new Error('Engine.replaceExecutor() called while a step is in flight');
+    const c = this.config;
+    await executor.configure({ blockSize: c.blockSize, numGpuBlocks: c.numGpuBlocks, numCpuBlocks: c.numCpuBlocks });
+    this.executorImpl = executor;
+    this.configured = true;
+    this.scheduler.requeueAllForRecompute(this.clock.nowMs());
+    if (this.checkInvariants) this.scheduler.assertInvariants();
   }
 
   get config(): SchedulerConfig {

@@ -270,6 +270,12 @@ export class KvCacheManager {
     this.seqs.delete(seqId);
   }
 
+  /** Frees every sequence, on the GPU and in the CPU pool, and empties the prefix cache. */
+  freeAll(): void {
+    for (const seqId of [...this.seqs.keys()]) this.free(seqId);
+    this.pool.clearCache();
+  }
+
   /**
    * Moves these sequences (one request's) to the CPU pool; blocks they share map to one CPU
    * block. A GPU block also held by others (a shared prefix) is copied and stays for them.

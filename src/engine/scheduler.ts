@@ -475,6 +475,28 @@ export class Scheduler {
     this.policy.waiting.push(req);
   }
 
+  /**
+   * The executor's memory is gone (a lost GPU device): every running and swapped request is
+   * preempted by recompute (its generated tokens and sampler kept), every block freed and the
+   * prefix cache emptied. Nothing is lost: the requests wait to be prefilled again.
+   */
+  requeueAllForRecompute(nowMs: number): void {
+    const victims = [...this.running, ...this.swapped];
+    this.running.length = 0;
+    this.swapped.length = 0;
+    this.staticBatch = [];
+    this.staticProgress.clear();
+    for (const req of victims) {
+      req.numPreemptions++;
+      this.numPreemptions++;
+      this.emit({ type: 'preempted', timeMs: nowMs, stepIndex: this.planningIndex, requestId: req.requestId, mode: 'recompute' });
+      for (const s of req.activeSeqs()) s.numComputedTokens = 0;
+      req.state = 'waiting';
+      this.policy.waiting.push(req);
+    }
+    this.kv.freeAll();
+  }
+
   private startRunning(req: Request, ctx: StepContext, nowMs: number, resumed: boolean): void {
     req.state = 'running';
     this.running.push(req);
