@@ -4,7 +4,7 @@
  * missing), the engine and its run loop, decodes streamed text, and recovers from a lost GPU
  * device by building a new executor and recomputing the requests that were running.
  */
-import { Engine, type EngineSnapshot } from '../src/engine/engine.ts';
+import { Engine, type EngineSnapshot, type StepView } from '../src/engine/engine.ts';
 import { RealClock } from '../src/engine/clock.ts';
 import type { EngineEvent } from '../src/engine/events.ts';
 import type { RequestSpec } from '../src/engine/request.ts';
@@ -18,7 +18,7 @@ import { GpuRuntime } from '../src/gpu/step.ts';
 import { CpuReferenceExecutor } from '../src/model/reference.ts';
 import type { LoadedModel } from '../src/model/load.ts';
 import { summarizeModel, type ModelSummary } from '../src/model/summary.ts';
-import type { Backend, CompletionParams, EngineSettings, HostStatus, ScenarioRun, StreamEvent, ViewSnapshot } from './protocol.ts';
+import type { Backend, CompletionParams, EngineSettings, HostStatus, ScenarioRun, StepRecord, StreamEvent, ViewSnapshot } from './protocol.ts';
 import { storyPromptTokens } from './story-prompts.ts';
 
 /** Streaming UTF-8 decode of one sequence's pieces (byte-fallback tokens split characters). */
@@ -67,6 +67,9 @@ export class EngineHost {
   private looping = false;
   private stepping: Promise<unknown> = Promise.resolve();
   private nextRequestNumber = 0;
+  /** The last steps with their request events, for the batch timeline (bounded ring). */
+  private readonly recentSteps: StepRecord[] = [];
+  private pendingStepEvents: { preempted: string[]; rejected: string[]; finished: string[] } = { preempted: [], rejected: [], finished: [] };
   readonly status: HostStatus = { phase: 'starting', backend: 'webgpu', message: null, paused: false, minStepIntervalMs: 0, numDeviceLosses: 0 };
 
   constructor(private readonly options: HostOptions) {
@@ -125,6 +128,8 @@ export class EngineHost {
     await engine.init();
     engine.on((e) => this.onEngineEvent(e));
     this.engine = engine;
+    this.recentSteps.length = 0;
+    this.pendingStepEvents = { preempted: [], rejected: [], finished: [] };
     this.ensureLoop();
   }
 
@@ -245,9 +250,15 @@ export class EngineHost {
     await this.startEngine();
   }
 
-  snapshot(): ViewSnapshot | null {
+  /** The views' state; `sinceStepIndex` selects which recent steps come along (-1: none). */
+  snapshot(sinceStepIndex = -1): ViewSnapshot | null {
     if (!this.engine) return null;
     const snap: EngineSnapshot = this.engine.snapshot();
+    const kv = this.engine.scheduler.kv;
+    const blockTables: Record<number, number[]> = {};
+    for (const [seqId, st] of kv.entries()) blockTables[seqId] = [...st.blockTable];
+    const blockHashes = kv.pool.blockHashes.slice();
+    const recentSteps = sinceStepIndex < 0 ? [] : this.recentSteps.filter((s) => s.stepIndex > sinceStepIndex);
     const texts: Record<string, string[]> = {};
     const prompts: Record<string, string> = {};
     for (const r of snap.requests) {
@@ -256,7 +267,7 @@ export class EngineHost {
       texts[r.requestId] = t.seqs.map((s) => s.text);
       if (t.prompt !== null) prompts[r.requestId] = t.prompt;
     }
-    return { ...snap, texts, prompts, host: { ...this.status }, model: this.summary };
+    return { ...snap, texts, prompts, host: { ...this.status }, model: this.summary, recentSteps, blockTables, blockHashes };
   }
 
   prometheus(): string {
@@ -299,7 +310,21 @@ export class EngineHost {
     }
   }
 
+  private recordStepEvent(e: EngineEvent): void {
+    const ev = this.pendingStepEvents;
+    if (e.type === 'preempted') ev.preempted.push(e.requestId);
+    else if (e.type === 'rejected') ev.rejected.push(e.requestId);
+    else if (e.type === 'finished' || e.type === 'failed') ev.finished.push(e.requestId);
+  }
+
+  private recordStep(step: StepView): void {
+    this.recentSteps.push({ ...step, ...this.pendingStepEvents });
+    if (this.recentSteps.length > 256) this.recentSteps.splice(0, this.recentSteps.length - 256);
+    this.pendingStepEvents = { preempted: [], rejected: [], finished: [] };
+  }
+
   private onEngineEvent(e: EngineEvent): void {
+    this.recordStepEvent(e);
     if (e.type === 'token') {
       const t = this.tracked.get(e.requestId);
       const seq = t?.seqs[e.seqIndex];
@@ -343,7 +368,22 @@ export class EngineHost {
   private ensureLoop(): void {
     if (this.looping) return;
     this.looping = true;
-    void this.loop().finally(() => (this.looping = false));
+    this.loop()
+      .catch((e: Error) => this.failAll(`the engine stopped: ${e.message}`))
+      .finally(() => (this.looping = false));
+  }
+
+  /** The engine cannot go on: every request still in flight is reported failed, none silently lost. */
+  private failAll(message: string): void {
+    this.status.phase = 'error';
+    this.status.message = message;
+    const engine = this.engine;
+    for (const t of this.tracked.values()) {
+      const r = engine?.getRequest(t.requestId);
+      if (r && !r.isDone) t.onEvent?.({ type: 'error', requestId: t.requestId, reason: 'engine_error', message });
+    }
+    this.tracked.clear();
+    this.engine = null;
   }
 
   private sleep(ms: number): Promise<void> {
@@ -391,14 +431,13 @@ export class EngineHost {
     if (!engine) return false;
     try {
       const r = await engine.step();
+      if (r.kind === 'ran' && engine === this.engine) this.recordStep(r.step);
       return r.kind === 'ran';
     } catch (e) {
       if (e instanceof DeviceLostError && engine === this.engine) {
         await this.recoverDevice(engine, e.message);
         return true;
       }
-      this.status.phase = 'error';
-      this.status.message = `the engine stopped: ${(e as Error).message}`;
       throw e;
     }
   }

@@ -391,9 +391,22 @@ export class GpuExecutor implements Executor {
       this.lastGpuTimeMs = result.gpuTimeMs;
       return { outputs, durationMs: performance.now() - started };
     } catch (e) {
-      if (this.lostMessage || this.ctx.isLost) throw new DeviceLostError(this.lostMessage ?? `the GPU device was lost: ${(e as Error).message}`);
+      // A destroyed device first fails the step's pending work (an aborted mapAsync, say); its
+      // lost promise settles a moment later. Give it that moment before calling the error a bug.
+      if (await this.settlesAsLost()) throw new DeviceLostError(this.lostMessage ?? `the GPU device was lost: ${(e as Error).message}`);
       throw e;
     }
+  }
+
+  private async settlesAsLost(): Promise<boolean> {
+    if (this.lostMessage || this.ctx.isLost) return true;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const lost = await Promise.race([
+      this.ctx.lost.then(() => true),
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), 250))),
+    ]);
+    clearTimeout(timer);
+    return lost;
   }
 
   dispose(): void {
