@@ -384,6 +384,12 @@ export class EngineHost {
     }
     this.tracked.clear();
     this.engine = null;
+    // A fresh engine on the same model, so the lab stays usable; the message says what happened.
+    if (this.loaded && this.executor) {
+      this.startEngine()
+        .then(() => (this.status.phase = 'ready'))
+        .catch((e: Error) => (this.status.message = `${message}; restarting the engine failed: ${e.message}`));
+    }
   }
 
   private sleep(ms: number): Promise<void> {

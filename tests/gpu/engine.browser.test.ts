@@ -10,4 +10,4 @@ engineSuite('Chromium', () => navigator.gpu, kernelSources, {
     if (!response.ok) throw new Error(`fetching ${url} failed: ${response.status}`);
     return new Uint8Array(await response.arrayBuffer());
   },
-});
+}, false);
