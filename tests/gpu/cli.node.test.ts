@@ -1,0 +1,40 @@
+/**
+ * The generator on the WebGPU backend, as a user runs it: `--backend webgpu` prints what
+ * `--backend cpu` (run.c's text) prints, and `--prompts-file` batches every prompt through the
+ * engine and prints each prompt's single-prompt text, in input order.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+
+const run = promisify(execFile);
+const root = resolve(import.meta.dirname, '../..');
+const tsx = resolve(root, 'node_modules/tsx/dist/cli.mjs');
+
+async function generate(...args: string[]): Promise<string> {
+  const { stdout } = await run(process.execPath, [tsx, resolve(root, 'scripts/generate.ts'), '--quiet', ...args], { cwd: root, maxBuffer: 1 << 24 });
+  return stdout;
+}
+
+describe('npm run generate on the webgpu backend', () => {
+  it('a single prompt prints what the cpu backend prints', async () => {
+    const args = ['--prompt', 'Tom and Sue found a big box', '--steps', '120', '--temperature', '0'];
+    const [gpu, cpu] = await Promise.all([generate('--backend', 'webgpu', ...args), generate('--backend', 'cpu', ...args)]);
+    expect(gpu).toBe(cpu);
+  });
+
+  it('--prompts-file prints one JSON line per prompt, in input order, each the single-prompt text', async () => {
+    const prompts = ['The cat sat on the mat', '', 'Once upon a time, in a big forest, there lived a bear', 'Ben', 'A bird sang'];
+    const dir = mkdtempSync(join(tmpdir(), 'servelab-'));
+    const file = join(dir, 'prompts.txt');
+    writeFileSync(file, `${prompts.join('\n')}\n`);
+    const out = await generate('--backend', 'webgpu', '--prompts-file', file, '--steps', '80', '--temperature', '0');
+    const lines = out.trimEnd().split('\n').map((l) => JSON.parse(l) as { prompt: string; text: string });
+    expect(lines.map((l) => l.prompt)).toEqual(prompts);
+    const single = await Promise.all(prompts.map((p) => generate('--backend', 'cpu', '--prompt', p, '--steps', '80', '--temperature', '0')));
+    lines.forEach((l, i) => expect(l.text, `prompt ${JSON.stringify(prompts[i])}`).toBe(single[i]));
+  });
+});
