@@ -38,6 +38,11 @@ async function main(argv: string[]): Promise<void> {
     } else positional.push(a);
   }
   if (positional.length !== 1) fail(`expected one benchmark name\n${usage()}`);
+  // The real engine (Dawn for Node) is loaded only when asked for, and the scaling bench with it.
+  if (options.backend === 'webgpu' || positional[0] === 'scaling') {
+    const { registerWebGpu } = await import('./bench-webgpu.ts');
+    registerWebGpu(options.model);
+  }
   const bench = getBench(positional[0]);
   if (!bench) fail(`unknown benchmark ${JSON.stringify(positional[0])}\n${usage()}`);
   const backendName = options.backend ?? 'sim';
@@ -46,6 +51,7 @@ async function main(argv: string[]): Promise<void> {
   const seed = parseNumber('seed', options.seed, 1, { integer: true, min: 0 });
   const jsonPath = options.json;
   const rest = { ...options };
+  delete rest.model;
   delete rest.backend;
   delete rest.seed;
   delete rest.json;

@@ -19,6 +19,11 @@ export interface ExecutorRequest {
 
 export interface Backend {
   name: string;
+  /**
+   * Set by backends that run a real model (webgpu): its context length and name. Benchmarks
+   * scale their workloads to fit it (a 512-token model cannot produce 2000-token outputs).
+   */
+  realModel?: { name: string; maxModelLen: number };
   makeExecutor(request: ExecutorRequest): Promise<Executor> | Executor;
   /** A fresh clock for one run: virtual for simulation, real for hardware. */
   makeClock(): Clock;
