@@ -21,7 +21,7 @@ export const batchingBench: BenchCommand = {
     const requests = generateWorkload({
       seed: ctx.seed,
       numRequests,
-      arrival: { kind: 'poisson', ratePerS: real ? 4 : 8 },
+      arrival: { kind: 'poisson', ratePerS: real ? 16 : 8 },
       promptTokens: real ? { kind: 'uniform', min: 8, max: 64 } : { kind: 'uniform', min: 32, max: 512 },
       outputTokens: { kind: 'bimodal', short: shortTokens, long: longTokens, longFraction: 0.2 },
     }).map((r) => (real ? { ...r, stopTokenIds: [] } : r));
