@@ -61,11 +61,11 @@ const api = {
   status(): HostStatus {
     return { ...host.status };
   },
-  /** The latest state for the views; typed arrays are transferred, not copied. */
-  snapshot(): ViewSnapshot | null {
-    const s = host.snapshot();
+  /** The latest state for the views (with the steps after sinceStepIndex); typed arrays are transferred, not copied. */
+  snapshot(sinceStepIndex = -1): ViewSnapshot | null {
+    const s = host.snapshot(sinceStepIndex);
     if (!s) return null;
-    return Comlink.transfer(s, [s.gpuBlocks.refCount.buffer, s.gpuBlocks.numFilled.buffer, s.gpuBlocks.ownerSeqId.buffer, s.gpuBlocks.cached.buffer, s.cpuBlocks.refCount.buffer, s.cpuBlocks.ownerSeqId.buffer] as Transferable[]);
+    return Comlink.transfer(s, [s.gpuBlocks.refCount.buffer, s.gpuBlocks.numFilled.buffer, s.gpuBlocks.ownerSeqId.buffer, s.gpuBlocks.cached.buffer, s.cpuBlocks.refCount.buffer, s.cpuBlocks.ownerSeqId.buffer, s.blockHashes.buffer] as Transferable[]);
   },
   prometheus(): string {
     return host.prometheus();

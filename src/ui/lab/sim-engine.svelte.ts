@@ -1,0 +1,227 @@
+/**
+ * The simulated large-scale mode: the same serving core (scheduler, KV cache manager, metrics)
+ * driving a roofline cost model instead of a model, on a virtual clock, here on the main thread.
+ * Each animation frame advances virtual time by the wall time elapsed (times the speed), running
+ * steps for at most a few milliseconds, so the page stays smooth. No text is generated.
+ */
+import { Engine } from '../../engine/engine.ts';
+import { VirtualClock } from '../../engine/clock.ts';
+import { generateWorkload, type WorkloadSpec } from '../../engine/workload.ts';
+import { SimExecutor } from '../../sim/simExecutor.ts';
+import { HARDWARE_PRESETS, MODEL_PRESETS } from '../../sim/presets.ts';
+import { kvCapacity, type KvCapacity } from '../../sim/kvCalculator.ts';
+import type { StepRecord } from '../../../workers/protocol.ts';
+import { LabState, type LabSnapshot } from './state.svelte.ts';
+import { DEFAULT_SCHEDULER_CONFIG } from '../../engine/scheduler.ts';
+
+export interface SimSetup {
+  modelId: string;
+  hardwareId: string;
+  tensorParallel: number;
+  pipelineParallel: number;
+  numRequests: number;
+  ratePerS: number;
+  promptMedian: number;
+  outputMedian: number;
+  maxNumSeqs: number;
+  batching: 'continuous' | 'static';
+}
+
+export const DEFAULT_SIM_SETUP: SimSetup = {
+  modelId: 'llama-2-70b',
+  hardwareId: 'h100-sxm',
+  tensorParallel: 8,
+  pipelineParallel: 1,
+  numRequests: 400,
+  ratePerS: 20,
+  promptMedian: 512,
+  outputMedian: 2000,
+  maxNumSeqs: 256,
+  batching: 'continuous',
+};
+
+/** The grid shows at most this many blocks; a larger deployment's pool is capped (and says so). */
+export const MAX_SIM_BLOCKS = 4096;
+const SIM_SPEEDS = [1, 0.5, 0.25, 0.1];
+const FRAME_BUDGET_MS = 5;
+
+export class SimEngine {
+  readonly state = new LabState();
+  playing = $state(true);
+  speedIndex = $state(0);
+  capacity = $state.raw<KvCapacity | null>(null);
+  numGpuBlocks = $state(0);
+  executorName = $state('');
+  error = $state<string | null>(null);
+  lastCost = $state.raw<SimExecutor['lastCost']>(null);
+
+  private engine: Engine | null = null;
+  private executor: SimExecutor | null = null;
+  private clock = new VirtualClock();
+  private steps: StepRecord[] = [];
+  private pendingEvents = { preempted: [] as string[], rejected: [] as string[], finished: [] as string[] };
+  private frame = 0;
+  private lastWallMs = NaN;
+  private busy = false;
+
+  start(setup: SimSetup): void {
+    this.stop();
+    this.error = null;
+    const model = MODEL_PRESETS[setup.modelId];
+    const hardware = HARDWARE_PRESETS[setup.hardwareId];
+    const blockSize = 16;
+    const cap = kvCapacity(model, hardware, { tensorParallel: setup.tensorParallel, pipelineParallel: setup.pipelineParallel, blockSize });
+    this.capacity = cap;
+    if (!cap.fitsWeights || cap.numBlocks < 8) {
+      this.error = `${model.name} does not fit ${setup.tensorParallel * setup.pipelineParallel}× ${hardware.name}: the weights need ${(cap.weightBytesPerDevice / 1e9).toFixed(1)} GB per device.`;
+      this.state.reset();
+      return;
+    }
+    const numGpuBlocks = Math.min(cap.numBlocks, MAX_SIM_BLOCKS);
+    this.numGpuBlocks = numGpuBlocks;
+    const maxModelLen = model.maxModelLen;
+    const workload: WorkloadSpec = {
+      seed: 2024,
+      numRequests: setup.numRequests,
+      arrival: { kind: 'poisson', ratePerS: setup.ratePerS },
+      promptTokens: { kind: 'lognormal', median: setup.promptMedian, sigma: 0.6, min: 8, max: Math.floor(maxModelLen / 2) },
+      outputTokens: { kind: 'lognormal', median: setup.outputMedian, sigma: 0.6, min: 4, max: Math.floor(maxModelLen / 2) },
+      vocabSize: 32000,
+    };
+    const specs = generateWorkload(workload);
+    this.executor = new SimExecutor({ model, hardware, parallel: { tensorParallel: setup.tensorParallel, pipelineParallel: setup.pipelineParallel } });
+    this.executorName = this.executor.name;
+    this.clock = new VirtualClock();
+    const engine = new Engine({
+      executor: this.executor,
+      clock: this.clock,
+      recordEvents: false,
+      checkInvariants: false,
+      config: {
+        ...DEFAULT_SCHEDULER_CONFIG,
+        blockSize,
+        numGpuBlocks,
+        numCpuBlocks: Math.min(numGpuBlocks, 1024),
+        maxNumSeqs: setup.maxNumSeqs,
+        maxNumBatchedTokens: 8192,
+        maxModelLen,
+        batching: setup.batching,
+        enablePrefixCaching: setup.batching === 'continuous',
+      },
+    });
+    engine.on((e) => {
+      if (e.type === 'preempted') this.pendingEvents.preempted.push(e.requestId);
+      else if (e.type === 'rejected') this.pendingEvents.rejected.push(e.requestId);
+      else if (e.type === 'finished' || e.type === 'failed') this.pendingEvents.finished.push(e.requestId);
+    });
+    for (const spec of specs) engine.submit(spec);
+    this.engine = engine;
+    this.steps = [];
+    this.state.reset();
+    this.lastWallMs = NaN;
+    this.publish();
+    this.frame = requestAnimationFrame(this.tick);
+  }
+
+  stop(): void {
+    cancelAnimationFrame(this.frame);
+    this.engine = null;
+  }
+
+  toggle(): void {
+    this.playing = !this.playing;
+    this.lastWallMs = NaN;
+  }
+
+  play(): void {
+    this.playing = true;
+  }
+
+  pause(): void {
+    this.playing = false;
+  }
+
+  async step(): Promise<void> {
+    this.playing = false;
+    if (!this.engine || this.busy) return;
+    this.busy = true;
+    try {
+      await this.runOne();
+      this.publish();
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  setSpeed(index: number): void {
+    this.speedIndex = index;
+  }
+
+  private tick = (now: number): void => {
+    this.frame = requestAnimationFrame(this.tick);
+    const engine = this.engine;
+    if (!engine || !this.playing || this.busy) {
+      this.lastWallMs = now;
+      return;
+    }
+    const elapsed = Number.isNaN(this.lastWallMs) ? 0 : Math.min(100, now - this.lastWallMs);
+    this.lastWallMs = now;
+    const target = this.clock.nowMs() + elapsed * SIM_SPEEDS[this.speedIndex];
+    this.busy = true;
+    void this.advance(target, performance.now()).finally(() => {
+      this.busy = false;
+      this.publish();
+    });
+  };
+
+  private async advance(targetMs: number, startedMs: number): Promise<void> {
+    const engine = this.engine!;
+    while (engine.hasWork() && this.clock.nowMs() < targetMs && performance.now() - startedMs < FRAME_BUDGET_MS) {
+      const next = engine.nextArrivalMs();
+      if (!engine.scheduler.hasWork() && next !== null && next > targetMs) {
+        this.clock.advanceTo(targetMs);
+        return;
+      }
+      const ran = await this.runOne();
+      if (!ran && next === null) return;
+    }
+    if (engine.hasWork() && this.clock.nowMs() < targetMs && !engine.scheduler.hasWork()) this.clock.advanceTo(targetMs);
+  }
+
+  private async runOne(): Promise<boolean> {
+    const engine = this.engine;
+    if (!engine || !engine.hasWork()) return false;
+    const r = await engine.step();
+    if (r.kind !== 'ran') return false;
+    this.steps.push({ ...r.step, ...this.pendingEvents });
+    this.pendingEvents = { preempted: [], rejected: [], finished: [] };
+    if (this.steps.length > 256) this.steps.splice(0, this.steps.length - 256);
+    return true;
+  }
+
+  private publish(): void {
+    const engine = this.engine;
+    if (!engine) return;
+    const snap = engine.snapshot();
+    const kv = engine.scheduler.kv;
+    const blockTables: Record<number, number[]> = {};
+    for (const [seqId, st] of kv.entries()) blockTables[seqId] = [...st.blockTable];
+    const since = this.state.lastStep;
+    const s: LabSnapshot = {
+      ...snap,
+      texts: {},
+      prompts: {},
+      host: null,
+      model: null,
+      recentSteps: this.steps.filter((x) => x.stepIndex > since),
+      blockTables,
+      blockHashes: kv.pool.blockHashes.slice(),
+    };
+    this.lastCost = this.executor?.lastCost ?? null;
+    this.state.ingest(s);
+  }
+
+  dispose(): void {
+    this.stop();
+  }
+}

@@ -1,0 +1,292 @@
+/**
+ * What the views render, accumulated on the main thread from the snapshots an engine hands up
+ * (the real one in the worker, or the simulated one): the latest snapshot, a bounded history of
+ * steps with a stable slot per sequence (the batch timeline), a time series of the gauges, and
+ * one record per request that outlives the snapshot's window of recently ended requests.
+ */
+import { hsl } from 'd3';
+import type { RequestView } from '../../engine/engine.ts';
+import type { HostStatus, ModelSummary, StepRecord, ViewSnapshot } from '../../../workers/protocol.ts';
+
+/** A snapshot from either engine: the simulated one has no host, no model file and no text. */
+export type LabSnapshot = Omit<ViewSnapshot, 'host' | 'model'> & { host: HostStatus | null; model: ModelSummary | null };
+
+export type CellKind = 'prefill' | 'decode' | 'pad';
+
+/** One sequence's cell in one step of the timeline. */
+export interface TimelineCell {
+  slot: number;
+  requestId: string;
+  seqId: number;
+  kind: CellKind;
+  numTokens: number;
+  /** First step of this sequence in this slot (a join). */
+  joined: boolean;
+}
+
+export interface TimelineColumn {
+  stepIndex: number;
+  startMs: number;
+  durationMs: number;
+  cells: TimelineCell[];
+  numPaddingTokens: number;
+  numCopies: number;
+  numSwapOut: number;
+  numSwapIn: number;
+  /** Slots whose sequence finished / was preempted in this step. */
+  finishedSlots: number[];
+  preemptedSlots: number[];
+  numRejected: number;
+}
+
+export interface SeriesPoint {
+  tMs: number;
+  ttftP50: number;
+  ttftP99: number;
+  tpotP50: number;
+  e2eP50: number;
+  tokensPerS: number;
+  queueDepth: number;
+  kvUsage: number;
+  numRunning: number;
+}
+
+export interface RequestRecord {
+  requestId: string;
+  /** Arrival order on this engine (colour and sort key). */
+  order: number;
+  color: string;
+  view: RequestView;
+  texts: string[];
+  prompt: string | null;
+  /** Engine times of preemptions and of the following resumption (NaN while still out). */
+  preemptions: { atMs: number; resumedMs: number }[];
+}
+
+export interface LatencySamples {
+  ttftMs: number[];
+  tpotMs: number[];
+  e2eMs: number[];
+}
+
+const MAX_COLUMNS = 600;
+const MAX_SERIES = 400;
+const MAX_RECORDS = 2000;
+const ENDED = new Set(['finished', 'failed', 'rejected']);
+
+/** A stable, distinct colour per request: golden-angle hues. */
+export function requestColor(order: number): string {
+  return hsl((order * 137.508 + 200) % 360, 0.62, 0.56).formatHex();
+}
+
+export class LabState {
+  snap = $state.raw<LabSnapshot | null>(null);
+  columns = $state.raw<TimelineColumn[]>([]);
+  series = $state.raw<SeriesPoint[]>([]);
+  requests = $state.raw<RequestRecord[]>([]);
+  samples = $state.raw<LatencySamples>({ ttftMs: [], tpotMs: [], e2eMs: [] });
+  /** Max slots ever used (the timeline's rows). */
+  numSlotsUsed = $state(0);
+  /** Bumped by reset(), so views drop their own per-run memory (animations, hover). */
+  runId = $state(0);
+
+  private records = new Map<string, RequestRecord>();
+  private seqToRequest = new Map<number, string>();
+  private slotOfSeq = new Map<number, number>();
+  private lastSeenStep = new Map<number, number>();
+  private padSlots = new Set<number>();
+  private lastStepIndex = 0;
+  private nextOrder = 0;
+  private counted = new Set<string>();
+
+  get lastStep(): number {
+    return this.lastStepIndex;
+  }
+
+  reset(): void {
+    this.snap = null;
+    this.columns = [];
+    this.series = [];
+    this.requests = [];
+    this.samples = { ttftMs: [], tpotMs: [], e2eMs: [] };
+    this.numSlotsUsed = 0;
+    this.records.clear();
+    this.seqToRequest.clear();
+    this.slotOfSeq.clear();
+    this.lastSeenStep.clear();
+    this.padSlots.clear();
+    this.counted.clear();
+    this.lastStepIndex = 0;
+    this.nextOrder = 0;
+    this.runId++;
+  }
+
+  record(requestId: string): RequestRecord | undefined {
+    return this.records.get(requestId);
+  }
+
+  /** Colour of a sequence's request (grey when unknown). */
+  colorOfSeq(seqId: number): string {
+    const id = this.seqToRequest.get(seqId);
+    return (id && this.records.get(id)?.color) || '#888888';
+  }
+
+  requestOfSeq(seqId: number): string | undefined {
+    return this.seqToRequest.get(seqId);
+  }
+
+  ingest(s: LabSnapshot): void {
+    const byId = new Map<string, RequestView>();
+    for (const r of s.requests) {
+      byId.set(r.requestId, r);
+      let rec = this.records.get(r.requestId);
+      if (!rec) {
+        const order = this.nextOrder++;
+        rec = { requestId: r.requestId, order, color: requestColor(order), view: r, texts: [], prompt: null, preemptions: [] };
+        this.records.set(r.requestId, rec);
+      }
+      rec.view = r;
+      for (const seqId of r.seqIds) this.seqToRequest.set(seqId, r.requestId);
+      const texts = s.texts[r.requestId];
+      if (texts) rec.texts = texts;
+      const prompt = s.prompts[r.requestId];
+      if (prompt !== undefined) rec.prompt = prompt;
+    }
+    if (s.recentSteps.length > 0) {
+      const cols = this.columns.slice();
+      for (const st of s.recentSteps) {
+        if (st.stepIndex <= this.lastStepIndex) continue;
+        cols.push(this.column(st, s));
+        this.lastStepIndex = st.stepIndex;
+      }
+      if (cols.length > MAX_COLUMNS) cols.splice(0, cols.length - MAX_COLUMNS);
+      this.columns = cols;
+    }
+    this.observeSamples(byId);
+    if (this.records.size > MAX_RECORDS) {
+      for (const [id, rec] of this.records) {
+        if (!ENDED.has(rec.view.state)) continue;
+        this.records.delete(id);
+        if (this.records.size <= MAX_RECORDS * 0.8) break;
+      }
+    }
+    this.requests = [...this.records.values()];
+    const m = s.metrics;
+    const last = this.series[this.series.length - 1];
+    if (!last || s.nowMs - last.tMs >= 100 || s.nowMs < last.tMs) {
+      const point: SeriesPoint = {
+        tMs: s.nowMs,
+        ttftP50: m.ttftMs.p50,
+        ttftP99: m.ttftMs.p99,
+        tpotP50: m.tpotMs.p50,
+        e2eP50: m.e2eMs.p50,
+        tokensPerS: m.prefillTokensPerS + m.decodeTokensPerS,
+        queueDepth: s.queues.waiting.length + s.queues.swapped.length,
+        kvUsage: m.kvUsage,
+        numRunning: s.queues.running.length,
+      };
+      const series = this.series.length >= MAX_SERIES ? this.series.slice(1) : this.series.slice();
+      series.push(point);
+      this.series = series;
+    }
+    this.snap = s;
+  }
+
+  private observeSamples(byId: Map<string, RequestView>): void {
+    let changed = false;
+    const next: LatencySamples = { ttftMs: this.samples.ttftMs, tpotMs: this.samples.tpotMs, e2eMs: this.samples.e2eMs };
+    for (const [id, r] of byId) {
+      if (r.state !== 'finished' || this.counted.has(id)) continue;
+      this.counted.add(id);
+      if (!changed) {
+        next.ttftMs = next.ttftMs.slice();
+        next.tpotMs = next.tpotMs.slice();
+        next.e2eMs = next.e2eMs.slice();
+        changed = true;
+      }
+      if (Number.isFinite(r.firstTokenMs)) next.ttftMs.push(r.firstTokenMs - r.arrivalMs);
+      if (Number.isFinite(r.finishedMs)) next.e2eMs.push(r.finishedMs - r.arrivalMs);
+      const numOut = Math.max(...r.outputTokenIds.map((o) => o.length), 0);
+      if (numOut > 1 && Number.isFinite(r.firstTokenMs)) next.tpotMs.push((r.finishedMs - r.firstTokenMs) / (numOut - 1));
+    }
+    if (changed) this.samples = next;
+  }
+
+  /** Places one step's sequences in slots (a sequence keeps its slot while it lives). */
+  private column(st: StepRecord, s: LabSnapshot): TimelineColumn {
+    const isStatic = s.config.batching === 'static';
+    const cells: TimelineCell[] = [];
+    const present = new Set<number>();
+    for (const q of st.seqs) {
+      present.add(q.seqId);
+      this.seqToRequest.set(q.seqId, q.requestId);
+      let slot = this.slotOfSeq.get(q.seqId);
+      const joined = slot === undefined;
+      if (slot === undefined) {
+        slot = this.freeSlot();
+        this.slotOfSeq.set(q.seqId, slot);
+        this.padSlots.delete(slot);
+      }
+      this.lastSeenStep.set(q.seqId, st.stepIndex);
+      const kind: CellKind = q.numPrefillTokens > 0 ? 'prefill' : 'decode';
+      cells.push({ slot, requestId: q.requestId, seqId: q.seqId, kind, numTokens: q.numPrefillTokens + q.numDecodeTokens, joined });
+    }
+    const finishedSlots: number[] = [];
+    const preemptedSlots: number[] = [];
+    const ended = new Set(st.finished);
+    const preempted = new Set(st.preempted);
+    for (const [seqId, slot] of [...this.slotOfSeq]) {
+      const requestId = this.seqToRequest.get(seqId) ?? '';
+      const rec = this.records.get(requestId);
+      const gone = ended.has(requestId);
+      if (preempted.has(requestId)) {
+        preemptedSlots.push(slot);
+        this.slotOfSeq.delete(seqId);
+        const p = rec?.preemptions;
+        if (p) p.push({ atMs: st.startMs, resumedMs: NaN });
+      } else if (gone) {
+        finishedSlots.push(slot);
+        this.slotOfSeq.delete(seqId);
+        if (isStatic) this.padSlots.add(slot);
+      } else if (!present.has(seqId) && st.stepIndex - (this.lastSeenStep.get(seqId) ?? st.stepIndex) > 8) {
+        this.slotOfSeq.delete(seqId);
+      }
+    }
+    for (const q of st.seqs) {
+      const rec = this.records.get(q.requestId);
+      const open = rec?.preemptions[rec.preemptions.length - 1];
+      if (open && Number.isNaN(open.resumedMs) && open.atMs < st.startMs) open.resumedMs = st.startMs;
+    }
+    if (isStatic) {
+      // A static batch holds its slots until every member is done: finished members ride along as padding.
+      if (this.slotOfSeq.size === 0) this.padSlots.clear();
+      else for (const slot of this.padSlots) cells.push({ slot, requestId: '', seqId: -1, kind: 'pad', numTokens: 0, joined: false });
+    } else {
+      this.padSlots.clear();
+    }
+    let maxSlot = this.numSlotsUsed;
+    for (const c of cells) maxSlot = Math.max(maxSlot, c.slot + 1);
+    if (maxSlot !== this.numSlotsUsed) this.numSlotsUsed = maxSlot;
+    return {
+      stepIndex: st.stepIndex,
+      startMs: st.startMs,
+      durationMs: st.durationMs,
+      cells,
+      numPaddingTokens: st.numPaddingTokens,
+      numCopies: st.numCopies,
+      numSwapOut: st.numSwapOut,
+      numSwapIn: st.numSwapIn,
+      finishedSlots,
+      preemptedSlots,
+      numRejected: st.rejected.length,
+    };
+  }
+
+  private freeSlot(): number {
+    const used = new Set(this.slotOfSeq.values());
+    for (const p of this.padSlots) used.add(p);
+    let slot = 0;
+    while (used.has(slot)) slot++;
+    return slot;
+  }
+}

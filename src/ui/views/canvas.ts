@@ -1,0 +1,53 @@
+/** Small helpers for the canvas views: theme colours and crisp (device-pixel) sizing. */
+
+export interface ThemeColors {
+  bg: string;
+  panel: string;
+  panel2: string;
+  border: string;
+  text: string;
+  muted: string;
+  accent: string;
+  accent2: string;
+  warn: string;
+  error: string;
+}
+
+/** Reads the theme's CSS variables (so canvases follow the dark/light theme). */
+export function themeColors(el: Element): ThemeColors {
+  const cs = getComputedStyle(el);
+  const v = (name: string) => cs.getPropertyValue(name).trim() || '#888';
+  return {
+    bg: v('--bg'),
+    panel: v('--panel'),
+    panel2: v('--panel-2'),
+    border: v('--border'),
+    text: v('--text'),
+    muted: v('--muted'),
+    accent: v('--accent'),
+    accent2: v('--accent-2'),
+    warn: v('--warn'),
+    error: v('--error'),
+  };
+}
+
+/** Sizes the canvas backing store for the device pixel ratio; returns a context in CSS pixels. */
+export function prepareCanvas(canvas: HTMLCanvasElement, width: number, height: number): CanvasRenderingContext2D | null {
+  const dpr = window.devicePixelRatio || 1;
+  const w = Math.max(1, Math.round(width * dpr));
+  const h = Math.max(1, Math.round(height * dpr));
+  if (canvas.width !== w) canvas.width = w;
+  if (canvas.height !== h) canvas.height = h;
+  const ctx = canvas.getContext('2d');
+  if (!ctx) return null;
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  ctx.clearRect(0, 0, width, height);
+  return ctx;
+}
+
+/** `color` (#rrggbb) with an alpha, as an rgba() string. */
+export function withAlpha(color: string, alpha: number): string {
+  const m = /^#([0-9a-f]{2})([0-9a-f]{2})([0-9a-f]{2})$/i.exec(color);
+  if (!m) return color;
+  return `rgba(${parseInt(m[1], 16)}, ${parseInt(m[2], 16)}, ${parseInt(m[3], 16)}, ${alpha})`;
+}
