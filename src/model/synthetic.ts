@@ -5,6 +5,7 @@
 import type { LayerWeights, Model, ModelConfig } from './types.ts';
 import { kvDim as kvDimOf } from './types.ts';
 import { validateConfig } from './validate.ts';
+import { Rng } from '../engine/workload.ts';
 
 const base = { normEps: Math.fround(1e-5), ropeTheta: 10000, sharedClassifier: true };
 
@@ -14,21 +15,10 @@ export const tinyllamaShapes: Record<string, ModelConfig> = {
   stories110M: { dim: 768, hiddenDim: 2048, numLayers: 12, numHeads: 12, numKvHeads: 12, vocabSize: 32000, seqLen: 1024, ...base },
 };
 
-/** mulberry32: a tiny seeded PRNG, uniform in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 export function syntheticModel(config: ModelConfig, seed: number, name = 'synthetic'): Model {
   validateConfig(config, name);
-  const rand = mulberry32(seed);
+  const rng = new Rng(seed);
+  const rand = () => rng.next();
   // Scaled like a trained model's weights so activations stay in a sane range.
   const matrix = (rows: number, cols: number) => {
     const a = new Float32Array(rows * cols);

@@ -1,18 +1,16 @@
-/** A small seeded PRNG (mulberry32) for reproducible kernel test inputs. */
+import { Rng } from '../../src/engine/workload.ts';
+
+/** Reproducible kernel test inputs, drawn from the project's seeded generator (mulberry32). */
 export class Prng {
-  private state: number;
+  private readonly rng: Rng;
 
   constructor(seed: number) {
-    this.state = seed >>> 0;
+    this.rng = new Rng(seed);
   }
 
   /** Uniform in [0, 1). */
   next(): number {
-    this.state = (this.state + 0x6d2b79f5) >>> 0;
-    let t = this.state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    return this.rng.next();
   }
 
   /** Uniform integer in [0, n). */
