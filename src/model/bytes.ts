@@ -1,5 +1,16 @@
 import { ModelFormatError } from './types.ts';
 
+/** The chunks one after another in one new array. */
+export function concatBytes(chunks: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0));
+  let offset = 0;
+  for (const c of chunks) {
+    out.set(c, offset);
+    offset += c.byteLength;
+  }
+  return out;
+}
+
 /**
  * A bounds-checked little-endian cursor over a file's bytes. Every read names what it was reading,
  * so a truncated or corrupt file fails with a clear message instead of a RangeError deep inside.

@@ -2,6 +2,8 @@
  * Fetching model files with progress (bytes, rate, time left) and a size cap. Works in the
  * worker, the page and Node (global fetch). Errors say what happened in words a user can act on.
  */
+import { concatBytes } from './bytes.ts';
+
 export interface FetchProgress {
   url: string;
   loadedBytes: number;
@@ -74,11 +76,5 @@ export async function fetchBytes(
   if (totalBytes !== null && loaded !== totalBytes) {
     throw new ModelFetchError(`download of ${url} was cut short: ${loaded} of ${totalBytes} bytes`);
   }
-  const out = new Uint8Array(loaded);
-  let offset = 0;
-  for (const c of chunks) {
-    out.set(c, offset);
-    offset += c.byteLength;
-  }
-  return out;
+  return concatBytes(chunks);
 }

@@ -3,6 +3,7 @@
  * then sample; stop at BOS (id 1) or after `steps` positions (prompt included). The output is the
  * bytes run.c prints: each piece as it goes, then a final newline.
  */
+import { concatBytes } from './bytes.ts';
 import type { Tokenizer } from './tokenizer.ts';
 
 export interface GenerateOptions {
@@ -64,13 +65,7 @@ export function generate(o: GenerateOptions): GenerateResult {
   }
   chunks.push(Uint8Array.of(0x0a));
   o.onPiece?.(Uint8Array.of(0x0a));
-  const total = chunks.reduce((n, c) => n + c.length, 0);
-  const bytes = new Uint8Array(total);
-  let off = 0;
-  for (const c of chunks) {
-    bytes.set(c, off);
-    off += c.length;
-  }
+  const bytes = concatBytes(chunks);
   return {
     bytes,
     tokens,
@@ -108,9 +103,5 @@ export function runcText(tokenizer: Tokenizer, promptTokenIds: number[], sampled
     if (t === 1) break;
     printed.push(t);
   }
-  const body = tokenizer.decodeBytes(printed);
-  const out = new Uint8Array(body.length + 1);
-  out.set(body);
-  out[body.length] = 0x0a;
-  return out;
+  return concatBytes([tokenizer.decodeBytes(printed), Uint8Array.of(0x0a)]);
 }

@@ -2,7 +2,7 @@
  * The llama2.c tokenizer: reading tok*.bin, and SentencePiece-BPE encoding/decoding exactly as
  * run.c does it (BOS, dummy-prefix space, byte fallback <0xNN>, merges by best score).
  */
-import { ByteReader } from './bytes.ts';
+import { ByteReader, concatBytes } from './bytes.ts';
 import { ModelFormatError, type Vocabulary } from './types.ts';
 
 const maxPieceBytes = 1 << 16;
@@ -146,20 +146,7 @@ export class Tokenizer {
 
   /** run.c's output for a whole token sequence (prompt included, BOS first), as bytes. */
   decodeBytes(tokens: number[]): Uint8Array {
-    const parts: Uint8Array[] = [];
-    let total = 0;
-    for (let i = 1; i < tokens.length; i++) {
-      const p = this.pieceBytes(tokens[i - 1], tokens[i]);
-      parts.push(p);
-      total += p.length;
-    }
-    const out = new Uint8Array(total);
-    let o = 0;
-    for (const p of parts) {
-      out.set(p, o);
-      o += p.length;
-    }
-    return out;
+    return concatBytes(tokens.slice(1).map((t, i) => this.pieceBytes(tokens[i], t)));
   }
 
   /** decodeBytes as a string (invalid UTF-8 becomes U+FFFD). */
