@@ -85,9 +85,24 @@ export async function replayEventLog(
     },
   });
   await engine.init();
+  // Admission and timeouts also run in steps that plan nothing, and those are not logged as
+  // steps: an event of such an idle step comes before the next logged step's start.
+  const nextStepStartMs = new Array<number>(log.length);
+  for (let i = log.length - 1, next = Infinity; i >= 0; i--) {
+    const e = log[i];
+    if (e.type === 'step') next = e.startMs;
+    nextStepStartMs[i] = next;
+  }
+  let idleStepMs = -Infinity;
   lastStepIndex = 0;
-  for (const e of log) {
-    if (e.type === 'step') {
+  for (const [i, e] of log.entries()) {
+    const fromIdleStep = e.type === 'queued' || e.type === 'rejected' || (e.type === 'failed' && e.reason === 'timeout');
+    if (fromIdleStep && e.timeMs < nextStepStartMs[i] && e.timeMs > idleStepMs) {
+      clock.timeMs = e.timeMs;
+      const r = await engine.step();
+      if (r.kind !== 'idle') throw new Error(`replay: an idle step at ${e.timeMs} ms planned work; the run diverged`);
+      idleStepMs = e.timeMs;
+    } else if (e.type === 'step') {
       clock.timeMs = e.startMs;
       const r = await engine.step();
       if (r.kind !== 'ran' || r.step.stepIndex !== e.stepIndex) throw new Error(`replay: step ${e.stepIndex} did not run the same way`);
