@@ -9,6 +9,8 @@ import { BASE_SETTINGS, type LabSettings } from './settings.ts';
 export interface Scenario {
   id: string;
   title: string;
+  /** A word or two for compact pickers. */
+  short: string;
   /** Two or three sentences: what to watch. */
   watch: string;
   settings: LabSettings;
@@ -25,6 +27,7 @@ const continuousSettings = s({ batching: 'continuous', maxNumSeqs: 8, numGpuBloc
 export const SCENARIOS: Scenario[] = [
   {
     id: 'static-vs-continuous',
+    short: 'static / continuous',
     title: 'Static vs continuous batching',
     watch:
       'Static batching admits a batch and keeps every slot until its longest member finishes: watch the grey padding in the slot timeline while short requests sit done. Continuous batching refills a slot the step after it frees. Open Compare to run both on the same workload.',
@@ -40,6 +43,7 @@ export const SCENARIOS: Scenario[] = [
   },
   {
     id: 'short-vs-long',
+    short: '8 vs 400 tokens',
     title: '8 vs 400 output tokens',
     watch:
       'The classic "10 vs 2000 tokens" mix, scaled to the model\'s 512-token context: most requests want 8 tokens, one in five wants 400. With continuous batching the short ones stream past the long ones; watch time per output token stay flat while the long rows run on in the timeline.',
@@ -55,6 +59,7 @@ export const SCENARIOS: Scenario[] = [
   },
   {
     id: 'priority-preemption',
+    short: 'priority',
     title: 'Priority and preemption',
     watch:
       'Two tenants share 28 KV blocks: "batch" (priority 1) and "interactive" (priority 0). When memory runs out the scheduler preempts the lowest-priority running request (red marks in the timeline) and recomputes it later. Watch interactive TTFT stay low in the request table.',
@@ -74,6 +79,7 @@ export const SCENARIOS: Scenario[] = [
   },
   {
     id: 'prefix-caching',
+    short: 'prefix cache',
     title: 'A shared system prompt (prefix caching)',
     watch:
       'Nine in ten requests start with the same 64-token system prompt. With prefix caching its four blocks are computed once and shared: the grid marks them with their reference count, and freed ones stay cached (dimmed) for the next request. Compare with caching off to see the prefill work it saves.',
@@ -90,6 +96,7 @@ export const SCENARIOS: Scenario[] = [
   },
   {
     id: 'kv-exhausted',
+    short: 'KV exhausted',
     title: 'KV memory exhausted: recompute vs swap vs reject',
     watch:
       'Only 20 GPU blocks for a dozen growing sequences. Recompute drops a victim\'s blocks and prefills it again later; swap moves them to the CPU pool beside the grid and back; "abort" in the engine controls rejects the victim instead. Compare puts recompute and swap side by side.',
@@ -108,6 +115,7 @@ export const SCENARIOS: Scenario[] = [
   },
   {
     id: 'traffic-spike',
+    short: '10× spike',
     title: 'A 10× traffic spike and admission control',
     watch:
       'Arrivals come in tight bursts, about ten times the average rate. With a queue cap of 6, admission control rejects what cannot be served soon (red ticks above the timeline) and the queue and TTFT stay bounded; without it the queue and TTFT climb. Compare runs both.',
@@ -123,6 +131,7 @@ export const SCENARIOS: Scenario[] = [
   },
   {
     id: 'parallel-sampling',
+    short: 'n = 4',
     title: 'Parallel sampling n = 4 (copy-on-write)',
     watch:
       'Each request asks for four samples at temperature 0.8. The prompt is prefilled once and its blocks are shared by all four sequences (refCount 4 in the grid); the partly filled last block is copied on the first write (a purple flash). Click a request to read its four different stories.',
@@ -140,6 +149,7 @@ export const SCENARIOS: Scenario[] = [
   },
   {
     id: 'fairness',
+    short: 'fairness',
     title: 'Multi-tenant fairness',
     watch:
       'Tenant "heavy" sends four requests for every one from "light". First-come-first-served lets heavy crowd light out; the fair policy (a virtual token counter per tenant) serves the tenant that has received least. Watch light\'s TTFT in the request table, or Compare fcfs with fair.',

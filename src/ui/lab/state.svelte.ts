@@ -145,12 +145,10 @@ export class LabState {
         rec = { requestId: r.requestId, order, color: requestColor(order), view: r, texts: [], prompt: null, preemptions: [] };
         this.records.set(r.requestId, rec);
       }
-      rec.view = r;
       for (const seqId of r.seqIds) this.seqToRequest.set(seqId, r.requestId);
-      const texts = s.texts[r.requestId];
-      if (texts) rec.texts = texts;
-      const prompt = s.prompts[r.requestId];
-      if (prompt !== undefined) rec.prompt = prompt;
+      // A new object per update: the views' keyed lists see the change.
+      rec = { ...rec, view: r, texts: s.texts[r.requestId] ?? rec.texts, prompt: s.prompts[r.requestId] ?? rec.prompt };
+      this.records.set(r.requestId, rec);
     }
     if (s.recentSteps.length > 0) {
       const cols = this.columns.slice();

@@ -1,0 +1,449 @@
+/**
+ * The page's supervisor of one engine worker: it owns the worker, keeps the ledger of every
+ * request handed to it, and survives the worker's death. When the worker is terminated (or
+ * found dead), the requests it had in flight are failed with reason 'worker_crashed' in the
+ * ledger, a new worker starts, the current model and settings are loaded into it again, and
+ * the lab carries on. Model loading goes through here too: from the built-in files, a URL, a
+ * local file or the model cache, checked against the adapter's limits first; a load that fails
+ * leaves the previous model loaded.
+ */
+import * as Comlink from 'comlink';
+import type { AdapterProbe } from '../../gpu/adapter.ts';
+import { fetchBytes, type FetchProgress } from '../../model/fetch.ts';
+import { peekModelConfig } from '../../model/peek.ts';
+import type { RequestSpec } from '../../engine/request.ts';
+import type { EngineEvent } from '../../engine/events.ts';
+import type { WorkloadSpec } from '../../engine/workload.ts';
+import type { CompletionParams, EngineSettings, ModelSummary, StreamEvent, ViewSnapshot } from '../../../workers/protocol.ts';
+import { builtinModel, startEngineWorker, type EngineClient } from '../engine-client.ts';
+import { RequestLedger, type LedgerEntry } from './ledger.ts';
+import { deleteCachedModel, listCachedModels, putCachedModel, readCachedModel, type CachedModel } from './model-cache.ts';
+import { fitModel, MAX_MODEL_BYTES, MAX_TOKENIZER_BYTES, nameFromPath, pickFiles, type Fit } from './model-sources.ts';
+
+export type SupervisorPhase = 'starting' | 'ready' | 'loading' | 'restarting' | 'error';
+
+/** What to load into a fresh worker after a restart. */
+type ModelRef = { kind: 'builtin' } | { kind: 'cached'; name: string } | { kind: 'bytes'; name: string; modelBytes: Uint8Array; tokenizerBytes: Uint8Array | null };
+
+export interface JournalEntry {
+  atMs: number;
+  kind: 'fault' | 'recovery' | 'info' | 'error';
+  text: string;
+}
+
+export interface LoadProgress {
+  label: string;
+  fetch: FetchProgress | null;
+}
+
+export class WorkerGoneError extends Error {
+  constructor(generation: number) {
+    super(`engine worker ${generation} is gone`);
+    this.name = 'WorkerGoneError';
+  }
+}
+
+interface Slot {
+  generation: number;
+  worker: Worker;
+  client: EngineClient;
+  dead: Promise<never>;
+  kill: (e: Error) => void;
+}
+
+const DEFAULT_SETTINGS: EngineSettings = { blockSize: 16, numGpuBlocks: 128, numCpuBlocks: 64, maxNumBatchedTokens: 256, maxNumSeqs: 32, preemptionMode: 'recompute' };
+
+export class EngineSupervisor {
+  readonly ledger = new RequestLedger();
+  generation = $state(0);
+  phase = $state<SupervisorPhase>('starting');
+  model = $state.raw<ModelSummary | null>(null);
+  probe = $state.raw<AdapterProbe | null>(null);
+  snap = $state.raw<ViewSnapshot | null>(null);
+  /** Bumped when the ledger changes (the request table re-reads it). */
+  ledgerVersion = $state(0);
+  progress = $state.raw<LoadProgress | null>(null);
+  journal = $state.raw<JournalEntry[]>([]);
+  cached = $state.raw<CachedModel[]>([]);
+  settings = $state.raw<EngineSettings>({ ...DEFAULT_SETTINGS });
+
+  private slot: Slot | null = null;
+  private modelRef: ModelRef = { kind: 'builtin' };
+  private pollTimer: ReturnType<typeof setTimeout> | null = null;
+  private polling = false;
+  private disposed = false;
+  private seenDeviceLosses = 0;
+  private readonly startedMs = performance.now();
+  private started: Promise<void> | null = null;
+
+  constructor(settings?: EngineSettings) {
+    if (settings) this.settings = { ...DEFAULT_SETTINGS, ...settings };
+  }
+
+  /** Starts the first worker (idempotent). */
+  start(): Promise<void> {
+    this.started ??= this.boot().catch((e: Error) => {
+      this.phase = 'error';
+      this.note('error', `the engine could not start: ${e.message}`);
+      throw e;
+    });
+    return this.started;
+  }
+
+  get adapter() {
+    return this.probe?.ok ? this.probe.adapter : null;
+  }
+
+  private spawn(): Slot {
+    const { client, worker } = startEngineWorker();
+    let kill!: (e: Error) => void;
+    const dead = new Promise<never>((_, reject) => (kill = reject));
+    dead.catch(() => {});
+    const generation = this.generation + 1;
+    this.generation = generation;
+    worker.addEventListener('error', (e) => this.note('error', `engine worker ${generation} reported an error: ${e.message || 'unknown error'}`));
+    return { generation, worker, client, dead, kill };
+  }
+
+  /** A call into the current worker that fails (instead of hanging) if the worker dies meanwhile. */
+  private call<T>(f: (c: EngineClient) => Promise<T>): Promise<T> {
+    const slot = this.slot;
+    if (!slot) return Promise.reject(new Error('the engine worker is not running'));
+    return Promise.race([f(slot.client), slot.dead]);
+  }
+
+  private async boot(): Promise<void> {
+    this.phase = 'starting';
+    this.slot = this.spawn();
+    this.seenDeviceLosses = 0;
+    const probe = this.call((c) => c.probe() as Promise<AdapterProbe>).then((p) => (this.probe = p));
+    await this.call((c) => c.configure($state.snapshot(this.settings)));
+    await this.loadRef(this.modelRef);
+    await probe;
+    this.phase = 'ready';
+    void this.refreshCache();
+    this.schedulePoll(0);
+  }
+
+  private async loadRef(ref: ModelRef): Promise<ModelSummary> {
+    const progress = Comlink.proxy((p: FetchProgress) => (this.progress = { label: 'stories260K', fetch: p }));
+    let summary: ModelSummary;
+    if (ref.kind === 'builtin') {
+      summary = await this.call((c) => c.loadModel(builtinModel, progress));
+    } else if (ref.kind === 'cached') {
+      const { modelBytes, tokenizerBytes } = await readCachedModel(ref.name);
+      summary = await this.sendBytes(ref.name, modelBytes, tokenizerBytes);
+    } else {
+      summary = await this.sendBytes(ref.name, ref.modelBytes.slice(), ref.tokenizerBytes?.slice() ?? null);
+    }
+    this.model = summary;
+    this.progress = null;
+    return summary;
+  }
+
+  /** Hands bytes to the worker without copying them (they are gone from the page afterwards). */
+  private sendBytes(name: string, modelBytes: Uint8Array, tokenizerBytes: Uint8Array | null): Promise<ModelSummary> {
+    const m = Comlink.transfer(modelBytes, [modelBytes.buffer]);
+    const t = tokenizerBytes ? Comlink.transfer(tokenizerBytes, [tokenizerBytes.buffer]) : undefined;
+    return this.call((c) => c.loadModelBytes(m, name, t));
+  }
+
+  note(kind: JournalEntry['kind'], text: string): void {
+    this.journal = [...this.journal.slice(-99), { atMs: performance.now() - this.startedMs, kind, text }];
+  }
+
+  // ---- polling: snapshots feed the views and the ledger ----
+
+  private schedulePoll(delayMs: number): void {
+    if (this.disposed || this.pollTimer !== null) return;
+    this.pollTimer = setTimeout(() => {
+      this.pollTimer = null;
+      void this.poll();
+    }, delayMs);
+  }
+
+  private async poll(): Promise<void> {
+    if (this.polling || this.disposed) return;
+    this.polling = true;
+    const slot = this.slot;
+    try {
+      const snap = slot ? await this.call((c) => c.snapshot(-1)) : null;
+      if (slot && snap && slot === this.slot) {
+        this.snap = snap;
+        this.ledger.onSnapshot(slot.generation, snap.requests, snap.texts);
+        this.ledgerVersion = this.ledger.version;
+        if (snap.host.numDeviceLosses > this.seenDeviceLosses) {
+          this.seenDeviceLosses = snap.host.numDeviceLosses;
+          this.note('recovery', snap.host.message ?? 'recovered from a lost GPU device');
+        }
+      }
+    } catch {
+      // The worker died or is being replaced; the next poll reads the new one.
+    } finally {
+      this.polling = false;
+      const busy = this.ledger.counts().inFlight > 0;
+      this.schedulePoll(busy ? 120 : 400);
+    }
+  }
+
+  /** A fresh snapshot now (after an action), instead of waiting for the next poll. */
+  async refresh(): Promise<void> {
+    await this.poll();
+  }
+
+  // ---- requests ----
+
+  async submit(params: CompletionParams, source: LedgerEntry['source'] = 'prompt'): Promise<string> {
+    await this.start();
+    const slot = this.slot!;
+    const onEvent = Comlink.proxy((e: StreamEvent) => {
+      this.ledger.onStream(slot.generation, e);
+      this.ledgerVersion = this.ledger.version;
+    });
+    const id = await this.call((c) => c.submit(params, onEvent));
+    this.ledger.add(id, slot.generation, source, params.prompt);
+    this.ledgerVersion = this.ledger.version;
+    this.schedulePoll(0);
+    return id;
+  }
+
+  async runWorkload(workload: WorkloadSpec, source: LedgerEntry['source'] = 'workload'): Promise<string[]> {
+    await this.start();
+    const slot = this.slot!;
+    const ids = await this.call((c) => c.runScenario({ workload: $state.snapshot(workload) }));
+    for (const id of ids) this.ledger.add(id, slot.generation, source);
+    this.ledgerVersion = this.ledger.version;
+    await this.call((c) => c.resume());
+    return ids;
+  }
+
+  async runTrace(requests: RequestSpec[]): Promise<string[]> {
+    await this.start();
+    const slot = this.slot!;
+    const t0 = Math.min(...requests.map((r) => r.arrivalMs ?? 0));
+    const ids = await this.call((c) => c.runTrace(requests.map((r) => ({ ...r, arrivalMs: (r.arrivalMs ?? 0) - t0 }))));
+    for (const id of ids) this.ledger.add(id, slot.generation, 'trace');
+    this.ledgerVersion = this.ledger.version;
+    await this.call((c) => c.resume());
+    return ids;
+  }
+
+  /** New engine settings start a new engine: requests in flight end as 'engine_restarted'. */
+  async configure(settings: EngineSettings): Promise<void> {
+    await this.start();
+    await this.call((c) => c.configure(settings));
+    this.settings = { ...settings };
+    this.schedulePoll(0);
+  }
+
+  eventLog(): Promise<EngineEvent[]> {
+    return this.call((c) => c.eventLog());
+  }
+
+  prometheus(): Promise<string> {
+    return this.call((c) => c.prometheus());
+  }
+
+  // ---- models ----
+
+  async refreshCache(): Promise<void> {
+    this.cached = await listCachedModels().catch(() => []);
+  }
+
+  /** The memory check for a model shape with the current settings on this adapter. */
+  fit(config: Parameters<typeof fitModel>[0]): Fit {
+    return fitModel(config, this.settings, this.adapter);
+  }
+
+  /**
+   * Checks the model's shape against the adapter, caches it ('cache'), and loads it. `from`
+   * says what a restarted worker reloads: the cache, or a copy kept in memory ('memory').
+   */
+  private async swapIn(name: string, modelBytes: Uint8Array, tokenizerBytes: Uint8Array | null, origin: string, from: 'cache' | 'cached-already' | 'memory'): Promise<ModelSummary> {
+    await this.start();
+    const previous = this.model?.name ?? 'the previous model';
+    const peek = peekModelConfig(modelBytes, name);
+    if (peek.ok) {
+      const { problems } = this.fit(peek.config);
+      if (problems.length > 0) throw new Error(`${name} does not fit this GPU: ${problems.join('; ')}. ${previous} stays loaded.`);
+    }
+    let cachedNow = false;
+    let kept: ModelRef | null = from === 'cached-already' ? { kind: 'cached', name } : null;
+    if (from === 'cache') {
+      try {
+        await putCachedModel(name, origin, modelBytes, tokenizerBytes);
+        cachedNow = true;
+        kept = { kind: 'cached', name };
+      } catch (e) {
+        this.note('error', (e as Error).message);
+      }
+    }
+    kept ??= { kind: 'bytes', name, modelBytes: modelBytes.slice(), tokenizerBytes: tokenizerBytes?.slice() ?? null };
+    this.phase = 'loading';
+    try {
+      const summary = await this.sendBytes(name, modelBytes, tokenizerBytes);
+      this.model = summary;
+      this.modelRef = kept;
+      this.note('info', `loaded ${name} (${summary.format === 'gguf' ? 'GGUF' : 'llama2.c'})${cachedNow ? ', cached for offline use' : ''}`);
+      return summary;
+    } catch (e) {
+      if (cachedNow) await deleteCachedModel(name).catch(() => {});
+      throw new Error(`could not load ${name}: ${(e as Error).message}. ${previous} stays loaded.`);
+    } finally {
+      this.phase = 'ready';
+      this.progress = null;
+      void this.refreshCache();
+    }
+  }
+
+  /** Downloads (progress, size caps), checks, caches and loads a model from URLs already validated. */
+  async loadFromUrl(name: string, modelUrl: string, tokenizerUrl: string | null): Promise<ModelSummary> {
+    const previous = this.model?.name ?? 'the previous model';
+    let modelBytes: Uint8Array;
+    let tokenizerBytes: Uint8Array | null = null;
+    try {
+      this.phase = 'loading';
+      this.progress = { label: name, fetch: null };
+      modelBytes = await fetchBytes(modelUrl, (p) => (this.progress = { label: name, fetch: p }), { maxBytes: MAX_MODEL_BYTES });
+      if (tokenizerUrl) {
+        this.progress = { label: `${name} tokenizer`, fetch: null };
+        tokenizerBytes = await fetchBytes(tokenizerUrl, (p) => (this.progress = { label: `${name} tokenizer`, fetch: p }), { maxBytes: MAX_TOKENIZER_BYTES });
+      }
+    } catch (e) {
+      this.phase = 'ready';
+      this.progress = null;
+      throw new Error(`${(e as Error).message}. ${previous} stays loaded.`);
+    }
+    return this.swapIn(name, modelBytes, tokenizerBytes, modelUrl, 'cache');
+  }
+
+  /** Local files (a file picker or drag and drop): a model, and its tokenizer for llama2.c. */
+  async loadFromFiles(files: readonly File[]): Promise<ModelSummary> {
+    const picked = pickFiles(files);
+    if ('error' in picked) throw new Error(picked.error);
+    if (picked.model.size > MAX_MODEL_BYTES) throw new Error(`${picked.model.name} is ${picked.model.size} bytes, over the ${MAX_MODEL_BYTES}-byte limit`);
+    if (picked.tokenizer && picked.tokenizer.size > MAX_TOKENIZER_BYTES) throw new Error(`${picked.tokenizer.name} is too large for a tokenizer file`);
+    const modelBytes = new Uint8Array(await picked.model.arrayBuffer());
+    const tokenizerBytes = picked.tokenizer ? new Uint8Array(await picked.tokenizer.arrayBuffer()) : null;
+    return this.swapIn(nameFromPath(picked.model.name), modelBytes, tokenizerBytes, 'local file', 'cache');
+  }
+
+  async loadCached(name: string): Promise<ModelSummary> {
+    const { modelBytes, tokenizerBytes } = await readCachedModel(name);
+    return this.swapIn(name, modelBytes, tokenizerBytes, 'cache', 'cached-already');
+  }
+
+  async loadBuiltin(): Promise<ModelSummary> {
+    await this.start();
+    const previous = this.model?.name ?? 'the previous model';
+    this.phase = 'loading';
+    try {
+      const s = await this.loadRef({ kind: 'builtin' });
+      this.modelRef = { kind: 'builtin' };
+      this.note('info', `loaded ${s.name} (built in)`);
+      return s;
+    } catch (e) {
+      throw new Error(`could not load the built-in model: ${(e as Error).message}. ${previous} stays loaded.`);
+    } finally {
+      this.phase = 'ready';
+      this.progress = null;
+    }
+  }
+
+  async deleteCached(name: string): Promise<void> {
+    await deleteCachedModel(name);
+    if (this.modelRef.kind === 'cached' && this.modelRef.name === name) {
+      // It stays loaded in this worker; a restarted worker falls back to the built-in model.
+      this.modelRef = { kind: 'builtin' };
+      this.note('info', `${name} was deleted from the cache; it stays loaded, and a restarted worker loads the built-in model`);
+    }
+    await this.refreshCache();
+  }
+
+  // ---- faults ----
+
+  /** Destroys the GPU device mid-run; the worker requeues its running requests and recomputes them. */
+  async loseDevice(): Promise<void> {
+    const inFlight = this.ledger.counts().inFlight;
+    await this.call((c) => c.loseDevice());
+    this.note('fault', `GPU device destroyed with ${inFlight} request${inFlight === 1 ? '' : 's'} in flight`);
+    this.schedulePoll(0);
+  }
+
+  /**
+   * Kills the worker outright (as a crash would). Every request it had in flight is failed with
+   * 'worker_crashed'; a new worker starts with the same model and settings.
+   */
+  async terminateWorker(): Promise<{ numFailed: number; restartMs: number }> {
+    const slot = this.slot;
+    if (!slot) throw new Error('the engine worker is not running');
+    slot.worker.terminate();
+    slot.kill(new WorkerGoneError(slot.generation));
+    this.slot = null;
+    const numFailed = this.ledger.failGeneration(slot.generation, 'worker_crashed', `engine worker ${slot.generation} died with the request in flight`);
+    this.ledgerVersion = this.ledger.version;
+    this.snap = null;
+    this.note('fault', `engine worker ${slot.generation} terminated: ${numFailed} request${numFailed === 1 ? '' : 's'} in flight failed (worker_crashed)`);
+    this.phase = 'restarting';
+    const t0 = performance.now();
+    this.started = this.boot();
+    try {
+      await this.started;
+    } catch (e) {
+      this.phase = 'error';
+      this.note('error', `restarting the engine worker failed: ${(e as Error).message}`);
+      throw e;
+    }
+    const restartMs = performance.now() - t0;
+    this.note('recovery', `engine worker ${this.generation} started and ${this.model?.name ?? 'the model'} reloaded in ${Math.round(restartMs)} ms`);
+    return { numFailed, restartMs };
+  }
+
+  /**
+   * Runs long requests on a KV pool far too small for them: some wait, some are preempted and
+   * recomputed, one that could never fit is rejected. Returns the request ids.
+   */
+  async exhaustKvMemory(): Promise<string[]> {
+    const tiny: EngineSettings = { ...$state.snapshot(this.settings), blockSize: 16, numGpuBlocks: 10, numCpuBlocks: 0, preemptionMode: 'recompute', maxNumSeqs: 8 };
+    await this.configure(tiny);
+    this.note('fault', `KV pool shrunk to ${tiny.numGpuBlocks} blocks of ${tiny.blockSize} tokens (${(tiny.numGpuBlocks ?? 0) * (tiny.blockSize ?? 0)} token slots)`);
+    const prompts = ['Once upon a time, there was a little girl named Lily.', 'One day, a big bear went to the park.', 'Tom had a red ball.', 'The sun was shining and the birds were singing.', 'A little dog found a bone.'];
+    const ids: string[] = [];
+    for (const p of prompts) ids.push(await this.submit({ prompt: p, max_tokens: 110 }, 'fault'));
+    // Prompt and output together need more slots than the whole pool holds: rejected at admission.
+    ids.push(await this.submit({ prompt: 'Once upon a time there was a very long story.', max_tokens: 200 }, 'fault'));
+    return ids;
+  }
+
+  /** Sends a corrupt checkpoint to the worker: the load fails with a clear error, the model stays. */
+  async loadCorruptModel(): Promise<string> {
+    // A plausible llama2.c header (the built-in model's shape) over a file cut to 4 KiB.
+    const bytes = new Uint8Array(4096);
+    const v = new DataView(bytes.buffer);
+    [64, 172, 5, 8, 4, 512, 512].forEach((x, i) => v.setInt32(i * 4, x, true));
+    for (let i = 28; i < bytes.length; i++) bytes[i] = (i * 2654435761) >>> 24;
+    try {
+      await this.swapIn('corrupt.bin', bytes, null, 'fault injection', 'memory');
+      return 'the corrupt file loaded (unexpected)';
+    } catch (e) {
+      this.note('fault', (e as Error).message);
+      return (e as Error).message;
+    }
+  }
+
+  dispose(): void {
+    this.disposed = true;
+    if (this.pollTimer !== null) clearTimeout(this.pollTimer);
+    this.slot?.worker.terminate();
+    this.slot?.kill(new WorkerGoneError(this.slot.generation));
+    this.slot = null;
+  }
+}
+
+let shared: EngineSupervisor | null = null;
+
+/** The page's one supervised engine (created on first use, kept while the page lives). */
+export function sharedSupervisor(): EngineSupervisor {
+  shared ??= new EngineSupervisor();
+  return shared;
+}

@@ -1,0 +1,82 @@
+import { expect, test } from '@playwright/test';
+import { captureErrors, numAttr, shoot, waitForAttrAbove, waitForModel } from './helpers.ts';
+
+test.describe('the live lab on the real model', () => {
+  test('a scenario runs: the KV grid, the slot timeline and the percentiles change over time', async ({ page }, testInfo) => {
+    const errors = captureErrors(page);
+    await page.goto('/?scenario=short-vs-long');
+    await waitForModel(page);
+    await expect(page.getByTestId('run-label')).toContainText('8 vs 400 output tokens');
+
+    // The grid fills with blocks and the timeline gains steps as the engine runs.
+    await waitForAttrAbove(page, 'kv-grid', 'data-used-blocks', 0);
+    const stepsEarly = await waitForAttrAbove(page, 'slot-timeline', 'data-columns', 2);
+    const gridStepEarly = await numAttr(page, 'kv-grid', 'data-step');
+    await waitForAttrAbove(page, 'slot-timeline', 'data-columns', stepsEarly + 5);
+    await waitForAttrAbove(page, 'kv-grid', 'data-step', gridStepEarly);
+
+    // Percentiles appear once requests finish, and move as more finish.
+    const finished = await waitForAttrAbove(page, 'latency-panel', 'data-finished', 0);
+    const ttftEarly = await page.getByTestId('latency-panel').locator('tr[data-metric="ttft"]').innerText();
+    expect(ttftEarly).toMatch(/\d/);
+    await waitForAttrAbove(page, 'latency-panel', 'data-finished', finished);
+    await expect.poll(() => page.getByTestId('latency-panel').locator('tr[data-metric="ttft"]').innerText(), { timeout: 60_000 }).not.toBe(ttftEarly);
+
+    // The request table streams the real model's text; clicking a request shows its spans.
+    await expect(page.getByTestId('request-table').locator('tr[data-state="finished"]').first()).toBeVisible();
+    const firstText = page.getByTestId('request-table').locator('tr[data-state="finished"] [data-testid="request-text"]').first();
+    await expect(firstText).not.toBeEmpty();
+    await page.getByTestId('request-table').locator('tr[data-state="finished"]').first().click();
+    const detail = page.getByTestId('request-detail');
+    await expect(detail).toContainText('queued');
+    await expect(detail).toContainText('prefill');
+    await expect(detail).toContainText('decode');
+    await shoot(page, testInfo, 'lab-running');
+    expect(errors).toEqual([]);
+  });
+
+  test('a typed prompt streams text, rendered as text', async ({ page }) => {
+    const errors = captureErrors(page);
+    await page.goto('/?scenario=parallel-sampling');
+    await waitForModel(page);
+    const prompt = 'Once upon a time <b>Tom</b> & his dog';
+    await page.getByTestId('prompt-input').fill(prompt);
+    await page.getByTestId('prompt-send').click();
+    const out = page.getByTestId('prompt-output');
+    await expect(out).toBeVisible();
+    // Text arrives in pieces while the request runs, then the request finishes.
+    const lengths: number[] = [];
+    await expect
+      .poll(
+        async () => {
+          lengths.push((await out.innerText()).length);
+          return out.getAttribute('data-status');
+        },
+        { timeout: 90_000, intervals: [100] },
+      )
+      .toBe('done');
+    expect(new Set(lengths).size).toBeGreaterThan(2);
+    const text = await out.innerText();
+    expect(text).toContain(prompt);
+    expect(text.length).toBeGreaterThan(prompt.length + 20);
+    // Markup in the prompt stays text: no <b> element was created.
+    await expect(out.locator('b')).toHaveCount(0);
+    expect(errors).toEqual([]);
+  });
+
+  test('compare mode runs two engines side by side on the same workload', async ({ page }, testInfo) => {
+    const errors = captureErrors(page);
+    await page.goto('/?view=compare&scenario=static-vs-continuous');
+    const a = page.getByTestId('compare-a');
+    const b = page.getByTestId('compare-b');
+    await expect(a).toContainText('static');
+    await expect(b).toContainText('continuous');
+    await expect(a.getByTestId('slot-timeline')).toContainText('static batching');
+    await expect(b.getByTestId('slot-timeline')).toContainText('continuous batching');
+    await expect.poll(async () => Number(await a.getAttribute('data-step')), { timeout: 90_000 }).toBeGreaterThan(5);
+    await expect.poll(async () => Number(await b.getAttribute('data-step')), { timeout: 90_000 }).toBeGreaterThan(5);
+    await expect.poll(async () => Number(await b.getByTestId('latency-panel').getAttribute('data-finished')), { timeout: 90_000 }).toBeGreaterThan(0);
+    await shoot(page, testInfo, 'compare');
+    expect(errors).toEqual([]);
+  });
+});

@@ -1,0 +1,90 @@
+import { expect, test } from '@playwright/test';
+import { captureErrors, numAttr, shoot, waitForAttrAbove, waitForModel } from './helpers.ts';
+
+const SCENARIO_IDS = [
+  'static-vs-continuous',
+  'short-vs-long',
+  'priority-preemption',
+  'prefix-caching',
+  'kv-exhausted',
+  'traffic-spike',
+  'parallel-sampling',
+  'fairness',
+];
+
+test('every scenario runs on the real model (keys 1–8), each screenshot saved', async ({ page }, testInfo) => {
+  test.setTimeout(300_000);
+  const errors = captureErrors(page);
+  await page.goto('/');
+  await waitForModel(page);
+  for (const [i, id] of SCENARIO_IDS.entries()) {
+    await page.keyboard.press(String(i + 1));
+    await expect(page).toHaveURL(new RegExp(`scenario=${id}`));
+    await expect(page.getByTestId(`scenario-${id}`)).toHaveAttribute('aria-pressed', 'true');
+    await expect(page.getByTestId('scenario-text')).not.toBeEmpty();
+    // Let it run long enough to show something: a few steps in the timeline.
+    await waitForAttrAbove(page, 'slot-timeline', 'data-columns', 12);
+    await page.waitForTimeout(1500);
+    await shoot(page, testInfo, `scenario-${i + 1}-${id}`);
+  }
+  expect(errors).toEqual([]);
+});
+
+test('presenter mode: keys play, pause and step; the URL reproduces the demo; light theme', async ({ page }, testInfo) => {
+  const errors = captureErrors(page);
+  await page.goto('/?scenario=kv-exhausted&present=1&theme=light&gpu=24&preempt=swap');
+  await expect(page.locator('html')).toHaveClass(/presenter/);
+  await expect(page.locator('html')).toHaveAttribute('data-theme', 'light');
+  await expect(page.getByTestId('run-label')).toContainText('KV memory exhausted');
+  await waitForAttrAbove(page, 'slot-timeline', 'data-columns', 3);
+  await expect(page.getByTestId('kv-grid')).toContainText('24 GPU blocks');
+
+  // Space pauses; → runs exactly one step.
+  await page.keyboard.press(' ');
+  await expect(page.getByTestId('play-pause')).toHaveAttribute('aria-pressed', 'false');
+  await page.waitForTimeout(800);
+  const before = await numAttr(page, 'slot-timeline', 'data-last-step');
+  await page.keyboard.press('ArrowRight');
+  await expect.poll(() => numAttr(page, 'slot-timeline', 'data-last-step'), { timeout: 30_000 }).toBe(before + 1);
+  await page.waitForTimeout(600);
+  expect(await numAttr(page, 'slot-timeline', 'data-last-step')).toBe(before + 1);
+  await shoot(page, testInfo, 'presenter-light');
+  await page.keyboard.press(' ');
+  await expect(page.getByTestId('play-pause')).toHaveAttribute('aria-pressed', 'true');
+
+  // A scenario key changes the URL; the theme key flips the theme.
+  await page.keyboard.press('3');
+  await expect(page).toHaveURL(/scenario=priority-preemption/);
+  await expect(page).toHaveURL(/present=1/);
+  await page.keyboard.press('t');
+  await expect(page.locator('html')).toHaveAttribute('data-theme', 'dark');
+  expect(errors).toEqual([]);
+});
+
+test('the KV calculator shows the GQA arithmetic; the simulated 70B mode drives the same views', async ({ page }, testInfo) => {
+  const errors = captureErrors(page);
+  await page.goto('/?view=calculator');
+  const calc = page.getByTestId('kv-calculator');
+  await expect(calc.getByTestId('calc-arithmetic')).toContainText('2 (K and V) × 80 layers × 8 KV heads × 128 head dim × 2 B = 327,680 B');
+  await expect(calc).toContainText('grouped-query attention');
+  await calc.getByTestId('calc-model').selectOption('llama-2-13b');
+  await expect(calc.getByTestId('calc-arithmetic')).toContainText('40 layers × 40 KV heads');
+  await expect(calc).toContainText('multi-head attention');
+  await shoot(page, testInfo, 'kv-calculator');
+
+  await page.getByTestId('tab-simulated').click();
+  const sim = page.getByTestId('sim-view');
+  await expect(sim).toContainText('SIMULATED');
+  await expect(sim).toContainText('Llama-2 70B on 8xH100');
+  await waitForAttrAbove(page, 'slot-timeline', 'data-columns', 10);
+  await waitForAttrAbove(page, 'kv-grid', 'data-used-blocks', 10);
+  await expect(sim.getByTestId('sim-cost')).toContainText('-bound');
+  // Pipeline parallel instead of tensor parallel: a new run with a bubble in the cost breakdown.
+  await sim.getByTestId('sim-tp').selectOption('2');
+  await sim.getByTestId('sim-pp').selectOption('4');
+  await sim.getByTestId('sim-start').click();
+  await expect(sim).toContainText('TP 2 x PP 4');
+  await expect(sim.getByTestId('sim-cost')).toContainText('bubble');
+  await shoot(page, testInfo, 'simulated-70b');
+  expect(errors).toEqual([]);
+});
