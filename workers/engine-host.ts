@@ -8,7 +8,7 @@ import { Engine, type EngineSnapshot, type StepView } from '../src/engine/engine
 import { RealClock } from '../src/engine/clock.ts';
 import type { EngineEvent } from '../src/engine/events.ts';
 import type { RequestSpec } from '../src/engine/request.ts';
-import { DEFAULT_SCHEDULER_CONFIG, type SchedulerConfig } from '../src/engine/scheduler.ts';
+import { DEFAULT_SCHEDULER_CONFIG, LIVE_CONFIG_KEYS, type SchedulerConfig } from '../src/engine/scheduler.ts';
 import { generateWorkload } from '../src/engine/workload.ts';
 import type { Executor } from '../src/engine/types.ts';
 import { acquireDevice, type GpuContext } from '../src/gpu/device.ts';
@@ -40,6 +40,8 @@ interface Tracked {
   stop: string[];
   onEvent: ((e: StreamEvent) => void) | null;
   stoppedByString: boolean[];
+  /** Finished, failed or rejected (the engine said so). */
+  ended: boolean;
 }
 
 export interface HostOptions {
@@ -137,25 +139,39 @@ export class EngineHost {
   private stopEngine(reason: string): void {
     if (!this.engine) return;
     for (const t of this.tracked.values()) {
-      const r = this.engine.getRequest(t.requestId);
-      if (r && !r.isDone) t.onEvent?.({ type: 'error', requestId: t.requestId, reason: 'engine_restarted', message: reason });
+      // Pending requests (not yet admitted) count too: none is dropped silently.
+      if (!t.ended) t.onEvent?.({ type: 'error', requestId: t.requestId, reason: 'engine_restarted', message: reason });
     }
     this.tracked.clear();
     this.engine = null;
   }
 
   /**
-   * Applies engine settings. The KV geometry and limits are fixed per engine, so new settings
-   * start a new engine: requests in flight are reported failed ('engine_restarted'), none silently.
+   * Applies engine settings. Policy, budgets, preemption mode and admission limits change live,
+   * with requests in flight (Engine.reconfigure). The KV geometry, prefix caching, the context
+   * and the batching mode are fixed per engine, so changing one of those starts a new engine:
+   * requests in flight are then reported failed ('engine_restarted'), none silently.
+   * Returns whether the engine was restarted.
    */
-  async configure(settings: EngineSettings): Promise<void> {
+  async configure(settings: EngineSettings): Promise<boolean> {
     const next = { ...this.settings, ...settings };
     validateSettings(next);
+    const changed = Object.fromEntries(
+      Object.entries(settings).filter(([k, v]) => JSON.stringify(v) !== JSON.stringify(this.settings[k as keyof EngineSettings])),
+    ) as EngineSettings;
+    const live = Object.keys(changed).every((k) => LIVE_CONFIG_KEYS.has(k as keyof SchedulerConfig));
+    if (this.engine && live) {
+      this.engine.reconfigure(changed);
+      this.settings = next;
+      this.kick();
+      return false;
+    }
     await this.stepping;
     this.settings = next;
-    if (!this.loaded) return;
+    if (!this.loaded) return false;
     this.stopEngine('the engine settings changed');
     await this.startEngine();
+    return true;
   }
 
   getSettings(): EngineSettings {
@@ -210,6 +226,33 @@ export class EngineHost {
       this.track(id, null, prompt, spec.n ?? 1, [], null);
       ids.push(id);
     }
+    this.kick();
+    return ids;
+  }
+
+  /** Submits recorded requests (an imported trace), their arrivals relative to now. Returns the request ids. */
+  runTrace(requests: RequestSpec[]): string[] {
+    const engine = this.requireEngine();
+    const { vocabSize, seqLen } = this.loaded!.model.config;
+    requests.forEach((r, i) => {
+      const bad = r.promptTokenIds.find((t) => !(Number.isInteger(t) && t >= 0 && t < vocabSize));
+      if (bad !== undefined) throw new RangeError(`trace request ${i}: token id ${bad} is outside the model's vocabulary of ${vocabSize}`);
+      if (r.promptTokenIds.length === 0 || r.promptTokenIds.length >= seqLen) {
+        throw new RangeError(`trace request ${i}: a prompt of ${r.promptTokenIds.length} tokens does not fit the model's context of ${seqLen}`);
+      }
+    });
+    const now = engine.clock.nowMs();
+    const ids = requests.map((r) => {
+      const spec: RequestSpec = {
+        ...r,
+        requestId: `r${++this.nextRequestNumber}`,
+        maxTokens: Math.max(1, Math.min(r.maxTokens, seqLen - r.promptTokenIds.length)),
+        arrivalMs: now + (r.arrivalMs ?? 0),
+      };
+      const id = engine.submit(spec);
+      this.track(id, null, spec.promptTokenIds, spec.n ?? 1, [], null);
+      return id;
+    });
     this.kick();
     return ids;
   }
@@ -299,12 +342,12 @@ export class EngineHost {
       stop,
       onEvent,
       stoppedByString: new Array(n).fill(false),
+      ended: false,
     });
     // Keep memory bounded in long sessions: forget the oldest ended requests.
     if (this.tracked.size > 2000) {
-      for (const [id] of this.tracked) {
-        const r = this.engine?.getRequest(id);
-        if (!r || r.isDone) this.tracked.delete(id);
+      for (const [id, t] of this.tracked) {
+        if (t.ended) this.tracked.delete(id);
         if (this.tracked.size <= 1500) break;
       }
     }
@@ -348,6 +391,7 @@ export class EngineHost {
       if (delta) t.onEvent?.({ type: 'text', requestId: e.requestId, seqIndex: e.seqIndex, delta });
     } else if (e.type === 'finished' || e.type === 'failed' || e.type === 'rejected') {
       const t = this.tracked.get(e.requestId);
+      if (t) t.ended = true;
       if (!t?.onEvent) return;
       if (e.type === 'finished' || (e.type === 'failed' && e.reason === 'cancelled' && t.stoppedByString.every(Boolean))) {
         const reasons = e.type === 'finished' ? e.reasons.map((r, i) => (t.stoppedByString[i] ? 'stop' : r)) : t.stoppedByString.map(() => 'stop');
@@ -379,8 +423,7 @@ export class EngineHost {
     this.status.message = message;
     const engine = this.engine;
     for (const t of this.tracked.values()) {
-      const r = engine?.getRequest(t.requestId);
-      if (r && !r.isDone) t.onEvent?.({ type: 'error', requestId: t.requestId, reason: 'engine_error', message });
+      if (!t.ended) t.onEvent?.({ type: 'error', requestId: t.requestId, reason: 'engine_error', message });
     }
     this.tracked.clear();
     this.engine = null;

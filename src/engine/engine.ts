@@ -110,6 +110,7 @@ export class Engine {
   private readonly listeners = new Set<EventListener>();
   private readonly pending = new Heap<Request>((a, b) => (a.arrivalMs - b.arrivalMs || a.order - b.order) < 0);
   private readonly deferredCancels: string[] = [];
+  private readonly deferredChanges: Partial<SchedulerConfig>[] = [];
   private readonly recordEvents: boolean;
   private readonly checkInvariants: boolean;
   private readonly sampleOverride: EngineOptions['sampleOverride'];
@@ -191,6 +192,24 @@ export class Engine {
     else this.applyCancel(requestId);
   }
 
+  /**
+   * Changes scheduler settings live (Scheduler.reconfigure: policy, budgets, preemption mode,
+   * admission limits); takes effect now between steps, or right after the step in flight.
+   * Throws at once for settings that need a new engine.
+   */
+  reconfigure(changes: Partial<SchedulerConfig>): void {
+    const probe = new Scheduler({ ...this.config }, () => {});
+    probe.reconfigure(changes); // validates without touching this engine
+    if (this.stepping) this.deferredChanges.push({ ...changes });
+    else this.applyReconfigure(changes);
+  }
+
+  /** Logged when applied (after the step in flight, if any), so a replay applies it at the same point. */
+  private applyReconfigure(changes: Partial<SchedulerConfig>): void {
+    this.emit({ type: 'reconfigure', timeMs: this.clock.nowMs(), stepIndex: this.scheduler.stepIndex, changes: { ...changes } });
+    this.scheduler.reconfigure(changes);
+  }
+
   /** True while anything is pending, queued, running or swapped. */
   hasWork(): boolean {
     return this.pending.size > 0 || this.scheduler.hasWork();
@@ -270,6 +289,7 @@ export class Engine {
       return { kind: 'ran', step: this.lastStepView };
     } finally {
       this.stepping = false;
+      for (const changes of this.deferredChanges.splice(0)) this.applyReconfigure(changes);
     }
   }
 

@@ -3,6 +3,7 @@
  * (submit, cancel) are logged with the step before which they took effect, so a log replays.
  */
 import type { FailReason, FinishReason, RejectReason, RequestSpec } from './request.ts';
+import type { SchedulerConfig } from './scheduler.ts';
 
 export type PreemptionMode = 'recompute' | 'swap' | 'abort';
 
@@ -11,6 +12,8 @@ export type EngineEvent =
   | { type: 'submit'; timeMs: number; stepIndex: number; request: RequestSpec & { requestId: string; arrivalMs: number } }
   /** Input: a cancellation. */
   | { type: 'cancel'; timeMs: number; stepIndex: number; requestId: string }
+  /** Input: scheduler settings changed while the engine runs (policy, budgets, preemption mode...). */
+  | { type: 'reconfigure'; timeMs: number; stepIndex: number; changes: Partial<SchedulerConfig> }
   /** The request reached the scheduler and was queued. */
   | { type: 'queued'; timeMs: number; requestId: string }
   | { type: 'rejected'; timeMs: number; requestId: string; reason: RejectReason; detail: string }

@@ -11,7 +11,7 @@ import { Engine, type EngineOptions } from './engine.ts';
 import type { EngineEvent } from './events.ts';
 
 type StepEvent = Extract<EngineEvent, { type: 'step' }>;
-type InputEvent = Extract<EngineEvent, { type: 'submit' | 'cancel' }>;
+type InputEvent = Extract<EngineEvent, { type: 'submit' | 'cancel' | 'reconfigure' }>;
 
 /** A clock the replay sets by hand. */
 class ReplayClock implements Clock {
@@ -62,7 +62,7 @@ export async function replayEventLog(
     if (e.type === 'step') {
       steps.set(e.stepIndex, e);
       lastStepIndex = e.stepIndex;
-    } else if ((e.type === 'submit' || e.type === 'cancel') && e.stepIndex > lastStepIndex) {
+    } else if ((e.type === 'submit' || e.type === 'cancel' || e.type === 'reconfigure') && e.stepIndex > lastStepIndex) {
       // Logged with the index of a step not finished yet: it came in while that step ran.
       duringStep.set(e.stepIndex, [...(duringStep.get(e.stepIndex) ?? []), e]);
     }
@@ -71,7 +71,8 @@ export async function replayEventLog(
   const apply = (e: InputEvent) => {
     clock.timeMs = e.timeMs;
     if (e.type === 'submit') engine!.submit(e.request);
-    else engine!.cancel(e.requestId);
+    else if (e.type === 'cancel') engine!.cancel(e.requestId);
+    else engine!.reconfigure(e.changes);
   };
   engine = new Engine({
     ...options,
@@ -107,7 +108,7 @@ export async function replayEventLog(
       const r = await engine.step();
       if (r.kind !== 'ran' || r.step.stepIndex !== e.stepIndex) throw new Error(`replay: step ${e.stepIndex} did not run the same way`);
       lastStepIndex = e.stepIndex;
-    } else if ((e.type === 'submit' || e.type === 'cancel') && e.stepIndex <= lastStepIndex) {
+    } else if ((e.type === 'submit' || e.type === 'cancel' || e.type === 'reconfigure') && e.stepIndex <= lastStepIndex) {
       apply(e);
     }
   }

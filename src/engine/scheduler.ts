@@ -19,7 +19,7 @@
  */
 import type { BlockCopy, BlockSwap, ScheduledSeq, SeqOutput, StepOutput, StepPlan } from './types.ts';
 import { KvCacheManager } from './kvCacheManager.ts';
-import { createPolicy, DEFAULT_FAIR_SHARE, type FairShareConfig, type Policy, type PolicyName } from './policies.ts';
+import { createPolicy, DEFAULT_FAIR_SHARE, POLICY_NAMES, type FairShareConfig, type Policy, type PolicyName } from './policies.ts';
 import { Request, Sequence, createSequenceSampler, type FailReason, type FinishReason, type RejectReason } from './request.ts';
 import type { EngineEvent, PreemptionMode } from './events.ts';
 
@@ -54,6 +54,19 @@ export interface SchedulerConfig {
    */
   kvPreallocation: 'none' | 'max-length';
 }
+
+/** Settings Scheduler.reconfigure() may change while requests are in flight. */
+export const LIVE_CONFIG_KEYS: ReadonlySet<keyof SchedulerConfig> = new Set<keyof SchedulerConfig>([
+  'maxNumBatchedTokens',
+  'maxNumSeqs',
+  'enableChunkedPrefill',
+  'policy',
+  'preemptionMode',
+  'fairShare',
+  'maxQueueLength',
+  'tenantMaxInFlight',
+  'requestTimeoutMs',
+]);
 
 export const DEFAULT_SCHEDULER_CONFIG: SchedulerConfig = {
   blockSize: 16,
@@ -108,7 +121,7 @@ interface StepContext {
 export class Scheduler {
   readonly config: SchedulerConfig;
   readonly kv: KvCacheManager;
-  readonly policy: Policy;
+  private policyImpl: Policy;
   /** Running requests, in admission order. */
   readonly running: Request[] = [];
   /** Swapped-out requests. */
@@ -147,7 +160,40 @@ export class Scheduler {
       numCpuBlocks: c.numCpuBlocks,
       enablePrefixCaching: c.enablePrefixCaching && c.batching === 'continuous',
     });
-    this.policy = createPolicy(c.policy, c.fairShare);
+    this.policyImpl = createPolicy(c.policy, c.fairShare);
+  }
+
+  get policy(): Policy {
+    return this.policyImpl;
+  }
+
+  /**
+   * Applies the settings that may change while requests are in flight (budgets, policy,
+   * preemption mode, admission limits). The KV geometry, prefix caching, the context length and
+   * the batching mode are fixed for an engine's life: changing those throws.
+   */
+  reconfigure(changes: Partial<SchedulerConfig>): void {
+    for (const [key, value] of Object.entries(changes) as [keyof SchedulerConfig, unknown][]) {
+      if (!LIVE_CONFIG_KEYS.has(key) && JSON.stringify(value) !== JSON.stringify(this.config[key])) {
+        throw new RangeError(`${key} cannot change while the engine runs; start a new engine`);
+      }
+    }
+    const next = { ...this.config, ...changes };
+    for (const k of ['maxNumBatchedTokens', 'maxNumSeqs'] as const) {
+      if (!Number.isInteger(next[k]) || next[k] <= 0) throw new RangeError(`${k} must be a positive integer, got ${next[k]}`);
+    }
+    if (!next.enableChunkedPrefill && next.maxNumBatchedTokens < next.maxModelLen) {
+      throw new RangeError(`without chunked prefill maxNumBatchedTokens (${next.maxNumBatchedTokens}) must be >= maxModelLen (${next.maxModelLen})`);
+    }
+    if (!POLICY_NAMES.includes(next.policy)) throw new RangeError(`unknown policy ${String(next.policy)}`);
+    const policyChanged = next.policy !== this.config.policy || JSON.stringify(next.fairShare) !== JSON.stringify(this.config.fairShare);
+    Object.assign(this.config, changes);
+    if (policyChanged) {
+      // The waiting queue moves to the new policy's order; fair-share counters start afresh.
+      const old = this.policyImpl;
+      this.policyImpl = createPolicy(next.policy, next.fairShare);
+      for (let r = old.waiting.pop(); r; r = old.waiting.pop()) this.policyImpl.waiting.push(r);
+    }
   }
 
   get waiting(): Request[] {
