@@ -10,7 +10,6 @@ import { loadModel } from '../src/model/load.ts';
 import type { ModelSummary } from '../src/model/summary.ts';
 import type { EngineEvent } from '../src/engine/events.ts';
 import type { RequestSpec } from '../src/engine/request.ts';
-import type { RequestSpec } from '../src/engine/request.ts';
 import { EngineHost } from './engine-host.ts';
 import type { CompletionParams, EngineSettings, HostStatus, ModelSource, ScenarioRun, StreamEvent, ViewSnapshot } from './protocol.ts';
 
@@ -39,24 +38,11 @@ const api = {
     return host.setModel(loaded);
   },
 
-  /**
-   * Parses model bytes the page already has (a local file, the model cache) and swaps the model
-   * in; on any failure the previous model stays. Pass the buffers with Comlink.transfer.
-   */
-  async loadModelBytes(modelBytes: Uint8Array, name: string, tokenizerBytes?: Uint8Array): Promise<ModelSummary> {
-    const loaded = loadModel(modelBytes, name, tokenizerBytes);
-    return host.setModel(loaded);
-  },
-
   submit(params: CompletionParams, onEvent?: (e: StreamEvent) => void): string {
     return host.submit(params, onEvent);
   },
   cancel(requestId: string): void {
     host.cancel(requestId);
-  },
-  /** Submits an imported request trace (token ids), arrivals relative to now. */
-  runTrace(requests: RequestSpec[]): string[] {
-    return host.runTrace(requests);
   },
   /** Submits an imported request trace (token ids), arrivals relative to now. */
   runTrace(requests: RequestSpec[]): string[] {
