@@ -129,7 +129,9 @@ async function runEngine(promptList: string[]): Promise<Uint8Array[]> {
       numCpuBlocks: 0,
       maxNumBatchedTokens: 512,
       maxNumSeqs: 64,
-      maxModelLen: model.config.seqLen,
+      // run.c samples one token at the last position without feeding it back: a sequence may hold
+      // seqLen + 1 tokens, the last never computed (positions stay below seqLen).
+      maxModelLen: model.config.seqLen + 1,
     },
   });
   const ids = requests.map((r) => (r.maxTokens > 0 ? engine.submit({ ...r, sampling }) : null));

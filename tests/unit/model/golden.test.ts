@@ -65,3 +65,31 @@ describe('CPU reference reproduces llama2.c run.c byte for byte', () => {
     expect(String(err.stderr)).toContain('--steps must be a number');
   });
 });
+
+describe('run.c semantics through the engine', () => {
+  it('a full context samples steps - prompt + 1 tokens, never computing position seqLen', async () => {
+    const { Engine } = await import('../../../src/engine/engine.ts');
+    const { FakeExecutor } = await import('../../../src/engine/testing/fakeExecutor.ts');
+    const { runcRequest } = await import('../../../src/model/generate.ts');
+    const { tokenizer } = builtin();
+    const seqLen = 40;
+    const r = runcRequest(tokenizer, 'Once upon a time', 0, seqLen);
+    expect(r.maxTokens).toBe(seqLen - r.promptTokenIds.length + 1);
+    let maxPosition = -1;
+    const inner = new FakeExecutor({ stopTokenId: 1, stopEvery: 1_000_000 });
+    const executor = {
+      name: 'fake',
+      configure: (g: Parameters<typeof inner.configure>[0]) => inner.configure(g),
+      execute: (plan: Parameters<typeof inner.execute>[0]) => {
+        for (const s of plan.seqs) maxPosition = Math.max(maxPosition, s.startPosition + s.tokenIds.length - 1);
+        return inner.execute(plan);
+      },
+      dispose: () => inner.dispose(),
+    };
+    const engine = new Engine({ executor, config: { blockSize: 8, numGpuBlocks: 16, numCpuBlocks: 0, maxModelLen: seqLen + 1 } });
+    const id = engine.submit({ ...r, sampling: { temperature: 0 } });
+    await engine.runUntilIdle();
+    expect(engine.getRequest(id)!.seqs[0].outputTokenIds.length).toBe(r.maxTokens);
+    expect(maxPosition).toBe(seqLen - 1);
+  });
+});
