@@ -140,6 +140,9 @@ export function chromeTrace(events: readonly EngineEvent[], meta: Record<string,
       case 'cancel':
         out.push({ name: 'cancel', cat: 'input', ph: 'i', s: 't', ts: us(e.timeMs, t0), pid: ENGINE_PID, tid: track(e.requestId).tid, args: {} });
         break;
+      case 'reconfigure':
+        out.push({ name: 'reconfigure', cat: 'input', ph: 'i', s: 't', ts: us(e.timeMs, t0), pid: ENGINE_PID, tid: STEPS_TID, args: { ...e.changes } });
+        break;
       case 'step':
         out.push({
           name: `step ${e.stepIndex}`,

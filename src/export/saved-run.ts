@@ -167,7 +167,7 @@ function validateRun(o: Record<string, unknown>): SavedRun {
   if (typeof o.modelName !== 'string') throw new Error('saved run: missing modelName');
   if (typeof o.config !== 'object' || o.config === null) throw new Error('saved run: missing config');
   if (!Array.isArray(o.events)) throw new Error('saved run: events must be an array');
-  const types = new Set(['submit', 'cancel', 'queued', 'rejected', 'scheduled', 'token', 'preempted', 'finished', 'failed', 'step']);
+  const types = new Set(['submit', 'cancel', 'reconfigure', 'queued', 'rejected', 'scheduled', 'token', 'preempted', 'finished', 'failed', 'step']);
   o.events.forEach((e: unknown, i) => {
     if (typeof e !== 'object' || e === null || !types.has((e as { type?: string }).type ?? '')) throw new Error(`saved run: event ${i} is not an engine event`);
     if (typeof (e as { timeMs?: unknown }).timeMs !== 'number') throw new Error(`saved run: event ${i} has no timeMs`);

@@ -14,6 +14,7 @@ import { peekModelConfig } from '../../model/peek.ts';
 import type { RequestSpec } from '../../engine/request.ts';
 import type { EngineEvent } from '../../engine/events.ts';
 import type { WorkloadSpec } from '../../engine/workload.ts';
+import type { SchedulerConfig } from '../../engine/scheduler.ts';
 import type { CompletionParams, EngineSettings, ModelSummary, StreamEvent, ViewSnapshot } from '../../../workers/protocol.ts';
 import { builtinModel, startEngineWorker, type EngineClient } from '../engine-client.ts';
 import { RequestLedger, type LedgerEntry } from './ledger.ts';
@@ -75,6 +76,7 @@ export class EngineSupervisor {
   private seenDeviceLosses = 0;
   private readonly startedMs = performance.now();
   private started: Promise<void> | null = null;
+  private startConfig: SchedulerConfig | null = null;
 
   constructor(settings?: EngineSettings) {
     if (settings) this.settings = { ...DEFAULT_SETTINGS, ...settings };
@@ -138,6 +140,7 @@ export class EngineSupervisor {
     }
     this.model = summary;
     this.progress = null;
+    await this.captureStartConfig();
     return summary;
   }
 
@@ -228,12 +231,29 @@ export class EngineSupervisor {
     return ids;
   }
 
-  /** New engine settings start a new engine: requests in flight end as 'engine_restarted'. */
+  /**
+   * Applies engine settings: live where the engine allows it (policy, budgets, preemption mode),
+   * else a new engine starts and requests in flight end as 'engine_restarted'.
+   */
   async configure(settings: EngineSettings): Promise<void> {
     await this.start();
-    await this.call((c) => c.configure(settings));
+    const restarted = await this.call((c) => c.configure(settings));
     this.settings = { ...settings };
+    if (restarted) await this.captureStartConfig();
     this.schedulePoll(0);
+  }
+
+  /**
+   * The configuration the current engine started with: a saved run replays from it (changes
+   * made live since are in the event log as 'reconfigure' inputs).
+   */
+  get runStartConfig(): SchedulerConfig | null {
+    return this.startConfig;
+  }
+
+  private async captureStartConfig(): Promise<void> {
+    const snap = await this.call((c) => c.snapshot(-1));
+    this.startConfig = snap ? { ...snap.config } : null;
   }
 
   eventLog(): Promise<EngineEvent[]> {
@@ -284,6 +304,7 @@ export class EngineSupervisor {
       const summary = await this.sendBytes(name, modelBytes, tokenizerBytes);
       this.model = summary;
       this.modelRef = kept;
+      await this.captureStartConfig();
       this.note('info', `loaded ${name} (${summary.format === 'gguf' ? 'GGUF' : 'llama2.c'})${cachedNow ? ', cached for offline use' : ''}`);
       return summary;
     } catch (e) {
