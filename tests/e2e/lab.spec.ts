@@ -14,6 +14,9 @@ test.describe('the live lab on the real model', () => {
     const gridStepEarly = await numAttr(page, 'kv-grid', 'data-step');
     await waitForAttrAbove(page, 'slot-timeline', 'data-columns', stepsEarly + 5);
     await waitForAttrAbove(page, 'kv-grid', 'data-step', gridStepEarly);
+    // Hovering a block names it: owner, logical index, token range, hash (or that it is free).
+    await page.getByTestId('kv-grid').locator('canvas').first().hover({ position: { x: 6, y: 6 } });
+    await expect(page.getByTestId('kv-grid').getByRole('tooltip')).toContainText('GPU block 0');
 
     // Percentiles appear once requests finish, and move as more finish.
     const finished = await waitForAttrAbove(page, 'latency-panel', 'data-finished', 0);
@@ -41,6 +44,7 @@ test.describe('the live lab on the real model', () => {
     await waitForModel(page);
     const prompt = 'Once upon a time <b>Tom</b> & his dog';
     await page.getByTestId('prompt-input').fill(prompt);
+    await page.getByTestId('prompt-box').getByLabel('max tokens').fill('48');
     await page.getByTestId('prompt-send').click();
     const out = page.getByTestId('prompt-output');
     await expect(out).toBeVisible();

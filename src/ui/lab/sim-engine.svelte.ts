@@ -40,8 +40,8 @@ export const DEFAULT_SIM_SETUP: SimSetup = {
   batching: 'continuous',
 };
 
-/** The grid shows at most this many blocks; a larger deployment's pool is capped (and says so). */
-export const MAX_SIM_BLOCKS = 4096;
+/** Pools beyond this are capped (memory of the simulation itself; the grid groups blocks per cell). */
+export const MAX_SIM_BLOCKS = 262_144;
 const SIM_SPEEDS = [1, 0.5, 0.25, 0.1];
 const FRAME_BUDGET_MS = 5;
 

@@ -114,13 +114,15 @@ export class WorkerEngine {
       .finally(() => (this.inFlight = false));
   };
 
-  /** Restarts the engine with these settings (requests in flight end) and clears the views. */
+  /** A fresh engine with these settings (requests in flight end) and clear views. */
   async configure(settings: LabSettings): Promise<void> {
     await this.ready;
     this.busy = true;
     try {
       this.epoch++;
       await this.client.configure(fullConfig(settings));
+      // Settings the host can change live leave the engine running; a run always starts afresh.
+      await this.client.reset();
       this.settings = settings;
       this.epoch++;
       this.state.reset();
