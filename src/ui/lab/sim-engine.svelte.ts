@@ -43,7 +43,8 @@ export const DEFAULT_SIM_SETUP: SimSetup = {
 /** Pools beyond this are capped (memory of the simulation itself; the grid groups blocks per cell). */
 export const MAX_SIM_BLOCKS = 262_144;
 const SIM_SPEEDS = [1, 0.5, 0.25, 0.1];
-const FRAME_BUDGET_MS = 5;
+const FRAME_BUDGET_MS = 6;
+const PUBLISH_INTERVAL_MS = 100;
 
 export class SimEngine {
   readonly state = new LabState();
@@ -63,6 +64,7 @@ export class SimEngine {
   private frame = 0;
   private lastWallMs = NaN;
   private busy = false;
+  private lastPublishMs = 0;
 
   start(setup: SimSetup): void {
     this.stop();
@@ -170,7 +172,11 @@ export class SimEngine {
     this.busy = true;
     void this.advance(target, performance.now()).finally(() => {
       this.busy = false;
-      this.publish();
+      // A large pool makes a snapshot costly: the views get one about ten times a second.
+      if (now - this.lastPublishMs >= PUBLISH_INTERVAL_MS) {
+        this.lastPublishMs = now;
+        this.publish();
+      }
     });
   };
 
