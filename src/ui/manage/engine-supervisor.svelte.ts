@@ -74,6 +74,7 @@ export class EngineSupervisor {
   private polling = false;
   private disposed = false;
   private seenDeviceLosses = 0;
+  private recovering = false;
   private readonly startedMs = performance.now();
   private started: Promise<void> | null = null;
   private startConfig: SchedulerConfig | null = null;
@@ -177,6 +178,11 @@ export class EngineSupervisor {
         this.ledgerVersion = this.ledger.version;
         if (snap.host.numDeviceLosses > this.seenDeviceLosses) {
           this.seenDeviceLosses = snap.host.numDeviceLosses;
+          this.recovering = true;
+          this.note('fault', `the engine saw the GPU device lost: ${snap.host.message ?? 'no details'}`);
+        }
+        if (this.recovering && snap.host.phase === 'ready') {
+          this.recovering = false;
           this.note('recovery', snap.host.message ?? 'recovered from a lost GPU device');
         }
       }
@@ -421,16 +427,17 @@ export class EngineSupervisor {
   }
 
   /**
-   * Runs long requests on a KV pool far too small for them: some wait, some are preempted and
-   * recomputed, one that could never fit is rejected. Returns the request ids.
+   * Runs four requests on a KV pool too small for them together (8 blocks of 16 slots; each
+   * needs about 4 blocks by its end): some wait, some are preempted and recomputed; a fifth that
+   * could never fit even alone is rejected. Returns the request ids.
    */
   async exhaustKvMemory(): Promise<string[]> {
-    const tiny: EngineSettings = { ...$state.snapshot(this.settings), blockSize: 16, numGpuBlocks: 10, numCpuBlocks: 0, preemptionMode: 'recompute', maxNumSeqs: 8 };
+    const tiny: EngineSettings = { ...$state.snapshot(this.settings), blockSize: 16, numGpuBlocks: 8, numCpuBlocks: 0, preemptionMode: 'recompute', maxNumSeqs: 8 };
     await this.configure(tiny);
     this.note('fault', `KV pool shrunk to ${tiny.numGpuBlocks} blocks of ${tiny.blockSize} tokens (${(tiny.numGpuBlocks ?? 0) * (tiny.blockSize ?? 0)} token slots)`);
-    const prompts = ['Once upon a time, there was a little girl named Lily.', 'One day, a big bear went to the park.', 'Tom had a red ball.', 'The sun was shining and the birds were singing.', 'A little dog found a bone.'];
+    const prompts = ['Once upon a time, there was a little girl named Lily.', 'One day, a big bear went to the park.', 'Tom had a red ball.', 'A little dog found a bone.'];
     const ids: string[] = [];
-    for (const p of prompts) ids.push(await this.submit({ prompt: p, max_tokens: 110 }, 'fault'));
+    for (const p of prompts) ids.push(await this.submit({ prompt: p, max_tokens: 56 }, 'fault'));
     // Prompt and output together need more slots than the whole pool holds: rejected at admission.
     ids.push(await this.submit({ prompt: 'Once upon a time there was a very long story.', max_tokens: 200 }, 'fault'));
     return ids;

@@ -72,7 +72,16 @@ export class RequestLedger {
   onSnapshot(workerGeneration: number, requests: readonly RequestView[], texts: Record<string, string[]> = {}): void {
     for (const r of requests) {
       const entry = this.get(workerGeneration, r.requestId);
-      if (!entry || TERMINAL.has(entry.state)) continue;
+      if (!entry) continue;
+      if (TERMINAL.has(entry.state)) {
+        // Ended already (its stream said so first): only the final counts come from the engine.
+        if (TERMINAL.has(r.state) && entry.reason !== 'worker_crashed') {
+          entry.numPreemptions = r.numPreemptions;
+          entry.numOutputTokens = Math.max(0, ...r.outputTokenIds.map((t) => t.length));
+          this.version++;
+        }
+        continue;
+      }
       entry.numPreemptions = r.numPreemptions;
       entry.numOutputTokens = Math.max(0, ...r.outputTokenIds.map((t) => t.length));
       const t = texts[r.requestId]?.[0];

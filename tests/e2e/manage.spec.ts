@@ -1,0 +1,200 @@
+/**
+ * The manage panel on the built site: offline use, model loading failures, fault injection with
+ * every request accounted for, saved runs that replay identically, and exports.
+ *
+ * The network: these machines cannot reach Hugging Face, so "models by URL" are files served by
+ * the preview server (the built-in model under another URL), and failures are made with
+ * Playwright's route interception standing in for a real server: a corrupt body (route.fulfill),
+ * a 404 (route.fulfill with status 404) and a CORS/network failure (route.abort), which is what
+ * fetch() reports for a cross-origin file the server does not allow.
+ */
+import { readFileSync } from 'node:fs';
+import { expect, test, type Page } from '@playwright/test';
+
+/**
+ * The KV calculator view: the lab's own engine loads but runs no scenario, so both CPU cores
+ * (the software GPU) serve the engine under test.
+ */
+const HOME = '/?view=calculator';
+
+async function openManage(page: Page): Promise<void> {
+  await page.getByTestId('manage-open').click();
+  await expect(page.getByTestId('manage-panel')).toBeVisible();
+  await expect(page.getByTestId('manage-status')).toHaveAttribute('data-phase', 'ready', { timeout: 90_000 });
+}
+
+async function generate(page: Page, prompt: string): Promise<string> {
+  await page.getByTestId('manage-prompt').fill(prompt);
+  await page.getByTestId('manage-submit').click();
+  const out = page.getByTestId('manage-output');
+  await expect(out).toHaveAttribute('data-state', 'finished', { timeout: 60_000 });
+  return (await out.locator('.gen').textContent()) ?? '';
+}
+
+/** Counts from the request table (read at once); they must always add up. */
+async function ledger(page: Page) {
+  const c = await page.getByTestId('ledger-counts').evaluate((el) => {
+    const n = (a: string) => Number(el.getAttribute(`data-${a}`));
+    return { total: n('total'), inFlight: n('inflight'), finished: n('finished'), failed: n('failed'), rejected: n('rejected') };
+  });
+  expect(c.finished + c.failed + c.rejected + c.inFlight).toBe(c.total);
+  return c;
+}
+
+/** The most preemptions any request in the table went through. */
+async function maxPreemptions(page: Page): Promise<number> {
+  await expect.poll(async () => (await ledger(page)).inFlight).toBe(0);
+  const values = await page.getByTestId('ledger-row').evaluateAll((rows) => rows.map((r) => Number(r.getAttribute('data-preemptions'))));
+  return Math.max(0, ...values);
+}
+
+test('offline: after one visit the app reloads offline, generates, and loads a cached model', async ({ page, context }) => {
+  await page.goto(HOME);
+  await page.evaluate(async () => {
+    await navigator.serviceWorker.ready;
+  });
+  await openManage(page);
+  await expect(page.getByTestId('manage-model')).toHaveAttribute('data-model', 'stories260K');
+  // "A model by URL": the built-in files under another URL (the preview server), cached on load.
+  await page.getByTestId('model-url').fill('/models/stories260K.bin?copy=1');
+  await page.getByTestId('tokenizer-url').fill('/models/tok512.bin?copy=1');
+  await page.getByTestId('model-name').fill('copy260K');
+  await page.getByTestId('model-url-load').click();
+  await expect(page.getByTestId('manage-model')).toHaveAttribute('data-model', 'copy260K', { timeout: 60_000 });
+  await expect(page.getByTestId('cached-model')).toHaveAttribute('data-name', 'copy260K');
+  await expect(page.getByTestId('storage-quota')).toContainText('used of');
+
+  await context.setOffline(true);
+  await page.reload();
+  await expect(page.getByRole('heading', { name: 'servelab' })).toBeVisible();
+  await openManage(page);
+  await expect(page.getByTestId('manage-model')).toHaveAttribute('data-model', 'stories260K');
+  const text = await generate(page, 'Once upon a time');
+  expect(text.length).toBeGreaterThan(10);
+  // The downloaded copy comes from the model cache with no network.
+  await page.getByTestId('cached-model').getByTestId('cached-load').click();
+  await expect(page.getByTestId('manage-model')).toHaveAttribute('data-model', 'copy260K', { timeout: 60_000 });
+  expect(await generate(page, 'Once upon a time')).toBe(text);
+  await page.getByTestId('cached-model').getByTestId('cached-delete').click();
+  await expect(page.getByTestId('cached-model')).toHaveCount(0);
+  await context.setOffline(false);
+});
+
+test('a corrupt file, a 404 and a CORS failure each say why, and the previous model stays usable', async ({ page }) => {
+  // Route stubs stand in for remote servers (see the header comment).
+  await page.route('**/remote/corrupt.bin', (route) => route.fulfill({ status: 200, contentType: 'application/octet-stream', body: Buffer.alloc(5000, 7) }));
+  await page.route('**/remote/missing.bin', (route) => route.fulfill({ status: 404, body: 'Not Found' }));
+  await page.route('**/remote/cors.bin', (route) => route.abort('failed'));
+  await page.goto(HOME);
+  await openManage(page);
+  const error = page.getByTestId('model-manager-error');
+  const tryUrl = async (path: string, expected: RegExp) => {
+    await page.getByTestId('model-url').fill(path);
+    await page.getByTestId('tokenizer-url').fill('/models/tok512.bin');
+    await page.getByTestId('model-name').fill('');
+    await page.getByTestId('model-url-load').click();
+    await expect(error).toContainText(expected);
+    await expect(error).toContainText('stories260K stays loaded');
+    await expect(page.getByTestId('manage-model')).toHaveAttribute('data-model', 'stories260K');
+  };
+  await tryUrl('/remote/corrupt.bin', /could not load corrupt/);
+  await tryUrl('/remote/missing.bin', /404/);
+  await tryUrl('/remote/cors.bin', /offline, or the server does not allow cross-origin downloads/);
+  // URLs are validated before anything is fetched.
+  await page.getByTestId('model-url').fill('javascript:alert(1)');
+  await page.getByTestId('model-url-load').click();
+  await expect(error).toContainText('only http(s) URLs');
+  // A corrupt local file (truncated checkpoint with its tokenizer).
+  const bin = readFileSync('public/models/stories260K.bin');
+  await page.getByTestId('model-files').setInputFiles([
+    { name: 'truncated.bin', mimeType: 'application/octet-stream', buffer: bin.subarray(0, 300_000) },
+    { name: 'tok512.bin', mimeType: 'application/octet-stream', buffer: readFileSync('public/models/tok512.bin') },
+  ]);
+  await expect(error).toContainText(/truncated/);
+  await expect(page.getByTestId('cached-model')).toHaveCount(0);
+  // The fault panel's corrupt model, then a check request on the model that stayed.
+  await page.getByTestId('fault-corrupt').click();
+  await expect(page.getByTestId('fault-journal').locator('[data-kind="fault"]').first()).toContainText('could not load corrupt.bin');
+  await expect.poll(async () => (await ledger(page)).finished, { timeout: 60_000 }).toBe(1);
+  expect((await generate(page, 'Tom had a ball.')).length).toBeGreaterThan(5);
+});
+
+test('a lost GPU device and a crashed worker: every request is accounted for', async ({ page }) => {
+  await page.goto(HOME);
+  await openManage(page);
+  await expect(page.getByTestId('manage-status')).toContainText('WebGPU');
+  await page.getByTestId('fault-device').click();
+  await expect(page.getByTestId('fault-journal').locator('[data-kind="recovery"]').first()).toContainText(/recovered from a lost GPU device/, { timeout: 60_000 });
+  await expect.poll(async () => (await ledger(page)).inFlight, { timeout: 90_000 }).toBe(0);
+  // Requeued and recomputed: all four finished, at least one after a preemption.
+  expect(await ledger(page)).toMatchObject({ total: 4, finished: 4 });
+  expect(await maxPreemptions(page)).toBeGreaterThan(0);
+  await expect(page.getByTestId('manage-status')).toContainText('1 device losses');
+
+  await page.getByTestId('fault-worker').click();
+  await expect(page.getByTestId('manage-status')).toHaveAttribute('data-generation', '2', { timeout: 60_000 });
+  await expect(page.getByTestId('manage-status')).toHaveAttribute('data-phase', 'ready', { timeout: 60_000 });
+  const c = await ledger(page);
+  expect(c.total).toBe(8);
+  expect(c.inFlight).toBe(0);
+  const crashed = page.locator('[data-testid="ledger-row"][data-reason="worker_crashed"]');
+  expect(await crashed.count()).toBeGreaterThan(0);
+  expect(c.failed).toBe(await crashed.count());
+  await expect(page.getByTestId('fault-journal').locator('[data-kind="recovery"]').first()).toContainText('engine worker 2 started');
+  // The new worker serves.
+  expect((await generate(page, 'The dog barked.')).length).toBeGreaterThan(5);
+});
+
+test('KV exhaustion, a saved run replayed identically after a reload, and valid exports', async ({ page }) => {
+  await page.goto(HOME);
+  await openManage(page);
+  await page.getByTestId('fault-kv').click();
+  await expect.poll(async () => (await ledger(page)).total, { timeout: 30_000 }).toBe(5);
+  await expect.poll(async () => (await ledger(page)).inFlight, { timeout: 90_000 }).toBe(0);
+  const c = await ledger(page);
+  expect(c.rejected).toBe(1);
+  expect(c.finished).toBe(4);
+  await expect(page.locator('[data-testid="ledger-row"][data-reason="exceeds_kv_capacity"]')).toHaveCount(1);
+  expect(await maxPreemptions(page)).toBeGreaterThan(0);
+
+  await page.getByTestId('run-name').fill('kv pressure');
+  await page.getByTestId('run-save').click();
+  await expect(page.getByTestId('saved-run')).toHaveAttribute('data-name', 'kv pressure');
+  await page.getByTestId('saved-run').getByTestId('run-replay').click();
+  await expect(page.getByTestId('replay-result')).toHaveAttribute('data-equal', 'true');
+  await expect(page.getByTestId('replay-result')).toContainText('replayed identically');
+
+  // Chrome trace of the run.
+  const [download] = await Promise.all([page.waitForEvent('download'), page.getByTestId('export-trace').click()]);
+  const trace = JSON.parse(readFileSync((await download.path())!, 'utf8'));
+  expect(trace.displayTimeUnit).toBe('ms');
+  expect(Array.isArray(trace.traceEvents)).toBe(true);
+  for (const e of trace.traceEvents) {
+    expect(typeof e.name).toBe('string');
+    expect(['X', 'i', 'M', 'C']).toContain(e.ph);
+    expect(Number.isFinite(e.ts) && e.ts >= 0).toBe(true);
+    expect(Number.isInteger(e.pid) && Number.isInteger(e.tid)).toBe(true);
+    if (e.ph === 'X') expect(e.dur).toBeGreaterThanOrEqual(0);
+  }
+  const threads = trace.traceEvents.filter((e: { ph: string; name: string }) => e.ph === 'M' && e.name === 'thread_name').map((e: { args: { name: string } }) => e.args.name);
+  expect(threads[0]).toBe('engine steps');
+  expect(threads.length).toBe(1 + 5);
+  const phases = new Set(trace.traceEvents.filter((e: { ph: string; tid: number }) => e.ph === 'X' && e.tid > 0).map((e: { name: string }) => e.name));
+  for (const p of ['queued', 'prefill', 'decode']) expect(phases).toContain(p);
+
+  const [csvDownload] = await Promise.all([page.waitForEvent('download'), page.getByTestId('export-csv').click()]);
+  const csv = readFileSync((await csvDownload.path())!, 'utf8').trimEnd().split('\r\n');
+  expect(csv[0].startsWith('request_id,')).toBe(true);
+  expect(csv.length).toBe(6);
+  const [promDownload] = await Promise.all([page.waitForEvent('download'), page.getByTestId('export-prometheus').click()]);
+  expect(readFileSync((await promDownload.path())!, 'utf8')).toContain('vllm:');
+
+  // Persistence: after a reload the run is still there and replays identically.
+  await page.reload();
+  await openManage(page);
+  await expect(page.getByTestId('saved-run')).toHaveAttribute('data-name', 'kv pressure');
+  await page.getByTestId('saved-run').getByTestId('run-replay').click();
+  await expect(page.getByTestId('replay-result')).toHaveAttribute('data-equal', 'true');
+  await page.getByTestId('saved-run').getByTestId('run-delete').click();
+  await expect(page.getByTestId('saved-run')).toHaveCount(0);
+});
