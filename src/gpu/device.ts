@@ -135,6 +135,8 @@ export async function acquireDevice(gpu: GPU | null | undefined, options: Acquir
  */
 export function wrapDevice(device: GPUDevice, adapter: AdapterSummary, gpu?: GPU): GpuContext {
   let loss: DeviceLoss | null = null;
+  /** destroy() was called: the device is gone now, even before its lost promise settles. */
+  let destroyed = false;
   const lostCallbacks = new Set<(loss: DeviceLoss) => void>();
   const errorCallbacks = new Set<(error: GPUError) => void>();
 
@@ -155,7 +157,7 @@ export function wrapDevice(device: GPUDevice, adapter: AdapterSummary, gpu?: GPU
     hasTimestampQuery: device.features.has('timestamp-query'),
     lost,
     get isLost() {
-      return loss !== null;
+      return loss !== null || destroyed;
     },
     onLost(callback) {
       if (loss) {
@@ -170,6 +172,7 @@ export function wrapDevice(device: GPUDevice, adapter: AdapterSummary, gpu?: GPU
       return () => errorCallbacks.delete(callback);
     },
     destroy() {
+      destroyed = true;
       device.destroy();
     },
   };
