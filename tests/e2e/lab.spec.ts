@@ -81,6 +81,11 @@ test.describe('the live lab on the real model', () => {
     await expect.poll(async () => Number(await b.getAttribute('data-step')), { timeout: 90_000 }).toBeGreaterThan(5);
     await expect.poll(async () => Number(await b.getByTestId('latency-panel').getAttribute('data-finished')), { timeout: 90_000 }).toBeGreaterThan(0);
     await shoot(page, testInfo, 'compare');
+    // Back in the lab the scenario runs on one engine again.
+    await page.getByTestId('tab-lab').click();
+    await expect(page.getByTestId('compare-view')).toHaveCount(0);
+    await expect(page.getByTestId('run-label')).toContainText('Static vs continuous batching');
+    await waitForAttrAbove(page, 'slot-timeline', 'data-columns', 3);
     expect(errors).toEqual([]);
   });
 });
