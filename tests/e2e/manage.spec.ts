@@ -117,6 +117,10 @@ test('a corrupt file, a 404 and a CORS failure each say why, and the previous mo
   await expect(page.getByTestId('fault-journal').locator('[data-kind="fault"]').first()).toContainText('could not load corrupt.bin');
   await expect.poll(async () => (await ledger(page)).finished, { timeout: 60_000 }).toBe(1);
   expect((await generate(page, 'Tom had a ball.')).length).toBeGreaterThan(5);
+  // User text is rendered as text, never as markup.
+  await generate(page, '<img src=x onerror="document.title=1">Lily');
+  await expect(page.getByTestId('manage-output')).toContainText('<img src=x');
+  await expect(page.getByTestId('manage-panel').locator('img')).toHaveCount(0);
 });
 
 test('a lost GPU device and a crashed worker: every request is accounted for', async ({ page }) => {
@@ -189,12 +193,32 @@ test('KV exhaustion, a saved run replayed identically after a reload, and valid 
   const [promDownload] = await Promise.all([page.waitForEvent('download'), page.getByTestId('export-prometheus').click()]);
   expect(readFileSync((await promDownload.path())!, 'utf8')).toContain('vllm:');
 
-  // Persistence: after a reload the run is still there and replays identically.
+  // A named scenario is kept too.
+  await page.getByTestId('scenario-name').fill('tiny pool');
+  await page.getByTestId('scenario-save').click();
+  await expect(page.getByTestId('scenario')).toHaveAttribute('data-name', 'tiny pool');
+
+  // Persistence: after a reload the run and the scenario are still there; the run replays identically.
   await page.reload();
   await openManage(page);
+  await expect(page.getByTestId('scenario')).toHaveAttribute('data-name', 'tiny pool');
+  await expect(page.getByTestId('saved-run')).toHaveAttribute('data-name', 'kv pressure');
+  await page.getByTestId('saved-run').getByTestId('run-replay').click();
+  await expect(page.getByTestId('replay-result')).toHaveAttribute('data-equal', 'true');
+  await page.screenshot({ path: 'test-results/screenshots/manage.png' });
+
+  // A run travels as a file: download, delete, import, and it still replays identically.
+  const [runDownload] = await Promise.all([page.waitForEvent('download'), page.getByTestId('saved-run').getByTestId('run-download').click()]);
+  const runFile = readFileSync((await runDownload.path())!);
+  await page.getByTestId('saved-run').getByTestId('run-delete').click();
+  await expect(page.getByTestId('saved-run')).toHaveCount(0);
+  await page.getByTestId('import-file').setInputFiles({ name: 'kv.servelab-run.json', mimeType: 'application/json', buffer: runFile });
   await expect(page.getByTestId('saved-run')).toHaveAttribute('data-name', 'kv pressure');
   await page.getByTestId('saved-run').getByTestId('run-replay').click();
   await expect(page.getByTestId('replay-result')).toHaveAttribute('data-equal', 'true');
   await page.getByTestId('saved-run').getByTestId('run-delete').click();
   await expect(page.getByTestId('saved-run')).toHaveCount(0);
+  // A file that is not a run, trace or workload is refused with a reason.
+  await page.getByTestId('import-file').setInputFiles({ name: 'trace.json', mimeType: 'application/json', buffer: Buffer.from(JSON.stringify(trace)) });
+  await expect(page.getByTestId('runs-error')).toContainText('Chrome trace');
 });
