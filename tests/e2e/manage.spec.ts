@@ -85,6 +85,14 @@ test('a corrupt file, a 404 and a CORS failure each say why, and the previous mo
   await page.route('**/remote/corrupt.bin', (route) => route.fulfill({ status: 200, contentType: 'application/octet-stream', body: Buffer.alloc(5000, 7) }));
   await page.route('**/remote/missing.bin', (route) => route.fulfill({ status: 404, body: 'Not Found' }));
   await page.route('**/remote/cors.bin', (route) => route.abort('failed'));
+  // A llama2.c header for a model far too large for any GPU buffer (a 4 GiB token embedding).
+  const hugeHeader = Buffer.alloc(4096);
+  [8192, 22016, 32, 64, 8, 128000, 4096].forEach((v, i) => hugeHeader.writeInt32LE(v, i * 4));
+  let hugeBodyRequests = 0;
+  await page.route('**/remote/huge.bin', (route) => {
+    if (!route.request().headers()['range']) hugeBodyRequests++;
+    return route.fulfill({ status: 206, contentType: 'application/octet-stream', body: hugeHeader });
+  });
   await page.goto(HOME);
   await openManage(page);
   const error = page.getByTestId('model-manager-error');
@@ -100,6 +108,9 @@ test('a corrupt file, a 404 and a CORS failure each say why, and the previous mo
   await tryUrl('/remote/corrupt.bin', /could not load corrupt/);
   await tryUrl('/remote/missing.bin', /404/);
   await tryUrl('/remote/cors.bin', /offline, or the server does not allow cross-origin downloads/);
+  // The memory check runs on the header before the download.
+  await tryUrl('/remote/huge.bin', /does not fit this GPU: its token embedding needs a 4000 MiB buffer.*nothing was downloaded/);
+  expect(hugeBodyRequests).toBe(0);
   // URLs are validated before anything is fetched.
   await page.getByTestId('model-url').fill('javascript:alert(1)');
   await page.getByTestId('model-url-load').click();

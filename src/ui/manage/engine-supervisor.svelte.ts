@@ -19,7 +19,7 @@ import type { CompletionParams, EngineSettings, ModelSummary, StreamEvent, ViewS
 import { builtinModel, startEngineWorker, type EngineClient } from '../engine-client.ts';
 import { RequestLedger, type LedgerEntry } from './ledger.ts';
 import { deleteCachedModel, listCachedModels, putCachedModel, readCachedModel, type CachedModel } from './model-cache.ts';
-import { fitModel, MAX_MODEL_BYTES, MAX_TOKENIZER_BYTES, nameFromPath, pickFiles, type Fit } from './model-sources.ts';
+import { fitModel, MAX_MODEL_BYTES, MAX_TOKENIZER_BYTES, nameFromPath, peekRemoteConfig, pickFiles, type Fit } from './model-sources.ts';
 
 export type SupervisorPhase = 'starting' | 'ready' | 'loading' | 'restarting' | 'error';
 
@@ -331,6 +331,10 @@ export class EngineSupervisor {
     try {
       this.phase = 'loading';
       this.progress = { label: name, fetch: null };
+      // The memory check before the download, from the file's first bytes where the server allows.
+      const config = await peekRemoteConfig(modelUrl);
+      const problems = config ? this.fit(config).problems : [];
+      if (problems.length > 0) throw new Error(`${name} does not fit this GPU: ${problems.join('; ')}; nothing was downloaded`);
       modelBytes = await fetchBytes(modelUrl, (p) => (this.progress = { label: name, fetch: p }), { maxBytes: MAX_MODEL_BYTES });
       if (tokenizerUrl) {
         this.progress = { label: `${name} tokenizer`, fetch: null };

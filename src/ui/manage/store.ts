@@ -12,8 +12,6 @@ export interface ManageSettings {
   /** The engine settings runs start with. */
   engine: EngineSettings;
   workload: WorkloadSpec;
-  /** The model to load at start (a cached model's name, or null for the built-in one). */
-  startupModel: string | null;
 }
 
 export interface NamedScenario {
