@@ -15,7 +15,7 @@ test.describe('the live lab on the real model', () => {
     await waitForAttrAbove(page, 'slot-timeline', 'data-columns', stepsEarly + 5);
     await waitForAttrAbove(page, 'kv-grid', 'data-step', gridStepEarly);
     // Hovering a block names it: owner, logical index, token range, hash (or that it is free).
-    await page.getByTestId('kv-grid').locator('canvas').first().hover({ position: { x: 6, y: 6 } });
+    await page.getByTestId('kv-grid').locator('canvas.overlay').first().hover({ position: { x: 6, y: 6 } });
     await expect(page.getByTestId('kv-grid').getByRole('tooltip')).toContainText('GPU block 0');
 
     // Percentiles appear once requests finish, and move as more finish.
