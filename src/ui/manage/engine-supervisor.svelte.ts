@@ -19,6 +19,11 @@ import type { CompletionParams, EngineSettings, ModelSummary, StreamEvent, ViewS
 import { builtinModel, startEngineWorker, type EngineClient } from '../engine-client.ts';
 import { RequestLedger, type LedgerEntry } from './ledger.ts';
 import { deleteCachedModel, listCachedModels, putCachedModel, readCachedModel, type CachedModel } from './model-cache.ts';
+
+/** A message as a sentence: one full stop at the end, never two. */
+function sentence(message: string): string {
+  return /[.!?]$/.test(message.trim()) ? message.trim() : `${message.trim()}.`;
+}
 import { fitModel, MAX_MODEL_BYTES, MAX_TOKENIZER_BYTES, nameFromPath, peekRemoteConfig, pickFiles, type Fit } from './model-sources.ts';
 
 export type SupervisorPhase = 'starting' | 'ready' | 'loading' | 'restarting' | 'error';
@@ -315,7 +320,7 @@ export class EngineSupervisor {
       return summary;
     } catch (e) {
       if (cachedNow) await deleteCachedModel(name).catch(() => {});
-      throw new Error(`could not load ${name}: ${(e as Error).message}. ${previous} stays loaded.`);
+      throw new Error(`could not load ${name}: ${sentence((e as Error).message)} ${previous} stays loaded.`);
     } finally {
       this.phase = 'ready';
       this.progress = null;
@@ -343,7 +348,7 @@ export class EngineSupervisor {
     } catch (e) {
       this.phase = 'ready';
       this.progress = null;
-      throw new Error(`${(e as Error).message}. ${previous} stays loaded.`);
+      throw new Error(`${sentence((e as Error).message)} ${previous} stays loaded.`);
     }
     return this.swapIn(name, modelBytes, tokenizerBytes, modelUrl, 'cache');
   }
@@ -374,7 +379,7 @@ export class EngineSupervisor {
       this.note('info', `loaded ${s.name} (built in)`);
       return s;
     } catch (e) {
-      throw new Error(`could not load the built-in model: ${(e as Error).message}. ${previous} stays loaded.`);
+      throw new Error(`could not load the built-in model: ${sentence((e as Error).message)} ${previous} stays loaded.`);
     } finally {
       this.phase = 'ready';
       this.progress = null;
