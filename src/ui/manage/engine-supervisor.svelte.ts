@@ -19,12 +19,12 @@ import type { CompletionParams, EngineSettings, ModelSummary, StreamEvent, ViewS
 import { builtinModel, startEngineWorker, type EngineClient } from '../engine-client.ts';
 import { RequestLedger, type LedgerEntry } from './ledger.ts';
 import { deleteCachedModel, listCachedModels, putCachedModel, readCachedModel, type CachedModel } from './model-cache.ts';
+import { fitModel, MAX_MODEL_BYTES, MAX_TOKENIZER_BYTES, nameFromPath, peekRemoteConfig, pickFiles, type Fit } from './model-sources.ts';
 
 /** A message as a sentence: one full stop at the end, never two. */
 function sentence(message: string): string {
   return /[.!?]$/.test(message.trim()) ? message.trim() : `${message.trim()}.`;
 }
-import { fitModel, MAX_MODEL_BYTES, MAX_TOKENIZER_BYTES, nameFromPath, peekRemoteConfig, pickFiles, type Fit } from './model-sources.ts';
 
 export type SupervisorPhase = 'starting' | 'ready' | 'loading' | 'restarting' | 'error';
 
