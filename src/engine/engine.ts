@@ -147,6 +147,13 @@ export class Engine {
     await executor.configure({ blockSize: c.blockSize, numGpuBlocks: c.numGpuBlocks, numCpuBlocks: c.numCpuBlocks });
     this.executorImpl = executor;
     this.configured = true;
+    this.requeueAfterExecutorLoss();
+  }
+
+  /** The executor's memory is gone: log it, and requeue every running and swapped request for recompute. */
+  requeueAfterExecutorLoss(): void {
+    if (this.stepping) throw new Error('Engine.requeueAfterExecutorLoss() called while a step is in flight');
+    this.emit({ type: 'executorReplaced', timeMs: this.clock.nowMs(), stepIndex: this.scheduler.stepIndex });
     this.scheduler.requeueAllForRecompute(this.clock.nowMs());
     if (this.checkInvariants) this.scheduler.assertInvariants();
   }
@@ -240,7 +247,14 @@ export class Engine {
         if (this.checkInvariants) this.scheduler.assertInvariants();
         return { kind: 'idle', nextArrivalMs: next };
       }
-      const output: StepOutput = await this.executor.execute(plan);
+      let output: StepOutput;
+      try {
+        output = await this.executor.execute(plan);
+      } catch (e) {
+        // Logged so a replay fails the same step: its plan (admissions, allocations) happened.
+        this.emit({ type: 'stepFailed', timeMs: this.clock.nowMs(), startMs, stepIndex: plan.stepIndex, message: (e as Error).message });
+        throw e;
+      }
       if (this.clock instanceof VirtualClock) this.clock.advance(output.durationMs);
       const endMs = this.clock.nowMs();
       const seqViews = new Map<number, StepSeqView>();

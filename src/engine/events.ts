@@ -23,6 +23,10 @@ export type EngineEvent =
   | { type: 'preempted'; timeMs: number; stepIndex: number; requestId: string; mode: PreemptionMode }
   | { type: 'finished'; timeMs: number; requestId: string; reasons: FinishReason[]; numOutputTokens: number[] }
   | { type: 'failed'; timeMs: number; requestId: string; reason: FailReason }
+  /** The executor failed during a step (a lost GPU device, say); nothing of the step was computed. */
+  | { type: 'stepFailed'; timeMs: number; startMs: number; stepIndex: number; message: string }
+  /** A new executor took over; every running and swapped request was requeued for recompute. */
+  | { type: 'executorReplaced'; timeMs: number; stepIndex: number }
   | {
       type: 'step';
       /** When the step ended; startMs when it was scheduled. */

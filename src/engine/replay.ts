@@ -11,6 +11,7 @@ import { Engine, type EngineOptions } from './engine.ts';
 import type { EngineEvent } from './events.ts';
 
 type StepEvent = Extract<EngineEvent, { type: 'step' }>;
+type FailedStepEvent = Extract<EngineEvent, { type: 'stepFailed' }>;
 type InputEvent = Extract<EngineEvent, { type: 'submit' | 'cancel' | 'reconfigure' }>;
 
 /** A clock the replay sets by hand. */
@@ -29,9 +30,16 @@ class ReplayExecutor implements Executor {
     /** Inputs that arrived while step k was in flight, applied while the replay's step k is. */
     private readonly duringStep: Map<number, InputEvent[]>,
     private readonly apply: (e: InputEvent) => void,
+    private readonly failedSteps: Map<number, FailedStepEvent>,
   ) {}
   configure(): void {}
   async execute(plan: StepPlan): Promise<StepOutput> {
+    const failed = this.failedSteps.get(plan.stepIndex);
+    if (failed) {
+      for (const e of this.duringStep.get(plan.stepIndex) ?? []) this.apply(e);
+      this.clock.timeMs = failed.timeMs;
+      throw new Error(failed.message); // the recorded failure, verbatim, so the log matches
+    }
     const rec = this.steps.get(plan.stepIndex);
     if (!rec) throw new Error(`replay: the log has no step ${plan.stepIndex}`);
     const sampled = new Map(rec.sampled);
@@ -56,11 +64,13 @@ export async function replayEventLog(
 ): Promise<Engine> {
   const clock = new ReplayClock();
   const steps = new Map<number, StepEvent>();
+  const failedSteps = new Map<number, FailedStepEvent>();
   const duringStep = new Map<number, InputEvent[]>();
   let lastStepIndex = 0;
   for (const e of log) {
-    if (e.type === 'step') {
-      steps.set(e.stepIndex, e);
+    if (e.type === 'step' || e.type === 'stepFailed') {
+      if (e.type === 'step') steps.set(e.stepIndex, e);
+      else failedSteps.set(e.stepIndex, e);
       lastStepIndex = e.stepIndex;
     } else if ((e.type === 'submit' || e.type === 'cancel' || e.type === 'reconfigure') && e.stepIndex > lastStepIndex) {
       // Logged with the index of a step not finished yet: it came in while that step ran.
@@ -76,7 +86,7 @@ export async function replayEventLog(
   };
   engine = new Engine({
     ...options,
-    executor: new ReplayExecutor(steps, clock, duringStep, apply),
+    executor: new ReplayExecutor(steps, clock, duringStep, apply, failedSteps),
     clock,
     recordEvents: true,
     sampleOverride: (stepIndex, seqId) => {
@@ -91,7 +101,7 @@ export async function replayEventLog(
   const nextStepStartMs = new Array<number>(log.length);
   for (let i = log.length - 1, next = Infinity; i >= 0; i--) {
     const e = log[i];
-    if (e.type === 'step') next = e.startMs;
+    if (e.type === 'step' || e.type === 'stepFailed') next = e.startMs;
     nextStepStartMs[i] = next;
   }
   let idleStepMs = -Infinity;
@@ -108,6 +118,17 @@ export async function replayEventLog(
       const r = await engine.step();
       if (r.kind !== 'ran' || r.step.stepIndex !== e.stepIndex) throw new Error(`replay: step ${e.stepIndex} did not run the same way`);
       lastStepIndex = e.stepIndex;
+    } else if (e.type === 'stepFailed') {
+      clock.timeMs = e.startMs;
+      const failed = await engine.step().then(
+        () => false,
+        () => true,
+      );
+      if (!failed) throw new Error(`replay: step ${e.stepIndex} should have failed; the run diverged`);
+      lastStepIndex = e.stepIndex;
+    } else if (e.type === 'executorReplaced') {
+      clock.timeMs = e.timeMs;
+      engine.requeueAfterExecutorLoss();
     } else if ((e.type === 'submit' || e.type === 'cancel' || e.type === 'reconfigure') && e.stepIndex <= lastStepIndex) {
       apply(e);
     }

@@ -143,6 +143,21 @@ export function chromeTrace(events: readonly EngineEvent[], meta: Record<string,
       case 'reconfigure':
         out.push({ name: 'reconfigure', cat: 'input', ph: 'i', s: 't', ts: us(e.timeMs, t0), pid: ENGINE_PID, tid: STEPS_TID, args: { ...e.changes } });
         break;
+      case 'stepFailed':
+        out.push({
+          name: `step ${e.stepIndex} failed`,
+          cat: 'engine',
+          ph: 'X',
+          ts: us(e.startMs, t0),
+          dur: Math.max(0, us(e.timeMs, t0) - us(e.startMs, t0)),
+          pid: ENGINE_PID,
+          tid: STEPS_TID,
+          args: { stepIndex: e.stepIndex, message: e.message },
+        });
+        break;
+      case 'executorReplaced':
+        out.push({ name: 'executor replaced (requests recomputed)', cat: 'engine', ph: 'i', s: 't', ts: us(e.timeMs, t0), pid: ENGINE_PID, tid: STEPS_TID, args: {} });
+        break;
       case 'step':
         out.push({
           name: `step ${e.stepIndex}`,

@@ -52,3 +52,44 @@ describe('live reconfiguration', () => {
     expect(engine.eventLog.filter((e) => e.type === 'reconfigure')).toEqual([]);
   });
 });
+
+describe('executor loss', () => {
+  it('a failed step and the new executor are logged; every request completes with the same tokens; the run replays identically', async () => {
+    const spec = (i: number) => ({ promptTokenIds: [1, 10 + i, 20 + i, 30 + i], maxTokens: 12 + i });
+    // Reference: the same requests with no failure.
+    const clean = newEngine();
+    const cleanIds = [0, 1, 2, 3].map((i) => clean.submit(spec(i)));
+    await clean.runUntilIdle();
+
+    let calls = 0;
+    const inner = new FakeExecutor({ stopTokenId: 1, stopEvery: 1000 });
+    const flaky = {
+      name: 'flaky',
+      configure: (g: Parameters<typeof inner.configure>[0]) => inner.configure(g),
+      execute: (plan: Parameters<typeof inner.execute>[0]) => {
+        if (++calls === 4) return Promise.reject(new Error('device lost'));
+        return inner.execute(plan);
+      },
+      dispose: () => inner.dispose(),
+    };
+    const engine = new Engine({ executor: flaky, clock: new VirtualClock(), config, checkInvariants: true });
+    const ids = [0, 1, 2, 3].map((i) => engine.submit(spec(i)));
+    let failures = 0;
+    while (engine.hasWork()) {
+      try {
+        await engine.step();
+      } catch {
+        failures++;
+        await engine.replaceExecutor(new FakeExecutor({ stopTokenId: 1, stopEvery: 1000 }));
+      }
+    }
+    expect(failures).toBe(1);
+    ids.forEach((id, i) => expect(engine.getRequest(id)!.seqs[0].outputTokenIds).toEqual(clean.getRequest(cleanIds[i])!.seqs[0].outputTokenIds));
+    const types = engine.eventLog.map((e) => e.type);
+    expect(types).toContain('stepFailed');
+    expect(types).toContain('executorReplaced');
+    expect(engine.eventLog.filter((e) => e.type === 'preempted').length).toBeGreaterThan(0);
+    const replayed = await replayEventLog(engine.eventLog, { config, checkInvariants: true });
+    expect(replayed.eventLog).toEqual(engine.eventLog);
+  });
+});
