@@ -28,6 +28,7 @@ import {
   encodeMatmul,
   encodePagedAttention,
   encodeRopeKvWrite,
+  type MatmulArgs,
 } from './kernels.ts';
 import { packStep } from './pack.ts';
 import { buildRopeTable } from './rope-table.ts';
@@ -77,6 +78,12 @@ export interface GpuExecutorOptions {
   validate?: boolean;
   /** Tokens per step to size activations for up front (they grow on demand). */
   initialTokens?: number;
+  /**
+   * Keep each row's arithmetic independent of how many rows share the step (default true): every
+   * matmul uses one kernel whatever the batch, instead of switching gemv -> tiled above a row
+   * count (their reduction orders differ, so a sequence's logits would depend on its batch).
+   */
+  batchInvariant?: boolean;
 }
 
 const nextPow2 = (n: number): number => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
@@ -169,6 +176,12 @@ export class GpuExecutor implements Executor {
   private assertUsable(): void {
     if (this.disposed) throw new Error('the GPU executor was disposed');
     if (this.lostMessage || this.ctx.isLost) throw new DeviceLostError(this.lostMessage ?? 'the GPU device was lost');
+  }
+
+  /** The matmul kernel for this shape: fixed per shape when batch invariance is on. */
+  private strategy(inDim: number, xStride = inDim): MatmulArgs['strategy'] {
+    if (this.options.batchInvariant === false) return 'auto';
+    return inDim % 4 === 0 && xStride % 4 === 0 ? 'gemv' : 'tiled';
   }
 
   /** (Re)allocates step buffers when a step needs more room than they have (powers of two). */
@@ -326,7 +339,7 @@ export class GpuExecutor implements Executor {
         encodeEmbedding(step, { tokenIds: a.tokenIds, embedding: this.embedding, out: a.x, numTokens, dim });
         for (let l = 0; l < c.numLayers; l++) {
           const lb = this.layers[l];
-          encodeMatmul(step, { x: a.x, w: lb.wqkv, y: a.qkv, rows: numTokens, inDim: dim, outDim: qkvStride, norm: { weight: lb.rmsAtt, eps: c.normEps } });
+          encodeMatmul(step, { x: a.x, w: lb.wqkv, y: a.qkv, rows: numTokens, inDim: dim, outDim: qkvStride, norm: { weight: lb.rmsAtt, eps: c.normEps }, strategy: this.strategy(dim) });
           encodeRopeKvWrite(step, {
             qkv: a.qkv,
             positions: a.positions,
@@ -354,9 +367,9 @@ export class GpuExecutor implements Executor {
             blockSize: g.blockSize,
             qStride: qkvStride,
           });
-          encodeMatmul(step, { x: a.att, w: lb.wo, y: a.x, rows: numTokens, inDim: dim, outDim: dim, accumulate: true });
-          encodeMatmul(step, { x: a.x, w: lb.w13, y: a.gateUp, rows: numTokens, inDim: dim, outDim: 2 * c.hiddenDim, norm: { weight: lb.rmsFfn, eps: c.normEps } });
-          encodeMatmul(step, { x: a.gateUp, w: lb.w2, y: a.x, rows: numTokens, inDim: c.hiddenDim, outDim: dim, swigluInput: true, accumulate: true });
+          encodeMatmul(step, { x: a.att, w: lb.wo, y: a.x, rows: numTokens, inDim: dim, outDim: dim, accumulate: true, strategy: this.strategy(dim) });
+          encodeMatmul(step, { x: a.x, w: lb.w13, y: a.gateUp, rows: numTokens, inDim: dim, outDim: 2 * c.hiddenDim, norm: { weight: lb.rmsFfn, eps: c.normEps }, strategy: this.strategy(dim) });
+          encodeMatmul(step, { x: a.gateUp, w: lb.w2, y: a.x, rows: numTokens, inDim: c.hiddenDim, outDim: dim, swigluInput: true, accumulate: true, strategy: this.strategy(c.hiddenDim, 2 * c.hiddenDim) });
         }
         if (numRows > 0) {
           encodeMatmul(step, {
@@ -368,6 +381,7 @@ export class GpuExecutor implements Executor {
             outDim: c.vocabSize,
             norm: { weight: this.rmsFinal, eps: c.normEps },
             rowIds: a.logitRows,
+            strategy: this.strategy(dim),
           });
           encodeArgmax(step, { logits: a.logits, out: a.argmax, numRows, vocabSize: c.vocabSize });
           argmaxRead = step.read(a.argmax, numRows * 4);

@@ -14,6 +14,8 @@ import { acquireDevice, type GpuContext } from '../../src/gpu/device.ts';
 import { GpuExecutor } from '../../src/gpu/executor.ts';
 import type { KernelSources } from '../../src/gpu/kernel-names.ts';
 import { GpuRuntime } from '../../src/gpu/step.ts';
+import { GPU_TUNING } from '../../src/gpu/tuning.ts';
+import type { ScheduledSeq } from '../../src/engine/types.ts';
 import { generate, runcRequest, runcText } from '../../src/model/generate.ts';
 import { loadModel, type LoadedModel } from '../../src/model/load.ts';
 import { ReferenceModel } from '../../src/model/reference.ts';
@@ -187,6 +189,38 @@ export function engineSuite(label: string, getGpu: () => GPU, sources: KernelSou
       const ids = [0, 1, 2].map((i) => separate.engine.submit({ promptTokenIds: prompt, maxTokens: 30, sampling: { ...sampling, seed: 42 + i }, stopTokenIds: [1] }));
       await separate.engine.runUntilIdle();
       ids.forEach((sid, i) => expect(separate.engine.getRequest(sid)!.seqs[0].outputTokenIds, `sample ${i}`).toEqual(outs[i]));
+    });
+
+    it('bitwise batch invariance with real-GPU tuning: logits of a row do not depend on how many rows share the step', async () => {
+      // GPU_TUNING switches matmuls to the tiled kernel above 16 rows; the executor keeps one
+      // kernel per shape, so a sequence alone and in a 25-row step gets the same bits.
+      const gpuRuntime = new GpuRuntime(ctx.device, sources, { tuning: GPU_TUNING });
+      const bs = 4;
+      const seq = (seqId: number, tokenIds: number[], table: number[]): ScheduledSeq => ({
+        seqId,
+        requestId: `r${seqId}`,
+        tokenIds,
+        startPosition: 0,
+        slots: tokenIds.map((_, p) => table[Math.floor(p / bs)] * bs + (p % bs)),
+        blockTable: table,
+        needsLogits: true,
+        sampling: { temperature: 1, topP: 1, topK: 0, seed: 1 },
+      });
+      const plan = (seqs: ScheduledSeq[]) => ({ stepIndex: 1, seqs, copies: [], swapOut: [], swapIn: [], numBatchedTokens: seqs.reduce((n, x) => n + x.tokenIds.length, 0) });
+      const mine = loaded.tokenizer.encode('Once upon a time, the');
+      const other = loaded.tokenizer.encode('The little dog ran to the park and played with a big red ball all day long');
+      expect(mine.length + other.length).toBeGreaterThan(16);
+      const run = async (seqs: ScheduledSeq[]) => {
+        const ex = new GpuExecutor(ctx, gpuRuntime, loaded.model, { validate: true });
+        ex.configure({ blockSize: bs, numGpuBlocks: 32, numCpuBlocks: 0 });
+        const out = await ex.execute(plan(seqs));
+        ex.dispose();
+        return out.outputs.find((o) => o.seqId === 0)!.logits!;
+      };
+      const alone = await run([seq(0, mine, [3, 4])]);
+      const batched = await run([seq(1, other, [10, 11, 12, 13, 14, 15, 16, 17, 18]), seq(0, mine, [20, 21])]);
+      expect(Buffer.from(batched.buffer).equals(Buffer.from(alone.buffer))).toBe(true);
+      gpuRuntime.destroy();
     });
 
     it('a device lost mid-run: the host recovers and every request completes with its solo text', async () => {
