@@ -66,6 +66,18 @@ export function chromeTrace(events: readonly EngineEvent[], meta: Record<string,
   out.push({ name: 'thread_name', ph: 'M', ts: 0, pid: ENGINE_PID, tid: STEPS_TID, args: { name: 'engine steps' } });
   out.push({ name: 'thread_sort_index', ph: 'M', ts: 0, pid: ENGINE_PID, tid: STEPS_TID, args: { sort_index: 0 } });
 
+  /** A slice on the engine-steps track, from the step's start to its end (or failure). */
+  const stepSlice = (name: string, e: { startMs: number; timeMs: number }, args: Record<string, unknown>): TraceEvent => ({
+    name,
+    cat: 'engine',
+    ph: 'X',
+    ts: us(e.startMs, t0),
+    dur: Math.max(0, us(e.timeMs, t0) - us(e.startMs, t0)),
+    pid: ENGINE_PID,
+    tid: STEPS_TID,
+    args,
+  });
+
   const track = (requestId: string): Track => {
     let t = tracks.get(requestId);
     if (!t) {
@@ -144,38 +156,22 @@ export function chromeTrace(events: readonly EngineEvent[], meta: Record<string,
         out.push({ name: 'reconfigure', cat: 'input', ph: 'i', s: 't', ts: us(e.timeMs, t0), pid: ENGINE_PID, tid: STEPS_TID, args: { ...e.changes } });
         break;
       case 'stepFailed':
-        out.push({
-          name: `step ${e.stepIndex} failed`,
-          cat: 'engine',
-          ph: 'X',
-          ts: us(e.startMs, t0),
-          dur: Math.max(0, us(e.timeMs, t0) - us(e.startMs, t0)),
-          pid: ENGINE_PID,
-          tid: STEPS_TID,
-          args: { stepIndex: e.stepIndex, message: e.message },
-        });
+        out.push(stepSlice(`step ${e.stepIndex} failed`, e, { stepIndex: e.stepIndex, message: e.message }));
         break;
       case 'executorReplaced':
         out.push({ name: 'executor replaced (requests recomputed)', cat: 'engine', ph: 'i', s: 't', ts: us(e.timeMs, t0), pid: ENGINE_PID, tid: STEPS_TID, args: {} });
         break;
       case 'step':
-        out.push({
-          name: `step ${e.stepIndex}`,
-          cat: 'engine',
-          ph: 'X',
-          ts: us(e.startMs, t0),
-          dur: Math.max(0, us(e.timeMs, t0) - us(e.startMs, t0)),
-          pid: ENGINE_PID,
-          tid: STEPS_TID,
-          args: {
+        out.push(
+          stepSlice(`step ${e.stepIndex}`, e, {
             stepIndex: e.stepIndex,
             executorMs: e.durationMs,
             numSeqs: e.numSeqs,
             numPrefillTokens: e.numPrefillTokens,
             numDecodeTokens: e.numDecodeTokens,
             numPaddingTokens: e.numPaddingTokens,
-          },
-        });
+          }),
+        );
         out.push({ name: 'batch', ph: 'C', ts: us(e.startMs, t0), pid: ENGINE_PID, tid: STEPS_TID, args: { prefillTokens: e.numPrefillTokens, decodeTokens: e.numDecodeTokens } });
         break;
     }
