@@ -65,6 +65,8 @@ test('frame times with 64 live requests (benchmark)', async ({ page }, testInfo)
   };
   const result = await measure(5000);
   const running = await page.getByTestId('latency-panel').locator('[data-gauge="running"] .g-value').innerText();
+  // How far the frame governor spaced the views' updates (0: every frame).
+  const viewUpdateIntervalMs = Number(await page.getByTestId('view-refresh').getAttribute('data-interval-ms'));
   // Baseline on the same page: the engine paused, the views still mounted and hoverable.
   await page.getByTestId('play-pause').click();
   await expect(page.getByTestId('play-pause')).toHaveAttribute('aria-pressed', 'false');
@@ -72,7 +74,7 @@ test('frame times with 64 live requests (benchmark)', async ({ page }, testInfo)
   const paused = await measure(3000);
   const summary = {
     machine: 'this 2-core box: Chromium + SwiftShader WebGPU (software GPU shared by WebGPU compute and compositing)',
-    running: { ...stats(result, 5), liveRequests: Number(running) },
+    running: { ...stats(result, 5), liveRequests: Number(running), viewUpdateIntervalMs },
     enginePaused: stats(paused, 3),
   };
   mkdirSync('test-results/benchmark', { recursive: true });

@@ -89,6 +89,12 @@ export class LabState {
   numSlotsUsed = $state(0);
   /** Bumped by reset(), so views drop their own per-run memory (animations, hover). */
   runId = $state(0);
+  /**
+   * The least time between two updates the frame governor allows (0: every frame). Views
+   * animate frame by frame only while this is short; otherwise their animations advance with
+   * the updates, so frames stay smooth on a machine where each repaint is expensive.
+   */
+  updateIntervalMs = $state(0);
 
   private records = new Map<string, RequestRecord>();
   private seqToRequest = new Map<number, string>();

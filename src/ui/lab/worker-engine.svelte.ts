@@ -11,6 +11,7 @@ import type { CompletionParams, ModelSummary, StreamEvent } from '../../../worke
 import { builtinModel, startEngineWorker, type EngineClient } from '../engine-client.ts';
 import { LabState } from './state.svelte.ts';
 import { fullConfig, type LabSettings } from './settings.ts';
+import { FrameGovernor } from './frame-governor.ts';
 
 /** Slow motion: the least time between two engine steps. */
 export const SPEEDS = [
@@ -44,6 +45,10 @@ export class WorkerEngine {
   private lastIngestMs = 0;
   private disposed = false;
   private ready: Promise<void>;
+  /** Spaces snapshot updates when applying one costs frames (a software GPU); see frame-governor.ts. */
+  private readonly governor = new FrameGovernor();
+  /** A step or reset asked for by the user is shown at once, whatever the governor says. */
+  private urgent = false;
 
   constructor(private readonly name: string) {
     const started = startEngineWorker();
@@ -84,7 +89,9 @@ export class WorkerEngine {
   private tick = (now: number): void => {
     if (this.disposed) return;
     this.frame = requestAnimationFrame(this.tick);
+    this.governor.onFrame(now);
     if (this.inFlight || this.phase !== 'ready') return;
+    if (!this.urgent && !this.governor.mayUpdate(now)) return;
     // Poll slowly while nothing happens; every frame while the engine works.
     const s = this.state.snap;
     const idle = s !== null && s.queues.running.length === 0 && s.queues.waiting.length === 0 && s.queues.swapped.length === 0 && s.queues.pending === 0;
@@ -108,6 +115,10 @@ export class WorkerEngine {
           now - this.lastIngestMs < 500;
         if (same) return;
         this.lastIngestMs = now;
+        this.urgent = false;
+        this.governor.onUpdate(performance.now());
+        const interval = Math.round(this.governor.minIntervalMs);
+        if (Math.abs(interval - this.state.updateIntervalMs) >= 10 || (interval === 0) !== (this.state.updateIntervalMs === 0)) this.state.updateIntervalMs = interval;
         this.state.ingest(snap);
       })
       .catch(() => {})
@@ -126,6 +137,7 @@ export class WorkerEngine {
       this.settings = settings;
       this.epoch++;
       this.state.reset();
+      this.urgent = true;
     } finally {
       this.busy = false;
     }
@@ -166,6 +178,7 @@ export class WorkerEngine {
   async step(): Promise<void> {
     if (this.playing) this.pause();
     await this.client.step();
+    this.urgent = true;
   }
 
   setSpeed(index: number): void {

@@ -31,6 +31,16 @@ export function themeColors(el: Element): ThemeColors {
   };
 }
 
+/**
+ * The views draw on CPU-backed canvases. An accelerated 2D canvas sends its drawing to the
+ * browser's GPU process, the same process (and, on a software adapter, the same CPU cores) that
+ * runs the model's WebGPU compute, so its frames queue behind engine steps. Measured with 64 live
+ * requests on Chromium + SwiftShader (tests/e2e/frame-bench.spec.ts): accelerated canvases gave
+ * ~33 fps with a p95 frame of 133 ms, CPU-backed ones ~43 fps and 67 ms. The canvases are small
+ * (a few hundred thousand pixels), so drawing them on the CPU costs little on any machine.
+ */
+const CANVAS_OPTIONS: CanvasRenderingContext2DSettings = { willReadFrequently: true };
+
 /** Sizes the canvas backing store for the device pixel ratio; returns a context in CSS pixels. */
 export function prepareCanvas(canvas: HTMLCanvasElement, width: number, height: number): CanvasRenderingContext2D | null {
   const dpr = window.devicePixelRatio || 1;
@@ -38,7 +48,7 @@ export function prepareCanvas(canvas: HTMLCanvasElement, width: number, height: 
   const h = Math.max(1, Math.round(height * dpr));
   if (canvas.width !== w) canvas.width = w;
   if (canvas.height !== h) canvas.height = h;
-  const ctx = canvas.getContext('2d');
+  const ctx = canvas.getContext('2d', CANVAS_OPTIONS);
   if (!ctx) return null;
   ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
   ctx.clearRect(0, 0, width, height);

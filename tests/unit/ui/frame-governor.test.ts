@@ -1,0 +1,74 @@
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_GOVERNOR, FrameGovernor } from '../../../src/ui/lab/frame-governor.ts';
+
+const F = 1000 / 60;
+
+/** Drives a governor for `seconds`: an update whenever allowed, each costing `updateFrameMs` for its first frame. */
+function simulate(g: FrameGovernor, seconds: number, updateFrameMs: number, start = 0) {
+  let now = start;
+  let updates = 0;
+  let longFrames = 0;
+  let frames = 0;
+  let nextIsUpdateFrame = false;
+  while (now < start + seconds * 1000) {
+    now += nextIsUpdateFrame ? updateFrameMs : F;
+    if (nextIsUpdateFrame && updateFrameMs > 1.5 * F) longFrames++;
+    frames++;
+    g.onFrame(now);
+    nextIsUpdateFrame = false;
+    if (g.mayUpdate(now)) {
+      g.onUpdate(now);
+      updates++;
+      nextIsUpdateFrame = true;
+    }
+  }
+  return { updates, longFrames, frames, end: now };
+}
+
+describe('FrameGovernor', () => {
+  it('never throttles when updates are cheap (every frame may update)', () => {
+    const g = new FrameGovernor();
+    const r = simulate(g, 5, F);
+    expect(g.minIntervalMs).toBe(0);
+    expect(r.updates).toBeGreaterThanOrEqual(r.frames - 1);
+  });
+
+  it('spaces expensive updates so long frames stay within the budget share of wall time', () => {
+    const g = new FrameGovernor();
+    // An update frame of 30 ms (13 ms lost): allowed ~3 per second, below the 500 ms cap.
+    simulate(g, 5, 30); // settle
+    const r = simulate(g, 20, 30, 5000);
+    const lostMs = r.longFrames * (30 - F);
+    expect(lostMs / 20_000).toBeLessThanOrEqual(DEFAULT_GOVERNOR.budgetShare * 1.15);
+    // Still live: a few updates a second, not none.
+    expect(r.updates / 20).toBeGreaterThan(2);
+    expect(g.updateCostMs).toBeCloseTo(30 - F, 0);
+    expect(g.minIntervalMs).toBeLessThan(DEFAULT_GOVERNOR.maxIntervalMs);
+  });
+
+  it('caps the wait so the views stay live even when updates are very costly', () => {
+    const g = new FrameGovernor();
+    simulate(g, 10, 400);
+    expect(g.minIntervalMs).toBe(DEFAULT_GOVERNOR.maxIntervalMs);
+  });
+
+  it('recovers the full rate once updates become cheap again', () => {
+    const g = new FrameGovernor();
+    simulate(g, 5, 60);
+    expect(g.minIntervalMs).toBeGreaterThan(100);
+    simulate(g, 10, F, 10_000);
+    expect(g.minIntervalMs).toBeLessThan(1);
+  });
+
+  it('ignores ordinary jitter (a frame half an interval late)', () => {
+    const g = new FrameGovernor();
+    simulate(g, 5, 1.4 * F);
+    expect(g.minIntervalMs).toBe(0);
+  });
+
+  it('refuses impossible options', () => {
+    expect(() => new FrameGovernor({ ...DEFAULT_GOVERNOR, budgetShare: 0 })).toThrow(RangeError);
+    expect(() => new FrameGovernor({ ...DEFAULT_GOVERNOR, frameMs: -1 })).toThrow(/frame governor/);
+    expect(() => new FrameGovernor({ ...DEFAULT_GOVERNOR, framesCharged: 0 })).toThrow(RangeError);
+  });
+});
