@@ -88,3 +88,47 @@ test('the KV calculator shows the GQA arithmetic; the simulated 70B mode drives 
   await shoot(page, testInfo, 'simulated-70b');
   expect(errors).toEqual([]);
 });
+
+test("a link reproduces a custom workload and compare mode's per-side settings", async ({ page }, testInfo) => {
+  const errors = captureErrors(page);
+  // A custom workload from the URL: it runs on load, and the form shows it.
+  await page.goto('/?w=1&wn=5&wp=8&wo=12&wburst=0&wsig=0&seqs=8');
+  await waitForModel(page);
+  await expect(page.getByTestId('run-label')).toHaveText('Custom workload');
+  const form = page.getByTestId('workload-controls');
+  await expect(form.getByLabel('requests')).toHaveValue('5');
+  await expect(form.getByLabel('output tokens (median)')).toHaveValue('12');
+  await expect.poll(() => numAttr(page, 'request-table', 'data-count'), { timeout: 90_000 }).toBe(5);
+  await expect(page).toHaveURL(/[?&]w=1/);
+  await expect(page).toHaveURL(/wn=5/);
+  await expect(page).toHaveURL(/seqs=8/);
+  // Running another workload from the form updates the link; out-of-range values are clamped.
+  await form.getByLabel('requests').fill('6');
+  await form.getByLabel('output tokens (median)').fill('9999');
+  await page.getByTestId('workload-run').click();
+  await expect(page).toHaveURL(/wn=6/);
+  await expect(page).toHaveURL(/wo=480/);
+  await expect(form.getByLabel('output tokens (median)')).toHaveValue('480');
+  // A scenario replaces the custom workload in the link.
+  await page.keyboard.press('2');
+  await expect(page).toHaveURL(/scenario=short-vs-long/);
+  await expect(page).not.toHaveURL(/wn=/);
+
+  // Compare mode: side B edited to reject its victims (recompute vs reject), from the link.
+  await page.goto('/?view=compare&scenario=kv-exhausted&b.preempt=abort');
+  const a = page.getByTestId('compare-a');
+  const b = page.getByTestId('compare-b');
+  await expect(b).toContainText('swap, edited: preemption abort');
+  await expect(a.locator('h2')).toHaveText(/^A\s*recompute$/);
+  await expect(b.getByTestId('compare-b-preemption')).toHaveValue('abort');
+  await expect(a.getByTestId('compare-a-preemption')).toHaveValue('recompute');
+  await expect.poll(async () => Number(await b.getAttribute('data-step')), { timeout: 90_000 }).toBeGreaterThan(3);
+  await shoot(page, testInfo, 'compare-edited-link');
+  // Editing side A changes the link too.
+  await a.locator('summary').click();
+  await a.getByTestId('compare-a-preemption').selectOption('swap');
+  await a.getByTestId('compare-a-controls').getByRole('button', { name: /apply/i }).click();
+  await expect(page).toHaveURL(/a\.preempt=swap/);
+  await expect(page).toHaveURL(/b\.preempt=abort/);
+  expect(errors).toEqual([]);
+});

@@ -33,6 +33,29 @@ export const BASE_SETTINGS: LabSettings = {
   maxQueueLength: Infinity,
 };
 
+/** What differs from `base`, in a few words each (e.g. "preemption abort", "8 CPU blocks"). */
+export function describeChanges(base: LabSettings, s: LabSettings): string[] {
+  const out: string[] = [];
+  if (s.batching !== base.batching) out.push(`${s.batching} batching`);
+  if (s.policy !== base.policy) out.push(`${s.policy} policy`);
+  if (s.preemptionMode !== base.preemptionMode) out.push(`preemption ${s.preemptionMode}`);
+  if (s.blockSize !== base.blockSize) out.push(`${s.blockSize}-token blocks`);
+  if (s.numGpuBlocks !== base.numGpuBlocks) out.push(`${s.numGpuBlocks} GPU blocks`);
+  if (s.numCpuBlocks !== base.numCpuBlocks) out.push(`${s.numCpuBlocks} CPU blocks`);
+  if (s.maxNumSeqs !== base.maxNumSeqs) out.push(`${s.maxNumSeqs} seqs`);
+  if (s.maxNumBatchedTokens !== base.maxNumBatchedTokens) out.push(`budget ${s.maxNumBatchedTokens}`);
+  if (s.enableChunkedPrefill !== base.enableChunkedPrefill) out.push(`chunked prefill ${s.enableChunkedPrefill ? 'on' : 'off'}`);
+  if (s.enablePrefixCaching !== base.enablePrefixCaching) out.push(`prefix cache ${s.enablePrefixCaching ? 'on' : 'off'}`);
+  if (s.maxQueueLength !== base.maxQueueLength) out.push(Number.isFinite(s.maxQueueLength) ? `queue cap ${s.maxQueueLength}` : 'no queue cap');
+  return out;
+}
+
+/** A compare side's name: the scenario's label, or what was edited away from it. */
+export function sideLabel(label: string, base: LabSettings, s: LabSettings): string {
+  const changes = describeChanges(base, s);
+  return changes.length === 0 ? label : `${label}, edited: ${changes.join(', ')}`;
+}
+
 /** The complete scheduler config the worker gets (so nothing from a previous run leaks in). */
 export function fullConfig(s: LabSettings): Partial<SchedulerConfig> {
   const c: Partial<SchedulerConfig> = {
@@ -79,6 +102,26 @@ export const BASE_WORKLOAD_FORM: WorkloadForm = {
   n: 1,
   temperature: 0,
 };
+
+/** The form with every field brought into its range (lengths fit the model's 512-token context). */
+export function clampWorkloadForm(f: WorkloadForm): WorkloadForm {
+  const clamp = (v: number, lo: number, hi: number) => Math.max(lo, Math.min(hi, Number.isFinite(v) ? v : lo));
+  return {
+    ...f,
+    seed: Math.round(Number.isFinite(f.seed) ? f.seed : BASE_WORKLOAD_FORM.seed),
+    numRequests: Math.round(clamp(f.numRequests, 1, 200)),
+    ratePerS: clamp(f.ratePerS, 0.1, 100),
+    burstiness: clamp(f.burstiness, 0, 1),
+    promptMedian: Math.round(clamp(f.promptMedian, 1, 400)),
+    outputMedian: Math.round(clamp(f.outputMedian, 1, 480)),
+    lengthSigma: clamp(f.lengthSigma, 0, 2),
+    sharedPrefixFraction: clamp(f.sharedPrefixFraction, 0, 1),
+    sharedPrefixTokens: Math.round(clamp(f.sharedPrefixTokens, 1, 256)),
+    numTenants: Math.round(clamp(f.numTenants, 1, 4)),
+    n: Math.round(clamp(f.n, 1, 8)),
+    temperature: clamp(f.temperature, 0, 2),
+  };
+}
 
 export function workloadFromForm(f: WorkloadForm): WorkloadSpec {
   const len = (median: number, max: number) =>

@@ -1,10 +1,12 @@
 /**
- * The URL holds the demo: which view, which scenario, the engine settings, the theme and presenter
- * mode, so a link reproduces it. Query parameters are short and validated on the way in.
+ * The URL holds the demo: which view, which scenario or custom workload, the engine settings (in
+ * compare mode each side's), the theme and presenter mode, so a link reproduces it. Query
+ * parameters are short, written only where they differ from the scenario's own values, and
+ * validated on the way in (anything out of range is ignored, never trusted).
  */
 import { POLICY_NAMES, type PolicyName } from '../../engine/policies.ts';
-import { scenarioById } from './scenarios.ts';
-import { BASE_SETTINGS, type LabSettings } from './settings.ts';
+import { SCENARIOS, scenarioById } from './scenarios.ts';
+import { BASE_SETTINGS, BASE_WORKLOAD_FORM, clampWorkloadForm, type LabSettings, type WorkloadForm } from './settings.ts';
 
 export type ViewName = 'lab' | 'compare' | 'calculator' | 'simulated';
 export const VIEW_NAMES: readonly ViewName[] = ['lab', 'compare', 'calculator', 'simulated'];
@@ -12,7 +14,12 @@ export const VIEW_NAMES: readonly ViewName[] = ['lab', 'compare', 'calculator', 
 export interface UrlState {
   view: ViewName;
   scenarioId: string | null;
+  /** The lab's engine settings (null: the scenario's). */
   settings: LabSettings | null;
+  /** A custom workload run in the lab instead of a scenario's (null: none). */
+  workload: WorkloadForm | null;
+  /** Compare mode's two sides (null: the scenario's). */
+  compare: { a: LabSettings; b: LabSettings } | null;
   theme: 'dark' | 'light';
   presenter: boolean;
 }
@@ -31,53 +38,114 @@ const keys: Record<string, keyof LabSettings> = {
   qcap: 'maxQueueLength',
 };
 
+/** Workload form fields; `w=1` alone marks a custom workload with every field at its default. */
+const workloadKeys: Record<string, keyof WorkloadForm> = {
+  wseed: 'seed',
+  wn: 'numRequests',
+  wrate: 'ratePerS',
+  wburst: 'burstiness',
+  wp: 'promptMedian',
+  wo: 'outputMedian',
+  wsig: 'lengthSigma',
+  wpf: 'sharedPrefixFraction',
+  wpt: 'sharedPrefixTokens',
+  wten: 'numTenants',
+  wsn: 'n',
+  wtemp: 'temperature',
+};
+
 function intIn(v: string | null, lo: number, hi: number): number | undefined {
   if (v === null) return undefined;
   const n = Number(v);
   return Number.isInteger(n) && n >= lo && n <= hi ? n : undefined;
 }
 
+/** Engine settings from parameters named `prefix + key`, over `base`; null when none is present. */
+function readSettings(q: URLSearchParams, prefix: string, base0: LabSettings): LabSettings | null {
+  const get = (k: string) => q.get(prefix + k);
+  if (!Object.keys(keys).some((k) => q.has(prefix + k))) return null;
+  const base = { ...base0 };
+  const bs = intIn(get('bs'), 1, 256);
+  if (bs !== undefined && [4, 8, 16, 32].includes(bs)) base.blockSize = bs;
+  base.numGpuBlocks = intIn(get('gpu'), 4, 1024) ?? base.numGpuBlocks;
+  base.numCpuBlocks = intIn(get('cpu'), 0, 512) ?? base.numCpuBlocks;
+  base.maxNumSeqs = intIn(get('seqs'), 1, 64) ?? base.maxNumSeqs;
+  base.maxNumBatchedTokens = intIn(get('budget'), 16, 2048) ?? base.maxNumBatchedTokens;
+  if (get('chunk') !== null) base.enableChunkedPrefill = get('chunk') === '1';
+  if (get('cache') !== null) base.enablePrefixCaching = get('cache') === '1';
+  if (POLICY_NAMES.includes(get('policy') as PolicyName)) base.policy = get('policy') as PolicyName;
+  const pm = get('preempt');
+  if (pm === 'recompute' || pm === 'swap' || pm === 'abort') base.preemptionMode = pm;
+  const b = get('batching');
+  if (b === 'continuous' || b === 'static') base.batching = b;
+  const cap = intIn(get('qcap'), 0, 1000);
+  if (cap !== undefined) base.maxQueueLength = cap > 0 ? cap : Infinity;
+  return base;
+}
+
+function writeSettings(q: URLSearchParams, prefix: string, s: LabSettings, base: LabSettings): void {
+  for (const [k, name] of Object.entries(keys)) {
+    const v = s[name];
+    if (v === base[name]) continue;
+    q.set(prefix + k, typeof v === 'boolean' ? (v ? '1' : '0') : v === Infinity ? '0' : String(v));
+  }
+}
+
+function readWorkload(q: URLSearchParams): WorkloadForm | null {
+  if (!q.has('w') && !Object.keys(workloadKeys).some((k) => q.has(k))) return null;
+  const f: WorkloadForm = { ...BASE_WORKLOAD_FORM };
+  for (const [k, name] of Object.entries(workloadKeys)) {
+    const raw = q.get(k);
+    if (raw === null || raw.trim() === '') continue;
+    const v = Number(raw);
+    if (Number.isFinite(v)) f[name] = v;
+  }
+  // Out-of-range values are brought into range exactly as the form does it.
+  return clampWorkloadForm(f);
+}
+
+function writeWorkload(q: URLSearchParams, f: WorkloadForm): void {
+  q.set('w', '1');
+  for (const [k, name] of Object.entries(workloadKeys)) {
+    if (f[name] !== BASE_WORKLOAD_FORM[name]) q.set(k, String(f[name]));
+  }
+}
+
 export function readUrl(search: string): UrlState {
   const q = new URLSearchParams(search);
   const view = VIEW_NAMES.includes(q.get('view') as ViewName) ? (q.get('view') as ViewName) : 'lab';
-  const scenarioId = scenarioById(q.get('scenario')) ? q.get('scenario') : null;
-  let settings: LabSettings | null = null;
-  if ([...Object.keys(keys)].some((k) => q.has(k))) {
-    const base = { ...(scenarioById(scenarioId)?.settings ?? BASE_SETTINGS) };
-    const bs = intIn(q.get('bs'), 1, 256);
-    if (bs !== undefined && [4, 8, 16, 32].includes(bs)) base.blockSize = bs;
-    base.numGpuBlocks = intIn(q.get('gpu'), 4, 1024) ?? base.numGpuBlocks;
-    base.numCpuBlocks = intIn(q.get('cpu'), 0, 512) ?? base.numCpuBlocks;
-    base.maxNumSeqs = intIn(q.get('seqs'), 1, 64) ?? base.maxNumSeqs;
-    base.maxNumBatchedTokens = intIn(q.get('budget'), 16, 2048) ?? base.maxNumBatchedTokens;
-    if (q.has('chunk')) base.enableChunkedPrefill = q.get('chunk') === '1';
-    if (q.has('cache')) base.enablePrefixCaching = q.get('cache') === '1';
-    if (POLICY_NAMES.includes(q.get('policy') as PolicyName)) base.policy = q.get('policy') as PolicyName;
-    const pm = q.get('preempt');
-    if (pm === 'recompute' || pm === 'swap' || pm === 'abort') base.preemptionMode = pm;
-    const b = q.get('batching');
-    if (b === 'continuous' || b === 'static') base.batching = b;
-    const cap = intIn(q.get('qcap'), 0, 1000);
-    if (cap !== undefined) base.maxQueueLength = cap > 0 ? cap : Infinity;
-    settings = base;
-  }
-  return { view, scenarioId, settings, theme: q.get('theme') === 'light' ? 'light' : 'dark', presenter: q.get('present') === '1' };
+  const workload = readWorkload(q);
+  const scenario = workload ? undefined : scenarioById(q.get('scenario'));
+  const scenarioId = scenario ? scenario.id : null;
+  const settings = readSettings(q, '', scenario?.settings ?? BASE_SETTINGS);
+  let compare: UrlState['compare'] = null;
+  // Compare mode runs a scenario (the first when none is named); its sides are the base.
+  const base = scenario ?? SCENARIOS[0];
+  const a = readSettings(q, 'a.', base.compare.a.settings);
+  const b = readSettings(q, 'b.', base.compare.b.settings);
+  if (a || b) compare = { a: a ?? base.compare.a.settings, b: b ?? base.compare.b.settings };
+  return { view, scenarioId, settings, workload, compare, theme: q.get('theme') === 'light' ? 'light' : 'dark', presenter: q.get('present') === '1' };
 }
 
-export function writeUrl(s: UrlState): string {
+/** The query string for a state ('' when everything is at its default). */
+export function writeQuery(s: UrlState): string {
   const q = new URLSearchParams();
   if (s.view !== 'lab') q.set('view', s.view);
-  if (s.scenarioId) q.set('scenario', s.scenarioId);
-  if (s.settings) {
-    const base = scenarioById(s.scenarioId)?.settings ?? BASE_SETTINGS;
-    for (const [k, name] of Object.entries(keys)) {
-      const v = s.settings[name];
-      if (v === base[name]) continue;
-      q.set(k, typeof v === 'boolean' ? (v ? '1' : '0') : v === Infinity ? '0' : String(v));
-    }
+  const scenario = s.workload ? undefined : scenarioById(s.scenarioId);
+  if (scenario) q.set('scenario', scenario.id);
+  if (s.workload) writeWorkload(q, s.workload);
+  if (s.settings) writeSettings(q, '', s.settings, scenario?.settings ?? BASE_SETTINGS);
+  const base = scenario ?? SCENARIOS[0];
+  if (s.compare) {
+    writeSettings(q, 'a.', s.compare.a, base.compare.a.settings);
+    writeSettings(q, 'b.', s.compare.b, base.compare.b.settings);
   }
   if (s.theme === 'light') q.set('theme', 'light');
   if (s.presenter) q.set('present', '1');
   const str = q.toString();
-  return str ? `?${str}` : location.pathname;
+  return str ? `?${str}` : '';
+}
+
+export function writeUrl(s: UrlState): string {
+  return writeQuery(s) || location.pathname;
 }

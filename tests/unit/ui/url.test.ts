@@ -1,0 +1,87 @@
+import { describe, expect, it } from 'vitest';
+import { readUrl, writeQuery, type UrlState } from '../../../src/ui/lab/url.ts';
+import { SCENARIOS, scenarioById } from '../../../src/ui/lab/scenarios.ts';
+import { BASE_SETTINGS, BASE_WORKLOAD_FORM } from '../../../src/ui/lab/settings.ts';
+
+const state = (over: Partial<UrlState>): UrlState => ({
+  view: 'lab',
+  scenarioId: null,
+  settings: null,
+  workload: null,
+  compare: null,
+  theme: 'dark',
+  presenter: false,
+  ...over,
+});
+
+describe('the URL holds the demo', () => {
+  it('is empty for the defaults and round-trips a scenario with changed settings', () => {
+    expect(writeQuery(state({}))).toBe('');
+    const sc = SCENARIOS[4];
+    const s = state({ scenarioId: sc.id, settings: { ...sc.settings, preemptionMode: 'swap', numGpuBlocks: 40, maxQueueLength: 12 }, theme: 'light', presenter: true });
+    const q = writeQuery(s);
+    expect(q).toContain(`scenario=${sc.id}`);
+    expect(q).toContain('preempt=swap');
+    expect(q).not.toContain('policy='); // unchanged from the scenario: not written
+    const back = readUrl(q);
+    expect(back).toEqual({ ...s, settings: s.settings });
+  });
+
+  it('round-trips a custom workload (only changed fields are written) and drops the scenario', () => {
+    const workload = { ...BASE_WORKLOAD_FORM, numRequests: 64, burstiness: 0, promptMedian: 16, outputMedian: 160, lengthSigma: 0, n: 2, temperature: 0.8 };
+    const s = state({ workload, settings: { ...BASE_SETTINGS, numGpuBlocks: 320, maxNumSeqs: 64 } });
+    const q = writeQuery(s);
+    expect(q).toContain('w=1');
+    expect(q).toContain('wn=64');
+    expect(q).not.toContain('wseed'); // the default seed
+    const back = readUrl(q);
+    expect(back.workload).toEqual(workload);
+    expect(back.settings).toEqual(s.settings);
+    expect(back.scenarioId).toBeNull();
+    // `w=1` alone: the default form.
+    expect(readUrl('?w=1').workload).toEqual(BASE_WORKLOAD_FORM);
+  });
+
+  it('clamps a hand-edited workload into range and ignores garbage', () => {
+    const w = readUrl('?wn=100000&wo=9999&wp=-5&wrate=abc&wten=2.6&wtemp=&wburst=Infinity').workload!;
+    expect(w.numRequests).toBe(200);
+    expect(w.outputMedian).toBe(480);
+    expect(w.promptMedian).toBe(1);
+    expect(w.ratePerS).toBe(BASE_WORKLOAD_FORM.ratePerS);
+    expect(w.numTenants).toBe(3);
+    expect(w.temperature).toBe(BASE_WORKLOAD_FORM.temperature);
+    expect(w.burstiness).toBe(BASE_WORKLOAD_FORM.burstiness);
+  });
+
+  it("round-trips compare mode's per-side settings relative to the scenario's sides", () => {
+    const sc = scenarioById('kv-exhausted') ?? SCENARIOS[4];
+    const a = { ...sc.compare.a.settings, preemptionMode: 'abort' as const };
+    const b = { ...sc.compare.b.settings, numCpuBlocks: 8 };
+    const s = state({ view: 'compare', scenarioId: sc.id, compare: { a, b } });
+    const q = writeQuery(s);
+    expect(q).toContain('a.preempt=abort');
+    expect(q).toContain('b.cpu=8');
+    const back = readUrl(q);
+    expect(back.compare).toEqual({ a, b });
+    expect(back.view).toBe('compare');
+    // Unchanged sides write nothing.
+    expect(writeQuery(state({ view: 'compare', scenarioId: sc.id, compare: { a: sc.compare.a.settings, b: sc.compare.b.settings } }))).toBe(`?view=compare&scenario=${sc.id}`);
+  });
+
+  it('ignores out-of-range or unknown settings', () => {
+    const s = readUrl('?gpu=2&seqs=999&bs=7&policy=nope&preempt=maybe&batching=x&qcap=-1&view=nowhere&scenario=nope');
+    expect(s.view).toBe('lab');
+    expect(s.scenarioId).toBeNull();
+    expect(s.settings).toEqual(BASE_SETTINGS);
+  });
+});
+
+describe('compare side labels', () => {
+  it("name the scenario's side, or what was edited away from it", async () => {
+    const { sideLabel, describeChanges } = await import('../../../src/ui/lab/settings.ts');
+    const base = SCENARIOS[4].compare.b.settings;
+    expect(sideLabel('swap', base, base)).toBe('swap');
+    expect(sideLabel('swap', base, { ...base, preemptionMode: 'abort', numCpuBlocks: 8 })).toBe('swap, edited: preemption abort, 8 CPU blocks');
+    expect(describeChanges(base, { ...base, maxQueueLength: 5, enablePrefixCaching: !base.enablePrefixCaching })).toEqual(['prefix cache ' + (base.enablePrefixCaching ? 'off' : 'on'), 'queue cap 5']);
+  });
+});
