@@ -5,6 +5,15 @@ test.describe('the live lab on the real model', () => {
   test('a scenario runs: the KV grid, the slot timeline and the percentiles change over time', async ({ page }, testInfo) => {
     const errors = captureErrors(page);
     await page.goto('/?scenario=short-vs-long');
+    // From the start, record each distinct TTFT row the latency panel shows.
+    await page.evaluate(() => {
+      const seen = new Set<string>();
+      (window as unknown as { __ttftSeen: Set<string> }).__ttftSeen = seen;
+      setInterval(() => {
+        const t = document.querySelector('[data-testid="latency-panel"] tr[data-metric="ttft"]')?.textContent ?? '';
+        if (/\d/.test(t)) seen.add(t);
+      }, 30);
+    });
     await waitForModel(page);
     await expect(page.getByTestId('run-label')).toContainText('8 vs 400 output tokens');
 
@@ -18,12 +27,10 @@ test.describe('the live lab on the real model', () => {
     await page.getByTestId('kv-grid').locator('canvas.overlay').first().hover({ position: { x: 6, y: 6 } });
     await expect(page.getByTestId('kv-grid').getByRole('tooltip')).toContainText('GPU block 0');
 
-    // Percentiles appear once requests finish, and move as more finish.
-    const finished = await waitForAttrAbove(page, 'latency-panel', 'data-finished', 0);
-    const ttftEarly = await page.getByTestId('latency-panel').locator('tr[data-metric="ttft"]').innerText();
-    expect(ttftEarly).toMatch(/\d/);
-    await waitForAttrAbove(page, 'latency-panel', 'data-finished', finished);
-    await expect.poll(() => page.getByTestId('latency-panel').locator('tr[data-metric="ttft"]').innerText(), { timeout: 60_000 }).not.toBe(ttftEarly);
+    // Percentiles appear once requests finish, and move as more finish: the page has recorded
+    // every TTFT row it showed since load (several finishes may land in one update).
+    await waitForAttrAbove(page, 'latency-panel', 'data-finished', 0);
+    await expect.poll(() => page.evaluate(() => (window as unknown as { __ttftSeen: Set<string> }).__ttftSeen.size), { timeout: 90_000 }).toBeGreaterThanOrEqual(2);
 
     // The request table streams the real model's text; clicking a request shows its spans.
     await expect(page.getByTestId('request-table').locator('tr[data-state="finished"]').first()).toBeVisible();

@@ -61,3 +61,42 @@ export function withAlpha(color: string, alpha: number): string {
   if (!m) return color;
   return `rgba(${parseInt(m[1], 16)}, ${parseInt(m[2], 16)}, ${parseInt(m[3], 16)}, ${alpha})`;
 }
+
+/**
+ * Coalesces redraw requests: `draw` runs at most once per animation frame, and a pending draw is
+ * never cancelled by a newer request (no starvation). `schedule` may be called from inside `draw`
+ * to animate on the next frame.
+ */
+export function frameScheduler(draw: (now: number) => void): { schedule(): void; cancel(): void } {
+  let raf = 0;
+  return {
+    schedule() {
+      if (!raf)
+        raf = requestAnimationFrame((now) => {
+          raf = 0;
+          draw(now);
+        });
+    },
+    cancel() {
+      cancelAnimationFrame(raf);
+      raf = 0;
+    },
+  };
+}
+
+/** Calls `onChange` whenever the theme flips (the data-theme attribute of <html>); returns the disconnect. */
+export function onThemeChange(onChange: () => void): () => void {
+  const obs = new MutationObserver(onChange);
+  obs.observe(document.documentElement, { attributes: true, attributeFilter: ['data-theme'] });
+  return () => obs.disconnect();
+}
+
+/** For an `$effect`: redraws on theme flips; the returned cleanup also cancels a pending draw. */
+export function redrawOnThemeChange(redraw: { schedule(): void; cancel(): void }, also?: () => void): () => void {
+  const stop = onThemeChange(redraw.schedule);
+  return () => {
+    stop();
+    redraw.cancel();
+    also?.();
+  };
+}
