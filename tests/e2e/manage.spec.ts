@@ -10,6 +10,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { expect, test, type Page } from '@playwright/test';
+import { shoot } from './helpers.ts';
 
 /**
  * The KV calculator view: the lab's own engine loads but runs no scenario, so both CPU cores
@@ -232,4 +233,44 @@ test('KV exhaustion, a saved run replayed identically after a reload, and valid 
   // A file that is not a run, trace or workload is refused with a reason.
   await page.getByTestId('import-file').setInputFiles({ name: 'trace.json', mimeType: 'application/json', buffer: Buffer.from(JSON.stringify(trace)) });
   await expect(page.getByTestId('runs-error')).toContainText('Chrome trace');
+});
+
+test('storage that is full: a model too big to cache still loads and says why it is not kept; a dropped file loads', async ({ page }, testInfo) => {
+  await page.goto(HOME);
+  // A real quota, made small for this origin (Chromium's DevTools protocol), not a mock.
+  const cdp = await page.context().newCDPSession(page);
+  const origin = new URL(page.url()).origin;
+  await cdp.send('Storage.overrideQuotaForOrigin', { origin, quotaSize: 200_000 });
+  await openManage(page);
+  const journal = page.getByTestId('fault-journal');
+  // The GGUF copy of the built-in model (1.1 MB) does not fit 200 kB of storage.
+  await page.getByTestId('model-url').fill('/models/stories260K.gguf');
+  await page.getByTestId('tokenizer-url').fill('');
+  await page.getByTestId('model-name').fill('big-gguf');
+  await page.getByTestId('model-url-load').click();
+  await expect(journal.locator('[data-kind="error"]').first()).toContainText(/not enough storage to keep big-gguf \(.* MiB\) for offline use \(the browser reports .* of .* MiB in use\); delete a cached model to make room/);
+  // Nothing half-written stays in the cache, and the model runs all the same (kept in memory).
+  await expect(page.getByTestId('manage-model')).toHaveAttribute('data-model', 'big-gguf', { timeout: 60_000 });
+  await expect(page.getByTestId('model-manager-warning')).toContainText('big-gguf loaded, but not kept: not enough storage');
+  await expect(page.getByTestId('model-manager-notice')).toHaveCount(0);
+  await expect(page.getByTestId('cached-model')).toHaveCount(0);
+  await shoot(page, testInfo, 'manage-storage-full');
+  const fromUrl = await generate(page, 'Tom had a ball.');
+  expect(fromUrl.length).toBeGreaterThan(5);
+
+  // Storage back to normal; a file dropped on the panel (a real DragEvent with a DataTransfer).
+  await cdp.send('Storage.overrideQuotaForOrigin', { origin });
+  await page.evaluate(async () => {
+    const bytes = await (await fetch('/models/stories260K.gguf')).arrayBuffer();
+    const dt = new DataTransfer();
+    dt.items.add(new File([bytes], 'dropped.gguf', { type: 'application/octet-stream' }));
+    const zone = document.querySelector('[aria-label="Drop model files here"]')!;
+    zone.dispatchEvent(new DragEvent('dragover', { dataTransfer: dt, bubbles: true, cancelable: true }));
+    zone.dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+  });
+  await expect(page.getByTestId('manage-model')).toHaveAttribute('data-model', 'dropped', { timeout: 60_000 });
+  await expect(page.getByTestId('model-manager-notice')).toHaveText('dropped.gguf loaded and cached for offline use');
+  await expect(page.getByTestId('cached-model')).toHaveCount(1);
+  // The same weights: the same greedy text.
+  expect(await generate(page, 'Tom had a ball.')).toBe(fromUrl);
 });

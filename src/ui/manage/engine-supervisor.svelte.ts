@@ -71,6 +71,8 @@ export class EngineSupervisor {
   progress = $state.raw<LoadProgress | null>(null);
   journal = $state.raw<JournalEntry[]>([]);
   cached = $state.raw<CachedModel[]>([]);
+  /** Whether the last model loaded was kept for offline use, and if not, why (e.g. storage full). */
+  lastCaching = $state.raw<{ name: string; cached: boolean; problem: string | null } | null>(null);
   settings = $state.raw<EngineSettings>({ ...DEFAULT_SETTINGS });
 
   private slot: Slot | null = null;
@@ -299,6 +301,7 @@ export class EngineSupervisor {
       if (problems.length > 0) throw new Error(`${name} does not fit this GPU: ${problems.join('; ')}. ${previous} stays loaded.`);
     }
     let cachedNow = false;
+    let cacheProblem: string | null = null;
     let kept: ModelRef | null = from === 'cached-already' ? { kind: 'cached', name } : null;
     if (from === 'cache') {
       try {
@@ -306,7 +309,8 @@ export class EngineSupervisor {
         cachedNow = true;
         kept = { kind: 'cached', name };
       } catch (e) {
-        this.note('error', (e as Error).message);
+        cacheProblem = (e as Error).message;
+        this.note('error', cacheProblem);
       }
     }
     kept ??= { kind: 'bytes', name, modelBytes: modelBytes.slice(), tokenizerBytes: tokenizerBytes?.slice() ?? null };
@@ -315,6 +319,7 @@ export class EngineSupervisor {
       const summary = await this.sendBytes(name, modelBytes, tokenizerBytes);
       this.model = summary;
       this.modelRef = kept;
+      this.lastCaching = { name, cached: cachedNow || from === 'cached-already', problem: cacheProblem };
       await this.captureStartConfig();
       this.note('info', `loaded ${name} (${summary.format === 'gguf' ? 'GGUF' : 'llama2.c'})${cachedNow ? ', cached for offline use' : ''}`);
       return summary;

@@ -89,7 +89,7 @@ export async function putCachedModel(name: string, origin: string, modelBytes: U
     if (entry.tokenizerFile) await cache.delete(entry.tokenizerFile).catch(() => false);
     if (isQuotaError(e)) {
       const q = await storageQuota();
-      const room = q ? ` (${mib(q.usageBytes)} of ${mib(q.quotaBytes)} used)` : '';
+      const room = q ? ` (the browser reports ${mib(q.usageBytes)} of ${mib(q.quotaBytes)} in use)` : '';
       throw new ModelCacheError(`not enough storage to keep ${name} (${mib(entry.sizeBytes)}) for offline use${room}; delete a cached model to make room`);
     }
     throw new ModelCacheError(`could not cache ${name}: ${(e as Error).message}`);
