@@ -274,3 +274,36 @@ test('storage that is full: a model too big to cache still loads and says why it
   // The same weights: the same greedy text.
   expect(await generate(page, 'Tom had a ball.')).toBe(fromUrl);
 });
+
+test('a request trace and a workload travel as files: exported, imported and run; bad files are refused with a reason', async ({ page }) => {
+  await page.goto(HOME);
+  await openManage(page);
+  const first = await generate(page, 'Tom had a ball.');
+  await expect.poll(async () => (await ledger(page)).finished).toBe(1);
+  // The requests so far, as a trace file.
+  const [traceDownload] = await Promise.all([page.waitForEvent('download'), page.getByTestId('export-requests').click()]);
+  const traceText = readFileSync((await traceDownload.path())!, 'utf8');
+  const trace = JSON.parse(traceText) as { format: string; requests: unknown[] };
+  expect(trace.format).toBe('servelab-trace');
+  expect(trace.requests).toHaveLength(1);
+  // Imported, the trace runs its request again.
+  await page.getByTestId('import-file').setInputFiles({ name: 'one.requests.json', mimeType: 'application/json', buffer: Buffer.from(traceText) });
+  await expect(page.getByTestId('runs-notice')).toContainText('running 1 requests from one.requests.json');
+  await expect.poll(async () => (await ledger(page)).finished, { timeout: 60_000 }).toBe(2);
+  expect(first.length).toBeGreaterThan(5);
+  // A workload spec: four requests at once.
+  const workload = { seed: 3, numRequests: 4, arrival: { kind: 'batch' }, promptTokens: { kind: 'fixed', value: 8 }, outputTokens: { kind: 'fixed', value: 6 } };
+  await page.getByTestId('import-file').setInputFiles({ name: 'four.json', mimeType: 'application/json', buffer: Buffer.from(JSON.stringify(workload)) });
+  await expect(page.getByTestId('runs-notice')).toContainText('running the workload from four.json: 4 requests');
+  await expect.poll(async () => (await ledger(page)).finished, { timeout: 60_000 }).toBe(6);
+  // Bad files: an impossible workload, a trace with a broken request, and not JSON at all.
+  const refuse = async (name: string, body: string, reason: RegExp) => {
+    await page.getByTestId('import-file').setInputFiles({ name, mimeType: 'application/json', buffer: Buffer.from(body) });
+    await expect(page.getByTestId('runs-error')).toContainText(reason);
+  };
+  await refuse('bad-workload.json', JSON.stringify({ ...workload, numRequests: -2 }), /numRequests/);
+  await refuse('bad-trace.json', JSON.stringify({ format: 'servelab-trace', version: 1, requests: [{ promptTokenIds: 'x' }] }), /trace/);
+  await refuse('junk.json', '{"format": ', /not JSON/);
+  // Nothing ran from the refused files.
+  expect((await ledger(page)).total).toBe(6);
+});
