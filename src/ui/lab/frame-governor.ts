@@ -23,6 +23,9 @@ export interface FrameGovernorOptions {
   alpha: number;
 }
 
+/** Frame gaps longer than this are pauses (the tab was hidden), never charged to an update. */
+const PAUSE_MS = 1000;
+
 export const DEFAULT_GOVERNOR: FrameGovernorOptions = {
   frameMs: 1000 / 60,
   budgetShare: 0.04,
@@ -50,6 +53,12 @@ export class FrameGovernor {
     const delta = now - this.lastFrame;
     this.lastFrame = now;
     if (this.charging === 0 || !Number.isFinite(delta)) return;
+    // A gap of seconds is a hidden tab or a sleeping machine, not the cost of an update.
+    if (delta > PAUSE_MS) {
+      this.charging = 0;
+      this.charge = 0;
+      return;
+    }
     // A frame up to half an interval late is normal jitter, not cost; a later one costs all its lateness.
     if (delta > 1.5 * this.o.frameMs) this.charge += delta - this.o.frameMs;
     if (--this.charging === 0) this.settle();

@@ -66,6 +66,16 @@ describe('FrameGovernor', () => {
     expect(g.minIntervalMs).toBe(0);
   });
 
+  it('does not charge a hidden tab (a gap of seconds) to the update before it', () => {
+    const g = new FrameGovernor();
+    simulate(g, 2, F);
+    g.onUpdate(2000);
+    g.onFrame(2000 + 60_000); // rAF stopped for a minute
+    g.onFrame(2000 + 60_000 + F);
+    expect(g.minIntervalMs).toBe(0);
+    expect(g.mayUpdate(62_100)).toBe(true);
+  });
+
   it('refuses impossible options', () => {
     expect(() => new FrameGovernor({ ...DEFAULT_GOVERNOR, budgetShare: 0 })).toThrow(RangeError);
     expect(() => new FrameGovernor({ ...DEFAULT_GOVERNOR, frameMs: -1 })).toThrow(/frame governor/);
