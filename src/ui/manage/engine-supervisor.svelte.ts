@@ -72,7 +72,7 @@ export class EngineSupervisor {
   journal = $state.raw<JournalEntry[]>([]);
   cached = $state.raw<CachedModel[]>([]);
   /** Whether the last model loaded was kept for offline use, and if not, why (e.g. storage full). */
-  lastCaching = $state.raw<{ name: string; cached: boolean; problem: string | null } | null>(null);
+  lastCaching = $state.raw<{ cached: boolean; problem: string | null } | null>(null);
   settings = $state.raw<EngineSettings>({ ...DEFAULT_SETTINGS });
 
   private slot: Slot | null = null;
@@ -319,7 +319,7 @@ export class EngineSupervisor {
       const summary = await this.sendBytes(name, modelBytes, tokenizerBytes);
       this.model = summary;
       this.modelRef = kept;
-      this.lastCaching = { name, cached: cachedNow || from === 'cached-already', problem: cacheProblem };
+      this.lastCaching = { cached: cachedNow || from === 'cached-already', problem: cacheProblem };
       await this.captureStartConfig();
       this.note('info', `loaded ${name} (${summary.format === 'gguf' ? 'GGUF' : 'llama2.c'})${cachedNow ? ', cached for offline use' : ''}`);
       return summary;

@@ -85,18 +85,17 @@ export function frameScheduler(draw: (now: number) => void): { schedule(): void;
 }
 
 /** Calls `onChange` whenever the theme flips (the data-theme attribute of <html>); returns the disconnect. */
-export function onThemeChange(onChange: () => void): () => void {
+function onThemeChange(onChange: () => void): () => void {
   const obs = new MutationObserver(onChange);
   obs.observe(document.documentElement, { attributes: true, attributeFilter: ['data-theme'] });
   return () => obs.disconnect();
 }
 
 /** For an `$effect`: redraws on theme flips; the returned cleanup also cancels a pending draw. */
-export function redrawOnThemeChange(redraw: { schedule(): void; cancel(): void }, also?: () => void): () => void {
+export function redrawOnThemeChange(redraw: { schedule(): void; cancel(): void }): () => void {
   const stop = onThemeChange(redraw.schedule);
   return () => {
     stop();
     redraw.cancel();
-    also?.();
   };
 }
