@@ -42,8 +42,20 @@ test('presenter mode: keys play, pause and step; the URL reproduces the demo; li
   // Space pauses; → runs exactly one step.
   await page.keyboard.press(' ');
   await expect(page.getByTestId('play-pause')).toHaveAttribute('aria-pressed', 'false');
-  await page.waitForTimeout(800);
-  const before = await numAttr(page, 'slot-timeline', 'data-last-step');
+  // A step in flight when pause was pressed still ends (on a loaded software GPU it can take a
+  // second): wait until the shown step holds still for a whole second.
+  let before = -1;
+  await expect
+    .poll(
+      async () => {
+        const now = await numAttr(page, 'slot-timeline', 'data-last-step');
+        const still = now === before;
+        before = now;
+        return still;
+      },
+      { intervals: [1000], timeout: 30_000 },
+    )
+    .toBe(true);
   await page.keyboard.press('ArrowRight');
   await expect.poll(() => numAttr(page, 'slot-timeline', 'data-last-step'), { timeout: 30_000 }).toBe(before + 1);
   await page.waitForTimeout(600);

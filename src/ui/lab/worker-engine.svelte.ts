@@ -47,7 +47,7 @@ export class WorkerEngine {
   private ready: Promise<void>;
   /** Spaces snapshot updates when applying one costs frames (a software GPU); see frame-governor.ts. */
   private readonly governor = new FrameGovernor();
-  /** A step or reset asked for by the user is shown at once, whatever the governor says. */
+  /** A reset asked for by the user is shown at once, whatever the governor says. */
   private urgent = false;
 
   constructor(private readonly name: string) {
@@ -91,7 +91,9 @@ export class WorkerEngine {
     this.frame = requestAnimationFrame(this.tick);
     this.governor.onFrame(now);
     if (this.inFlight || this.phase !== 'ready') return;
-    if (!this.urgent && !this.governor.mayUpdate(now)) return;
+    // The governor spaces updates only while the engine plays: paused, the views show its exact state
+    // (a step still in flight when pause was pressed, a single step) as soon as it exists.
+    if (this.playing && !this.urgent && !this.governor.mayUpdate(now)) return;
     // Poll slowly while nothing happens; every frame while the engine works.
     const s = this.state.snap;
     const idle = s !== null && s.queues.running.length === 0 && s.queues.waiting.length === 0 && s.queues.swapped.length === 0 && s.queues.pending === 0;
@@ -178,7 +180,6 @@ export class WorkerEngine {
   async step(): Promise<void> {
     if (this.playing) this.pause();
     await this.client.step();
-    this.urgent = true;
   }
 
   setSpeed(index: number): void {
