@@ -69,9 +69,6 @@ export class EngineHost {
   private looping = false;
   private stepping: Promise<unknown> = Promise.resolve();
   private nextRequestNumber = 0;
-  /** The last steps with their request events, for the batch timeline (bounded ring). */
-  private readonly recentSteps: StepRecord[] = [];
-  private pendingStepEvents: { preempted: string[]; rejected: string[]; finished: string[] } = { preempted: [], rejected: [], finished: [] };
   readonly status: HostStatus = { phase: 'starting', backend: 'webgpu', message: null, paused: false, minStepIntervalMs: 0, numDeviceLosses: 0 };
 
   constructor(private readonly options: HostOptions) {
@@ -130,8 +127,6 @@ export class EngineHost {
     await engine.init();
     engine.on((e) => this.onEngineEvent(e));
     this.engine = engine;
-    this.recentSteps.length = 0;
-    this.pendingStepEvents = { preempted: [], rejected: [], finished: [] };
     this.ensureLoop();
   }
 
@@ -296,12 +291,7 @@ export class EngineHost {
   /** The views' state; `sinceStepIndex` selects which recent steps come along (-1: none). */
   snapshot(sinceStepIndex = -1): ViewSnapshot | null {
     if (!this.engine) return null;
-    const snap: EngineSnapshot = this.engine.snapshot();
-    const kv = this.engine.scheduler.kv;
-    const blockTables: Record<number, number[]> = {};
-    for (const [seqId, st] of kv.entries()) blockTables[seqId] = [...st.blockTable];
-    const blockHashes = kv.pool.blockHashes.slice();
-    const recentSteps = sinceStepIndex < 0 ? [] : this.recentSteps.filter((s) => s.stepIndex > sinceStepIndex);
+    const snap: EngineSnapshot = this.engine.snapshot(sinceStepIndex);
     const texts: Record<string, string[]> = {};
     const prompts: Record<string, string> = {};
     for (const r of snap.requests) {
@@ -310,7 +300,7 @@ export class EngineHost {
       texts[r.requestId] = t.seqs.map((s) => s.text);
       if (t.prompt !== null) prompts[r.requestId] = t.prompt;
     }
-    return { ...snap, texts, prompts, host: { ...this.status }, model: this.summary, recentSteps, blockTables, blockHashes };
+    return { ...snap, texts, prompts, host: { ...this.status }, model: this.summary };
   }
 
   prometheus(): string {
@@ -353,21 +343,7 @@ export class EngineHost {
     }
   }
 
-  private recordStepEvent(e: EngineEvent): void {
-    const ev = this.pendingStepEvents;
-    if (e.type === 'preempted') ev.preempted.push(e.requestId);
-    else if (e.type === 'rejected') ev.rejected.push(e.requestId);
-    else if (e.type === 'finished' || e.type === 'failed') ev.finished.push(e.requestId);
-  }
-
-  private recordStep(step: StepView): void {
-    this.recentSteps.push({ ...step, ...this.pendingStepEvents });
-    if (this.recentSteps.length > 256) this.recentSteps.splice(0, this.recentSteps.length - 256);
-    this.pendingStepEvents = { preempted: [], rejected: [], finished: [] };
-  }
-
   private onEngineEvent(e: EngineEvent): void {
-    this.recordStepEvent(e);
     if (e.type === 'token') {
       const t = this.tracked.get(e.requestId);
       const seq = t?.seqs[e.seqIndex];
@@ -480,7 +456,6 @@ export class EngineHost {
     if (!engine) return false;
     try {
       const r = await engine.step();
-      if (r.kind === 'ran' && engine === this.engine) this.recordStep(r.step);
       return r.kind === 'ran';
     } catch (e) {
       if (e instanceof DeviceLostError && engine === this.engine) {

@@ -2,7 +2,7 @@
  * The contract between the page and the engine worker (comlink). Plain data only: everything
  * here crosses postMessage (typed arrays are copied or transferred).
  */
-import type { EngineSnapshot, StepView } from '../src/engine/engine.ts';
+import type { EngineSnapshot, StepRecord } from '../src/engine/engine.ts';
 import type { SchedulerConfig } from '../src/engine/scheduler.ts';
 import type { WorkloadSpec } from '../src/engine/workload.ts';
 import type { AdapterProbe } from '../src/gpu/adapter.ts';
@@ -56,23 +56,9 @@ export interface ViewSnapshot extends EngineSnapshot {
   prompts: Record<string, string>;
   host: HostStatus;
   model: ModelSummary | null;
-  /** Steps after the `sinceStepIndex` the page asked for (at most the last 256), oldest first. */
-  recentSteps: StepRecord[];
-  /** seqId -> its block table (GPU block ids, or CPU block ids while swapped), logical order. */
-  blockTables: Record<number, number[]>;
-  /** Prefix-cache hash of each GPU block, -1 when none. */
-  blockHashes: Float64Array; // [numGpuBlocks]
 }
 
-/** One engine step with what happened to requests during it (for the batch timeline). */
-export interface StepRecord extends StepView {
-  /** Requests preempted while this step was planned. */
-  preempted: string[];
-  /** Requests rejected at admission since the previous step. */
-  rejected: string[];
-  /** Requests that finished (or failed) in this step. */
-  finished: string[];
-}
+export type { StepRecord };
 
 export type EngineSettings = Partial<SchedulerConfig>;
 

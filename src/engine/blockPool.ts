@@ -11,26 +11,33 @@
  * Free queue order: the head is taken first. Blocks holding nothing reusable (no hash) are put
  * at the head, so they are reused before any cached block is evicted; cached blocks are appended
  * at the tail, so among cached free blocks the head is the least recently used.
+ *
+ * It reports what it did to its owner as KV events ('evicted', 'freed', 'cached', 'cacheCleared');
+ * the KV cache manager adds the ones that need a sequence ('allocated', 'cacheHit', ...).
  */
+import type { KvEvent } from './events.ts';
 
 export const NO_HASH = -1;
 
 export class BlockPool {
   readonly numBlocks: number;
   /** [numBlocks] number of block tables holding each block. */
-  readonly refCounts: Int32Array;
+  private readonly refCounts: Int32Array;
   /** [numBlocks] prefix-cache hash of a block's content, NO_HASH when not cached. */
-  readonly blockHashes: Float64Array;
-  readonly cachedBlockByHash = new Map<number, number>();
+  private readonly blockHashes: Float64Array;
+  private readonly cachedBlockByHash = new Map<number, number>();
   /** Evictions of cached free blocks, since construction. */
-  numEvictions = 0;
+  private numEvictionsTotal = 0;
 
   // Doubly linked free queue; index numBlocks is the sentinel (head = next[s], tail = prev[s]).
   private readonly prev: Int32Array;
   private readonly next: Int32Array;
   private numFreeBlocks: number;
 
-  constructor(numBlocks: number) {
+  constructor(
+    numBlocks: number,
+    private readonly emit: (e: KvEvent) => void = () => {},
+  ) {
     if (!Number.isInteger(numBlocks) || numBlocks <= 0) throw new RangeError(`numBlocks must be a positive integer, got ${numBlocks}`);
     this.numBlocks = numBlocks;
     this.refCounts = new Int32Array(numBlocks);
@@ -51,6 +58,28 @@ export class BlockPool {
     return this.refCounts[blockId] === 0;
   }
 
+  /** Block tables holding this block. */
+  refCount(blockId: number): number {
+    return this.refCounts[blockId];
+  }
+
+  /** The block's prefix-cache hash, NO_HASH when it caches nothing. */
+  hashOf(blockId: number): number {
+    return this.blockHashes[blockId];
+  }
+
+  get numEvictions(): number {
+    return this.numEvictionsTotal;
+  }
+
+  /** Copies of the per-block state, for views: [numBlocks] refCounts and hashes. */
+  copyRefCounts(): Int32Array {
+    return this.refCounts.slice();
+  }
+  copyHashes(): Float64Array {
+    return this.blockHashes.slice();
+  }
+
   /** Free blocks in queue order, head (next to be taken) first. */
   freeQueue(): number[] {
     const out: number[] = [];
@@ -66,9 +95,10 @@ export class BlockPool {
     if (b === s) throw new Error('BlockPool.allocate: no free block (the caller must check numFree first)');
     this.unlink(b);
     if (this.blockHashes[b] !== NO_HASH) {
+      this.emit({ type: 'evicted', blockId: b, hash: this.blockHashes[b] });
       this.cachedBlockByHash.delete(this.blockHashes[b]);
       this.blockHashes[b] = NO_HASH;
-      this.numEvictions++;
+      this.numEvictionsTotal++;
     }
     this.refCounts[b] = 1;
     return b;
@@ -84,6 +114,7 @@ export class BlockPool {
   release(blockId: number): void {
     if (this.refCounts[blockId] <= 0) throw new Error(`BlockPool.release: block ${blockId} is already free`);
     if (--this.refCounts[blockId] === 0) {
+      this.emit({ type: 'freed', blockId });
       if (this.blockHashes[blockId] === NO_HASH) this.pushFront(blockId);
       else this.pushBack(blockId);
     }
@@ -99,11 +130,13 @@ export class BlockPool {
     if (this.blockHashes[blockId] !== NO_HASH || this.cachedBlockByHash.has(hash)) return false;
     this.blockHashes[blockId] = hash;
     this.cachedBlockByHash.set(hash, blockId);
+    this.emit({ type: 'cached', blockId, hash });
     return true;
   }
 
   /** Forgets every cached block's content (the GPU memory behind them was lost). */
   clearCache(): void {
+    this.emit({ type: 'cacheCleared' });
     this.blockHashes.fill(NO_HASH);
     this.cachedBlockByHash.clear();
   }

@@ -5,12 +5,13 @@
  * which replayEventLog() reproduces the run.
  */
 import type { Executor, SeqOutput, StepOutput } from './types.ts';
-import { Scheduler, DEFAULT_SCHEDULER_CONFIG, isDecodeWork, type SchedulerConfig } from './scheduler.ts';
+import { Scheduler, isDecodeWork } from './scheduler.ts';
+import { DEFAULT_SCHEDULER_CONFIG, validateLiveChanges, type SchedulerConfig } from './config.ts';
 import { Request, type RequestSpec, type RequestState } from './request.ts';
 import { MetricsCollector, type MetricsGauges, type MetricsSummary } from './metrics.ts';
-import { RealClock, VirtualClock, type Clock } from './clock.ts';
-import { Heap } from './policies.ts';
-import type { EngineEvent, EventListener } from './events.ts';
+import { RealClock, isVirtualClock, type Clock } from './clock.ts';
+import { Heap } from './heap.ts';
+import type { EngineEvent, EventListener, KvEvent } from './events.ts';
 import type { Sequence } from './request.ts';
 
 export interface EngineOptions {
@@ -28,6 +29,8 @@ export interface EngineOptions {
   sampleOverride?: (stepIndex: number, seqId: number) => number | undefined;
   /** Ended requests kept in snapshots (default 64). */
   numRecentEndedInSnapshot?: number;
+  /** Step records kept for the views (default 256). */
+  numStepRecords?: number;
 }
 
 /** One sequence's share of the last step, for the batch timeline. */
@@ -49,7 +52,19 @@ export interface StepView {
   numSwapIn: number;
 }
 
-export type StepResult = { kind: 'ran'; step: StepView } | { kind: 'idle'; nextArrivalMs: number | null };
+/** One engine step with what happened to requests and to the KV cache during it (for the views). */
+export interface StepRecord extends StepView {
+  /** Requests preempted while this step was planned. */
+  preempted: string[];
+  /** Requests rejected at admission since the previous step. */
+  rejected: string[];
+  /** Requests that finished (or failed) in this step, or between the previous step and this one. */
+  finished: string[];
+  /** What the KV cache manager did since the previous step, in order. */
+  kvEvents: KvEvent[];
+}
+
+export type StepOutcome = { kind: 'ran'; step: StepRecord } | { kind: 'idle'; nextArrivalMs: number | null };
 
 export interface RequestView {
   requestId: string;
@@ -88,9 +103,15 @@ export interface EngineSnapshot {
     refCount: Int32Array; // [numCpuBlocks]
     ownerSeqId: Int32Array; // [numCpuBlocks] -1 when free
   };
+  /** seqId -> its block table (GPU block ids, or CPU block ids while swapped), logical order. */
+  blockTables: Record<number, number[]>;
+  /** Prefix-cache hash of each GPU block, -1 when none. */
+  blockHashes: Float64Array; // [numGpuBlocks]
+  /** The step records after the `sinceStepIndex` asked for (at most the last numStepRecords), oldest first. */
+  recentSteps: StepRecord[];
   queues: { running: string[]; waiting: string[]; swapped: string[]; pending: number };
   requests: RequestView[];
-  lastStep: StepView | null;
+  lastStep: StepRecord | null;
   metrics: MetricsSummary;
   fairShareCounters: Record<string, number>;
 }
@@ -101,7 +122,7 @@ function defaultCheckInvariants(): boolean {
 }
 
 export class Engine {
-  readonly scheduler: Scheduler;
+  private readonly scheduler: Scheduler;
   private executorImpl: Executor;
   readonly clock: Clock;
   readonly metrics = new MetricsCollector();
@@ -119,7 +140,11 @@ export class Engine {
   private nextOrder = 0;
   private stepping = false;
   private configured = false;
-  private lastStepView: StepView | null = null;
+  private readonly numStepRecords: number;
+  /** The last steps, oldest first (a bounded ring for the views). */
+  private readonly stepRecords: StepRecord[] = [];
+  /** Request events since the last step record. */
+  private pendingRequestEvents: { preempted: string[]; rejected: string[]; finished: string[] } = { preempted: [], rejected: [], finished: [] };
 
   constructor(options: EngineOptions) {
     this.executorImpl = options.executor;
@@ -129,6 +154,7 @@ export class Engine {
     this.checkInvariants = options.checkInvariants ?? defaultCheckInvariants();
     this.sampleOverride = options.sampleOverride;
     this.numRecentEnded = options.numRecentEndedInSnapshot ?? 64;
+    this.numStepRecords = options.numStepRecords ?? 256;
     this.scheduler = new Scheduler({ ...DEFAULT_SCHEDULER_CONFIG, ...options.config }, (e) => this.emit(e));
     this.scheduler.estimateServiceMs = (r) => this.estimateServiceMs(r);
   }
@@ -205,8 +231,7 @@ export class Engine {
    * Throws at once for settings that need a new engine.
    */
   reconfigure(changes: Partial<SchedulerConfig>): void {
-    const probe = new Scheduler({ ...this.config }, () => {});
-    probe.reconfigure(changes); // validates without touching this engine
+    validateLiveChanges(this.config, changes); // throws now, without touching this engine
     if (this.stepping) this.deferredChanges.push({ ...changes });
     else this.applyReconfigure(changes);
   }
@@ -222,6 +247,31 @@ export class Engine {
     return this.pending.size > 0 || this.scheduler.hasWork();
   }
 
+  /** True while a request is queued, running or swapped (not counting ones yet to arrive). */
+  hasAdmittedWork(): boolean {
+    return this.scheduler.hasWork();
+  }
+
+  /** Index of the last step that ran (steps count from 1). */
+  get stepIndex(): number {
+    return this.scheduler.stepIndex;
+  }
+
+  /** Preemptions since the engine started. */
+  get numPreemptions(): number {
+    return this.scheduler.numPreemptions;
+  }
+
+  /** Every request the scheduler has seen (live and ended), in admission order. */
+  requests(): IterableIterator<Request> {
+    return this.scheduler.requests.values();
+  }
+
+  /** The KV cache's gauges now (usage, fragmentation, free blocks, prefix-cache counters). */
+  kvGauges(): ReturnType<Scheduler['kvGauges']> {
+    return this.scheduler.kvGauges();
+  }
+
   /** Arrival time of the next request not yet handed to the scheduler. */
   nextArrivalMs(): number | null {
     return this.pending.peek()?.arrivalMs ?? null;
@@ -231,7 +281,7 @@ export class Engine {
    * One iteration. When nothing can run, returns 'idle'; on a VirtualClock with nothing in the
    * system it first jumps the clock to the next arrival.
    */
-  async step(): Promise<StepResult> {
+  async step(): Promise<StepOutcome> {
     if (this.stepping) throw new Error('Engine.step() called while a step is in flight');
     this.stepping = true;
     try {
@@ -243,7 +293,7 @@ export class Engine {
       const plan = scheduled.plan;
       if (plan.seqs.length === 0 && plan.swapOut.length === 0 && plan.swapIn.length === 0 && !plan.numPaddingTokens) {
         const next = this.nextArrivalMs();
-        if (this.clock instanceof VirtualClock && next !== null && !this.scheduler.hasWork()) this.clock.advanceTo(next);
+        if (isVirtualClock(this.clock) && next !== null && !this.scheduler.hasWork()) this.clock.advanceTo(next);
         if (this.checkInvariants) this.scheduler.assertInvariants();
         return { kind: 'idle', nextArrivalMs: next };
       }
@@ -255,7 +305,7 @@ export class Engine {
         this.emit({ type: 'stepFailed', timeMs: this.clock.nowMs(), startMs, stepIndex: plan.stepIndex, message: (e as Error).message });
         throw e;
       }
-      if (this.clock instanceof VirtualClock) this.clock.advance(output.durationMs);
+      if (isVirtualClock(this.clock)) this.clock.advance(output.durationMs);
       const endMs = this.clock.nowMs();
       const seqViews = new Map<number, StepSeqView>();
       for (const w of scheduled.work) {
@@ -276,7 +326,7 @@ export class Engine {
       for (const r of touched) if (!r.isDone) this.metrics.observeProgress(r);
       this.metrics.observeStep(endMs, output.durationMs, plan.seqs.length, scheduled.numPrefillTokens, scheduled.numDecodeTokens);
 
-      this.lastStepView = {
+      const view: StepView = {
         stepIndex: plan.stepIndex,
         startMs,
         durationMs: output.durationMs,
@@ -300,7 +350,7 @@ export class Engine {
       });
       for (const id of this.deferredCancels.splice(0)) this.applyCancel(id);
       if (this.checkInvariants) this.scheduler.assertInvariants();
-      return { kind: 'ran', step: this.lastStepView };
+      return { kind: 'ran', step: this.recordStep(view) };
     } finally {
       this.stepping = false;
       for (const changes of this.deferredChanges.splice(0)) this.applyReconfigure(changes);
@@ -317,8 +367,8 @@ export class Engine {
     while (this.hasWork() && numSteps < maxSteps && !options.signal?.aborted) {
       const r = await this.step();
       if (r.kind === 'ran') numSteps++;
-      else if (!(this.clock instanceof VirtualClock) || r.nextArrivalMs === null) {
-        if (this.scheduler.hasWork() && r.nextArrivalMs === null && this.clock instanceof VirtualClock) {
+      else if (!isVirtualClock(this.clock) || r.nextArrivalMs === null) {
+        if (this.scheduler.hasWork() && r.nextArrivalMs === null && isVirtualClock(this.clock)) {
           throw new Error('the engine has queued requests but cannot schedule any (configuration too small?)');
         }
         break;
@@ -333,23 +383,15 @@ export class Engine {
 
   /** Gauges read from the scheduler and the KV cache manager now. */
   gauges(): MetricsGauges {
-    const kv = this.scheduler.kv;
-    const fill = kv.blockFill();
-    let numUsed = 0;
-    let numFilled = 0;
-    for (let b = 0; b < fill.length; b++) {
-      if (kv.pool.refCounts[b] > 0) {
-        numUsed++;
-        numFilled += fill[b];
-      }
-    }
+    const kv = this.scheduler.kvGauges();
     return {
       numRunning: this.scheduler.running.length,
       numWaiting: this.scheduler.numWaiting,
       numSwapped: this.scheduler.swapped.length,
-      kvUsage: numUsed / kv.numGpuBlocks,
-      kvFragmentation: numUsed > 0 ? 1 - numFilled / (numUsed * kv.blockSize) : 0,
-      cpuUsage: kv.numCpuBlocks > 0 ? 1 - kv.numFreeCpuBlocks / kv.numCpuBlocks : 0,
+      numRunningSeqs: this.scheduler.numRunningSeqSlots(),
+      kvUsage: kv.usage,
+      kvFragmentation: kv.fragmentation,
+      cpuUsage: kv.cpuUsage,
       numPrefixQueryTokens: kv.stats.numPrefixQueryTokens,
       numPrefixHitTokens: kv.stats.numPrefixHitTokens,
     };
@@ -364,31 +406,20 @@ export class Engine {
     return this.metrics.prometheus(this.gauges(), this.modelName);
   }
 
-  /** Plain data for the views (typed arrays for per-block state; postMessage-friendly). */
-  snapshot(): EngineSnapshot {
-    const kv = this.scheduler.kv;
-    const numGpu = kv.numGpuBlocks;
-    const ownerSeqId = new Int32Array(numGpu).fill(-1);
-    const cpuOwner = new Int32Array(kv.numCpuBlocks).fill(-1);
-    const holders = new Map<number, number[]>();
-    for (const [seqId, st] of kv.entries()) {
-      for (const b of st.blockTable) {
-        if (st.location === 'cpu') {
-          if (cpuOwner[b] < 0 || seqId < cpuOwner[b]) cpuOwner[b] = seqId;
-          continue;
-        }
-        if (ownerSeqId[b] < 0 || seqId < ownerSeqId[b]) ownerSeqId[b] = seqId;
-        if (kv.pool.refCounts[b] > 1) {
-          const list = holders.get(b) ?? [];
-          list.push(seqId);
-          holders.set(b, list);
-        }
-      }
-    }
-    const cached = new Uint8Array(numGpu);
-    for (let b = 0; b < numGpu; b++) cached[b] = kv.pool.blockHashes[b] >= 0 ? 1 : 0;
-    const sharedBlockOwners: Record<number, number[]> = {};
-    for (const [b, list] of holders) sharedBlockOwners[b] = list.sort((x, y) => x - y);
+  /** The step records after `sinceStepIndex` (-1: none), oldest first. */
+  stepsSince(sinceStepIndex: number): StepRecord[] {
+    if (sinceStepIndex < 0) return [];
+    const out: StepRecord[] = [];
+    for (let i = this.stepRecords.length - 1; i >= 0 && this.stepRecords[i].stepIndex > sinceStepIndex; i--) out.push(this.stepRecords[i]);
+    return out.reverse();
+  }
+
+  /**
+   * Plain data for the views (typed arrays for per-block state; postMessage-friendly), with the
+   * step records after `sinceStepIndex` (-1: none).
+   */
+  snapshot(sinceStepIndex = -1): EngineSnapshot {
+    const kv = this.scheduler.kvBlockView();
     const requests: RequestView[] = [];
     for (const r of this.scheduler.live) requests.push(requestView(r));
     for (const r of this.recentEnded) requests.push(requestView(r));
@@ -396,9 +427,12 @@ export class Engine {
       nowMs: this.clock.nowMs(),
       stepIndex: this.scheduler.stepIndex,
       config: { ...this.config },
-      gpuBlocks: { refCount: kv.pool.refCounts.slice(), numFilled: kv.blockFill(), ownerSeqId, cached },
-      sharedBlockOwners,
-      cpuBlocks: { refCount: kv.cpuRefCounts.slice(), ownerSeqId: cpuOwner },
+      gpuBlocks: { refCount: kv.gpu.refCount, numFilled: kv.gpu.numFilled, ownerSeqId: kv.gpu.ownerSeqId, cached: kv.gpu.cached },
+      sharedBlockOwners: kv.sharedBlockOwners,
+      cpuBlocks: { refCount: kv.cpu.refCount, ownerSeqId: kv.cpu.ownerSeqId },
+      blockTables: kv.blockTables,
+      blockHashes: kv.gpu.hashes,
+      recentSteps: this.stepsSince(sinceStepIndex),
       queues: {
         running: this.scheduler.running.map((r) => r.requestId),
         waiting: this.scheduler.waiting.map((r) => r.requestId),
@@ -406,10 +440,19 @@ export class Engine {
         pending: this.pending.size,
       },
       requests,
-      lastStep: this.lastStepView,
+      lastStep: this.stepRecords.at(-1) ?? null,
       metrics: this.metricsSummary(),
       fairShareCounters: this.scheduler.policy.counters(),
     };
+  }
+
+  /** Closes a step: its view, the request events and the KV events since the previous one. */
+  private recordStep(view: StepView): StepRecord {
+    const record: StepRecord = { ...view, ...this.pendingRequestEvents, kvEvents: this.scheduler.takeKvEvents() };
+    this.pendingRequestEvents = { preempted: [], rejected: [], finished: [] };
+    this.stepRecords.push(record);
+    if (this.stepRecords.length > this.numStepRecords) this.stepRecords.splice(0, this.stepRecords.length - this.numStepRecords);
+    return record;
   }
 
   private applyCancel(requestId: string): void {
@@ -449,6 +492,9 @@ export class Engine {
 
   private emit(e: EngineEvent): void {
     if (this.recordEvents) this.eventLog.push(e);
+    if (e.type === 'preempted') this.pendingRequestEvents.preempted.push(e.requestId);
+    else if (e.type === 'rejected') this.pendingRequestEvents.rejected.push(e.requestId);
+    else if (e.type === 'finished' || e.type === 'failed') this.pendingRequestEvents.finished.push(e.requestId);
     if (e.type === 'finished' || e.type === 'failed' || e.type === 'rejected') {
       const r = this.scheduler.requests.get(e.requestId);
       if (r) {

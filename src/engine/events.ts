@@ -43,4 +43,32 @@ export type EngineEvent =
     };
 
 export type EngineEventType = EngineEvent['type'];
+
+/**
+ * What the KV cache did, as the block pool and the KV cache manager report it (like vLLM v1's
+ * KV cache events): drained once per step with KvCacheManager.takeEvents() and carried in the
+ * step's record, so views draw what happened instead of guessing it from two snapshots.
+ * Block ids are GPU blocks unless named cpuBlockId.
+ */
+export type KvEvent =
+  /** A free block went to a sequence (after 'evicted' when it held cached content). */
+  | { type: 'allocated'; blockId: number; seqId: number }
+  /** A cached, free block was reused for other content: its prefix is gone from the cache. */
+  | { type: 'evicted'; blockId: number; hash: number }
+  /** The last table holding the block let go (a cached block stays in the cache, evictable). */
+  | { type: 'freed'; blockId: number }
+  /** A full, computed block entered the prefix cache. */
+  | { type: 'cached'; blockId: number; hash: number }
+  /** A new sequence starts from a cached block (prefix-cache hit; it may revive a free block). */
+  | { type: 'cacheHit'; blockId: number; seqId: number }
+  /** A forked sequence shares the parent's block by reference. */
+  | { type: 'shared'; blockId: number; seqId: number }
+  /** Copy-on-write: the sequence's first write into a shared block gets it a private copy. */
+  | { type: 'copied'; srcBlockId: number; dstBlockId: number; seqId: number }
+  | { type: 'swappedOut'; blockId: number; cpuBlockId: number }
+  | { type: 'swappedIn'; cpuBlockId: number; blockId: number }
+  /** Every cached block forgotten (the executor's memory was lost). */
+  | { type: 'cacheCleared' };
+
+export type KvEventType = KvEvent['type'];
 export type EventListener = (event: EngineEvent) => void;

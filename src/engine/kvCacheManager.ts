@@ -16,8 +16,14 @@
  *     (a hit can never hand out K/V of different tokens);
  *  6. the free queue and the cache index are consistent (BlockPool.assertConsistent).
  * The scheduler adds: each live sequence's numSlots equals its numComputedTokens after a step.
+ *
+ * Sealed: its pool and tables are private. Others read it through a small API (usage(),
+ * fragmentation(), blockView(), location(), blockTable()...) and learn what it did from the KV
+ * events it records (allocated, freed, cached, cache hit, evicted, copied, swapped out/in),
+ * drained once per step with takeEvents(), as vLLM v1's KVCacheManager.take_events() does.
  */
 import type { BlockCopy, BlockSwap } from './types.ts';
+import type { KvEvent } from './events.ts';
 import { BlockPool, NO_HASH } from './blockPool.ts';
 import { hashBlockTokens, ROOT_BLOCK_HASH } from './hash.ts';
 
@@ -77,14 +83,35 @@ export interface KvStats {
   numSwappedInBlocks: number;
 }
 
+/** The whole pool's state at one moment, for views: plain data (typed arrays), owned by the caller. */
+export interface KvBlockView {
+  gpu: {
+    refCount: Int32Array; // [numGpuBlocks]
+    numFilled: Int32Array; // [numGpuBlocks] token slots holding K/V (most of any holder)
+    ownerSeqId: Int32Array; // [numGpuBlocks] one holder (lowest seqId), -1 when free
+    cached: Uint8Array; // [numGpuBlocks] 1 when the block is in the prefix cache (free + cached = evictable)
+    hashes: Float64Array; // [numGpuBlocks] prefix-cache hash, -1 when none
+  };
+  /** blockId -> every holder, for GPU blocks held by more than one sequence. */
+  sharedBlockOwners: Record<number, number[]>;
+  cpu: {
+    refCount: Int32Array; // [numCpuBlocks]
+    ownerSeqId: Int32Array; // [numCpuBlocks] -1 when free
+  };
+  /** seqId -> its block table (GPU block ids, or CPU block ids while swapped), logical order. */
+  blockTables: Record<number, number[]>;
+}
+
 export class KvCacheManager {
   readonly blockSize: number;
   readonly numCpuBlocks: number;
   readonly enablePrefixCaching: boolean;
-  readonly pool: BlockPool;
+  private readonly pool: BlockPool;
   /** [numCpuBlocks] references to each CPU swap block. */
-  readonly cpuRefCounts: Int32Array;
-  readonly stats: KvStats = {
+  private readonly cpuRefCounts: Int32Array;
+  /** What happened since the last takeEvents(), in order. */
+  private events: KvEvent[] = [];
+  private readonly statsData: KvStats = {
     numPrefixQueryTokens: 0,
     numPrefixHitTokens: 0,
     numPrefixQueries: 0,
@@ -103,10 +130,43 @@ export class KvCacheManager {
     this.blockSize = config.blockSize;
     this.numCpuBlocks = config.numCpuBlocks;
     this.enablePrefixCaching = config.enablePrefixCaching;
-    this.pool = new BlockPool(config.numGpuBlocks);
+    this.pool = new BlockPool(config.numGpuBlocks, (e) => this.events.push(e));
     this.cpuRefCounts = new Int32Array(config.numCpuBlocks);
     this.cpuFree = [];
     for (let b = config.numCpuBlocks - 1; b >= 0; b--) this.cpuFree.push(b);
+  }
+
+  /** Counters since construction. */
+  get stats(): Readonly<KvStats> {
+    return this.statsData;
+  }
+
+  /** The KV events since the last call, oldest first (the caller owns the array). */
+  takeEvents(): KvEvent[] {
+    const out = this.events;
+    this.events = [];
+    return out;
+  }
+
+  /** Block tables holding this GPU block. */
+  refCount(blockId: number): number {
+    return this.pool.refCount(blockId);
+  }
+  /** Swapped-out table entries holding this CPU block. */
+  cpuRefCount(cpuBlockId: number): number {
+    return this.cpuRefCounts[cpuBlockId];
+  }
+  /** Free GPU blocks in the order they will be taken (head first). */
+  freeQueue(): number[] {
+    return this.pool.freeQueue();
+  }
+  /** The GPU block caching this content hash, or -1. */
+  cachedBlockOf(hash: number): number {
+    return this.pool.lookup(hash);
+  }
+  /** Cached free blocks reused for other content, since construction. */
+  get numEvictions(): number {
+    return this.pool.numEvictions;
   }
 
   get numGpuBlocks(): number {
@@ -182,7 +242,7 @@ export class KvCacheManager {
     const sharedIdx: number[] = [];
     if (st && numNewTokens > 0) {
       const last = Math.min(Math.ceil(numSlotsAfter / bs), numBlocksBefore) - 1;
-      for (let i = Math.floor(numSlotsBefore / bs); i <= last; i++) if (this.pool.refCounts[st.blockTable[i]] > 1) sharedIdx.push(i);
+      for (let i = Math.floor(numSlotsBefore / bs); i <= last; i++) if (this.pool.refCount(st.blockTable[i]) > 1) sharedIdx.push(i);
     }
     let numRevived = 0;
     for (const b of cachedBlockIds) if (this.pool.isFree(b)) numRevived++;
@@ -195,12 +255,13 @@ export class KvCacheManager {
       for (const b of cachedBlockIds) {
         this.pool.retain(b);
         entry.blockTable.push(b);
+        this.events.push({ type: 'cacheHit', blockId: b, seqId: seq.seqId });
       }
       if (this.enablePrefixCaching) {
-        this.stats.numPrefixQueries++;
-        this.stats.numPrefixQueryTokens += seq.tokenIds.length;
-        this.stats.numPrefixHitTokens += cachedBlockIds.length * bs;
-        if (cachedBlockIds.length > 0) this.stats.numPrefixHits++;
+        this.statsData.numPrefixQueries++;
+        this.statsData.numPrefixQueryTokens += seq.tokenIds.length;
+        this.statsData.numPrefixHitTokens += cachedBlockIds.length * bs;
+        if (cachedBlockIds.length > 0) this.statsData.numPrefixHits++;
       }
     }
     entry.numReservedBlocks = numReserved;
@@ -209,9 +270,11 @@ export class KvCacheManager {
       // First write into a shared block: this sequence gets a private one.
       const src = entry.blockTable[i];
       const dst = this.pool.allocate();
+      this.events.push({ type: 'allocated', blockId: dst, seqId: seq.seqId });
       if (i * bs < numSlotsBefore) {
         copies.push({ srcBlock: src, dstBlock: dst });
-        this.stats.numCowCopies++;
+        this.events.push({ type: 'copied', srcBlockId: src, dstBlockId: dst, seqId: seq.seqId });
+        this.statsData.numCowCopies++;
       }
       this.pool.release(src);
       entry.blockTable[i] = dst;
@@ -219,6 +282,7 @@ export class KvCacheManager {
     const newBlockIds: number[] = [];
     for (let i = 0; i < numNewBlocks; i++) {
       const b = this.pool.allocate();
+      this.events.push({ type: 'allocated', blockId: b, seqId: seq.seqId });
       entry.blockTable.push(b);
       newBlockIds.push(b);
     }
@@ -247,7 +311,10 @@ export class KvCacheManager {
     const st = this.seqs.get(parent.seqId);
     if (!st || st.location !== 'gpu') throw new Error(`fork: seq ${parent.seqId} has no GPU blocks`);
     if (this.seqs.has(child.seqId)) throw new Error(`fork: seq ${child.seqId} already exists`);
-    for (const b of st.blockTable) this.pool.retain(b);
+    for (const b of st.blockTable) {
+      this.pool.retain(b);
+      this.events.push({ type: 'shared', blockId: b, seqId: child.seqId });
+    }
     this.seqs.set(child.seqId, {
       seq: child,
       blockTable: st.blockTable.slice(),
@@ -295,6 +362,7 @@ export class KvCacheManager {
       const cpuBlock = this.cpuFree.pop()!;
       cpuOf.set(gpuBlock, cpuBlock);
       swaps.push({ gpuBlock, cpuBlock });
+      this.events.push({ type: 'swappedOut', blockId: gpuBlock, cpuBlockId: cpuBlock });
     }
     for (const st of entries) {
       for (let i = st.blockTable.length - 1; i >= 0; i--) {
@@ -306,7 +374,7 @@ export class KvCacheManager {
       }
       st.location = 'cpu';
     }
-    this.stats.numSwappedOutBlocks += swaps.length;
+    this.statsData.numSwappedOutBlocks += swaps.length;
     return swaps;
   }
 
@@ -332,6 +400,7 @@ export class KvCacheManager {
       const gpuBlock = this.pool.allocate();
       gpuOf.set(cpuBlock, gpuBlock);
       swaps.push({ gpuBlock, cpuBlock });
+      this.events.push({ type: 'swappedIn', cpuBlockId: cpuBlock, blockId: gpuBlock });
     }
     const fresh = new Set<number>(gpuOf.values());
     for (const st of entries) {
@@ -349,12 +418,71 @@ export class KvCacheManager {
         for (let i = 0; i < st.numCommittedBlocks; i++) this.pool.cache(st.blockTable[i], st.seq.blockHashes[i]);
       }
     }
-    this.stats.numSwappedInBlocks += swaps.length;
+    this.statsData.numSwappedInBlocks += swaps.length;
     return swaps;
   }
 
+  /** Share of GPU blocks held by at least one table. */
+  usage(): number {
+    return (this.pool.numBlocks - this.pool.numFree) / this.pool.numBlocks;
+  }
+
+  /** Share of the CPU swap pool in use (0 without one). */
+  cpuUsage(): number {
+    return this.numCpuBlocks > 0 ? 1 - this.cpuFree.length / this.numCpuBlocks : 0;
+  }
+
+  /** Internal fragmentation: the share of token slots in held GPU blocks that hold no K/V. */
+  fragmentation(): number {
+    const fill = this.blockFill();
+    let numUsed = 0;
+    let numFilled = 0;
+    for (let b = 0; b < fill.length; b++) {
+      if (this.pool.refCount(b) > 0) {
+        numUsed++;
+        numFilled += fill[b];
+      }
+    }
+    return numUsed > 0 ? 1 - numFilled / (numUsed * this.blockSize) : 0;
+  }
+
+  /** The whole pool as plain data (copies), for views and snapshots. */
+  blockView(): KvBlockView {
+    const numGpu = this.pool.numBlocks;
+    const ownerSeqId = new Int32Array(numGpu).fill(-1);
+    const cpuOwner = new Int32Array(this.numCpuBlocks).fill(-1);
+    const holders = new Map<number, number[]>();
+    const blockTables: Record<number, number[]> = {};
+    for (const [seqId, st] of this.seqs) {
+      blockTables[seqId] = st.blockTable.slice();
+      for (const b of st.blockTable) {
+        if (st.location === 'cpu') {
+          if (cpuOwner[b] < 0 || seqId < cpuOwner[b]) cpuOwner[b] = seqId;
+          continue;
+        }
+        if (ownerSeqId[b] < 0 || seqId < ownerSeqId[b]) ownerSeqId[b] = seqId;
+        if (this.pool.refCount(b) > 1) {
+          const list = holders.get(b) ?? [];
+          list.push(seqId);
+          holders.set(b, list);
+        }
+      }
+    }
+    const hashes = this.pool.copyHashes();
+    const cached = new Uint8Array(numGpu);
+    for (let b = 0; b < numGpu; b++) cached[b] = hashes[b] !== NO_HASH ? 1 : 0;
+    const sharedBlockOwners: Record<number, number[]> = {};
+    for (const [b, list] of holders) sharedBlockOwners[b] = list.sort((x, y) => x - y);
+    return {
+      gpu: { refCount: this.pool.copyRefCounts(), numFilled: this.blockFill(), ownerSeqId, cached, hashes },
+      sharedBlockOwners,
+      cpu: { refCount: this.cpuRefCounts.slice(), ownerSeqId: cpuOwner },
+      blockTables,
+    };
+  }
+
   /** Per GPU block: the most token slots any holder fills in it (0 for free blocks). */
-  blockFill(): Int32Array {
+  private blockFill(): Int32Array {
     const fill = new Int32Array(this.pool.numBlocks);
     for (const st of this.seqs.values()) {
       if (st.location !== 'gpu') continue;
@@ -367,9 +495,9 @@ export class KvCacheManager {
     return fill;
   }
 
-  /** Live sequences and their tables, for snapshots. */
-  entries(): IterableIterator<[number, { blockTable: readonly number[]; location: 'gpu' | 'cpu'; numSlots: number }]> {
-    return this.seqs.entries();
+  /** Sequences holding blocks (on the GPU or in the CPU pool). */
+  get numTrackedSeqs(): number {
+    return this.seqs.size;
   }
 
   assertInvariants(): void {
@@ -386,7 +514,7 @@ export class KvCacheManager {
         if (st.location === 'gpu') {
           if (!(b >= 0 && b < this.pool.numBlocks)) throw new Error(`seq ${seqId} holds invalid GPU block ${b}`);
           gpuRefs[b]++;
-          const h = this.pool.blockHashes[b];
+          const h = this.pool.hashOf(b);
           if (h !== NO_HASH && i < st.seq.blockHashes.length && st.seq.blockHashes[i] !== h) {
             throw new Error(`seq ${seqId} logical block ${i} is GPU block ${b} cached as ${h}, but its tokens hash to ${st.seq.blockHashes[i]}`);
           }
@@ -398,8 +526,8 @@ export class KvCacheManager {
       }
     }
     for (let b = 0; b < this.pool.numBlocks; b++) {
-      if (gpuRefs[b] !== this.pool.refCounts[b]) {
-        throw new Error(`GPU block ${b} has refCount ${this.pool.refCounts[b]} but ${gpuRefs[b]} table entries hold it`);
+      if (gpuRefs[b] !== this.pool.refCount(b)) {
+        throw new Error(`GPU block ${b} has refCount ${this.pool.refCount(b)} but ${gpuRefs[b]} table entries hold it`);
       }
     }
     const freeSeen = new Uint8Array(this.numCpuBlocks);

@@ -80,6 +80,8 @@ export interface MetricsGauges {
   numRunning: number;
   numWaiting: number;
   numSwapped: number;
+  /** Sequence slots taken by running requests (a request with n samples takes n). */
+  numRunningSeqs: number;
   /** Fraction of GPU blocks held by sequences. */
   kvUsage: number;
   /** Fraction of slots in held GPU blocks that hold no token (internal fragmentation). */

@@ -13,6 +13,7 @@
  * The preemption victim is always the running request that ranks last.
  */
 import type { Request } from './request.ts';
+import { Heap } from './heap.ts';
 
 export type PolicyName = 'fcfs' | 'priority' | 'edf' | 'sjf' | 'fair';
 export const POLICY_NAMES: readonly PolicyName[] = ['fcfs', 'priority', 'edf', 'sjf', 'fair'];
@@ -30,67 +31,6 @@ export const DEFAULT_FAIR_SHARE: FairShareConfig = { prefillTokenWeight: 1, deco
 
 function byArrival(a: Request, b: Request): number {
   return a.arrivalMs - b.arrivalMs || a.order - b.order;
-}
-
-/** A binary heap; `remove` is O(n) (cancellations and timeouts only). */
-export class Heap<T> {
-  private readonly items: T[] = [];
-  constructor(private readonly less: (a: T, b: T) => boolean) {}
-  get size(): number {
-    return this.items.length;
-  }
-  peek(): T | undefined {
-    return this.items[0];
-  }
-  push(x: T): void {
-    this.items.push(x);
-    this.up(this.items.length - 1);
-  }
-  pop(): T | undefined {
-    const top = this.items[0];
-    const last = this.items.pop();
-    if (this.items.length > 0 && last !== undefined) {
-      this.items[0] = last;
-      this.down(0);
-    }
-    return top;
-  }
-  remove(x: T): boolean {
-    const i = this.items.indexOf(x);
-    if (i < 0) return false;
-    const last = this.items.pop()!;
-    if (i < this.items.length) {
-      this.items[i] = last;
-      this.down(i);
-      this.up(i);
-    }
-    return true;
-  }
-  values(): readonly T[] {
-    return this.items;
-  }
-  private up(i: number): void {
-    const a = this.items;
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      if (!this.less(a[i], a[p])) break;
-      [a[i], a[p]] = [a[p], a[i]];
-      i = p;
-    }
-  }
-  private down(i: number): void {
-    const a = this.items;
-    for (;;) {
-      const l = 2 * i + 1;
-      const r = l + 1;
-      let m = i;
-      if (l < a.length && this.less(a[l], a[m])) m = l;
-      if (r < a.length && this.less(a[r], a[m])) m = r;
-      if (m === i) break;
-      [a[i], a[m]] = [a[m], a[i]];
-      i = m;
-    }
-  }
 }
 
 /** A policy: a total order over requests plus its waiting queue. */

@@ -3,6 +3,13 @@
  * With topK = 0 this is llama2.c run.c's sampler step for step: temperature, softmax, one coin
  * from its xorshift64* generator, then multinomial or nucleus (top-p) sampling. Top-k, when set,
  * keeps only the k largest logits before the softmax.
+ *
+ * Every step is run.c's float arithmetic, rounded where C rounds: the temperature and top-p are
+ * float32 (run.c reads them with atof into a float, so 0.8 means Math.fround(0.8)), each + - * /
+ * of two floats is done in double and rounded once (exactly the float result: a double holds more
+ * than twice a float's precision), and expf is Math.fround(Math.exp(x)) (glibc's expf is correctly
+ * rounded; this matches it except where exp(x) lies within a double ulp of a float rounding
+ * boundary). Sampled text at bit-identical logits then matches run.c's, seed for seed.
  */
 import type { SamplingParams, SeqOutput } from './types.ts';
 
@@ -57,7 +64,8 @@ export function validateSamplingParams(p: SamplingParams): void {
   if (!Number.isInteger(p.topK) || p.topK < 0) {
     throw new RangeError(`top_k must be an integer >= 0, got ${p.topK}`);
   }
-  if (!Number.isFinite(p.seed)) throw new RangeError(`seed must be a number, got ${p.seed}`);
+  // The xorshift state is the seed modulo 2^64 (a negative seed -s is 2^64 - s, as in run.c).
+  if (!Number.isInteger(p.seed)) throw new RangeError(`seed must be an integer, got ${p.seed}`);
 }
 
 /** Index of the largest value, first on ties (run.c's sample_argmax). */
@@ -67,11 +75,21 @@ export function argmaxOf(x: Float32Array): number {
   return best;
 }
 
-/** Probabilities after temperature, top-k and a float32 softmax, as run.c computes them. */
+const f32 = Math.fround;
+
+/** run.c's expf: a float result of a float argument. */
+const expf = (x: number): number => f32(Math.exp(x));
+
+/**
+ * Probabilities after temperature, top-k and a float32 softmax, as run.c computes them: each logit
+ * divided by the float temperature in float, then softmax(x) in float (max, x - max, expf, a float
+ * sum in order, x / sum).
+ */
 export function probabilities(logits: Float32Array, temperature: number, topK: number): Float32Array {
   const n = logits.length;
-  const probs = new Float32Array(n);
-  for (let i = 0; i < n; i++) probs[i] = logits[i] / temperature;
+  const t = f32(temperature);
+  const probs = new Float32Array(n); // every store rounds to float
+  for (let i = 0; i < n; i++) probs[i] = logits[i] / t;
   if (topK > 0 && topK < n) {
     const kth = [...probs].sort((a, b) => b - a)[topK - 1];
     // Keep exactly topK entries: the strictly larger ones, then ties at the kth value by index.
@@ -82,46 +100,50 @@ export function probabilities(logits: Float32Array, temperature: number, topK: n
       else probs[i] = -Infinity;
     }
   }
-  let max = -Infinity;
-  for (let i = 0; i < n; i++) if (probs[i] > max) max = probs[i];
+  let max = probs[0];
+  for (let i = 1; i < n; i++) if (probs[i] > max) max = probs[i];
   let sum = 0;
   for (let i = 0; i < n; i++) {
-    probs[i] = Math.exp(probs[i] - max);
-    sum = Math.fround(sum + probs[i]);
+    probs[i] = expf(f32(probs[i] - max));
+    sum = f32(sum + probs[i]);
   }
   for (let i = 0; i < n; i++) probs[i] = probs[i] / sum;
   return probs;
 }
 
+/** run.c's sample_mult: the first index whose float cdf exceeds the coin. */
 function sampleMult(probs: Float32Array, coin: number): number {
   let cdf = 0;
   for (let i = 0; i < probs.length; i++) {
-    cdf = Math.fround(cdf + probs[i]);
+    cdf = f32(cdf + probs[i]);
     if (coin < cdf) return i;
   }
   return probs.length - 1;
 }
 
+/** run.c's sample_topp; topP is already a float32. */
 function sampleTopP(probs: Float32Array, topP: number, coin: number): number {
   const n = probs.length;
   // Tokens below the cutoff can never be in the nucleus; dropping them first keeps the sort small.
-  const cutoff = Math.fround((1 - topP) / (n - 1));
+  // run.c: (1.0f - topp) / (n - 1), both steps in float.
+  const cutoff = f32(f32(1 - topP) / f32(n - 1));
   const candidates: number[] = [];
   for (let i = 0; i < n; i++) if (probs[i] >= cutoff) candidates.push(i);
+  // Descending probability; ties in index order (glibc's qsort sorts this array with a stable merge sort).
   candidates.sort((a, b) => probs[b] - probs[a] || a - b);
   let cumulative = 0;
   let last = candidates.length - 1;
   for (let i = 0; i < candidates.length; i++) {
-    cumulative = Math.fround(cumulative + probs[candidates[i]]);
+    cumulative = f32(cumulative + probs[candidates[i]]);
     if (cumulative > topP) {
       last = i;
       break;
     }
   }
-  const r = Math.fround(coin * cumulative);
+  const r = f32(coin * cumulative);
   let cdf = 0;
   for (let i = 0; i <= last; i++) {
-    cdf = Math.fround(cdf + probs[candidates[i]]);
+    cdf = f32(cdf + probs[candidates[i]]);
     if (r < cdf) return candidates[i];
   }
   return candidates[last];
@@ -130,19 +152,22 @@ function sampleTopP(probs: Float32Array, topP: number, coin: number): number {
 export function createSampler(params: SamplingParams): Sampler {
   validateSamplingParams(params);
   const rng = new XorShiftRng(params.seed);
+  // run.c holds both in floats and tests them as floats (a temperature below float's range is greedy).
+  const temperature = f32(params.temperature);
+  const topP = f32(params.topP);
   const sampleLogits = (logits: Float32Array): number => {
-    if (params.temperature === 0) return argmaxOf(logits);
-    const probs = probabilities(logits, params.temperature, params.topK);
+    if (temperature === 0) return argmaxOf(logits);
+    const probs = probabilities(logits, temperature, params.topK);
     const coin = rng.nextF32();
-    if (params.topP <= 0 || params.topP >= 1) return sampleMult(probs, coin);
-    return sampleTopP(probs, params.topP, coin);
+    if (topP <= 0 || topP >= 1) return sampleMult(probs, coin);
+    return sampleTopP(probs, topP, coin);
   };
   return {
     params,
     rng,
     sampleLogits,
     sample(out: SeqOutput): number {
-      if (params.temperature === 0) return out.argmax;
+      if (temperature === 0) return out.argmax;
       if (!out.logits) {
         throw new Error(`sequence ${out.seqId} samples at temperature ${params.temperature} but the executor returned no logits`);
       }

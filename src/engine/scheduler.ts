@@ -18,74 +18,13 @@
  *  6. the KV cache manager's own invariants hold.
  */
 import type { BlockCopy, BlockSwap, ScheduledSeq, SeqOutput, StepOutput, StepPlan } from './types.ts';
-import { KvCacheManager } from './kvCacheManager.ts';
-import { createPolicy, DEFAULT_FAIR_SHARE, POLICY_NAMES, type FairShareConfig, type Policy, type PolicyName } from './policies.ts';
+import { KvCacheManager, type KvBlockView, type KvStats } from './kvCacheManager.ts';
+import { createPolicy, type Policy } from './policies.ts';
+import { assertValidConfig, DEFAULT_SCHEDULER_CONFIG, validateLiveChanges, type SchedulerConfig } from './config.ts';
 import { Request, Sequence, createSequenceSampler, type FailReason, type FinishReason, type RejectReason } from './request.ts';
-import type { EngineEvent, PreemptionMode } from './events.ts';
+import type { EngineEvent, KvEvent, PreemptionMode } from './events.ts';
 
-export type BatchingMode = 'continuous' | 'static';
-
-export interface SchedulerConfig {
-  blockSize: number;
-  numGpuBlocks: number;
-  numCpuBlocks: number;
-  enablePrefixCaching: boolean;
-  /** Token budget of one step. */
-  maxNumBatchedTokens: number;
-  /** Sequences per step at most (a request with n samples counts n). */
-  maxNumSeqs: number;
-  /** Context length: prompt + output tokens of a sequence at most. */
-  maxModelLen: number;
-  /** Split long prompts across steps; without it a prompt must fit the remaining budget whole. */
-  enableChunkedPrefill: boolean;
-  policy: PolicyName;
-  preemptionMode: PreemptionMode;
-  batching: BatchingMode;
-  fairShare: FairShareConfig;
-  /** Admission: waiting requests at most (Infinity: no cap). */
-  maxQueueLength: number;
-  /** Admission: in-flight (waiting + running + swapped) requests per tenant at most. */
-  tenantMaxInFlight: Record<string, number>;
-  /** A request older than this (since arrival) fails with 'timeout'. */
-  requestTimeoutMs: number;
-  /**
-   * 'max-length' reserves each sequence's final length (prompt + maxTokens) when it is admitted,
-   * as contiguous allocators do; 'none' is paging proper (blocks on demand).
-   */
-  kvPreallocation: 'none' | 'max-length';
-}
-
-/** Settings Scheduler.reconfigure() may change while requests are in flight. */
-export const LIVE_CONFIG_KEYS: ReadonlySet<keyof SchedulerConfig> = new Set<keyof SchedulerConfig>([
-  'maxNumBatchedTokens',
-  'maxNumSeqs',
-  'enableChunkedPrefill',
-  'policy',
-  'preemptionMode',
-  'fairShare',
-  'maxQueueLength',
-  'tenantMaxInFlight',
-  'requestTimeoutMs',
-]);
-
-export const DEFAULT_SCHEDULER_CONFIG: SchedulerConfig = {
-  blockSize: 16,
-  numGpuBlocks: 256,
-  numCpuBlocks: 256,
-  enablePrefixCaching: true,
-  maxNumBatchedTokens: 512,
-  maxNumSeqs: 64,
-  maxModelLen: 512,
-  enableChunkedPrefill: true,
-  policy: 'fcfs',
-  preemptionMode: 'recompute',
-  batching: 'continuous',
-  fairShare: DEFAULT_FAIR_SHARE,
-  maxQueueLength: Infinity,
-  tenantMaxInFlight: {},
-  requestTimeoutMs: Infinity,
-  kvPreallocation: 'none',
-};
+export { DEFAULT_SCHEDULER_CONFIG, LIVE_CONFIG_KEYS, type BatchingMode, type SchedulerConfig } from './config.ts';
 
 /** One sequence's work this step. */
 export interface SeqWork {
@@ -120,7 +59,7 @@ interface StepContext {
 
 export class Scheduler {
   readonly config: SchedulerConfig;
-  readonly kv: KvCacheManager;
+  private readonly kv: KvCacheManager;
   private policyImpl: Policy;
   /** Running requests, in admission order. */
   readonly running: Request[] = [];
@@ -145,15 +84,8 @@ export class Scheduler {
   private readonly staticProgress = new Map<Request, number>();
 
   constructor(config: Partial<SchedulerConfig>, private readonly emit: (e: EngineEvent) => void = () => {}) {
-    this.config = { ...DEFAULT_SCHEDULER_CONFIG, ...config };
+    this.config = assertValidConfig({ ...DEFAULT_SCHEDULER_CONFIG, ...config });
     const c = this.config;
-    for (const [k, v] of Object.entries({ maxNumBatchedTokens: c.maxNumBatchedTokens, maxNumSeqs: c.maxNumSeqs, maxModelLen: c.maxModelLen })) {
-      if (!Number.isInteger(v) || v <= 0) throw new RangeError(`${k} must be a positive integer, got ${v}`);
-    }
-    if (!c.enableChunkedPrefill && c.maxNumBatchedTokens < c.maxModelLen) {
-      // A preempted sequence re-prefills up to maxModelLen tokens in one step.
-      throw new RangeError(`without chunked prefill maxNumBatchedTokens (${c.maxNumBatchedTokens}) must be >= maxModelLen (${c.maxModelLen})`);
-    }
     this.kv = new KvCacheManager({
       blockSize: c.blockSize,
       numGpuBlocks: c.numGpuBlocks,
@@ -173,19 +105,7 @@ export class Scheduler {
    * the batching mode are fixed for an engine's life: changing those throws.
    */
   reconfigure(changes: Partial<SchedulerConfig>): void {
-    for (const [key, value] of Object.entries(changes) as [keyof SchedulerConfig, unknown][]) {
-      if (!LIVE_CONFIG_KEYS.has(key) && JSON.stringify(value) !== JSON.stringify(this.config[key])) {
-        throw new RangeError(`${key} cannot change while the engine runs; start a new engine`);
-      }
-    }
-    const next = { ...this.config, ...changes };
-    for (const k of ['maxNumBatchedTokens', 'maxNumSeqs'] as const) {
-      if (!Number.isInteger(next[k]) || next[k] <= 0) throw new RangeError(`${k} must be a positive integer, got ${next[k]}`);
-    }
-    if (!next.enableChunkedPrefill && next.maxNumBatchedTokens < next.maxModelLen) {
-      throw new RangeError(`without chunked prefill maxNumBatchedTokens (${next.maxNumBatchedTokens}) must be >= maxModelLen (${next.maxModelLen})`);
-    }
-    if (!POLICY_NAMES.includes(next.policy)) throw new RangeError(`unknown policy ${String(next.policy)}`);
+    const next = validateLiveChanges(this.config, changes);
     const policyChanged = next.policy !== this.config.policy || JSON.stringify(next.fairShare) !== JSON.stringify(this.config.fairShare);
     Object.assign(this.config, changes);
     if (policyChanged) {
@@ -194,6 +114,21 @@ export class Scheduler {
       this.policyImpl = createPolicy(next.policy, next.fairShare);
       for (let r = old.waiting.pop(); r; r = old.waiting.pop()) this.policyImpl.waiting.push(r);
     }
+  }
+
+  // ---- the KV cache, read through its small API ----
+
+  /** The pool as plain data (block tables, hashes, owners), for snapshots. */
+  kvBlockView(): KvBlockView {
+    return this.kv.blockView();
+  }
+  /** KV events since the last call (the engine drains them once per step). */
+  takeKvEvents(): KvEvent[] {
+    return this.kv.takeEvents();
+  }
+  kvGauges(): { usage: number; fragmentation: number; cpuUsage: number; numFreeGpuBlocks: number; numFreeCpuBlocks: number; stats: Readonly<KvStats> } {
+    const kv = this.kv;
+    return { usage: kv.usage(), fragmentation: kv.fragmentation(), cpuUsage: kv.cpuUsage(), numFreeGpuBlocks: kv.numFreeGpuBlocks, numFreeCpuBlocks: kv.numFreeCpuBlocks, stats: kv.stats };
   }
 
   get waiting(): Request[] {
@@ -749,8 +684,7 @@ export class Scheduler {
         if (!loc && s.numComputedTokens !== 0) throw new Error(`seq ${s.seqId} has ${s.numComputedTokens} computed tokens and no blocks`);
       }
     }
-    let numTracked = 0;
-    for (const _ of this.kv.entries()) numTracked++;
+    const numTracked = this.kv.numTrackedSeqs;
     if (numTracked !== numKvSeqs) throw new Error(`the KV cache manager tracks ${numTracked} sequences but live requests own ${numKvSeqs}`);
     if (this.numRunningSeqSlots() > this.config.maxNumSeqs) throw new Error(`running requests take ${this.numRunningSeqSlots()} sequence slots (max ${this.config.maxNumSeqs})`);
   }

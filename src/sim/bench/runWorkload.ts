@@ -4,7 +4,7 @@
  * step duration).
  */
 import { Engine } from '../../engine/engine.ts';
-import { VirtualClock } from '../../engine/clock.ts';
+import { isVirtualClock } from '../../engine/clock.ts';
 import type { SchedulerConfig } from '../../engine/scheduler.ts';
 import type { RequestSpec } from '../../engine/request.ts';
 import { percentile } from '../../engine/metrics.ts';
@@ -48,27 +48,18 @@ export async function runWorkload(
   engine.on((e) => {
     if (e.type === 'token') numOutputTokens++;
     if (e.type !== 'step') return;
-    const kv = engine.scheduler.kv;
-    const fill = kv.blockFill();
-    let held = 0;
-    let filled = 0;
-    for (let b = 0; b < fill.length; b++) {
-      if (kv.pool.refCounts[b] > 0) {
-        held++;
-        filled += fill[b];
-      }
-    }
-    const running = engine.scheduler.numRunningSeqSlots();
+    const g = engine.gauges();
+    const running = g.numRunningSeqs;
     const w = e.durationMs;
     weight += w;
-    if (held > 0) utilSum += w * (filled / (held * kv.blockSize));
-    else utilSum += w;
+    // Slot utilisation of the held blocks (1 with none held): 1 - internal fragmentation.
+    utilSum += w * (1 - g.kvFragmentation);
     seqSum += w * running;
-    usageSum += (w * held) / kv.numGpuBlocks;
+    usageSum += w * g.kvUsage;
     peak = Math.max(peak, running);
   });
   const startMs = clock.nowMs();
-  if (clock instanceof VirtualClock) await engine.runUntilIdle();
+  if (isVirtualClock(clock)) await engine.runUntilIdle();
   else {
     while (engine.hasWork()) {
       const r = await engine.step();
@@ -83,7 +74,7 @@ export async function runWorkload(
   const ttftMs: number[] = [];
   let numFinished = 0;
   let numRejected = 0;
-  for (const r of engine.scheduler.requests.values()) {
+  for (const r of engine.requests()) {
     if (r.state === 'rejected') numRejected++;
     if (r.state !== 'finished') continue;
     numFinished++;
@@ -94,7 +85,7 @@ export async function runWorkload(
   return {
     numFinished,
     numRejected,
-    numPreemptions: engine.scheduler.numPreemptions,
+    numPreemptions: engine.numPreemptions,
     makespanMs,
     numSteps: engine.metrics.numSteps,
     numOutputTokens,

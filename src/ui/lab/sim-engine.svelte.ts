@@ -10,7 +10,6 @@ import { generateWorkload, type WorkloadSpec } from '../../engine/workload.ts';
 import { SimExecutor } from '../../sim/simExecutor.ts';
 import { HARDWARE_PRESETS, MODEL_PRESETS } from '../../sim/presets.ts';
 import { kvCapacity, type KvCapacity } from '../../sim/kvCalculator.ts';
-import type { StepRecord } from '../../../workers/protocol.ts';
 import { LabState, type LabSnapshot } from './state.svelte.ts';
 import { DEFAULT_SCHEDULER_CONFIG } from '../../engine/scheduler.ts';
 
@@ -59,8 +58,6 @@ export class SimEngine {
   private engine: Engine | null = null;
   private executor: SimExecutor | null = null;
   private clock = new VirtualClock();
-  private steps: StepRecord[] = [];
-  private pendingEvents = { preempted: [] as string[], rejected: [] as string[], finished: [] as string[] };
   private frame = 0;
   private lastWallMs = NaN;
   private busy = false;
@@ -111,14 +108,8 @@ export class SimEngine {
         enablePrefixCaching: setup.batching === 'continuous',
       },
     });
-    engine.on((e) => {
-      if (e.type === 'preempted') this.pendingEvents.preempted.push(e.requestId);
-      else if (e.type === 'rejected') this.pendingEvents.rejected.push(e.requestId);
-      else if (e.type === 'finished' || e.type === 'failed') this.pendingEvents.finished.push(e.requestId);
-    });
     for (const spec of specs) engine.submit(spec);
     this.engine = engine;
-    this.steps = [];
     this.state.reset();
     this.lastWallMs = NaN;
     this.publish();
@@ -184,45 +175,27 @@ export class SimEngine {
     const engine = this.engine!;
     while (engine.hasWork() && this.clock.nowMs() < targetMs && performance.now() - startedMs < FRAME_BUDGET_MS) {
       const next = engine.nextArrivalMs();
-      if (!engine.scheduler.hasWork() && next !== null && next > targetMs) {
+      if (!engine.hasAdmittedWork() && next !== null && next > targetMs) {
         this.clock.advanceTo(targetMs);
         return;
       }
       const ran = await this.runOne();
       if (!ran && next === null) return;
     }
-    if (engine.hasWork() && this.clock.nowMs() < targetMs && !engine.scheduler.hasWork()) this.clock.advanceTo(targetMs);
+    if (engine.hasWork() && this.clock.nowMs() < targetMs && !engine.hasAdmittedWork()) this.clock.advanceTo(targetMs);
   }
 
   private async runOne(): Promise<boolean> {
     const engine = this.engine;
     if (!engine || !engine.hasWork()) return false;
     const r = await engine.step();
-    if (r.kind !== 'ran') return false;
-    this.steps.push({ ...r.step, ...this.pendingEvents });
-    this.pendingEvents = { preempted: [], rejected: [], finished: [] };
-    if (this.steps.length > 256) this.steps.splice(0, this.steps.length - 256);
-    return true;
+    return r.kind === 'ran';
   }
 
   private publish(): void {
     const engine = this.engine;
     if (!engine) return;
-    const snap = engine.snapshot();
-    const kv = engine.scheduler.kv;
-    const blockTables: Record<number, number[]> = {};
-    for (const [seqId, st] of kv.entries()) blockTables[seqId] = [...st.blockTable];
-    const since = this.state.lastStep;
-    const s: LabSnapshot = {
-      ...snap,
-      texts: {},
-      prompts: {},
-      host: null,
-      model: null,
-      recentSteps: this.steps.filter((x) => x.stepIndex > since),
-      blockTables,
-      blockHashes: kv.pool.blockHashes.slice(),
-    };
+    const s: LabSnapshot = { ...engine.snapshot(this.state.lastStep), texts: {}, prompts: {}, host: null, model: null };
     this.lastCost = this.executor?.lastCost ?? null;
     this.state.ingest(s);
   }

@@ -40,7 +40,7 @@ describe('Engine determinism and replay', () => {
     const a = await run(5, { preemptionMode: 'swap', policy: 'priority' });
     const b = await run(5, { preemptionMode: 'swap', policy: 'priority' });
     expect(JSON.stringify(b.eventLog)).toBe(JSON.stringify(a.eventLog));
-    expect(a.scheduler.numPreemptions).toBeGreaterThan(0);
+    expect(a.numPreemptions).toBeGreaterThan(0);
     const c = await run(6, { preemptionMode: 'swap', policy: 'priority' });
     expect(JSON.stringify(c.eventLog)).not.toBe(JSON.stringify(a.eventLog));
   });
@@ -84,9 +84,9 @@ describe('Engine property test: random workloads and configurations', () => {
             preemptionMode: p.mode as SchedulerConfig['preemptionMode'],
             enablePrefixCaching: p.prefix,
           });
-          expect(engine.scheduler.live.size).toBe(0);
-          expect(engine.scheduler.kv.numFreeGpuBlocks).toBe(blocks);
-          expect(engine.scheduler.kv.numFreeCpuBlocks).toBe(16);
+          expect(engine.hasAdmittedWork()).toBe(false);
+          expect(engine.kvGauges().numFreeGpuBlocks).toBe(blocks);
+          expect(engine.kvGauges().numFreeCpuBlocks).toBe(16);
         },
       ),
       { numRuns: 20, seed: 7 },

@@ -24,7 +24,7 @@ describe('BlockPool', () => {
     expect(pool.freeQueue()).toEqual([0, 3, 4, 1]);
     pool.retain(1); // a cache hit revives it out of the middle of the queue
     expect(pool.freeQueue()).toEqual([0, 3, 4]);
-    expect(pool.refCounts[1]).toBe(1);
+    expect(pool.refCount(1)).toBe(1);
     pool.release(1);
     pool.allocate();
     pool.allocate();
@@ -49,11 +49,11 @@ describe('KvCacheManager scripted scenarios', () => {
     const b = seq(1, range(100, 104));
     expect(kv.allocateSlots(a, 10)).toEqual({ newBlockIds: [0, 1, 2], copies: [] });
     expect(kv.allocateSlots(b, 4)).toEqual({ newBlockIds: [3], copies: [] });
-    expect(kv.pool.freeQueue()).toEqual([4, 5, 6, 7]);
+    expect(kv.freeQueue()).toEqual([4, 5, 6, 7]);
     expect(kv.slotOf(0, 9)).toBe(2 * 4 + 1);
     kv.free(0);
     // Uncached blocks go to the head, released tail first, so the head block leads.
-    expect(kv.pool.freeQueue()).toEqual([0, 1, 2, 4, 5, 6, 7]);
+    expect(kv.freeQueue()).toEqual([0, 1, 2, 4, 5, 6, 7]);
     kv.assertInvariants();
   });
 
@@ -64,7 +64,7 @@ describe('KvCacheManager scripted scenarios', () => {
     const b = seq(1, range(0, 8));
     expect(kv.allocateSlots(b, 8)).toBeNull();
     expect(kv.has(1)).toBe(false);
-    expect(kv.pool.freeQueue()).toEqual([3]);
+    expect(kv.freeQueue()).toEqual([3]);
     a.tokenIds.push(12);
     expect(kv.allocateSlots(a, 1)?.newBlockIds).toEqual([3]);
     a.tokenIds.push(13, 14, 15, 16);
@@ -80,13 +80,13 @@ describe('KvCacheManager scripted scenarios', () => {
     kv.commitComputed(a, 10); // blocks 0 and 1 are full: cached
     kv.free(0);
     // Block 2 (partial, uncached) to the head; cached 1 then 0 to the tail (tail first).
-    expect(kv.pool.freeQueue()).toEqual([2, 3, 4, 5, 6, 7, 1, 0]);
+    expect(kv.freeQueue()).toEqual([2, 3, 4, 5, 6, 7, 1, 0]);
 
     const b = seq(1, [...range(0, 8), 50, 51, 52]);
     const hit = kv.findCachedPrefix(b);
     expect(hit).toEqual({ blockIds: [0, 1], numTokens: 8 });
     expect(kv.allocateSlots(b, 3, hit.blockIds)).toEqual({ newBlockIds: [2], copies: [] });
-    expect(kv.pool.refCounts[0]).toBe(1);
+    expect(kv.refCount(0)).toBe(1);
     expect(kv.stats.numPrefixHitTokens).toBe(8);
     expect(kv.stats.numPrefixQueryTokens).toBe(11 + 10);
 
@@ -99,10 +99,10 @@ describe('KvCacheManager scripted scenarios', () => {
 
     // Fill the pool: the cached free blocks are evicted least recently used first.
     kv.free(1); // releases 2 (head), then 1 and 0 (cached, tail)
-    expect(kv.pool.freeQueue()).toEqual([2, 3, 4, 5, 6, 7, 1, 0]);
+    expect(kv.freeQueue()).toEqual([2, 3, 4, 5, 6, 7, 1, 0]);
     const d = seq(4, range(200, 228));
     expect(kv.allocateSlots(d, 28)?.newBlockIds).toEqual([2, 3, 4, 5, 6, 7, 1]);
-    expect(kv.pool.numEvictions).toBe(1);
+    expect(kv.numEvictions).toBe(1);
     expect(kv.findCachedPrefix(seq(5, range(0, 10))).blockIds).toEqual([0]);
     kv.assertInvariants();
   });
@@ -116,7 +116,7 @@ describe('KvCacheManager scripted scenarios', () => {
     child.blockHashes.push(...parent.blockHashes);
     kv.fork(parent, child);
     expect(kv.blockTable(1)).toEqual([0, 1]);
-    expect(Array.from(kv.pool.refCounts.slice(0, 2))).toEqual([2, 2]);
+    expect([kv.refCount(0), kv.refCount(1)]).toEqual([2, 2]);
     child.tokenIds.push(9);
     expect(kv.allocateSlots(child, 1)).toEqual({ newBlockIds: [], copies: [{ srcBlock: 1, dstBlock: 2 }] });
     expect(kv.blockTable(1)).toEqual([0, 2]);
@@ -140,7 +140,7 @@ describe('KvCacheManager scripted scenarios', () => {
     ]);
     expect(kv.location(0)).toBe('cpu');
     expect(kv.blockTable(1)).toEqual([0, 1]);
-    expect(Array.from(kv.cpuRefCounts)).toEqual([2, 2, 0]);
+    expect([0, 1, 2].map((c) => kv.cpuRefCount(c))).toEqual([2, 2, 0]);
     expect(kv.numFreeGpuBlocks).toBe(4);
     kv.assertInvariants();
     // Too big for the CPU pool: nothing changes.
@@ -150,14 +150,14 @@ describe('KvCacheManager scripted scenarios', () => {
     expect(kv.numFreeGpuBlocks).toBe(1);
     expect(kv.swapIn([0, 1])).toBeNull();
     kv.free(3); // 4, 1, 0 to the head, in that order
-    expect(kv.pool.freeQueue()).toEqual([0, 1, 4, 5]);
+    expect(kv.freeQueue()).toEqual([0, 1, 4, 5]);
     expect(kv.swapIn([0, 1])).toEqual([
       { gpuBlock: 0, cpuBlock: 0 },
       { gpuBlock: 1, cpuBlock: 1 },
     ]);
     expect(kv.blockTable(0)).toEqual([0, 1]);
     expect(kv.blockTable(1)).toEqual([0, 1]);
-    expect(kv.pool.refCounts[0]).toBe(2);
+    expect(kv.refCount(0)).toBe(2);
     expect(kv.numFreeCpuBlocks).toBe(3);
     kv.assertInvariants();
   });
@@ -165,7 +165,7 @@ describe('KvCacheManager scripted scenarios', () => {
   it('assertInvariants reports a corrupted reference count', () => {
     const kv = manager(4);
     kv.allocateSlots(seq(0, range(0, 4)), 4);
-    kv.pool.refCounts[0] = 2;
+    (kv['pool']['refCounts'] as Int32Array)[0] = 2; // corrupt it from the inside (tests only)
     expect(() => kv.assertInvariants()).toThrow(/refCount 2 but 1 table entries/);
   });
 });

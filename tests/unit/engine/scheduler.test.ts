@@ -68,7 +68,7 @@ describe('Scheduler: generated tokens do not depend on batching, sharing, chunki
       for (const s of specs) alone.set(s.requestId!, (await outputs(roomy, [{ ...s, arrivalMs: 0 }])).result.get(s.requestId!)!);
       const tight = { blockSize: 8, numGpuBlocks: 24, numCpuBlocks: 64, maxNumBatchedTokens: 16, maxNumSeqs: 8, preemptionMode: mode };
       const { engine, result } = await outputs(tight, specs);
-      expect(engine.scheduler.numPreemptions).toBeGreaterThan(0);
+      expect(engine.numPreemptions).toBeGreaterThan(0);
       // Swap falls back to recompute for a victim already in this step's plan.
       const modes = new Set(events(engine, 'preempted').map((e) => (e.type === 'preempted' ? e.mode : '')));
       expect(modes.has(mode)).toBe(true);
@@ -78,10 +78,10 @@ describe('Scheduler: generated tokens do not depend on batching, sharing, chunki
         expect(plans.some((p) => p.swapOut.length > 0)).toBe(true);
         expect(plans.some((p) => p.swapIn.length > 0)).toBe(true);
       }
-      expect(engine.scheduler.kv.stats.numPrefixHitTokens).toBeGreaterThan(0);
-      expect(engine.scheduler.kv.stats.numCowCopies).toBeGreaterThan(0);
+      expect(engine.kvGauges().stats.numPrefixHitTokens).toBeGreaterThan(0);
+      expect(engine.kvGauges().stats.numCowCopies).toBeGreaterThan(0);
       for (const s of specs) expect(result.get(s.requestId!)).toEqual(alone.get(s.requestId!));
-      expect(engine.scheduler.kv.numFreeGpuBlocks).toBe(24);
+      expect(engine.kvGauges().numFreeGpuBlocks).toBe(24);
     });
   }
 });
@@ -257,7 +257,7 @@ describe('Scheduler: admission control, cancel and timeouts', () => {
     expect(engine.getRequest('future')!.endReason).toBe('cancelled');
     await engine.runUntilIdle();
     expect(engine.getRequest('slow')!.endReason).toBe('timeout');
-    expect(engine.scheduler.kv.numFreeGpuBlocks).toBe(32);
+    expect(engine.kvGauges().numFreeGpuBlocks).toBe(32);
     expect(engine.metricsSummary().failuresByReason).toEqual({ cancelled: 2, timeout: 1 });
   });
 

@@ -1,0 +1,160 @@
+/**
+ * The engine's settings, in one place: their types, their defaults (written once), which of them
+ * may change while requests are in flight, and one pure validation that returns every problem
+ * with its reason. The scheduler, the engine, the worker host and the page all validate here.
+ */
+import { DEFAULT_FAIR_SHARE, POLICY_NAMES, type FairShareConfig, type PolicyName } from './policies.ts';
+import type { PreemptionMode } from './events.ts';
+
+export type BatchingMode = 'continuous' | 'static';
+
+export interface SchedulerConfig {
+  blockSize: number;
+  numGpuBlocks: number;
+  numCpuBlocks: number;
+  enablePrefixCaching: boolean;
+  /** Token budget of one step. */
+  maxNumBatchedTokens: number;
+  /** Sequences per step at most (a request with n samples counts n). */
+  maxNumSeqs: number;
+  /** Context length: prompt + output tokens of a sequence at most. */
+  maxModelLen: number;
+  /** Split long prompts across steps; without it a prompt must fit the remaining budget whole. */
+  enableChunkedPrefill: boolean;
+  policy: PolicyName;
+  preemptionMode: PreemptionMode;
+  batching: BatchingMode;
+  fairShare: FairShareConfig;
+  /** Admission: waiting requests at most (Infinity: no cap). */
+  maxQueueLength: number;
+  /** Admission: in-flight (waiting + running + swapped) requests per tenant at most. */
+  tenantMaxInFlight: Record<string, number>;
+  /** A request older than this (since arrival) fails with 'timeout'. */
+  requestTimeoutMs: number;
+  /**
+   * 'max-length' reserves each sequence's final length (prompt + maxTokens) when it is admitted,
+   * as contiguous allocators do; 'none' is paging proper (blocks on demand).
+   */
+  kvPreallocation: 'none' | 'max-length';
+}
+
+/** The engine's settings: what a scheduler is built with. */
+export type EngineConfig = SchedulerConfig;
+
+/** Settings Scheduler.reconfigure() may change while requests are in flight. */
+export const LIVE_CONFIG_KEYS: ReadonlySet<keyof SchedulerConfig> = new Set<keyof SchedulerConfig>([
+  'maxNumBatchedTokens',
+  'maxNumSeqs',
+  'enableChunkedPrefill',
+  'policy',
+  'preemptionMode',
+  'fairShare',
+  'maxQueueLength',
+  'tenantMaxInFlight',
+  'requestTimeoutMs',
+]);
+
+/** The serving core's defaults (a mid-sized deployment; the simulator and the tests start here). */
+export const DEFAULT_SCHEDULER_CONFIG: SchedulerConfig = {
+  blockSize: 16,
+  numGpuBlocks: 256,
+  numCpuBlocks: 256,
+  enablePrefixCaching: true,
+  maxNumBatchedTokens: 512,
+  maxNumSeqs: 64,
+  maxModelLen: 512,
+  enableChunkedPrefill: true,
+  policy: 'fcfs',
+  preemptionMode: 'recompute',
+  batching: 'continuous',
+  fairShare: DEFAULT_FAIR_SHARE,
+  maxQueueLength: Infinity,
+  tenantMaxInFlight: {},
+  requestTimeoutMs: Infinity,
+  kvPreallocation: 'none',
+};
+
+/**
+ * The real model's engine in the browser and in Node (the worker host, the page's supervisor):
+ * sized for the tiny built-in model on a slow GPU. The context comes from the model.
+ */
+export const DEFAULT_HOST_SETTINGS: Readonly<Partial<SchedulerConfig>> = {
+  blockSize: 16,
+  numGpuBlocks: 128,
+  numCpuBlocks: 64,
+  maxNumBatchedTokens: 256,
+  maxNumSeqs: 32,
+  preemptionMode: 'recompute',
+};
+
+/** Largest block the kernels take (tokens per block). */
+export const MAX_BLOCK_SIZE = 256;
+
+export interface ConfigProblem {
+  key: keyof SchedulerConfig;
+  message: string;
+}
+
+const PREEMPTION_MODES: readonly PreemptionMode[] = ['recompute', 'swap', 'abort'];
+
+/**
+ * Every problem of a complete configuration, each with its reason ([] when it is valid).
+ * Pure: it reads only its argument.
+ */
+export function validateEngineConfig(c: SchedulerConfig): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  const add = (key: keyof SchedulerConfig, message: string) => problems.push({ key, message });
+  const positiveInt = (key: 'blockSize' | 'numGpuBlocks' | 'maxNumBatchedTokens' | 'maxNumSeqs' | 'maxModelLen') => {
+    const v = c[key];
+    if (!Number.isInteger(v) || v <= 0) add(key, `${key} must be a positive integer, got ${String(v)}`);
+  };
+  positiveInt('blockSize');
+  positiveInt('numGpuBlocks');
+  positiveInt('maxNumBatchedTokens');
+  positiveInt('maxNumSeqs');
+  positiveInt('maxModelLen');
+  if (Number.isInteger(c.blockSize) && c.blockSize > MAX_BLOCK_SIZE) add('blockSize', `blockSize must be at most ${MAX_BLOCK_SIZE}, got ${c.blockSize}`);
+  if (!Number.isInteger(c.numCpuBlocks) || c.numCpuBlocks < 0) add('numCpuBlocks', `numCpuBlocks must be an integer >= 0, got ${String(c.numCpuBlocks)}`);
+  if (!c.enableChunkedPrefill && Number.isInteger(c.maxNumBatchedTokens) && c.maxNumBatchedTokens < c.maxModelLen) {
+    // A preempted sequence re-prefills up to maxModelLen tokens in one step.
+    add('maxNumBatchedTokens', `without chunked prefill maxNumBatchedTokens (${c.maxNumBatchedTokens}) must be >= maxModelLen (${c.maxModelLen})`);
+  }
+  if (!POLICY_NAMES.includes(c.policy)) add('policy', `unknown policy ${String(c.policy)} (one of ${POLICY_NAMES.join(', ')})`);
+  if (!PREEMPTION_MODES.includes(c.preemptionMode)) add('preemptionMode', `unknown preemption mode ${String(c.preemptionMode)} (one of ${PREEMPTION_MODES.join(', ')})`);
+  if (c.batching !== 'continuous' && c.batching !== 'static') add('batching', `batching must be continuous or static, got ${String(c.batching)}`);
+  if (c.kvPreallocation !== 'none' && c.kvPreallocation !== 'max-length') add('kvPreallocation', `kvPreallocation must be none or max-length, got ${String(c.kvPreallocation)}`);
+  if (!(typeof c.maxQueueLength === 'number' && c.maxQueueLength >= 0 && (Number.isInteger(c.maxQueueLength) || c.maxQueueLength === Infinity))) {
+    add('maxQueueLength', `maxQueueLength must be an integer >= 0 or Infinity, got ${String(c.maxQueueLength)}`);
+  }
+  if (!(typeof c.requestTimeoutMs === 'number' && c.requestTimeoutMs > 0)) add('requestTimeoutMs', `requestTimeoutMs must be > 0 (Infinity: none), got ${String(c.requestTimeoutMs)}`);
+  for (const [tenant, quota] of Object.entries(c.tenantMaxInFlight ?? {})) {
+    if (!Number.isInteger(quota) || quota < 1) add('tenantMaxInFlight', `tenant ${tenant}'s quota must be a positive integer, got ${String(quota)}`);
+  }
+  const f = c.fairShare;
+  if (!f || !(f.prefillTokenWeight >= 0) || !(f.decodeTokenWeight >= 0)) add('fairShare', 'fair-share token weights must be numbers >= 0');
+  return problems;
+}
+
+/** Throws one RangeError naming every problem; returns the config when it is valid. */
+export function assertValidConfig(c: SchedulerConfig): SchedulerConfig {
+  const problems = validateEngineConfig(c);
+  if (problems.length > 0) throw new RangeError(problems.map((p) => p.message).join('; '));
+  return c;
+}
+
+/** Changes that need a new engine (a geometry, the context, prefix caching, the batching mode). */
+export function fixedKeysChanged(current: SchedulerConfig, changes: Partial<SchedulerConfig>): (keyof SchedulerConfig)[] {
+  return (Object.entries(changes) as [keyof SchedulerConfig, unknown][])
+    .filter(([key, value]) => !LIVE_CONFIG_KEYS.has(key) && JSON.stringify(value) !== JSON.stringify(current[key]))
+    .map(([key]) => key);
+}
+
+/**
+ * Checks live changes against a running engine's config without touching it: every problem of
+ * the result, plus one per fixed setting the changes would alter. Returns the new config.
+ */
+export function validateLiveChanges(current: SchedulerConfig, changes: Partial<SchedulerConfig>): SchedulerConfig {
+  const fixed = fixedKeysChanged(current, changes);
+  if (fixed.length > 0) throw new RangeError(`${fixed.join(', ')} cannot change while the engine runs; start a new engine`);
+  return assertValidConfig({ ...current, ...changes });
+}
