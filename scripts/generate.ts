@@ -21,7 +21,8 @@ const usage = `usage: npm run -s generate -- [options]
   --temperature T      0 = greedy (default 1.0, as run.c)
   --top-p P            nucleus sampling in (0,1); 0 or 1 disables it (default 0.9, as run.c)
   --top-k K            keep the K most likely tokens (default 0 = off)
-  --seed S             RNG seed (default: the current time, as run.c)
+  --seed S             RNG seed, an integer in -2147483648..2147483647 as run.c's atoi reads it;
+                       negative S is 2^64 + S, 0 = the current time (default, as run.c)
   --model FILE         llama2.c .bin or .gguf (default: the built-in stories260K.bin)
   --tokenizer FILE     llama2.c tokenizer for a .bin model (default: the built-in tok512.bin)
   --backend B          cpu (the reference forward pass, default) or webgpu (the paged, batched engine)
@@ -29,8 +30,39 @@ const usage = `usage: npm run -s generate -- [options]
                        prints one JSON line per prompt, in input order: {"prompt": ..., "text": ...}
   --quiet              no stats on stderr`;
 
+/**
+ * run.c takes `-s -5`; parseArgs refuses `--seed -5` as ambiguous (a value that looks like an
+ * option), so a negative integer right after --seed is joined to it: `--seed=-5`.
+ */
+function joinNegativeSeed(argv: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--seed' && i + 1 < argv.length && /^-\d+$/.test(argv[i + 1])) out.push(`--seed=${argv[++i]}`);
+    else out.push(argv[i]);
+  }
+  return out;
+}
+
+/**
+ * run.c's seed: `rng_seed = atoi(arg)` into an unsigned long long, the clock when it is 0. So a
+ * negative seed S is the state 2^64 + S (repeatable; the sampler's XorShiftRng takes S modulo 2^64
+ * the same way), and only atoi's range, a 32-bit int, has a run.c counterpart: beyond it atoi's
+ * result is undefined, and forms atoi reads differently from Number ("1e3", "0x10", "5.5") are
+ * refused rather than taken to mean something run.c would not.
+ */
+function parseSeed(raw: string | undefined): number {
+  if (raw === undefined) return 0;
+  const text = raw.trim();
+  const range = '-2147483648..2147483647, as run.c reads it with atoi';
+  if (!/^[+-]?\d+$/.test(text)) fail(`--seed must be a decimal integer (${range}), got ${JSON.stringify(raw)}`);
+  const v = Number(text);
+  if (v < -(2 ** 31) || v > 2 ** 31 - 1) fail(`--seed must be in ${range}, got ${raw}`);
+  return v;
+}
+
 function parseCli() {
   return parseArgs({
+    args: joinNegativeSeed(process.argv.slice(2)),
     options: {
       prompt: { type: 'string' },
       steps: { type: 'string' },
@@ -73,8 +105,8 @@ let topP = parseNumber('top-p', args['top-p'], 0.9);
 if (topP < 0 || topP > 1) topP = 0.9;
 const topK = parseNumber('top-k', args['top-k'], 0, { integer: true, min: 0 });
 const steps = parseNumber('steps', args.steps, 256, { integer: true });
-let seed = parseNumber('seed', args.seed, 0, { integer: true });
-if (seed <= 0) seed = Math.floor(Date.now() / 1000);
+let seed = parseSeed(args.seed);
+if (seed === 0) seed = Math.floor(Date.now() / 1000); // run.c: (unsigned int)time(NULL)
 
 const modelPath = args.model ?? builtinModelPath;
 const modelBytes = readBytes(modelPath, 'model');

@@ -7,9 +7,8 @@
  * Every step is run.c's float arithmetic, rounded where C rounds: the temperature and top-p are
  * float32 (run.c reads them with atof into a float, so 0.8 means Math.fround(0.8)), each + - * /
  * of two floats is done in double and rounded once (exactly the float result: a double holds more
- * than twice a float's precision), and expf is Math.fround(Math.exp(x)) (glibc's expf is correctly
- * rounded; this matches it except where exp(x) lies within a double ulp of a float rounding
- * boundary). Sampled text at bit-identical logits then matches run.c's, seed for seed.
+ * than twice a float's precision), and expf is glibc's (see expf below). Sampled text at
+ * bit-identical logits then matches run.c's, seed for seed.
  */
 import type { SamplingParams, SeqOutput } from './types.ts';
 
@@ -77,8 +76,55 @@ export function argmaxOf(x: Float32Array): number {
 
 const f32 = Math.fround;
 
-/** run.c's expf: a float result of a float argument. */
-const expf = (x: number): number => f32(Math.exp(x));
+/*
+ * expf as glibc computes it (math/e_expf.c, the one run.c links on Linux). It is not correctly
+ * rounded (up to 0.502 ulp), so Math.fround(Math.exp(x)) differs from it in about 1 float of 1600,
+ * and a softmax of 512 logits then mostly has a probability 1 ulp off run.c's. The method:
+ * x * 32/ln2 = k + r with integer k and |r| <= 1/2, then exp(x) = 2^(k/32) * 2^(r/32), the first
+ * from a table of 2^(j/32) scaled by 2^floor(k/32), the second a cubic in r, all in double, then
+ * one rounding to float. Checked bit for bit against glibc 2.36 on 2M floats across its range (its
+ * FMA build, picked on CPUs with FMA, can differ only where y lies within about 2^-47 of a float
+ * rounding boundary: far rarer than anything a test could find).
+ */
+/** asuint64(2^(j/32)) - (j << 47), j = 0..31: glibc's __exp2f_data.tab. */
+const exp2fTable = [
+  0x3ff0000000000000n, 0x3fefd9b0d3158574n, 0x3fefb5586cf9890fn, 0x3fef9301d0125b51n,
+  0x3fef72b83c7d517bn, 0x3fef54873168b9aan, 0x3fef387a6e756238n, 0x3fef1e9df51fdee1n,
+  0x3fef06fe0a31b715n, 0x3feef1a7373aa9cbn, 0x3feedea64c123422n, 0x3feece086061892dn,
+  0x3feebfdad5362a27n, 0x3feeb42b569d4f82n, 0x3feeab07dd485429n, 0x3feea47eb03a5585n,
+  0x3feea09e667f3bcdn, 0x3fee9f75e8ec5f74n, 0x3feea11473eb0187n, 0x3feea589994cce13n,
+  0x3feeace5422aa0dbn, 0x3feeb737b0cdc5e5n, 0x3feec49182a3f090n, 0x3feed503b23e255dn,
+  0x3feee89f995ad3adn, 0x3feeff76f2fb5e47n, 0x3fef199bdd85529cn, 0x3fef3720dcef9069n,
+  0x3fef5818dcfba487n, 0x3fef7c97337b9b5fn, 0x3fefa4afa2a490dan, 0x3fefd0765b6e4540n,
+];
+/** 2^(j/32) as doubles (the table entries with j << 47 added back). */
+const exp2fPowers = exp2fTable.map((t, j) => {
+  const view = new DataView(new ArrayBuffer(8));
+  view.setBigUint64(0, t + (BigInt(j) << 47n));
+  return view.getFloat64(0);
+});
+/** 2^e for e = -160..139 (exact: only doublings). */
+const powersOfTwo = Array.from({ length: 300 }, (_, i) => 2 ** (i - 160));
+const invLn2N = 0x171547652b82fe * 2 ** -47; // 0x1.71547652b82fep+0 * 32
+const roundShift = 1.5 * 2 ** 52; // 0x1.8p52: adding and subtracting it rounds to an integer
+const poly0 = 0x1c6af84b912394 * 2 ** -72; // 0x1.c6af84b912394p-5 / 32^3
+const poly1 = 0x1ebfce50fac4f3 * 2 ** -65; // 0x1.ebfce50fac4f3p-3 / 32^2
+const poly2 = 0x162e42ff0c52d6 * 2 ** -58; // 0x1.62e42ff0c52d6p-1 / 32
+const expfOverflow = 0x162e42e * 2 ** -18; // 0x1.62e42ep6f: above it, +Infinity
+const expfUnderflow = -0x19fe368 * 2 ** -18; // -0x1.9fe368p6f: below it, 0
+
+/** run.c's expf(x) for a float x, bit for bit as glibc computes it. */
+export function expf(x: number): number {
+  if (!(x >= expfUnderflow)) return Number.isNaN(x) ? x : 0; // -Infinity included
+  if (x > expfOverflow) return Infinity;
+  const z = invLn2N * x;
+  const kd = z + roundShift - roundShift;
+  const r = z - kd;
+  const j = kd & 31;
+  const scale = exp2fPowers[j] * powersOfTwo[(kd - j) / 32 + 160];
+  const y = (poly0 * r + poly1) * (r * r) + (poly2 * r + 1);
+  return f32(y * scale);
+}
 
 /**
  * Probabilities after temperature, top-k and a float32 softmax, as run.c computes them: each logit
