@@ -7,35 +7,14 @@ import type { SchedulerConfig } from '../src/engine/scheduler.ts';
 import type { WorkloadSpec } from '../src/engine/workload.ts';
 import type { AdapterProbe } from '../src/gpu/adapter.ts';
 import type { ModelSummary } from '../src/model/summary.ts';
+import type { FetchProgress } from '../src/model/fetch.ts';
+import type { EngineEvent } from '../src/engine/events.ts';
+import type { RequestSpec } from '../src/engine/request.ts';
+import type { Backend } from '../src/gpu/executor-factory.ts';
+import type { CompletionParams, ScenarioRun, StreamEvent } from '../src/serve/requests.ts';
 
-/** OpenAI-style completion parameters, plus the serving lab's own. */
-export interface CompletionParams {
-  prompt: string;
-  /** Generated tokens at most (default 128). */
-  max_tokens?: number;
-  /** 0 = greedy (default). */
-  temperature?: number;
-  top_p?: number;
-  top_k?: number;
-  seed?: number;
-  /** Parallel samples sharing the prompt (copy-on-write). */
-  n?: number;
-  /** Stop strings: a sequence ends when its text contains one (the text is cut before it). */
-  stop?: string[];
-  /** Stream text as it is generated (default true). */
-  stream?: boolean;
-  priority?: number;
-  tenant?: string;
-  /** End-to-end deadline in ms after arrival. */
-  deadline?: number;
-}
-
-export type StreamEvent =
-  | { type: 'text'; requestId: string; seqIndex: number; delta: string }
-  | { type: 'done'; requestId: string; texts: string[]; reasons: string[] }
-  | { type: 'error'; requestId: string; reason: string; message: string };
-
-export type Backend = 'webgpu' | 'cpu';
+export type { CompletionParams, ScenarioRun, StreamEvent };
+export type { Backend };
 
 export interface HostStatus {
   phase: 'starting' | 'loading' | 'ready' | 'recovering' | 'error';
@@ -69,10 +48,43 @@ export interface ModelSource {
   name: string;
 }
 
-export interface ScenarioRun {
-  workload: WorkloadSpec;
-  /** Replace the random prompt tokens with real text of the same length (default true). */
-  realPrompts?: boolean;
+/**
+ * What an engine worker serves, and what the page's client of it offers too (as web-llm's
+ * worker client implements the engine's own interface): every caller drives one kind of object.
+ * All calls are asynchronous (they cross postMessage); callbacks travel as comlink proxies.
+ */
+export interface EngineApi {
+  /** What WebGPU adapter this context has (or why none). */
+  probe(): Promise<AdapterProbe>;
+  /** Downloads and parses a model, then swaps it in; on any failure the previous model stays. */
+  loadModel(source: ModelSource, onProgress?: (p: FetchProgress) => void): Promise<ModelSummary>;
+  /** Parses model bytes the page already has and swaps the model in; on failure the previous one stays. */
+  loadModelBytes(modelBytes: Uint8Array, name: string, tokenizerBytes?: Uint8Array): Promise<ModelSummary>;
+  /** Queues a completion; text streams to onEvent. Resolves with the request id. */
+  submit(params: CompletionParams, onEvent?: (e: StreamEvent) => void): Promise<string>;
+  cancel(requestId: string): Promise<void>;
+  /** Submits a generated workload, arrivals relative to now. */
+  runScenario(run: ScenarioRun): Promise<string[]>;
+  /** Submits an imported request trace (token ids), arrivals relative to now. */
+  runTrace(requests: RequestSpec[]): Promise<string[]>;
+  /** Live where it can be (policy, budgets...); resolves true when the engine had to restart. */
+  configure(settings: EngineSettings): Promise<boolean>;
+  getSettings(): Promise<EngineSettings>;
+  /** Stops stepping; resolves with the last step's index once the step in flight has landed. */
+  pause(): Promise<number>;
+  resume(): Promise<void>;
+  /** Exactly one step (after the one in flight); resolves with the last step's index. */
+  step(): Promise<number>;
+  setMinStepInterval(ms: number): Promise<void>;
+  /** Fails every request and starts a fresh engine with the same settings. */
+  reset(): Promise<void>;
+  status(): Promise<HostStatus>;
+  /** The latest state for the views, with the step records after sinceStepIndex (-1: none). */
+  snapshot(sinceStepIndex?: number): Promise<ViewSnapshot | null>;
+  prometheus(): Promise<string>;
+  eventLog(): Promise<EngineEvent[]>;
+  /** Fault injection: destroy the GPU device mid-run (the host recovers). */
+  loseDevice(): Promise<void>;
 }
 
 export type { AdapterProbe, ModelSummary };

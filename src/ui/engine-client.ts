@@ -1,12 +1,12 @@
-/** The page's handle on the engine worker (comlink). */
+/** The page's raw handle on an engine worker (comlink); EngineSupervisor wraps it. */
 import * as Comlink from 'comlink';
-import type { EngineWorkerApi } from '../../workers/engine.worker.ts';
+import type { EngineApi } from '../../workers/protocol.ts';
 
-export type EngineClient = Comlink.Remote<EngineWorkerApi>;
+export type EngineClient = Comlink.Remote<EngineApi>;
 
 export function startEngineWorker(): { client: EngineClient; worker: Worker } {
   const worker = new Worker(new URL('../../workers/engine.worker.ts', import.meta.url), { type: 'module', name: 'servelab-engine' });
-  return { client: Comlink.wrap<EngineWorkerApi>(worker), worker };
+  return { client: Comlink.wrap<EngineApi>(worker), worker };
 }
 
 export const builtinModel = {

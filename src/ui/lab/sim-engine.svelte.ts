@@ -11,6 +11,7 @@ import { SimExecutor } from '../../sim/simExecutor.ts';
 import { HARDWARE_PRESETS, MODEL_PRESETS } from '../../sim/presets.ts';
 import { kvCapacity, type KvCapacity } from '../../sim/kvCalculator.ts';
 import { LabState, type LabSnapshot } from './state.svelte.ts';
+import type { EngineDriver } from './driver.ts';
 import { DEFAULT_SCHEDULER_CONFIG } from '../../engine/scheduler.ts';
 
 export interface SimSetup {
@@ -45,7 +46,7 @@ const SIM_SPEEDS = [1, 0.5, 0.25, 0.1];
 const FRAME_BUDGET_MS = 6;
 const PUBLISH_INTERVAL_MS = 100;
 
-export class SimEngine {
+export class SimEngine implements EngineDriver {
   readonly state = new LabState();
   playing = $state(true);
   speedIndex = $state(0);
@@ -130,7 +131,7 @@ export class SimEngine {
     this.playing = true;
   }
 
-  pause(): void {
+  async pause(): Promise<void> {
     this.playing = false;
   }
 

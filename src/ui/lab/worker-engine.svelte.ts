@@ -1,17 +1,18 @@
 /**
- * One real engine: a Web Worker running the model (comlink), and the pull loop that brings its
- * snapshots to a LabState, at most one per animation frame and only when the previous pull has
- * returned, so the main thread never waits on the worker.
+ * A real engine for the views: a supervised engine worker (EngineSupervisor: restarts a dead
+ * worker and accounts for its requests in the ledger) and the pull loop that brings its snapshots
+ * to a LabState, at most one per animation frame and only when the previous pull has returned,
+ * so the main thread never waits on the worker. Implements EngineDriver.
  */
-import * as Comlink from 'comlink';
+import type { WorkloadSpec } from '../../engine/workload.ts';
 import type { AdapterProbe } from '../../gpu/adapter.ts';
 import type { FetchProgress } from '../../model/fetch.ts';
-import type { WorkloadSpec } from '../../engine/workload.ts';
 import type { CompletionParams, ModelSummary, StreamEvent } from '../../../workers/protocol.ts';
-import { builtinModel, startEngineWorker, type EngineClient } from '../engine-client.ts';
-import { LabState } from './state.svelte.ts';
-import { fullConfig, type LabSettings } from './settings.ts';
+import { EngineSupervisor } from '../manage/engine-supervisor.svelte.ts';
+import type { EngineDriver } from './driver.ts';
 import { FrameGovernor } from './frame-governor.ts';
+import { fullConfig, type LabSettings } from './settings.ts';
+import { LabState } from './state.svelte.ts';
 
 /** Slow motion: the least time between two engine steps. */
 export const SPEEDS = [
@@ -23,58 +24,48 @@ export const SPEEDS = [
 
 export type LoadPhase = 'loading' | 'ready' | 'error';
 
-export class WorkerEngine {
+/** What a dead worker took with it, as the lab reports it. */
+export interface CrashReport {
+  generation: number;
+  cause: string;
+  numFailed: number;
+  numFinished: number;
+  numRejected: number;
+  /** Each request of the dead worker and how it ended. */
+  requests: { requestId: string; state: string; reason: string | null }[];
+}
+
+export class WorkerEngine implements EngineDriver {
   readonly state = new LabState();
-  phase = $state<LoadPhase>('loading');
-  error = $state<string | null>(null);
-  model = $state.raw<ModelSummary | null>(null);
-  probe = $state.raw<AdapterProbe | null>(null);
-  progress = $state.raw<FetchProgress | null>(null);
+  readonly engine: EngineSupervisor;
   playing = $state(true);
   speedIndex = $state(0);
   settings = $state.raw<LabSettings | null>(null);
   /** True while a configure/run is being applied. */
   busy = $state(false);
+  /** The last worker death and every request it held, for the views. */
+  crash = $state.raw<CrashReport | null>(null);
 
-  private client: EngineClient;
-  private worker: Worker;
   private epoch = 0;
   private inFlight = false;
   private frame = 0;
   private lastPullMs = 0;
   private lastIngestMs = 0;
   private disposed = false;
-  private ready: Promise<void>;
+  private seenGeneration = 0;
   /** Spaces snapshot updates when applying one costs frames (a software GPU); see frame-governor.ts. */
   private readonly governor = new FrameGovernor();
-  /** A reset asked for by the user is shown at once, whatever the governor says. */
+  /** A reset, pause or step asked for by the user is shown at once, whatever the governor says. */
   private urgent = false;
+  /** Resolves the promises of pause() and step() once the state they asked for is shown. */
+  private shownWaiters: { stepIndex: number; resolve: () => void }[] = [];
 
-  constructor(private readonly name: string) {
-    const started = startEngineWorker();
-    this.client = started.client;
-    this.worker = started.worker;
-    this.worker.addEventListener('error', (e) => {
-      this.phase = 'error';
-      this.error = `the engine worker failed: ${e.message}`;
-    });
-    void this.client.probe().then((p) => (this.probe = p));
-    this.ready = this.client
-      .loadModel(
-        builtinModel,
-        Comlink.proxy((p: FetchProgress) => {
-          this.progress = p;
-        }),
-      )
-      .then((m) => {
-        this.model = m;
-        this.phase = 'ready';
-      })
-      .catch((e: Error) => {
-        this.phase = 'error';
-        this.error = e.message;
-        throw e;
-      });
+  constructor(
+    private readonly name: string,
+    supervisor?: EngineSupervisor,
+  ) {
+    this.engine = supervisor ?? new EngineSupervisor();
+    void this.engine.start().catch(() => {});
     this.frame = requestAnimationFrame(this.tick);
   }
 
@@ -82,26 +73,47 @@ export class WorkerEngine {
     return this.name;
   }
 
+  get phase(): LoadPhase {
+    const p = this.engine.phase;
+    return p === 'ready' ? 'ready' : p === 'error' ? 'error' : 'loading';
+  }
+
+  get error(): string | null {
+    return this.engine.phase === 'error' ? (this.engine.journal.findLast((j) => j.kind === 'error')?.text ?? 'the engine failed') : null;
+  }
+
+  get model(): ModelSummary | null {
+    return this.engine.model;
+  }
+
+  get probe(): AdapterProbe | null {
+    return this.engine.adapterProbe;
+  }
+
+  get progress(): FetchProgress | null {
+    return this.engine.progress?.fetch ?? null;
+  }
+
   whenReady(): Promise<void> {
-    return this.ready;
+    return this.engine.start();
   }
 
   private tick = (now: number): void => {
     if (this.disposed) return;
     this.frame = requestAnimationFrame(this.tick);
     this.governor.onFrame(now);
+    if (this.engine.generation !== this.seenGeneration) this.onNewWorker();
     if (this.inFlight || this.phase !== 'ready') return;
-    // The governor spaces updates only while the engine plays: paused, the views show its exact state
-    // (a step still in flight when pause was pressed, a single step) as soon as it exists.
+    // The governor spaces updates only while the engine plays: paused, the views show its exact state.
     if (this.playing && !this.urgent && !this.governor.mayUpdate(now)) return;
     // Poll slowly while nothing happens; every frame while the engine works.
     const s = this.state.snap;
     const idle = s !== null && s.queues.running.length === 0 && s.queues.waiting.length === 0 && s.queues.swapped.length === 0 && s.queues.pending === 0;
-    if (idle && now - this.lastPullMs < 250) return;
+    if (idle && !this.urgent && now - this.lastPullMs < 250) return;
     this.lastPullMs = now;
     this.inFlight = true;
     const epoch = this.epoch;
-    this.client
+    this.engine
       .snapshot(this.state.lastStep)
       .then((snap) => {
         if (!snap || epoch !== this.epoch || this.disposed) return;
@@ -115,30 +127,69 @@ export class WorkerEngine {
           prev.queues.waiting.length === snap.queues.waiting.length &&
           prev.host?.paused === snap.host.paused &&
           now - this.lastIngestMs < 500;
-        if (same) return;
-        this.lastIngestMs = now;
+        if (!same) {
+          this.lastIngestMs = now;
+          this.governor.onUpdate(performance.now());
+          const interval = Math.round(this.governor.minIntervalMs);
+          if (Math.abs(interval - this.state.updateIntervalMs) >= 10 || (interval === 0) !== (this.state.updateIntervalMs === 0)) this.state.updateIntervalMs = interval;
+          this.state.ingest(snap);
+        }
         this.urgent = false;
-        this.governor.onUpdate(performance.now());
-        const interval = Math.round(this.governor.minIntervalMs);
-        if (Math.abs(interval - this.state.updateIntervalMs) >= 10 || (interval === 0) !== (this.state.updateIntervalMs === 0)) this.state.updateIntervalMs = interval;
-        this.state.ingest(snap);
+        this.releaseWaiters(snap.stepIndex);
       })
       .catch(() => {})
       .finally(() => (this.inFlight = false));
   };
 
+  /** The supervisor started a new worker: after a crash, report what the dead one held. */
+  private onNewWorker(): void {
+    const crash = this.engine.lastCrash;
+    if (this.seenGeneration > 0 && crash && crash.generation === this.seenGeneration) {
+      const entries = this.engine.ledger.list().filter((e) => e.workerGeneration === crash.generation);
+      this.crash = {
+        generation: crash.generation,
+        cause: crash.cause,
+        numFailed: entries.filter((e) => e.state === 'failed').length,
+        numFinished: entries.filter((e) => e.state === 'finished').length,
+        numRejected: entries.filter((e) => e.state === 'rejected').length,
+        requests: entries.map((e) => ({ requestId: e.requestId, state: e.state, reason: e.reason })),
+      };
+      // The new worker's engine starts from step 0: the views start afresh.
+      this.epoch++;
+      this.state.reset();
+      if (!this.playing) void this.engine.start().then(() => this.engine.pause());
+    }
+    this.seenGeneration = this.engine.generation;
+    for (const w of this.shownWaiters.splice(0)) w.resolve();
+  }
+
+  private releaseWaiters(stepIndex: number): void {
+    if (this.shownWaiters.length === 0) return;
+    const still: typeof this.shownWaiters = [];
+    for (const w of this.shownWaiters) (stepIndex >= w.stepIndex ? w.resolve() : still.push(w));
+    this.shownWaiters = still;
+  }
+
+  /** Resolves once a snapshot at or after `stepIndex` is shown. */
+  private shown(stepIndex: number): Promise<void> {
+    this.urgent = true;
+    if ((this.state.snap?.stepIndex ?? -1) >= stepIndex && !this.inFlight) return Promise.resolve();
+    return new Promise((resolve) => this.shownWaiters.push({ stepIndex, resolve }));
+  }
+
   /** A fresh engine with these settings (requests in flight end) and clear views. */
   async configure(settings: LabSettings): Promise<void> {
-    await this.ready;
+    await this.engine.start();
     this.busy = true;
     try {
       this.epoch++;
-      await this.client.configure(fullConfig(settings));
+      await this.engine.configure(fullConfig(settings));
       // Settings the host can change live leave the engine running; a run always starts afresh.
-      await this.client.reset();
+      await this.engine.reset();
       this.settings = settings;
       this.epoch++;
       this.state.reset();
+      this.crash = null;
       this.urgent = true;
     } finally {
       this.busy = false;
@@ -148,52 +199,57 @@ export class WorkerEngine {
   /** Configures, then submits the workload (arrivals relative to now). */
   async runWorkload(settings: LabSettings, workload: WorkloadSpec): Promise<string[]> {
     await this.configure(settings);
-    const ids = await this.client.runScenario({ workload });
-    if (this.playing) await this.client.resume();
+    const ids = await this.engine.runScenario({ workload });
+    if (this.playing) await this.engine.resume();
     return ids;
   }
 
   async submit(params: CompletionParams, onEvent: (e: StreamEvent) => void): Promise<string> {
-    await this.ready;
-    return this.client.submit(params, Comlink.proxy(onEvent));
+    await this.engine.start();
+    return this.engine.submit(params, onEvent);
   }
 
   cancel(requestId: string): void {
-    void this.client.cancel(requestId);
+    void this.engine.cancel(requestId).catch(() => {});
   }
 
   play(): void {
     this.playing = true;
-    void this.client.resume();
+    void this.engine.resume().catch(() => {});
   }
 
-  pause(): void {
+  /** Pauses; resolves once the step that was in flight has landed and is shown. */
+  async pause(): Promise<void> {
     this.playing = false;
-    void this.client.pause();
+    const stepIndex = await this.engine.pause();
+    await this.shown(stepIndex);
   }
 
   toggle(): void {
-    if (this.playing) this.pause();
+    if (this.playing) void this.pause().catch(() => {});
     else this.play();
   }
 
+  /** Exactly one step after the state shown (pausing first); resolves once it is shown. */
   async step(): Promise<void> {
-    if (this.playing) this.pause();
-    await this.client.step();
+    if (this.playing) await this.pause();
+    const stepIndex = await this.engine.step();
+    await this.shown(stepIndex);
   }
 
   setSpeed(index: number): void {
     this.speedIndex = index;
-    void this.client.setMinStepInterval(SPEEDS[index].minStepIntervalMs);
+    void this.engine.setMinStepInterval(SPEEDS[index].minStepIntervalMs).catch(() => {});
   }
 
   async prometheus(): Promise<string> {
-    return this.client.prometheus();
+    return this.engine.prometheus();
   }
 
   dispose(): void {
     this.disposed = true;
     cancelAnimationFrame(this.frame);
-    this.worker.terminate();
+    for (const w of this.shownWaiters.splice(0)) w.resolve();
+    this.engine.dispose();
   }
 }

@@ -1,9 +1,11 @@
 /**
- * The page's supervisor of one engine worker: it owns the worker, keeps the ledger of every
- * request handed to it, and survives the worker's death. When the worker is terminated (or
- * found dead), the requests it had in flight are failed with reason 'worker_crashed' in the
- * ledger, a new worker starts, the current model and settings are loaded into it again, and
- * the lab carries on. Model loading goes through here too: from the built-in files, a URL, a
+ * The page's client of one engine worker, supervised: it implements the worker's own EngineApi
+ * (so every caller drives one kind of object), owns the worker, keeps the ledger of every
+ * request handed to it, and survives the worker's death. When the worker is terminated, or
+ * found dead (it stops answering: a watchdog pings it), the requests it had in flight are failed
+ * with reason 'worker_crashed' in the ledger, a new worker starts, the current model and
+ * settings are loaded into it again, and the views carry on (the lab, compare and the manage
+ * panel each drive one of these through an EngineDriver). Model loading goes through here too: from the built-in files, a URL, a
  * local file or the model cache, checked against the adapter's limits first; a load that fails
  * leaves the previous model loaded.
  */
@@ -15,7 +17,8 @@ import type { RequestSpec } from '../../engine/request.ts';
 import type { EngineEvent } from '../../engine/events.ts';
 import type { WorkloadSpec } from '../../engine/workload.ts';
 import type { SchedulerConfig } from '../../engine/scheduler.ts';
-import type { CompletionParams, EngineSettings, ModelSummary, StreamEvent, ViewSnapshot } from '../../../workers/protocol.ts';
+import type { CompletionParams, EngineApi, EngineSettings, HostStatus, ModelSource, ModelSummary, ScenarioRun, StreamEvent, ViewSnapshot } from '../../../workers/protocol.ts';
+import { DEFAULT_HOST_SETTINGS } from '../../engine/config.ts';
 import { builtinModel, startEngineWorker, type EngineClient } from '../engine-client.ts';
 import { RequestLedger, type LedgerEntry } from './ledger.ts';
 import { deleteCachedModel, listCachedModels, putCachedModel, readCachedModel, type CachedModel } from './model-cache.ts';
@@ -57,14 +60,16 @@ interface Slot {
   kill: (e: Error) => void;
 }
 
-const DEFAULT_SETTINGS: EngineSettings = { blockSize: 16, numGpuBlocks: 128, numCpuBlocks: 64, maxNumBatchedTokens: 256, maxNumSeqs: 32, preemptionMode: 'recompute' };
+/** A worker that has not answered for this long is pinged; one that then stays silent this long is dead. */
+const SILENT_MS = 8000;
+const PING_TIMEOUT_MS = 10_000;
 
-export class EngineSupervisor {
+export class EngineSupervisor implements EngineApi {
   readonly ledger = new RequestLedger();
   generation = $state(0);
   phase = $state<SupervisorPhase>('starting');
   model = $state.raw<ModelSummary | null>(null);
-  probe = $state.raw<AdapterProbe | null>(null);
+  adapterProbe = $state.raw<AdapterProbe | null>(null);
   snap = $state.raw<ViewSnapshot | null>(null);
   /** Bumped when the ledger changes (the request table re-reads it). */
   ledgerVersion = $state(0);
@@ -73,12 +78,16 @@ export class EngineSupervisor {
   cached = $state.raw<CachedModel[]>([]);
   /** Whether the last model loaded was kept for offline use, and if not, why (e.g. storage full). */
   lastCaching = $state.raw<{ cached: boolean; problem: string | null } | null>(null);
-  settings = $state.raw<EngineSettings>({ ...DEFAULT_SETTINGS });
+  settings = $state.raw<EngineSettings>({ ...DEFAULT_HOST_SETTINGS });
+  /** Worker deaths seen (terminated or found silent), and what the last one cost. */
+  numCrashes = $state(0);
+  lastCrash = $state.raw<{ generation: number; numFailed: number; cause: string } | null>(null);
 
   private slot: Slot | null = null;
   private modelRef: ModelRef = { kind: 'builtin' };
-  private pollTimer: ReturnType<typeof setTimeout> | null = null;
-  private polling = false;
+  private watchdog: ReturnType<typeof setInterval> | null = null;
+  private lastAnswerMs = performance.now();
+  private pinging = false;
   private disposed = false;
   private seenDeviceLosses = 0;
   private recovering = false;
@@ -87,7 +96,7 @@ export class EngineSupervisor {
   private startConfig: SchedulerConfig | null = null;
 
   constructor(settings?: EngineSettings) {
-    if (settings) this.settings = { ...DEFAULT_SETTINGS, ...settings };
+    if (settings) this.settings = { ...DEFAULT_HOST_SETTINGS, ...settings };
   }
 
   /** Starts the first worker (idempotent). */
@@ -101,7 +110,7 @@ export class EngineSupervisor {
   }
 
   get adapter() {
-    return this.probe?.ok ? this.probe.adapter : null;
+    return this.adapterProbe?.ok ? this.adapterProbe.adapter : null;
   }
 
   private spawn(): Slot {
@@ -119,20 +128,42 @@ export class EngineSupervisor {
   private call<T>(f: (c: EngineClient) => Promise<T>): Promise<T> {
     const slot = this.slot;
     if (!slot) return Promise.reject(new Error('the engine worker is not running'));
-    return Promise.race([f(slot.client), slot.dead]);
+    return Promise.race([f(slot.client), slot.dead]).then((v) => {
+      if (slot === this.slot) this.lastAnswerMs = performance.now();
+      return v;
+    });
+  }
+
+  /** Pings a worker that has been silent a while; one that does not answer in time is dead. */
+  private async checkAlive(): Promise<void> {
+    const slot = this.slot;
+    if (!slot || this.pinging || this.phase === 'loading' || this.phase === 'restarting' || performance.now() - this.lastAnswerMs < SILENT_MS) return;
+    this.pinging = true;
+    try {
+      const answered = await Promise.race([
+        this.call((c) => c.status()).then(() => true),
+        new Promise<boolean>((resolve) => setTimeout(() => resolve(false), PING_TIMEOUT_MS)),
+      ]).catch(() => false);
+      if (!answered && slot === this.slot && !this.disposed) {
+        await this.replaceWorker(slot, `engine worker ${slot.generation} stopped answering`).catch(() => {});
+      }
+    } finally {
+      this.pinging = false;
+    }
   }
 
   private async boot(): Promise<void> {
     this.phase = 'starting';
     this.slot = this.spawn();
     this.seenDeviceLosses = 0;
-    const probe = this.call((c) => c.probe() as Promise<AdapterProbe>).then((p) => (this.probe = p));
+    const probe = this.probe().then((p) => (this.adapterProbe = p));
     await this.call((c) => c.configure($state.snapshot(this.settings)));
     await this.loadRef(this.modelRef);
     await probe;
     this.phase = 'ready';
+    this.lastAnswerMs = performance.now();
+    this.watchdog ??= setInterval(() => void this.checkAlive(), 2000);
     void this.refreshCache();
-    this.schedulePoll(0);
   }
 
   private async loadRef(ref: ModelRef): Promise<ModelSummary> {
@@ -163,73 +194,81 @@ export class EngineSupervisor {
     this.journal = [...this.journal.slice(-99), { atMs: performance.now() - this.startedMs, kind, text }];
   }
 
-  // ---- polling: snapshots feed the views and the ledger ----
+  // ---- the EngineApi: every call goes to the current worker; requests enter the ledger ----
 
-  private schedulePoll(delayMs: number): void {
-    if (this.disposed || this.pollTimer !== null) return;
-    this.pollTimer = setTimeout(() => {
-      this.pollTimer = null;
-      void this.poll();
-    }, delayMs);
+  probe(): Promise<AdapterProbe> {
+    // Comlink's Remote type spreads a union result over promises; the value is one AdapterProbe.
+    return this.call((c) => c.probe() as unknown as Promise<AdapterProbe>);
   }
 
-  private async poll(): Promise<void> {
-    if (this.polling || this.disposed) return;
-    this.polling = true;
+  /** A model by URL into the current worker (no cache, no checks: loadFromUrl does those). */
+  loadModel(source: ModelSource, onProgress?: (p: FetchProgress) => void): Promise<ModelSummary> {
+    return this.call((c) => c.loadModel(source, onProgress ? Comlink.proxy(onProgress) : undefined));
+  }
+
+  loadModelBytes(modelBytes: Uint8Array, name: string, tokenizerBytes?: Uint8Array): Promise<ModelSummary> {
+    return this.sendBytes(name, modelBytes, tokenizerBytes ?? null);
+  }
+
+  /**
+   * The views' state from the worker; it also brings the ledger up to date (every request's
+   * state and text) and notes device losses and recoveries in the journal.
+   */
+  async snapshot(sinceStepIndex = -1): Promise<ViewSnapshot | null> {
     const slot = this.slot;
-    try {
-      const snap = slot ? await this.call((c) => c.snapshot(-1)) : null;
-      if (slot && snap && slot === this.slot) {
-        this.snap = snap;
-        this.ledger.onSnapshot(slot.generation, snap.requests, snap.texts);
-        this.ledgerVersion = this.ledger.version;
-        if (snap.host.numDeviceLosses > this.seenDeviceLosses) {
-          this.seenDeviceLosses = snap.host.numDeviceLosses;
-          this.recovering = true;
-          this.note('fault', `the engine saw the GPU device lost: ${snap.host.message ?? 'no details'}`);
-        }
-        if (this.recovering && snap.host.phase === 'ready') {
-          this.recovering = false;
-          this.note('recovery', snap.host.message ?? 'recovered from a lost GPU device');
-        }
-      }
-    } catch {
-      // The worker died or is being replaced; the next poll reads the new one.
-    } finally {
-      this.polling = false;
-      const busy = this.ledger.counts().inFlight > 0;
-      this.schedulePoll(busy ? 120 : 400);
+    const snap = slot ? await this.call((c) => c.snapshot(sinceStepIndex)) : null;
+    if (!slot || !snap || slot !== this.slot) return null;
+    this.snap = snap;
+    this.ledger.onSnapshot(slot.generation, snap.requests, snap.texts);
+    this.ledgerVersion = this.ledger.version;
+    if (snap.host.numDeviceLosses > this.seenDeviceLosses) {
+      this.seenDeviceLosses = snap.host.numDeviceLosses;
+      this.recovering = true;
+      this.note('fault', `the engine saw the GPU device lost: ${snap.host.message ?? 'no details'}`);
     }
+    if (this.recovering && snap.host.phase === 'ready') {
+      this.recovering = false;
+      this.note('recovery', snap.host.message ?? 'recovered from a lost GPU device');
+    }
+    return snap;
   }
 
-  /** A fresh snapshot now (after an action), instead of waiting for the next poll. */
-  async refresh(): Promise<void> {
-    await this.poll();
+  submit(params: CompletionParams, onEvent?: (e: StreamEvent) => void): Promise<string> {
+    return this.submitFrom('prompt', params, onEvent);
   }
 
-  // ---- requests ----
-
-  async submit(params: CompletionParams, source: LedgerEntry['source'] = 'prompt'): Promise<string> {
+  /** A completion, its text streamed into the ledger (and to onEvent). */
+  async submitFrom(source: LedgerEntry['source'], params: CompletionParams, onEvent?: (e: StreamEvent) => void): Promise<string> {
     await this.start();
     const slot = this.slot!;
-    const onEvent = Comlink.proxy((e: StreamEvent) => {
+    const stream = Comlink.proxy((e: StreamEvent) => {
       this.ledger.onStream(slot.generation, e);
       this.ledgerVersion = this.ledger.version;
+      onEvent?.(e);
     });
-    const id = await this.call((c) => c.submit(params, onEvent));
+    const id = await this.call((c) => c.submit(params, stream));
     this.ledger.add(id, slot.generation, source, params.prompt);
     this.ledgerVersion = this.ledger.version;
-    this.schedulePoll(0);
     return id;
   }
 
-  async runWorkload(workload: WorkloadSpec, source: LedgerEntry['source'] = 'workload'): Promise<string[]> {
+  cancel(requestId: string): Promise<void> {
+    return this.call((c) => c.cancel(requestId));
+  }
+
+  async runScenario(run: ScenarioRun, source: LedgerEntry['source'] = 'workload'): Promise<string[]> {
     await this.start();
     const slot = this.slot!;
-    const ids = await this.call((c) => c.runScenario({ workload: $state.snapshot(workload) }));
+    const ids = await this.call((c) => c.runScenario({ ...run, workload: $state.snapshot(run.workload) }));
     for (const id of ids) this.ledger.add(id, slot.generation, source);
     this.ledgerVersion = this.ledger.version;
-    await this.call((c) => c.resume());
+    return ids;
+  }
+
+  /** Runs a workload now (the engine resumes if it was paused). */
+  async runWorkload(workload: WorkloadSpec, source: LedgerEntry['source'] = 'workload'): Promise<string[]> {
+    const ids = await this.runScenario({ workload }, source);
+    await this.resume();
     return ids;
   }
 
@@ -240,20 +279,48 @@ export class EngineSupervisor {
     const ids = await this.call((c) => c.runTrace(requests.map((r) => ({ ...r, arrivalMs: (r.arrivalMs ?? 0) - t0 }))));
     for (const id of ids) this.ledger.add(id, slot.generation, 'trace');
     this.ledgerVersion = this.ledger.version;
-    await this.call((c) => c.resume());
+    await this.resume();
     return ids;
+  }
+
+  getSettings(): Promise<EngineSettings> {
+    return this.call((c) => c.getSettings());
+  }
+
+  pause(): Promise<number> {
+    return this.call((c) => c.pause());
+  }
+
+  resume(): Promise<void> {
+    return this.call((c) => c.resume());
+  }
+
+  step(): Promise<number> {
+    return this.call((c) => c.step());
+  }
+
+  setMinStepInterval(ms: number): Promise<void> {
+    return this.call((c) => c.setMinStepInterval(ms));
+  }
+
+  reset(): Promise<void> {
+    return this.call((c) => c.reset());
+  }
+
+  status(): Promise<HostStatus> {
+    return this.call((c) => c.status());
   }
 
   /**
    * Applies engine settings: live where the engine allows it (policy, budgets, preemption mode),
    * else a new engine starts and requests in flight end as 'engine_restarted'.
    */
-  async configure(settings: EngineSettings): Promise<void> {
+  async configure(settings: EngineSettings): Promise<boolean> {
     await this.start();
     const restarted = await this.call((c) => c.configure(settings));
     this.settings = { ...settings };
     if (restarted) await this.captureStartConfig();
-    this.schedulePoll(0);
+    return restarted;
   }
 
   /**
@@ -408,7 +475,6 @@ export class EngineSupervisor {
     const inFlight = this.ledger.counts().inFlight;
     await this.call((c) => c.loseDevice());
     this.note('fault', `GPU device destroyed with ${inFlight} request${inFlight === 1 ? '' : 's'} in flight`);
-    this.schedulePoll(0);
   }
 
   /**
@@ -418,13 +484,23 @@ export class EngineSupervisor {
   async terminateWorker(): Promise<{ numFailed: number; restartMs: number }> {
     const slot = this.slot;
     if (!slot) throw new Error('the engine worker is not running');
+    return this.replaceWorker(slot, `engine worker ${slot.generation} terminated`);
+  }
+
+  /**
+   * A worker is gone (terminated here, or found silent): its requests in flight fail with
+   * 'worker_crashed' in the ledger, and a new worker loads the same model and settings.
+   */
+  private async replaceWorker(slot: Slot, cause: string): Promise<{ numFailed: number; restartMs: number }> {
     slot.worker.terminate();
     slot.kill(new WorkerGoneError(slot.generation));
     this.slot = null;
     const numFailed = this.ledger.failGeneration(slot.generation, 'worker_crashed', `engine worker ${slot.generation} died with the request in flight`);
     this.ledgerVersion = this.ledger.version;
     this.snap = null;
-    this.note('fault', `engine worker ${slot.generation} terminated: ${numFailed} request${numFailed === 1 ? '' : 's'} in flight failed (worker_crashed)`);
+    this.lastCrash = { generation: slot.generation, numFailed, cause };
+    this.numCrashes++;
+    this.note('fault', `${cause}: ${numFailed} request${numFailed === 1 ? '' : 's'} in flight failed (worker_crashed)`);
     this.phase = 'restarting';
     const t0 = performance.now();
     this.started = this.boot();
@@ -451,9 +527,9 @@ export class EngineSupervisor {
     this.note('fault', `KV pool shrunk to ${tiny.numGpuBlocks} blocks of ${tiny.blockSize} tokens (${(tiny.numGpuBlocks ?? 0) * (tiny.blockSize ?? 0)} token slots)`);
     const prompts = ['Once upon a time, there was a little girl named Lily.', 'One day, a big bear went to the park.', 'Tom had a red ball.', 'A little dog found a bone.'];
     const ids: string[] = [];
-    for (const p of prompts) ids.push(await this.submit({ prompt: p, max_tokens: 56 }, 'fault'));
+    for (const p of prompts) ids.push(await this.submitFrom('fault', { prompt: p, max_tokens: 56 }));
     // Prompt and output together need more slots than the whole pool holds: rejected at admission.
-    ids.push(await this.submit({ prompt: 'Once upon a time there was a very long story.', max_tokens: 200 }, 'fault'));
+    ids.push(await this.submitFrom('fault', { prompt: 'Once upon a time there was a very long story.', max_tokens: 200 }));
     return ids;
   }
 
@@ -475,17 +551,9 @@ export class EngineSupervisor {
 
   dispose(): void {
     this.disposed = true;
-    if (this.pollTimer !== null) clearTimeout(this.pollTimer);
+    if (this.watchdog !== null) clearInterval(this.watchdog);
     this.slot?.worker.terminate();
     this.slot?.kill(new WorkerGoneError(this.slot.generation));
     this.slot = null;
   }
-}
-
-let shared: EngineSupervisor | null = null;
-
-/** The page's one supervised engine (created on first use, kept while the page lives). */
-export function sharedSupervisor(): EngineSupervisor {
-  shared ??= new EngineSupervisor();
-  return shared;
 }

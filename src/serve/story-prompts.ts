@@ -4,7 +4,7 @@
  * the model continues something meaningful. Requests that share a system prompt in the workload
  * still share one here (same real tokens), so prefix caching behaves the same.
  */
-import type { Tokenizer } from '../src/model/tokenizer.ts';
+import type { Tokenizer } from '../model/tokenizer.ts';
 
 /** Story openings in the style of the TinyStories data set (written for servelab). */
 const passages = [
