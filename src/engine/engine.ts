@@ -141,6 +141,7 @@ export class Engine {
   private stepping = false;
   private configured = false;
   private readonly numStepRecords: number;
+  private lastCompletedStep = 0;
   /** The last steps, oldest first (a bounded ring for the views). */
   private readonly stepRecords: StepRecord[] = [];
   /** Request events since the last step record. */
@@ -252,9 +253,12 @@ export class Engine {
     return this.scheduler.hasWork();
   }
 
-  /** Index of the last step that ran (steps count from 1). */
+  /**
+   * Index of the last step that ran to the end (steps count from 1). A step in flight is not
+   * counted: the scheduler numbers a step when it plans it, so its own index runs one ahead then.
+   */
   get stepIndex(): number {
-    return this.scheduler.stepIndex;
+    return this.lastCompletedStep;
   }
 
   /** Preemptions since the engine started. */
@@ -425,7 +429,7 @@ export class Engine {
     for (const r of this.recentEnded) requests.push(requestView(r));
     return {
       nowMs: this.clock.nowMs(),
-      stepIndex: this.scheduler.stepIndex,
+      stepIndex: this.lastCompletedStep,
       config: { ...this.config },
       gpuBlocks: { refCount: kv.gpu.refCount, numFilled: kv.gpu.numFilled, ownerSeqId: kv.gpu.ownerSeqId, cached: kv.gpu.cached },
       sharedBlockOwners: kv.sharedBlockOwners,
@@ -451,6 +455,7 @@ export class Engine {
     const record: StepRecord = { ...view, ...this.pendingRequestEvents, kvEvents: this.scheduler.takeKvEvents() };
     this.pendingRequestEvents = { preempted: [], rejected: [], finished: [] };
     this.stepRecords.push(record);
+    this.lastCompletedStep = record.stepIndex;
     if (this.stepRecords.length > this.numStepRecords) this.stepRecords.splice(0, this.stepRecords.length - this.numStepRecords);
     return record;
   }

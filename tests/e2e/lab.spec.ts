@@ -95,4 +95,44 @@ test.describe('the live lab on the real model', () => {
     await waitForAttrAbove(page, 'slot-timeline', 'data-columns', 3);
     expect(errors).toEqual([]);
   });
+
+  test('a killed lab worker is restarted, and every request it held is reported', async ({ page }, testInfo) => {
+    const errors = captureErrors(page);
+    await page.goto('/?scenario=traffic-spike');
+    await waitForModel(page);
+    await waitForAttrAbove(page, 'slot-timeline', 'data-columns', 3);
+    // A prompt of our own in flight too: its stream must hear how it ended.
+    await page.getByTestId('prompt-box').getByLabel('max tokens').fill('400');
+    await page.getByTestId('prompt-send').click();
+    const out = page.getByTestId('prompt-output');
+    await expect.poll(async () => (await out.innerText()).length, { timeout: 90_000 }).toBeGreaterThan(0);
+    // Kill the engine worker from inside, as a crash would: the page gets no word of it, so the
+    // supervisor must notice the silence, fail what the worker held and start a new one.
+    const engineWorkers = page.workers().filter((w) => /engine/.test(w.url()));
+    expect(engineWorkers).toHaveLength(1);
+    await engineWorkers[0].evaluate(() => setTimeout(() => (self as unknown as { close(): void }).close(), 0));
+    const crash = page.getByTestId('lab-crash');
+    await expect(crash).toBeVisible({ timeout: 60_000 });
+    await expect(crash).toContainText('engine worker 1 stopped answering');
+    const total = Number(await crash.getAttribute('data-total'));
+    const failed = Number(await crash.getAttribute('data-failed'));
+    const finished = Number(await crash.getAttribute('data-finished'));
+    expect(failed).toBeGreaterThan(0);
+    expect(total).toBeGreaterThan(failed);
+    // Every request is accounted for: each ended one way, none still "running".
+    const states = await crash.getByTestId('lab-crash-request').evaluateAll((lis) => lis.map((li) => li.getAttribute('data-state')));
+    expect(states).toHaveLength(total);
+    expect(states.every((st) => st === 'finished' || st === 'failed' || st === 'rejected')).toBe(true);
+    expect(states.filter((st) => st === 'finished')).toHaveLength(finished);
+    await expect(out).toHaveAttribute('data-status', 'error');
+    await expect(page.getByTestId('prompt-box')).toContainText('died with the request in flight');
+    await shoot(page, testInfo, 'lab-worker-crash');
+    // The lab goes on with a new worker: a scenario runs again.
+    await expect.poll(() => page.workers().filter((w) => /engine/.test(w.url())).length, { timeout: 60_000 }).toBe(1);
+    await waitForModel(page);
+    await page.getByTestId('restart').click();
+    await waitForAttrAbove(page, 'slot-timeline', 'data-columns', 3);
+    await expect(crash).toHaveCount(0);
+    expect(errors).toEqual([]);
+  });
 });

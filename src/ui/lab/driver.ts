@@ -11,6 +11,8 @@ export interface EngineDriver {
   readonly state: LabState;
   readonly playing: boolean;
   readonly speedIndex: number;
+  /** True while a pause or a single step is still landing (false once the shown state is exact). */
+  readonly settling: boolean;
   play(): void;
   /** Stops stepping; resolves once the step in flight (if any) is shown. */
   pause(): Promise<void>;

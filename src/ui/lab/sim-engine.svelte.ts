@@ -49,6 +49,8 @@ const PUBLISH_INTERVAL_MS = 100;
 export class SimEngine implements EngineDriver {
   readonly state = new LabState();
   playing = $state(true);
+  /** Steps run on this thread and show at once: never anything still landing. */
+  readonly settling = false;
   speedIndex = $state(0);
   capacity = $state.raw<KvCapacity | null>(null);
   numGpuBlocks = $state(0);

@@ -43,6 +43,9 @@ export class WorkerEngine implements EngineDriver {
   settings = $state.raw<LabSettings | null>(null);
   /** True while a configure/run is being applied. */
   busy = $state(false);
+  /** True while a pause or a single step is landing (the views show the exact state once it is false). */
+  settling = $state(false);
+  private numSettling = 0;
   /** The last worker death and every request it held, for the views. */
   crash = $state.raw<CrashReport | null>(null);
 
@@ -221,8 +224,7 @@ export class WorkerEngine implements EngineDriver {
   /** Pauses; resolves once the step that was in flight has landed and is shown. */
   async pause(): Promise<void> {
     this.playing = false;
-    const stepIndex = await this.engine.pause();
-    await this.shown(stepIndex);
+    await this.settle(async () => this.shown(await this.engine.pause()));
   }
 
   toggle(): void {
@@ -233,8 +235,17 @@ export class WorkerEngine implements EngineDriver {
   /** Exactly one step after the state shown (pausing first); resolves once it is shown. */
   async step(): Promise<void> {
     if (this.playing) await this.pause();
-    const stepIndex = await this.engine.step();
-    await this.shown(stepIndex);
+    await this.settle(async () => this.shown(await this.engine.step()));
+  }
+
+  private async settle(f: () => Promise<void>): Promise<void> {
+    this.numSettling++;
+    this.settling = true;
+    try {
+      await f();
+    } finally {
+      if (--this.numSettling === 0) this.settling = false;
+    }
   }
 
   setSpeed(index: number): void {

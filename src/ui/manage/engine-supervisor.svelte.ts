@@ -20,7 +20,7 @@ import type { SchedulerConfig } from '../../engine/scheduler.ts';
 import type { CompletionParams, EngineApi, EngineSettings, HostStatus, ModelSource, ModelSummary, ScenarioRun, StreamEvent, ViewSnapshot } from '../../../workers/protocol.ts';
 import { DEFAULT_HOST_SETTINGS } from '../../engine/config.ts';
 import { builtinModel, startEngineWorker, type EngineClient } from '../engine-client.ts';
-import { RequestLedger, type LedgerEntry } from './ledger.ts';
+import { RequestLedger, TERMINAL, type LedgerEntry } from './ledger.ts';
 import { deleteCachedModel, listCachedModels, putCachedModel, readCachedModel, type CachedModel } from './model-cache.ts';
 import { fitModel, MAX_MODEL_BYTES, MAX_TOKENIZER_BYTES, nameFromPath, peekRemoteConfig, pickFiles, type Fit } from './model-sources.ts';
 
@@ -86,6 +86,8 @@ export class EngineSupervisor implements EngineApi {
   private slot: Slot | null = null;
   private modelRef: ModelRef = { kind: 'builtin' };
   private watchdog: ReturnType<typeof setInterval> | null = null;
+  /** Callers' stream callbacks of requests not yet ended, by ledger key (told if their worker dies). */
+  private readonly streams = new Map<string, (e: StreamEvent) => void>();
   private lastAnswerMs = performance.now();
   private pinging = false;
   private disposed = false;
@@ -244,11 +246,14 @@ export class EngineSupervisor implements EngineApi {
     const stream = Comlink.proxy((e: StreamEvent) => {
       this.ledger.onStream(slot.generation, e);
       this.ledgerVersion = this.ledger.version;
+      if (e.type !== 'text') this.streams.delete(`${slot.generation}/${e.requestId}`);
       onEvent?.(e);
     });
     const id = await this.call((c) => c.submit(params, stream));
     this.ledger.add(id, slot.generation, source, params.prompt);
     this.ledgerVersion = this.ledger.version;
+    const entry = this.ledger.get(slot.generation, id);
+    if (onEvent && entry && !TERMINAL.has(entry.state)) this.streams.set(`${slot.generation}/${id}`, onEvent);
     return id;
   }
 
@@ -495,8 +500,15 @@ export class EngineSupervisor implements EngineApi {
     slot.worker.terminate();
     slot.kill(new WorkerGoneError(slot.generation));
     this.slot = null;
-    const numFailed = this.ledger.failGeneration(slot.generation, 'worker_crashed', `engine worker ${slot.generation} died with the request in flight`);
+    const message = `engine worker ${slot.generation} died with the request in flight`;
+    const numFailed = this.ledger.failGeneration(slot.generation, 'worker_crashed', message);
     this.ledgerVersion = this.ledger.version;
+    // Callers streaming a request of the dead worker hear how it ended.
+    for (const [key, onEvent] of [...this.streams]) {
+      if (!key.startsWith(`${slot.generation}/`)) continue;
+      this.streams.delete(key);
+      onEvent({ type: 'error', requestId: key.slice(key.indexOf('/') + 1), reason: 'worker_crashed', message });
+    }
     this.snap = null;
     this.lastCrash = { generation: slot.generation, numFailed, cause };
     this.numCrashes++;
