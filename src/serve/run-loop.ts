@@ -89,14 +89,7 @@ export class RunLoop {
     this.wakeUp?.();
     if (this.looping || !this.target) return;
     this.looping = true;
-    this.loop().then(
-      () => (this.looping = false),
-      (e: Error) => {
-        // Cleared first, so the owner's recovery (a new engine, attach()) can start the loop again.
-        this.looping = false;
-        this.options.onError(e);
-      },
-    );
+    void this.loop();
   }
 
   /**
@@ -128,27 +121,43 @@ export class RunLoop {
     });
   }
 
+  /** Time left of the least interval after a step that started at `started`. */
+  private msUntilDue(started: number): number {
+    return Math.max(0, this.minStepIntervalMsValue - (performance.now() - started));
+  }
+
   private async loop(): Promise<void> {
-    for (;;) {
-      const target = this.target;
-      if (!target || !target.hasWork()) return;
-      if (this.pausedFlag) {
-        await this.sleep(MAX_SLEEP_MS);
-        continue;
+    let error: Error | null = null;
+    try {
+      for (;;) {
+        const target = this.target;
+        if (!target || !target.hasWork()) break;
+        if (this.pausedFlag) {
+          await this.sleep(MAX_SLEEP_MS);
+          continue;
+        }
+        const started = performance.now();
+        let wanted = true;
+        // A single step may be in flight: wait for it, then step only if still playing.
+        const ran = await this.exclusive(target, () => (wanted = !this.pausedFlag && target === this.target));
+        if (!wanted) continue;
+        if (!ran) {
+          const wait = target.msUntilNextArrival();
+          await this.sleep(Math.min(wait === null ? MAX_SLEEP_MS : Math.max(0, wait), MAX_SLEEP_MS));
+          continue;
+        }
+        this.options.onStep?.();
+        // Always yield to the event loop, so submissions and snapshot requests get through. Slow
+        // motion: inputs wake the loop but do not cut the least interval short (a new interval does).
+        await this.sleep(this.msUntilDue(started));
+        while (this.msUntilDue(started) > 0 && !this.pausedFlag && target === this.target) await this.sleep(this.msUntilDue(started));
       }
-      const started = performance.now();
-      let wanted = true;
-      // A single step may be in flight: wait for it, then step only if still playing.
-      const ran = await this.exclusive(target, () => (wanted = !this.pausedFlag && target === this.target));
-      if (!wanted) continue;
-      if (!ran) {
-        const wait = target.msUntilNextArrival();
-        await this.sleep(Math.min(wait === null ? MAX_SLEEP_MS : Math.max(0, wait), MAX_SLEEP_MS));
-        continue;
-      }
-      this.options.onStep?.();
-      // Always yield to the event loop, so submissions and snapshot requests get through.
-      await this.sleep(Math.max(0, this.minStepIntervalMsValue - (performance.now() - started)));
+    } catch (e) {
+      error = e as Error;
     }
+    // Cleared in the turn the loop ends, so a kick right after it found no work starts it again
+    // (not lost), and before onError, so the owner's recovery (attach()) can start it again too.
+    this.looping = false;
+    if (error) this.options.onError(error);
   }
 }
