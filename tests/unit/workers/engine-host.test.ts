@@ -6,11 +6,14 @@
 import { describe, expect, it } from 'vitest';
 import { loadKernelSources } from '../../../src/gpu/kernel-sources.node.ts';
 import { generate } from '../../../src/model/generate.ts';
+import { parseGguf } from '../../../src/model/gguf.ts';
+import { loadModel, type LoadedModel } from '../../../src/model/load.ts';
 import { ReferenceModel } from '../../../src/model/reference.ts';
 import { createSampler } from '../../../src/engine/sampler.ts';
 import { EngineHost } from '../../../workers/engine-host.ts';
 import type { StreamEvent } from '../../../workers/protocol.ts';
-import { builtin } from '../model/helpers.ts';
+import { stopTokenIdsOf } from '../../../src/serve/requests.ts';
+import { builtin, readModelFile } from '../model/helpers.ts';
 
 function soloText(prompt: string, maxTokens: number): string {
   const { model, tokenizer } = builtin();
@@ -19,6 +22,42 @@ function soloText(prompt: string, maxTokens: number): string {
   const steps = tokenizer.encode(prompt).length - 1 + maxTokens;
   const r = generate({ tokenizer, prompt, steps, seqLen: 512, forward: (t, p) => ref.forward(t, p), sample: (l) => sampler.sampleLogits(l) });
   return new TextDecoder().decode(r.bytes);
+}
+
+/** Greedy run.c-style generation: the generated token ids (the stop at BOS excluded). */
+function soloTokens(loaded: LoadedModel, prompt: string, maxTokens: number): number[] {
+  const { model, tokenizer } = loaded;
+  const ref = new ReferenceModel(model);
+  const sampler = createSampler({ temperature: 0, topP: 1, topK: 0, seed: 1 });
+  const numPrompt = tokenizer.encode(prompt).length;
+  const r = generate({ tokenizer, prompt, steps: numPrompt - 1 + maxTokens, seqLen: 512, forward: (t, p) => ref.forward(t, p), sample: (l) => sampler.sampleLogits(l) });
+  return r.tokens.slice(numPrompt);
+}
+
+/**
+ * `gguf` with the u32 metadata value of `key` set to `value`: the key is found as a GGUF string
+ * (u64 length, then its bytes), followed by the value's type (4: u32) and the value.
+ */
+function withMetadataU32(gguf: Uint8Array, key: string, value: number): Uint8Array {
+  const copy = gguf.slice();
+  const view = new DataView(copy.buffer);
+  const keyBytes = new TextEncoder().encode(key);
+  const at = Buffer.from(copy).indexOf(Buffer.from(keyBytes));
+  expect(at).toBeGreaterThan(8);
+  expect(view.getBigUint64(at - 8, true)).toBe(BigInt(keyBytes.length));
+  expect(view.getUint32(at + keyBytes.length, true)).toBe(4);
+  view.setUint32(at + keyBytes.length + 4, value, true);
+  expect(parseGguf(copy).metadata.get(key)).toBe(value);
+  return copy;
+}
+
+/** Submits `prompt` greedily and resolves with the request's last event. */
+async function complete(host: EngineHost, prompt: string, maxTokens: number): Promise<{ last: StreamEvent; streamed: string }> {
+  const events: StreamEvent[] = [];
+  host.submit({ prompt, max_tokens: maxTokens, temperature: 0 }, (e) => events.push(e));
+  await until(() => events.some((e) => e.type !== 'text'));
+  const streamed = events.map((e) => (e.type === 'text' ? e.delta : '')).join('');
+  return { last: events.at(-1)!, streamed };
 }
 
 async function until(cond: () => boolean, timeoutMs = 30_000): Promise<void> {
@@ -61,7 +100,7 @@ describe('EngineHost without WebGPU', () => {
   it('changes the policy live, restarts for a new KV geometry, and reports the requests it drops', async () => {
     const host = new EngineHost({ gpu: undefined, kernelSources: loadKernelSources(), settings: { numGpuBlocks: 64 } });
     await host.setModel(builtin());
-    host.pause();
+    await host.pause();
     const events: StreamEvent[] = [];
     host.submit({ prompt: 'The dog', max_tokens: 20 }, (e) => events.push(e));
     expect(await host.configure({ policy: 'priority', maxNumSeqs: 4 })).toBe(false);
@@ -72,5 +111,45 @@ describe('EngineHost without WebGPU', () => {
     expect(host.currentEngine!.config.blockSize).toBe(8);
     await expect(host.configure({ numGpuBlocks: 0 })).rejects.toThrow(/numGpuBlocks must be a positive integer/);
     expect(() => host.submit({ prompt: 'x', max_tokens: 0 })).toThrow(/max_tokens must be a positive integer/);
+  });
+
+  it('a GGUF model whose EOS id is not 2 stops at its own EOS, not at token 2', async () => {
+    const prompt = 'Once upon a time';
+    const gguf = readModelFile('stories260K.gguf');
+    const plain = loadModel(gguf, 'stories260K.gguf');
+    const piece = (t: number) => new TextDecoder().decode(plain.tokenizer.vocab.pieces[t]);
+    // E: a token the model emits greedily early on (' Lily'), made the EOS of a rewritten file.
+    const greedy = soloTokens(plain, prompt, 40);
+    const at = greedy.findIndex((t) => piece(t) === ' Lily');
+    expect(at).toBeGreaterThan(3);
+    const eos = greedy[at];
+    expect(eos).not.toBe(2);
+    const before = greedy.slice(0, at);
+    expect(before).not.toContain(eos);
+    const lastPromptToken = plain.tokenizer.encode(prompt).at(-1)!;
+    const cut = plain.tokenizer.decode([lastPromptToken, ...before]);
+    expect(cut).toBe(', there was a little girl named');
+
+    const rewritten = loadModel(withMetadataU32(gguf, 'tokenizer.ggml.eos_token_id', eos), 'eos.gguf');
+    expect([rewritten.tokenizer.vocab.bosId, rewritten.tokenizer.vocab.eosId]).toEqual([1, eos]);
+    expect(stopTokenIdsOf(rewritten)).toEqual([eos, 1]);
+    expect(stopTokenIdsOf(plain)).toEqual([2, 1]);
+
+    const host = new EngineHost({ gpu: undefined, kernelSources: loadKernelSources() });
+    await host.setModel(rewritten);
+    expect(host.status.backend).toBe('cpu');
+    const stopped = await complete(host, prompt, 200);
+    expect(stopped.last).toEqual({ type: 'done', requestId: expect.any(String), texts: [cut], reasons: ['stop'] });
+    expect(stopped.streamed).toBe(cut);
+
+    // The unmodified file goes on past that token.
+    await host.setModel(plain);
+    const goesOn = await complete(host, prompt, 40);
+    expect(goesOn.last.type).toBe('done');
+    if (goesOn.last.type === 'done') {
+      expect(goesOn.last.texts[0].startsWith(`${cut} Lily`)).toBe(true);
+      expect(goesOn.last.texts[0]).toBe(plain.tokenizer.decode([lastPromptToken, ...greedy]));
+      expect(goesOn.last.reasons).toEqual(['length']);
+    }
   });
 });
