@@ -5,6 +5,7 @@
  * it. Pure: no engine, no worker, no DOM.
  */
 import type { RequestSpec } from '../engine/request.ts';
+import { validateSamplingParams } from '../engine/sampler.ts';
 import { generateWorkload, type WorkloadSpec } from '../engine/workload.ts';
 import type { LoadedModel } from '../model/load.ts';
 import { storyPromptTokens } from './story-prompts.ts';
@@ -65,10 +66,9 @@ export function completionSpec(params: CompletionParams, requestId: string, load
   if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new RangeError(`max_tokens must be a positive integer, got ${maxTokens}`);
   if (!Number.isInteger(n) || n < 1 || n > MAX_N) throw new RangeError(`n must be an integer from 1 to ${MAX_N}, got ${n}`);
   if (promptTokenIds.length >= seqLen) throw new RangeError(`the prompt is ${promptTokenIds.length} tokens; the model's context is ${seqLen}`);
-  if (!(Number.isFinite(temperature) && temperature >= 0)) throw new RangeError(`temperature must be >= 0, got ${temperature}`);
-  if (!(topP >= 0 && topP <= 1)) throw new RangeError(`top_p must be between 0 and 1, got ${topP}`);
-  if (!Number.isInteger(topK) || topK < 0) throw new RangeError(`top_k must be an integer >= 0, got ${topK}`);
-  if (!Number.isInteger(seed)) throw new RangeError(`seed must be an integer, got ${seed}`);
+  // Checked here, at the door: the sampler itself is built only when the request is admitted.
+  const sampling = { temperature, topP, topK, seed };
+  validateSamplingParams(sampling);
   if (params.stop !== undefined && !(Array.isArray(params.stop) && params.stop.every((s) => typeof s === 'string'))) {
     throw new TypeError('stop must be a list of strings');
   }
@@ -78,7 +78,7 @@ export function completionSpec(params: CompletionParams, requestId: string, load
     promptTokenIds,
     maxTokens,
     n,
-    sampling: { temperature, topP, topK, seed },
+    sampling,
     stopTokenIds: stopTokenIdsOf(loaded),
     priority: params.priority,
     tenant: params.tenant,

@@ -22,3 +22,45 @@ export interface EngineDriver {
   setSpeed(index: number): void;
   dispose(): void;
 }
+
+/**
+ * Two engines driven as one (compare mode): play, pause, step and speed go to both; the state
+ * and the play state are side A's. It owns neither side (dispose does nothing). The sides are
+ * read through getters, so a caller whose sides change (component props) passes getters.
+ */
+export function pairedDriver(a: () => EngineDriver, b: () => EngineDriver): EngineDriver {
+  const pair: EngineDriver = {
+    get state() {
+      return a().state;
+    },
+    get playing() {
+      return a().playing;
+    },
+    get speedIndex() {
+      return a().speedIndex;
+    },
+    get settling() {
+      return a().settling || b().settling;
+    },
+    play() {
+      a().play();
+      b().play();
+    },
+    async pause() {
+      await Promise.all([a().pause(), b().pause()]);
+    },
+    toggle() {
+      if (pair.playing) void pair.pause();
+      else pair.play();
+    },
+    async step() {
+      await Promise.all([a().step(), b().step()]);
+    },
+    setSpeed(index: number) {
+      a().setSpeed(index);
+      b().setSpeed(index);
+    },
+    dispose() {},
+  };
+  return pair;
+}

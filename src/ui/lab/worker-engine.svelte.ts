@@ -28,9 +28,6 @@ export type LoadPhase = 'loading' | 'ready' | 'error';
 export interface CrashReport {
   generation: number;
   cause: string;
-  numFailed: number;
-  numFinished: number;
-  numRejected: number;
   /** Each request of the dead worker and how it ended. */
   requests: { requestId: string; state: string; reason: string | null }[];
 }
@@ -63,11 +60,8 @@ export class WorkerEngine implements EngineDriver {
   /** Resolves the promises of pause() and step() once the state they asked for is shown. */
   private shownWaiters: { stepIndex: number; resolve: () => void }[] = [];
 
-  constructor(
-    private readonly name: string,
-    supervisor?: EngineSupervisor,
-  ) {
-    this.engine = supervisor ?? new EngineSupervisor();
+  constructor(private readonly name: string) {
+    this.engine = new EngineSupervisor();
     void this.engine.start().catch(() => {});
     this.frame = requestAnimationFrame(this.tick);
   }
@@ -152,9 +146,6 @@ export class WorkerEngine implements EngineDriver {
       this.crash = {
         generation: crash.generation,
         cause: crash.cause,
-        numFailed: entries.filter((e) => e.state === 'failed').length,
-        numFinished: entries.filter((e) => e.state === 'finished').length,
-        numRejected: entries.filter((e) => e.state === 'rejected').length,
         requests: entries.map((e) => ({ requestId: e.requestId, state: e.state, reason: e.reason })),
       };
       // The new worker's engine starts from step 0: the views start afresh.

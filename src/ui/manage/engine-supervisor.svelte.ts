@@ -5,9 +5,9 @@
  * found dead (it stops answering: a watchdog pings it), the requests it had in flight are failed
  * with reason 'worker_crashed' in the ledger, a new worker starts, the current model and
  * settings are loaded into it again, and the views carry on (the lab, compare and the manage
- * panel each drive one of these through an EngineDriver). Model loading goes through here too: from the built-in files, a URL, a
- * local file or the model cache, checked against the adapter's limits first; a load that fails
- * leaves the previous model loaded.
+ * panel each drive one of these through an EngineDriver). Model loading goes through here too:
+ * from the built-in files, a URL, a local file or the model cache, checked against the adapter's
+ * limits first; a load that fails leaves the previous model loaded.
  */
 import * as Comlink from 'comlink';
 import type { AdapterProbe } from '../../gpu/adapter.ts';
@@ -20,7 +20,7 @@ import type { SchedulerConfig } from '../../engine/scheduler.ts';
 import type { CompletionParams, EngineApi, EngineSettings, HostStatus, ModelSource, ModelSummary, ScenarioRun, StreamEvent, ViewSnapshot } from '../../../workers/protocol.ts';
 import { DEFAULT_HOST_SETTINGS } from '../../engine/config.ts';
 import { builtinModel, startEngineWorker, type EngineClient } from '../engine-client.ts';
-import { RequestLedger, TERMINAL, type LedgerEntry } from './ledger.ts';
+import { ledgerKey, RequestLedger, type LedgerEntry } from './ledger.ts';
 import { deleteCachedModel, listCachedModels, putCachedModel, readCachedModel, type CachedModel } from './model-cache.ts';
 import { fitModel, MAX_MODEL_BYTES, MAX_TOKENIZER_BYTES, nameFromPath, peekRemoteConfig, pickFiles, type Fit } from './model-sources.ts';
 
@@ -79,15 +79,14 @@ export class EngineSupervisor implements EngineApi {
   /** Whether the last model loaded was kept for offline use, and if not, why (e.g. storage full). */
   lastCaching = $state.raw<{ cached: boolean; problem: string | null } | null>(null);
   settings = $state.raw<EngineSettings>({ ...DEFAULT_HOST_SETTINGS });
-  /** Worker deaths seen (terminated or found silent), and what the last one cost. */
-  numCrashes = $state(0);
-  lastCrash = $state.raw<{ generation: number; numFailed: number; cause: string } | null>(null);
+  /** The last worker death (terminated or found silent) and what it cost. */
+  lastCrash = $state.raw<{ generation: number; cause: string } | null>(null);
 
   private slot: Slot | null = null;
   private modelRef: ModelRef = { kind: 'builtin' };
   private watchdog: ReturnType<typeof setInterval> | null = null;
   /** Callers' stream callbacks of requests not yet ended, by ledger key (told if their worker dies). */
-  private readonly streams = new Map<string, (e: StreamEvent) => void>();
+  private readonly streams = new Map<string, { generation: number; requestId: string; onEvent: (e: StreamEvent) => void }>();
   private lastAnswerMs = performance.now();
   private pinging = false;
   private disposed = false;
@@ -243,17 +242,21 @@ export class EngineSupervisor implements EngineApi {
   async submitFrom(source: LedgerEntry['source'], params: CompletionParams, onEvent?: (e: StreamEvent) => void): Promise<string> {
     await this.start();
     const slot = this.slot!;
+    // The request may end (and say so here) before submit() returns its id.
+    let ended = false;
     const stream = Comlink.proxy((e: StreamEvent) => {
       this.ledger.onStream(slot.generation, e);
       this.ledgerVersion = this.ledger.version;
-      if (e.type !== 'text') this.streams.delete(`${slot.generation}/${e.requestId}`);
+      if (e.type !== 'text') {
+        ended = true;
+        this.streams.delete(ledgerKey(slot.generation, e.requestId));
+      }
       onEvent?.(e);
     });
     const id = await this.call((c) => c.submit(params, stream));
     this.ledger.add(id, slot.generation, source, params.prompt);
     this.ledgerVersion = this.ledger.version;
-    const entry = this.ledger.get(slot.generation, id);
-    if (onEvent && entry && !TERMINAL.has(entry.state)) this.streams.set(`${slot.generation}/${id}`, onEvent);
+    if (onEvent && !ended) this.streams.set(ledgerKey(slot.generation, id), { generation: slot.generation, requestId: id, onEvent });
     return id;
   }
 
@@ -504,14 +507,13 @@ export class EngineSupervisor implements EngineApi {
     const numFailed = this.ledger.failGeneration(slot.generation, 'worker_crashed', message);
     this.ledgerVersion = this.ledger.version;
     // Callers streaming a request of the dead worker hear how it ended.
-    for (const [key, onEvent] of [...this.streams]) {
-      if (!key.startsWith(`${slot.generation}/`)) continue;
+    for (const [key, s] of [...this.streams]) {
+      if (s.generation !== slot.generation) continue;
       this.streams.delete(key);
-      onEvent({ type: 'error', requestId: key.slice(key.indexOf('/') + 1), reason: 'worker_crashed', message });
+      s.onEvent({ type: 'error', requestId: s.requestId, reason: 'worker_crashed', message });
     }
     this.snap = null;
-    this.lastCrash = { generation: slot.generation, numFailed, cause };
-    this.numCrashes++;
+    this.lastCrash = { generation: slot.generation, cause };
     this.note('fault', `${cause}: ${numFailed} request${numFailed === 1 ? '' : 's'} in flight failed (worker_crashed)`);
     this.phase = 'restarting';
     const t0 = performance.now();

@@ -130,7 +130,8 @@ export class RequestLedger {
   }
 }
 
-const ledgerKey = (generation: number, requestId: string) => `${generation}/${requestId}`;
+/** One key per request per worker (request ids restart with each worker). */
+export const ledgerKey = (generation: number, requestId: string) => `${generation}/${requestId}`;
 
 const REJECT_REASONS = new Set(['queue_full', 'tenant_quota', 'prompt_too_long', 'exceeds_kv_capacity', 'deadline_unmeetable', 'invalid']);
 function isRejectReason(reason: string): boolean {
