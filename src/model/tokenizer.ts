@@ -7,16 +7,21 @@ import { ModelFormatError, type Vocabulary } from './types.ts';
 
 const maxPieceBytes = 1 << 16;
 
-/** Reads a llama2.c tokenizer file for a vocabulary of `vocabSize` tokens. */
+/**
+ * Reads a llama2.c tokenizer file for a vocabulary of `vocabSize` tokens. The format has no
+ * checksum, so it is read strictly: every length within max_token_length and the file, the file
+ * consumed exactly, max_token_length equal to the longest token (llama2.c's export writes exactly
+ * that), every score finite.
+ */
 export function readLlama2cTokenizer(bytes: Uint8Array, vocabSize: number, name = 'tokenizer'): Vocabulary {
   const label = `llama2.c tokenizer ${name}`;
+  if (!Number.isInteger(vocabSize) || vocabSize < 3) {
+    throw new ModelFormatError(`${label}: vocabulary size ${vocabSize} is invalid (ids 0, 1, 2 are <unk>, <s>, </s>)`);
+  }
   const r = new ByteReader(bytes, label);
   const maxTokenLength = r.i32('max_token_length');
   if (maxTokenLength <= 0 || maxTokenLength > maxPieceBytes) {
     throw new ModelFormatError(`${label}: max_token_length is ${maxTokenLength}, expected 1..${maxPieceBytes}`);
-  }
-  if (!Number.isInteger(vocabSize) || vocabSize <= 0) {
-    throw new ModelFormatError(`${label}: vocabulary size ${vocabSize} is invalid`);
   }
   // Each token needs at least 8 bytes (score + length): reject an impossible vocabulary up front.
   if (vocabSize * 8 > r.remaining) {
@@ -27,17 +32,36 @@ export function readLlama2cTokenizer(bytes: Uint8Array, vocabSize: number, name 
   }
   const pieces: Uint8Array[] = [];
   const scores = new Float32Array(vocabSize);
+  let longest = 0;
   for (let i = 0; i < vocabSize; i++) {
+    const at = r.offset;
     scores[i] = r.f32(`score of token ${i}`);
+    if (!Number.isFinite(scores[i])) {
+      throw new ModelFormatError(`${label}: the score of token ${i} (at byte ${at}) is ${scores[i]}; the file is corrupt`);
+    }
     const len = r.i32(`length of token ${i}`);
     if (len < 0 || len > maxTokenLength) {
       throw new ModelFormatError(`${label}: token ${i} has length ${len}, but max_token_length is ${maxTokenLength}`);
     }
+    if (len > r.remaining) {
+      throw new ModelFormatError(
+        `${label} is truncated: token ${i} of ${vocabSize} has length ${len} at byte ${r.offset}, ` +
+          `but only ${r.remaining} bytes remain; does the tokenizer belong to this model?`,
+      );
+    }
     pieces.push(r.raw(len, `bytes of token ${i}`).slice());
+    longest = Math.max(longest, len);
   }
   if (r.remaining !== 0) {
     throw new ModelFormatError(
-      `${label} has ${r.remaining} bytes after ${vocabSize} tokens; it belongs to a model with a larger vocabulary`,
+      `${label} has ${r.remaining} bytes after ${vocabSize} tokens; it belongs to a model with a larger vocabulary, ` +
+        `or the file is corrupt`,
+    );
+  }
+  if (longest !== maxTokenLength) {
+    throw new ModelFormatError(
+      `${label}: max_token_length is ${maxTokenLength}, but the longest of its ${vocabSize} tokens has ${longest} bytes; ` +
+        `the header is corrupt`,
     );
   }
   return { pieces, scores, maxTokenLength, bosId: 1, eosId: 2 };
