@@ -127,11 +127,27 @@ export function validateEngineConfig(c: SchedulerConfig): ConfigProblem[] {
     add('maxQueueLength', `maxQueueLength must be an integer >= 0 or Infinity, got ${String(c.maxQueueLength)}`);
   }
   if (!(typeof c.requestTimeoutMs === 'number' && c.requestTimeoutMs > 0)) add('requestTimeoutMs', `requestTimeoutMs must be > 0 (Infinity: none), got ${String(c.requestTimeoutMs)}`);
+  if (typeof c.enablePrefixCaching !== 'boolean') add('enablePrefixCaching', `enablePrefixCaching must be true or false, got ${String(c.enablePrefixCaching)}`);
+  if (typeof c.enableChunkedPrefill !== 'boolean') add('enableChunkedPrefill', `enableChunkedPrefill must be true or false, got ${String(c.enableChunkedPrefill)}`);
+  if (typeof c.tenantMaxInFlight !== 'object' || c.tenantMaxInFlight === null) add('tenantMaxInFlight', 'tenantMaxInFlight must be an object (tenant -> quota)');
   for (const [tenant, quota] of Object.entries(c.tenantMaxInFlight ?? {})) {
     if (!Number.isInteger(quota) || quota < 1) add('tenantMaxInFlight', `tenant ${tenant}'s quota must be a positive integer, got ${String(quota)}`);
   }
   const f = c.fairShare;
-  if (!f || !(f.prefillTokenWeight >= 0) || !(f.decodeTokenWeight >= 0)) add('fairShare', 'fair-share token weights must be numbers >= 0');
+  if (typeof f !== 'object' || f === null) add('fairShare', 'fairShare must be an object with token weights and tenant weights');
+  else {
+    const finiteNonNegative = (v: unknown) => typeof v === 'number' && Number.isFinite(v) && v >= 0;
+    if (!finiteNonNegative(f.prefillTokenWeight) || !finiteNonNegative(f.decodeTokenWeight)) {
+      add('fairShare', `fair-share token weights must be finite numbers >= 0, got prefill ${String(f.prefillTokenWeight)}, decode ${String(f.decodeTokenWeight)}`);
+    }
+    if (typeof f.tenantWeights !== 'object' || f.tenantWeights === null) add('fairShare', 'fairShare.tenantWeights must be an object (tenant -> weight)');
+    else {
+      for (const [tenant, w] of Object.entries(f.tenantWeights)) {
+        // A tenant's counter grows by cost / weight: 0 or NaN would never let it be served.
+        if (!(typeof w === 'number' && Number.isFinite(w) && w > 0)) add('fairShare', `tenant ${tenant}'s fair-share weight must be a finite number > 0, got ${String(w)}`);
+      }
+    }
+  }
   return problems;
 }
 

@@ -7,7 +7,7 @@
 import type { Executor, SeqOutput, StepOutput } from './types.ts';
 import { Scheduler, isDecodeWork } from './scheduler.ts';
 import { DEFAULT_SCHEDULER_CONFIG, validateLiveChanges, type SchedulerConfig } from './config.ts';
-import { Request, type RequestSpec, type RequestState } from './request.ts';
+import { InvalidRequestError, Request, validateRequestSpec, type RequestProblem, type RequestSpec, type RequestState } from './request.ts';
 import { MetricsCollector, type MetricsGauges, type MetricsSummary } from './metrics.ts';
 import { RealClock, isVirtualClock, type Clock } from './clock.ts';
 import { Heap } from './heap.ts';
@@ -31,6 +31,8 @@ export interface EngineOptions {
   numRecentEndedInSnapshot?: number;
   /** Step records kept for the views (default 256). */
   numStepRecords?: number;
+  /** Token ids of requests must be below this (default: the executor's vocabSize, if it has one). */
+  vocabSize?: number;
 }
 
 /** One sequence's share of the last step, for the batch timeline. */
@@ -62,6 +64,8 @@ export interface StepRecord extends StepView {
   finished: string[];
   /** What the KV cache manager did since the previous step, in order. */
   kvEvents: KvEvent[];
+  /** Present when the executor failed this step: its message (the step's requests were requeued). */
+  failed?: string;
 }
 
 export type StepOutcome = { kind: 'ran'; step: StepRecord } | { kind: 'idle'; nextArrivalMs: number | null };
@@ -130,6 +134,9 @@ export class Engine {
   readonly modelName: string;
   private readonly listeners = new Set<EventListener>();
   private readonly pending = new Heap<Request>((a, b) => (a.arrivalMs - b.arrivalMs || a.order - b.order) < 0);
+  /** Requests submitted and not yet handed to the scheduler, by id. */
+  private readonly pendingById = new Map<string, Request>();
+  private readonly vocabSizeOption: number | undefined;
   private readonly deferredCancels: string[] = [];
   private readonly deferredChanges: Partial<SchedulerConfig>[] = [];
   private readonly recordEvents: boolean;
@@ -138,6 +145,8 @@ export class Engine {
   private readonly numRecentEnded: number;
   private readonly recentEnded: Request[] = [];
   private nextOrder = 0;
+  /** metrics.numSteps when the scheduler's service rates were last set. */
+  private ratesAtStep = 0;
   private stepping = false;
   private configured = false;
   private readonly numStepRecords: number;
@@ -156,8 +165,8 @@ export class Engine {
     this.sampleOverride = options.sampleOverride;
     this.numRecentEnded = options.numRecentEndedInSnapshot ?? 64;
     this.numStepRecords = options.numStepRecords ?? 256;
+    this.vocabSizeOption = options.vocabSize;
     this.scheduler = new Scheduler({ ...DEFAULT_SCHEDULER_CONFIG, ...options.config }, (e) => this.emit(e));
-    this.scheduler.estimateServiceMs = (r) => this.estimateServiceMs(r);
   }
 
   get executor(): Executor {
@@ -203,13 +212,37 @@ export class Engine {
     this.configured = true;
   }
 
-  /** Queues a request (it reaches the scheduler at the first step at or after its arrival). */
+  /** Token ids a request may use: 0 .. vocabSize-1 (undefined: unchecked). */
+  get vocabSize(): number | undefined {
+    return this.vocabSizeOption ?? this.executorImpl.vocabSize;
+  }
+
+  /**
+   * Every problem that would make submit() refuse this spec ([] when it would be taken): its
+   * fields (validateRequestSpec, token ids against the vocabulary) and a requestId already used.
+   */
+  check(spec: unknown): RequestProblem[] {
+    const problems = validateRequestSpec(spec, { vocabSize: this.vocabSize });
+    const id = (spec as { requestId?: unknown } | null)?.requestId;
+    if (typeof id === 'string' && this.isKnownId(id)) problems.push({ field: 'requestId', message: `requestId ${JSON.stringify(id)} is already in use` });
+    return problems;
+  }
+
+  /**
+   * Queues a request (it reaches the scheduler at the first step at or after its arrival).
+   * A spec with any problem (see check()) is refused at once with an InvalidRequestError naming
+   * each one; nothing of it enters the engine and no event is logged.
+   */
   submit(spec: RequestSpec): string {
+    const problems = this.check(spec);
+    if (problems.length > 0) throw new InvalidRequestError(problems, spec?.requestId !== undefined ? `request ${String(spec.requestId)}` : 'request');
     const order = this.nextOrder++;
-    const requestId = spec.requestId ?? `req-${order}`;
+    let requestId = spec.requestId ?? `req-${order}`;
+    for (let k = 1; spec.requestId === undefined && this.isKnownId(requestId); k++) requestId = `req-${order}-${k}`;
     const arrivalMs = spec.arrivalMs ?? this.clock.nowMs();
     const request = new Request(spec, requestId, arrivalMs, order);
     this.pending.push(request);
+    this.pendingById.set(requestId, request);
     this.emit({
       type: 'submit',
       timeMs: this.clock.nowMs(),
@@ -217,6 +250,10 @@ export class Engine {
       request: { ...spec, requestId, arrivalMs },
     });
     return requestId;
+  }
+
+  private isKnownId(requestId: string): boolean {
+    return this.pendingById.has(requestId) || this.scheduler.requests.has(requestId);
   }
 
   /** Cancels a request; takes effect now between steps, or right after the step in flight. */
@@ -232,7 +269,7 @@ export class Engine {
    * Throws at once for settings that need a new engine.
    */
   reconfigure(changes: Partial<SchedulerConfig>): void {
-    validateLiveChanges(this.config, changes); // throws now, without touching this engine
+    this.scheduler.checkLiveChanges(changes); // throws now, without touching this engine
     if (this.stepping) this.deferredChanges.push({ ...changes });
     else this.applyReconfigure(changes);
   }
@@ -291,6 +328,7 @@ export class Engine {
     try {
       if (!this.configured) await this.init();
       const startMs = this.clock.nowMs();
+      this.updateServiceRates();
       this.admitArrivals(startMs);
       this.scheduler.expire(startMs);
       const scheduled = this.scheduler.schedule(startMs);
@@ -307,6 +345,14 @@ export class Engine {
       } catch (e) {
         // Logged so a replay fails the same step: its plan (admissions, allocations) happened.
         this.emit({ type: 'stepFailed', timeMs: this.clock.nowMs(), startMs, stepIndex: plan.stepIndex, message: (e as Error).message });
+        // What the executor's memory holds is now unknown: nothing keeps blocks allocated for a
+        // step that did not run; every running and swapped request waits to be recomputed
+        // (generated tokens and samplers kept), so the engine can go on or be stepped again.
+        this.scheduler.requeueAllForRecompute(this.clock.nowMs());
+        for (const id of this.deferredCancels.splice(0)) this.applyCancel(id);
+        const failure = { stepIndex: plan.stepIndex, startMs, durationMs: 0, seqs: [], numPaddingTokens: 0, numCopies: 0, numSwapOut: 0, numSwapIn: 0 };
+        this.recordStep(failure, (e as Error).message);
+        if (this.checkInvariants) this.scheduler.assertInvariants();
         throw e;
       }
       if (isVirtualClock(this.clock)) this.clock.advance(output.durationMs);
@@ -451,8 +497,9 @@ export class Engine {
   }
 
   /** Closes a step: its view, the request events and the KV events since the previous one. */
-  private recordStep(view: StepView): StepRecord {
+  private recordStep(view: StepView, failed?: string): StepRecord {
     const record: StepRecord = { ...view, ...this.pendingRequestEvents, kvEvents: this.scheduler.takeKvEvents() };
+    if (failed !== undefined) record.failed = failed;
     this.pendingRequestEvents = { preempted: [], rejected: [], finished: [] };
     this.stepRecords.push(record);
     this.lastCompletedStep = record.stepIndex;
@@ -461,10 +508,11 @@ export class Engine {
   }
 
   private applyCancel(requestId: string): void {
-    const r = [...this.pending.values()].find((p) => p.requestId === requestId);
+    const r = this.pendingById.get(requestId);
     if (r) {
       // Not yet arrived: it goes straight to failed.
       this.pending.remove(r);
+      this.pendingById.delete(requestId);
       r.state = 'failed';
       r.endReason = 'cancelled';
       r.finishedMs = this.clock.nowMs();
@@ -478,21 +526,21 @@ export class Engine {
   private admitArrivals(nowMs: number): void {
     for (let r = this.pending.peek(); r && r.arrivalMs <= nowMs; r = this.pending.peek()) {
       this.pending.pop();
+      this.pendingById.delete(r.requestId);
       this.scheduler.add(r, nowMs);
     }
   }
 
-  /** Lower bound on the service time still needed (deadline admission), from recent steps. */
-  private estimateServiceMs(r: Request): number {
+  /** Hands the scheduler the recent service rates (deadline admission), once per completed step. */
+  private updateServiceRates(): void {
     const m = this.metrics;
-    if (m.numSteps === 0) return 0;
+    if (m.numSteps === this.ratesAtStep) return;
+    this.ratesAtStep = m.numSteps;
     const tp = m.throughput();
-    const tokensPerMs = (tp.prefillTokensPerS + tp.decodeTokensPerS) / 1000;
-    const prefillMs = tokensPerMs > 0 ? r.numUncomputedTokens() / tokensPerMs : 0;
-    const itl = m.itlMs.size > 0 ? m.itlMs.stats().p50 : 0;
-    const generated = r.seqs.length > 0 ? r.seqs[0].numOutputTokens : 0;
-    const remainingOutput = r.spec.predictedOutputTokens !== undefined ? Math.max(1, r.spec.predictedOutputTokens - generated) : 1;
-    return prefillMs + (remainingOutput - 1) * itl;
+    this.scheduler.serviceRates = {
+      tokensPerMs: (tp.prefillTokensPerS + tp.decodeTokensPerS) / 1000,
+      itlMs: m.itlMs.size > 0 ? m.itlMs.stats().p50 : 0,
+    };
   }
 
   private emit(e: EngineEvent): void {

@@ -35,6 +35,12 @@ export class Heap<T> {
     }
     return true;
   }
+  /** Replaces the contents with `xs` (O(n)). */
+  rebuild(xs: readonly T[]): void {
+    this.items.length = 0;
+    for (const x of xs) this.items.push(x);
+    for (let i = (this.items.length >> 1) - 1; i >= 0; i--) this.down(i);
+  }
   values(): readonly T[] {
     return this.items;
   }

@@ -41,6 +41,128 @@ export interface RequestSpec {
   cacheSalt?: string;
 }
 
+/** One thing wrong with a request, named by its field. */
+export interface RequestProblem {
+  field: string;
+  message: string;
+}
+
+/** What a request is checked against besides itself. */
+export interface RequestLimits {
+  /** Token ids must lie in 0 .. vocabSize-1 (unchecked when absent). */
+  vocabSize?: number;
+}
+
+/** Longest requestId / tenant / cacheSalt accepted (they are keys and labels, not payloads). */
+export const MAX_ID_LENGTH = 200;
+/** Stop token ids per request at most. */
+export const MAX_STOP_TOKEN_IDS = 1024;
+
+const SPEC_KEYS: ReadonlySet<string> = new Set([
+  'requestId', 'promptTokenIds', 'maxTokens', 'n', 'sampling', 'stopTokenIds', 'priority', 'tenant',
+  'deadlineMs', 'arrivalMs', 'predictedOutputTokens', 'cacheSalt',
+]);
+const SAMPLING_KEYS: ReadonlySet<string> = new Set(['temperature', 'topP', 'topK', 'seed']);
+
+function show(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v);
+  if (typeof v === 'number' || typeof v === 'boolean' || v === null || v === undefined) return String(v);
+  return Array.isArray(v) ? 'an array' : `a ${typeof v}`;
+}
+
+/** Problems of the sampling parameters (each optional; present ones are checked). */
+export function samplingProblems(sampling: unknown, field = 'sampling'): RequestProblem[] {
+  if (sampling === undefined) return [];
+  if (typeof sampling !== 'object' || sampling === null || Array.isArray(sampling)) return [{ field, message: `${field} must be an object, got ${show(sampling)}` }];
+  const problems: RequestProblem[] = [];
+  const add = (key: string, message: string) => problems.push({ field: `${field}.${key}`, message });
+  const s = sampling as Record<string, unknown>;
+  for (const key of Object.keys(s)) if (!SAMPLING_KEYS.has(key)) add(key, `unknown sampling parameter ${JSON.stringify(key)} (known: ${[...SAMPLING_KEYS].join(', ')})`);
+  const { temperature, topP, topK, seed } = s;
+  if (temperature !== undefined && !(typeof temperature === 'number' && Number.isFinite(temperature) && temperature >= 0)) {
+    add('temperature', `temperature must be a finite number >= 0, got ${show(temperature)}`);
+  }
+  if (topP !== undefined && !(typeof topP === 'number' && topP >= 0 && topP <= 1)) add('topP', `top_p must be between 0 and 1, got ${show(topP)}`);
+  if (topK !== undefined && !(Number.isInteger(topK) && (topK as number) >= 0)) add('topK', `top_k must be an integer >= 0, got ${show(topK)}`);
+  // The xorshift state is the seed modulo 2^64 (a negative seed -s is 2^64 - s, as in run.c).
+  if (seed !== undefined && !Number.isSafeInteger(seed)) add('seed', `seed must be an integer, got ${show(seed)}`);
+  return problems;
+}
+
+/**
+ * Every problem of a request spec (a caller's object, an imported trace line), each with its
+ * field and reason; [] when the engine can take it. Checks types and ranges only: whether it fits
+ * this engine's context and memory is admission's decision (a 'rejected' event with the reason).
+ */
+export function validateRequestSpec(spec: unknown, limits: RequestLimits = {}): RequestProblem[] {
+  if (typeof spec !== 'object' || spec === null || Array.isArray(spec)) return [{ field: 'request', message: `a request must be an object, got ${show(spec)}` }];
+  const problems: RequestProblem[] = [];
+  const add = (field: string, message: string) => problems.push({ field, message });
+  const r = spec as Record<string, unknown>;
+  for (const key of Object.keys(r)) if (!SPEC_KEYS.has(key)) add(key, `unknown field ${JSON.stringify(key)}`);
+  const text = (key: 'requestId' | 'tenant' | 'cacheSalt', nonEmpty: boolean) => {
+    const v = r[key];
+    if (v === undefined) return;
+    if (typeof v !== 'string' || (nonEmpty && v.length === 0) || v.length > MAX_ID_LENGTH) {
+      add(key, `${key} must be a ${nonEmpty ? 'non-empty ' : ''}string of at most ${MAX_ID_LENGTH} characters, got ${show(v)}`);
+    }
+  };
+  text('requestId', true);
+  text('tenant', true);
+  text('cacheSalt', false);
+  const V = limits.vocabSize;
+  const tokenListProblem = (v: unknown[]): string | null => {
+    for (let i = 0; i < v.length; i++) {
+      const t = v[i];
+      if (!Number.isInteger(t) || (t as number) < 0) return `token ${i} is ${show(t)}, not a token id (an integer >= 0)`;
+      if (V !== undefined && (t as number) >= V) return `token ${i} is ${t as number}, outside the vocabulary (0..${V - 1})`;
+    }
+    return null;
+  };
+  const prompt = r.promptTokenIds;
+  if (!Array.isArray(prompt)) add('promptTokenIds', `promptTokenIds must be an array of token ids, got ${show(prompt)}`);
+  else if (prompt.length === 0) add('promptTokenIds', 'the prompt is empty (at least one token, e.g. BOS)');
+  else {
+    const p = tokenListProblem(prompt);
+    if (p) add('promptTokenIds', `promptTokenIds: ${p}`);
+  }
+  const positiveInt = (key: 'maxTokens' | 'n' | 'predictedOutputTokens', required: boolean) => {
+    const v = r[key];
+    if (v === undefined && !required) return;
+    if (!Number.isSafeInteger(v) || (v as number) < 1) add(key, `${key} must be a positive integer, got ${show(v)}`);
+  };
+  positiveInt('maxTokens', true);
+  positiveInt('n', false);
+  positiveInt('predictedOutputTokens', false);
+  problems.push(...samplingProblems(r.sampling));
+  const stops = r.stopTokenIds;
+  if (stops !== undefined) {
+    if (!Array.isArray(stops)) add('stopTokenIds', `stopTokenIds must be an array of token ids, got ${show(stops)}`);
+    else if (stops.length > MAX_STOP_TOKEN_IDS) add('stopTokenIds', `stopTokenIds has ${stops.length} ids (at most ${MAX_STOP_TOKEN_IDS})`);
+    else {
+      const p = tokenListProblem(stops);
+      if (p) add('stopTokenIds', `stopTokenIds: ${p}`);
+    }
+  }
+  const finite = (key: 'priority' | 'arrivalMs') => {
+    const v = r[key];
+    if (v !== undefined && !(typeof v === 'number' && Number.isFinite(v))) add(key, `${key} must be a finite number, got ${show(v)}`);
+  };
+  finite('priority');
+  finite('arrivalMs');
+  const d = r.deadlineMs;
+  if (d !== undefined && !(typeof d === 'number' && d > 0 && !Number.isNaN(d))) add('deadlineMs', `deadlineMs must be a number > 0 (ms after arrival), got ${show(d)}`);
+  return problems;
+}
+
+/** A request refused at submit: nothing of it entered the engine. */
+export class InvalidRequestError extends RangeError {
+  constructor(readonly problems: readonly RequestProblem[], label = 'request') {
+    super(`${label} refused: ${problems.map((p) => p.message).join('; ')}`);
+    this.name = 'InvalidRequestError';
+  }
+}
+
 export type RequestState = 'pending' | 'waiting' | 'running' | 'swapped' | 'finished' | 'failed' | 'rejected';
 export type FinishReason = 'stop' | 'length';
 export type FailReason = 'cancelled' | 'timeout' | 'preempted';

@@ -23,6 +23,7 @@ import { createPolicy, type Policy } from './policies.ts';
 import { assertValidConfig, DEFAULT_SCHEDULER_CONFIG, validateLiveChanges, type SchedulerConfig } from './config.ts';
 import { Request, Sequence, createSequenceSampler, type FailReason, type FinishReason, type RejectReason } from './request.ts';
 import type { EngineEvent, KvEvent, PreemptionMode } from './events.ts';
+import { Heap } from './heap.ts';
 
 export { DEFAULT_SCHEDULER_CONFIG, LIVE_CONFIG_KEYS, type BatchingMode, type SchedulerConfig } from './config.ts';
 
@@ -44,8 +45,17 @@ export interface ScheduledStep {
   numDecodeTokens: number;
 }
 
-/** Lower bound on the time a request still needs (deadline admission); 0 = only past deadlines. */
-export type ServiceTimeEstimator = (request: Request) => number;
+/**
+ * Recent service rates, from which the time a request still needs is bounded from below
+ * (deadline admission): its uncomputed tokens at the prefill rate plus its remaining output at
+ * the inter-token latency. Zeros (no steps yet) reject only deadlines already past.
+ */
+export interface ServiceRates {
+  /** Tokens computed per ms over recent steps. */
+  tokensPerMs: number;
+  /** Median inter-token latency (ms). */
+  itlMs: number;
+}
 
 interface StepContext {
   budget: number;
@@ -69,7 +79,8 @@ export class Scheduler {
   readonly live = new Set<Request>();
   readonly requests = new Map<string, Request>();
   readonly seqById = new Map<number, Sequence>();
-  estimateServiceMs: ServiceTimeEstimator = () => 0;
+  /** Set by the engine before each step's admissions (recent rates; zeros: no estimate). */
+  serviceRates: ServiceRates = { tokensPerMs: 0, itlMs: 0 };
   /** Index of the last non-empty step planned (steps count from 1; empty plans take no index). */
   stepIndex = 0;
   numPreemptions = 0;
@@ -77,6 +88,10 @@ export class Scheduler {
   /** The index the step being planned will get (events during planning carry it). */
   private planningIndex = 1;
   private readonly inFlightByTenant = new Map<string, number>();
+  /** Live requests with a deadline, earliest first (ended ones leave lazily). */
+  private readonly byDeadline = new Heap<Request>((a, b) => a.deadlineAtMs < b.deadlineAtMs || (a.deadlineAtMs === b.deadlineAtMs && a.order < b.order));
+  /** Live requests, oldest arrival first, for timeouts (ended ones leave lazily). */
+  private readonly byArrival = new Heap<Request>((a, b) => a.arrivalMs < b.arrivalMs || (a.arrivalMs === b.arrivalMs && a.order < b.order));
   private numLiveWithDeadline = 0;
   /** Static batching: the current request-level batch and each member's padded prefill progress. */
   private staticBatch: Request[] = [];
@@ -105,7 +120,7 @@ export class Scheduler {
    * the batching mode are fixed for an engine's life: changing those throws.
    */
   reconfigure(changes: Partial<SchedulerConfig>): void {
-    const next = validateLiveChanges(this.config, changes);
+    const next = this.checkLiveChanges(changes);
     const policyChanged = next.policy !== this.config.policy || JSON.stringify(next.fairShare) !== JSON.stringify(this.config.fairShare);
     Object.assign(this.config, changes);
     if (policyChanged) {
@@ -114,6 +129,23 @@ export class Scheduler {
       this.policyImpl = createPolicy(next.policy, next.fairShare);
       for (let r = old.waiting.pop(); r; r = old.waiting.pop()) this.policyImpl.waiting.push(r);
     }
+  }
+
+  /**
+   * Throws for changes this scheduler cannot apply, without touching it; returns the new config.
+   * Lowering maxNumSeqs below what is running is applied safely in continuous batching (the next
+   * step preempts the requests the policy ranks last until the rest fit); a static batch cannot
+   * shed members, so there the change must wait until the batch has ended.
+   */
+  checkLiveChanges(changes: Partial<SchedulerConfig>): SchedulerConfig {
+    const next = validateLiveChanges(this.config, changes);
+    if (this.config.batching === 'static') {
+      const slots = this.numRunningSeqSlots();
+      if (next.maxNumSeqs < slots) {
+        throw new RangeError(`maxNumSeqs ${next.maxNumSeqs} is below the ${slots} sequences of the static batch now running; change it after the batch ends`);
+      }
+    }
+    return next;
   }
 
   // ---- the KV cache, read through its small API ----
@@ -160,7 +192,8 @@ export class Scheduler {
       this.emit({ type: 'rejected', timeMs: nowMs, requestId: request.requestId, reason, detail });
       return { reason, detail };
     };
-    if (this.requests.has(request.requestId)) return reject('invalid', `duplicate requestId ${request.requestId}`);
+    // The engine refuses duplicates at submit; a duplicate here must not replace the original.
+    if (this.requests.has(request.requestId)) throw new Error(`duplicate requestId ${request.requestId}`);
     if (P < 1) return reject('invalid', 'empty prompt');
     if (!Number.isInteger(request.maxTokens) || request.maxTokens < 1) return reject('invalid', `maxTokens must be a positive integer, got ${request.maxTokens}`);
     if (!Number.isInteger(request.n) || request.n < 1) return reject('invalid', `n must be a positive integer, got ${request.n}`);
@@ -188,7 +221,11 @@ export class Scheduler {
     this.policy.onArrival(request, new Set([...this.inFlightByTenant].filter(([, k]) => k > 0).map(([t]) => t)));
     this.live.add(request);
     this.inFlightByTenant.set(request.tenant, inFlight + 1);
-    if (request.deadlineAtMs !== Infinity) this.numLiveWithDeadline++;
+    if (request.deadlineAtMs !== Infinity) {
+      this.numLiveWithDeadline++;
+      this.byDeadline.push(request);
+    }
+    this.byArrival.push(request);
     request.state = 'waiting';
     this.policy.waiting.push(request);
     this.emit({ type: 'queued', timeMs: nowMs, requestId: request.requestId });
@@ -203,17 +240,60 @@ export class Scheduler {
     return true;
   }
 
-  /** Times out old requests and drops waiting ones whose deadline can no longer be met. */
+  /**
+   * A lower bound on the time a request still needs: its uncomputed tokens at the recent token
+   * rate, plus its remaining output (predicted, at most the context) at the median inter-token
+   * latency.
+   */
+  estimateServiceMs(r: Request): number {
+    const { tokensPerMs, itlMs } = this.serviceRates;
+    const prefillMs = tokensPerMs > 0 ? r.numUncomputedTokens() / tokensPerMs : 0;
+    const generated = r.seqs.length > 0 ? r.seqs[0].numOutputTokens : 0;
+    const predicted = r.spec.predictedOutputTokens;
+    const remainingOutput = predicted !== undefined ? Math.min(this.config.maxModelLen, Math.max(1, predicted - generated)) : 1;
+    return prefillMs + (remainingOutput - 1) * itlMs;
+  }
+
+  /** The most estimateServiceMs() can return for any request this engine holds. */
+  private maxServiceMs(): number {
+    const { tokensPerMs, itlMs } = this.serviceRates;
+    const c = this.config;
+    return (tokensPerMs > 0 ? (c.maxNumSeqs * c.maxModelLen) / tokensPerMs : 0) + c.maxModelLen * itlMs;
+  }
+
+  /**
+   * Times out old requests and drops waiting ones whose deadline can no longer be met. Both are
+   * read from heaps (oldest arrival, earliest deadline), so a step's cost does not grow with the
+   * queue: only requests within reach of their timeout or deadline are looked at.
+   */
   expire(nowMs: number): void {
-    if (this.config.requestTimeoutMs === Infinity && this.numLiveWithDeadline === 0) return;
-    for (const r of [...this.live]) {
-      if (nowMs - r.arrivalMs >= this.config.requestTimeoutMs) this.fail(r, 'timeout', nowMs);
-      else if (r.state === 'waiting' && nowMs + this.estimateServiceMs(r) > r.deadlineAtMs) {
+    const timeout = this.config.requestTimeoutMs;
+    for (let r = this.byArrival.peek(); r; r = this.byArrival.peek()) {
+      if (r.isDone) this.byArrival.pop();
+      else if (nowMs - r.arrivalMs >= timeout) {
+        this.byArrival.pop();
+        this.fail(r, 'timeout', nowMs);
+      } else break;
+    }
+    if (this.byArrival.size > 2 * this.live.size + 64) this.byArrival.rebuild([...this.live]);
+    if (this.numLiveWithDeadline === 0) {
+      if (this.byDeadline.size > 0) this.byDeadline.rebuild([]);
+      return;
+    }
+    // estimateServiceMs(r) <= maxServiceMs(), so a deadline beyond this horizon cannot be missed yet.
+    const horizon = nowMs + this.maxServiceMs();
+    const stillLive: Request[] = [];
+    for (let r = this.byDeadline.peek(); r && r.deadlineAtMs < horizon; r = this.byDeadline.peek()) {
+      this.byDeadline.pop();
+      if (r.isDone) continue;
+      if (r.state === 'waiting' && nowMs + this.estimateServiceMs(r) > r.deadlineAtMs) {
         this.policy.waiting.remove(r);
         this.end(r, 'rejected', 'deadline_unmeetable', nowMs);
         this.emit({ type: 'rejected', timeMs: nowMs, requestId: r.requestId, reason: 'deadline_unmeetable', detail: `deadline at ${r.deadlineAtMs.toFixed(1)} ms passed while waiting` });
-      }
+      } else stillLive.push(r);
     }
+    for (const r of stillLive) this.byDeadline.push(r);
+    if (this.byDeadline.size > 2 * this.numLiveWithDeadline + 64) this.byDeadline.rebuild([...this.live].filter((r) => r.deadlineAtMs !== Infinity));
   }
 
   /** Decides the next step. The plan may be empty (nothing runnable). */
@@ -283,6 +363,13 @@ export class Scheduler {
   }
 
   private scheduleContinuous(ctx: StepContext, nowMs: number): void {
+    // maxNumSeqs was lowered below what runs: the requests ranked last make room.
+    for (let over = this.numRunningSeqSlots() - this.config.maxNumSeqs; over > 0; ) {
+      const victim = this.pickVictim(ctx);
+      if (!victim) break;
+      over -= victim.numSeqSlots();
+      this.preempt(victim, ctx, nowMs);
+    }
     const order = this.running.slice().sort((a, b) => this.policy.compare(a, b));
     for (const req of order) {
       if (ctx.budget <= 0) break;

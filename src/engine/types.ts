@@ -96,6 +96,8 @@ export interface KvGeometry {
 export interface Executor {
   /** Human label ("webgpu: SwiftShader", "cpu reference", "simulated: Llama-2 70B on 8xH100"). */
   readonly name: string;
+  /** Size of the model's vocabulary, when it has one (requests' token ids are checked against it). */
+  readonly vocabSize?: number;
   /** (Re)allocate the KV pool for this geometry; drops all cached K/V. */
   configure(geometry: KvGeometry): Promise<void> | void;
   execute(plan: StepPlan): Promise<StepOutput>;

@@ -51,6 +51,7 @@ export interface GpuExecutorOptions {
 
 export class GpuExecutor implements Executor {
   readonly name: string;
+  readonly vocabSize: number;
   private readonly device: GPUDevice;
   private readonly weights: GpuWeights;
   private readonly act: ActivationArena;
@@ -70,6 +71,7 @@ export class GpuExecutor implements Executor {
     private readonly options: GpuExecutorOptions = {},
   ) {
     this.device = ctx.device;
+    this.vocabSize = model.config.vocabSize;
     this.name = `webgpu: ${ctx.adapter.vendor} ${ctx.adapter.architecture}`.trim();
     ctx.onLost((loss) => (this.lostMessage = `the GPU device was lost (${loss.reason}): ${loss.message || 'no details'}`));
     this.weights = new GpuWeights(this.device, model);

@@ -150,12 +150,14 @@ export class ReferenceModel {
  */
 export class CpuReferenceExecutor implements Executor {
   readonly name = 'cpu reference';
+  readonly vocabSize: number;
   private readonly scratch: Scratch;
   private geometry: KvGeometry = { blockSize: 16, numGpuBlocks: 0, numCpuBlocks: 0 };
   private pool: KvStore;
   private swapPool: KvStore;
 
   constructor(readonly model: Model) {
+    this.vocabSize = model.config.vocabSize;
     this.scratch = new Scratch(model);
     this.pool = createKvStore(model, 0);
     this.swapPool = createKvStore(model, 0);

@@ -96,7 +96,11 @@ describe('validateEngineConfig', () => {
       [{ maxQueueLength: 2.5 }, 'maxQueueLength', /maxQueueLength/],
       [{ requestTimeoutMs: 0 }, 'requestTimeoutMs', /requestTimeoutMs must be > 0/],
       [{ tenantMaxInFlight: { a: 2, b: 0 } }, 'tenantMaxInFlight', /tenant b's quota must be a positive integer, got 0/],
-      [{ fairShare: { prefillTokenWeight: -1, decodeTokenWeight: 1, tenantWeights: {} } }, 'fairShare', /fair-share token weights must be numbers >= 0/],
+      [{ fairShare: { prefillTokenWeight: -1, decodeTokenWeight: 1, tenantWeights: {} } }, 'fairShare', /fair-share token weights must be finite numbers >= 0/],
+      [{ fairShare: { prefillTokenWeight: 1, decodeTokenWeight: 1, tenantWeights: { a: 0 } } }, 'fairShare', /tenant a's fair-share weight must be a finite number > 0, got 0/],
+      [{ fairShare: { prefillTokenWeight: 1, decodeTokenWeight: Infinity, tenantWeights: {} } }, 'fairShare', /finite numbers >= 0/],
+      [{ enablePrefixCaching: 'yes' as unknown as boolean }, 'enablePrefixCaching', /enablePrefixCaching must be true or false, got yes/],
+      [{ enableChunkedPrefill: 1 as unknown as boolean }, 'enableChunkedPrefill', /enableChunkedPrefill must be true or false/],
     ];
     for (const [change, key, message] of cases) {
       const problems = validateEngineConfig(withDefaults(change));
