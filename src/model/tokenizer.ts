@@ -35,6 +35,12 @@ export function readLlama2cTokenizer(bytes: Uint8Array, vocabSize: number, name 
   let longest = 0;
   for (let i = 0; i < vocabSize; i++) {
     const at = r.offset;
+    if (r.remaining === 0) {
+      throw new ModelFormatError(
+        `${label} ends after ${i} tokens, but the model's vocabulary has ${vocabSize}; ` +
+          `the tokenizer belongs to a model with a smaller vocabulary, or it is truncated`,
+      );
+    }
     scores[i] = r.f32(`score of token ${i}`);
     if (!Number.isFinite(scores[i])) {
       throw new ModelFormatError(`${label}: the score of token ${i} (at byte ${at}) is ${scores[i]}; the file is corrupt`);
