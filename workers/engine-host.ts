@@ -121,11 +121,23 @@ export class EngineHost {
       this.loop.kick();
       return false;
     }
+    // Checked before anything stops: an executor that cannot take the geometry changes nothing.
+    const config = this.engineConfig(next);
+    this.executors.executor?.checkGeometry?.({ blockSize: config.blockSize, numGpuBlocks: config.numGpuBlocks, numCpuBlocks: config.numCpuBlocks });
+    const previous = this.settings;
     this.settings = next;
     if (!this.loaded) return false;
     await this.loop.attach(null);
     this.stopEngine('the engine settings changed');
-    await this.startEngine();
+    try {
+      await this.startEngine();
+    } catch (e) {
+      // The executor refused the new geometry (memory, device limits): the previous settings
+      // come back on a fresh engine, so the lab is never left without one.
+      this.settings = previous;
+      await this.startEngine();
+      throw new RangeError(`the settings were not applied (${(e as Error).message}); the engine runs with the previous settings`);
+    }
     return true;
   }
 
@@ -225,8 +237,14 @@ export class EngineHost {
     return `r${++this.nextRequestNumber}`;
   }
 
+  /** Submits all of `specs` or none: any problem refuses the whole set, listing each (first 10). */
   private submitAll(specs: RequestSpec[]): string[] {
     const engine = this.engine!;
+    const problems = specs.flatMap((spec, i) => engine.check(spec).map((p) => `request ${i}: ${p.message}`));
+    if (problems.length > 0) {
+      const more = problems.length > 10 ? `; and ${problems.length - 10} more` : '';
+      throw new RangeError(`nothing was submitted: ${problems.slice(0, 10).join('; ')}${more}`);
+    }
     const ids = specs.map((spec) => {
       const id = engine.submit(spec);
       this.track(id, null, spec, [], null);

@@ -98,6 +98,8 @@ export interface Executor {
   readonly name: string;
   /** Size of the model's vocabulary, when it has one (requests' token ids are checked against it). */
   readonly vocabSize?: number;
+  /** Throws (a RangeError naming the sizes) when configure() could not take this geometry; changes nothing. */
+  checkGeometry?(geometry: KvGeometry): void;
   /** (Re)allocate the KV pool for this geometry; drops all cached K/V. */
   configure(geometry: KvGeometry): Promise<void> | void;
   execute(plan: StepPlan): Promise<StepOutput>;

@@ -78,6 +78,10 @@ export class GpuExecutor implements Executor {
     this.act = new ActivationArena(this.device, model.config);
   }
 
+  checkGeometry(geometry: KvGeometry): void {
+    checkKvGeometry(this.device, this.model.config, geometry);
+  }
+
   configure(geometry: KvGeometry): void {
     this.assertUsable();
     checkKvGeometry(this.device, this.model.config, geometry);

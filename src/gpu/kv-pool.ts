@@ -5,7 +5,7 @@
  * It also checks a step's block ids (block tables, copies, swaps) against its geometry.
  */
 import type { KvGeometry, StepPlan } from '../engine/types.ts';
-import { kvDim as kvDimOf, type ModelConfig } from '../model/types.ts';
+import { checkHostKvPool, kvDim as kvDimOf, type ModelConfig } from '../model/types.ts';
 import { createStorageBuffer } from './buffers.ts';
 
 /** Throws a RangeError when `geometry` is malformed or one layer's K (or V) would not fit a buffer. */
@@ -19,6 +19,7 @@ export function checkKvGeometry(device: GPUDevice, config: ModelConfig, geometry
   if (layerBytes > limit) {
     throw new RangeError(`KV geometry: one layer of the pool needs ${layerBytes} bytes, over this GPU's ${limit}-byte buffer limit; use fewer blocks`);
   }
+  checkHostKvPool(config, blockSize, numCpuBlocks, 'swap');
 }
 
 export class GpuKvPool {

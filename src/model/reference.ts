@@ -10,7 +10,7 @@
  * the paged cache of CpuReferenceExecutor (slot = blockTable[pos / blockSize] * blockSize + pos % blockSize).
  */
 import { argmax, matvec, rmsnorm, rope, softmax, swiglu } from './ops.ts';
-import { headSize as headSizeOf, kvDim as kvDimOf, type Model } from './types.ts';
+import { checkHostKvPool, headSize as headSizeOf, kvDim as kvDimOf, type Model } from './types.ts';
 import type { Executor, KvGeometry, SeqOutput, StepOutput, StepPlan } from '../engine/types.ts';
 
 /** Scratch buffers for one token's forward pass. */
@@ -163,13 +163,20 @@ export class CpuReferenceExecutor implements Executor {
     this.swapPool = createKvStore(model, 0);
   }
 
-  configure(geometry: KvGeometry): void {
+  checkGeometry(geometry: KvGeometry): void {
     const { blockSize, numGpuBlocks, numCpuBlocks } = geometry;
     for (const [name, v] of Object.entries({ blockSize, numGpuBlocks, numCpuBlocks })) {
       if (!Number.isInteger(v) || v < 0 || (name === 'blockSize' && v === 0)) {
         throw new RangeError(`KV geometry: ${name} must be a ${name === 'blockSize' ? 'positive' : 'non-negative'} integer, got ${v}`);
       }
     }
+    checkHostKvPool(this.model.config, blockSize, numGpuBlocks, 'KV');
+    checkHostKvPool(this.model.config, blockSize, numCpuBlocks, 'swap');
+  }
+
+  configure(geometry: KvGeometry): void {
+    this.checkGeometry(geometry);
+    const { blockSize, numGpuBlocks, numCpuBlocks } = geometry;
     this.geometry = { ...geometry };
     this.pool = createKvStore(this.model, numGpuBlocks * blockSize);
     this.swapPool = createKvStore(this.model, numCpuBlocks * blockSize);

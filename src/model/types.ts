@@ -63,6 +63,21 @@ export interface Model {
 export const headSize = (c: ModelConfig): number => c.dim / c.numHeads;
 export const kvDim = (c: ModelConfig): number => (c.dim * c.numKvHeads) / c.numHeads;
 
+/** Most bytes a KV pool kept in host memory may take (the CPU reference's pools, the GPU engine's swap space). */
+export const MAX_HOST_KV_BYTES = 2 ** 30;
+
+/**
+ * Throws a RangeError naming the sizes when a host-memory KV pool of `numBlocks` blocks would
+ * exceed MAX_HOST_KV_BYTES (a typo such as 1e9 blocks must not try to allocate terabytes).
+ */
+export function checkHostKvPool(c: ModelConfig, blockSize: number, numBlocks: number, what: string): void {
+  const bytes = 2 * c.numLayers * numBlocks * blockSize * kvDim(c) * 4; // K and V, f32
+  if (bytes > MAX_HOST_KV_BYTES) {
+    const gib = (x: number) => `${(x / 2 ** 30).toFixed(x < 10 * 2 ** 30 ? 2 : 0)} GiB`;
+    throw new RangeError(`KV geometry: ${numBlocks} ${what} blocks of ${blockSize} tokens need ${gib(bytes)} of host memory (limit ${gib(MAX_HOST_KV_BYTES)}); use fewer blocks`);
+  }
+}
+
 /** A clear, user-facing error about a model or tokenizer file. */
 export class ModelFormatError extends Error {
   constructor(message: string) {

@@ -153,3 +153,43 @@ describe('EngineHost without WebGPU', () => {
     }
   });
 });
+
+describe('EngineHost and bad input (issue 11)', () => {
+  it('one bad request is refused for its caller only; the requests in flight finish', async () => {
+    const host = new EngineHost({ gpu: undefined, kernelSources: loadKernelSources() });
+    await host.setModel(builtin());
+    await host.pause();
+    const events: StreamEvent[] = [];
+    host.submit({ prompt: 'The dog', max_tokens: 12 }, (e) => events.push(e));
+    expect(() => host.submit({ prompt: 'x', stop: 'Lily' as unknown as string[] })).toThrow(/stop must be a list of strings/);
+    expect(() => host.submit({ prompt: 'x', priority: Number.NaN })).toThrow(/priority must be a finite number, got NaN/);
+    expect(() => host.submit({ prompt: 'x', tenant: '' })).toThrow(/tenant must be a non-empty string/);
+    expect(() => host.runTrace([{ promptTokenIds: [1, 5], maxTokens: 3 }, { promptTokenIds: [1, 5], maxTokens: 3, priority: 'high' as unknown as number }])).toThrow(
+      /request 1: priority must be a finite number, got "high"/,
+    );
+    expect(host.snapshot()!.queues.pending).toBe(1); // nothing of the refused trace was submitted
+    host.resume();
+    await until(() => events.some((e) => e.type !== 'text'));
+    expect(events.at(-1)!.type).toBe('done');
+  });
+
+  it('settings an executor cannot take are refused before anything stops; the engine and its requests stay', async () => {
+    const host = new EngineHost({ gpu: undefined, kernelSources: loadKernelSources() });
+    await host.setModel(builtin());
+    await host.pause();
+    const engine = host.currentEngine;
+    const events: StreamEvent[] = [];
+    host.submit({ prompt: 'The cat', max_tokens: 12 }, (e) => events.push(e));
+    await expect(host.configure({ numGpuBlocks: 1e9 })).rejects.toThrow(/1000000000 KV blocks of 16 tokens need .* GiB of host memory \(limit 1\.00 GiB\)/);
+    await expect(host.configure({ maxModelLen: 0 })).rejects.toThrow(/maxModelLen must be a positive integer, got 0/);
+    await expect(host.configure({ numCpuBlocks: 5e8 })).rejects.toThrow(/swap blocks/);
+    expect(host.currentEngine).toBe(engine);
+    expect(host.getSettings().numGpuBlocks).toBe(128);
+    expect(events).toEqual([]);
+    host.resume();
+    await until(() => events.some((e) => e.type !== 'text'));
+    expect(events.at(-1)!.type).toBe('done');
+    await host.reset();
+    expect(await host.configure({ maxNumSeqs: 1 })).toBe(false); // live, with nothing running
+  });
+});
