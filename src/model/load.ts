@@ -26,6 +26,9 @@ export function loadModel(modelBytes: Uint8Array, modelName: string, tokenizerBy
   if (!tokenizerBytes) {
     throw new ModelFormatError(`${modelName} is a llama2.c checkpoint: it needs a tokenizer file (tok*.bin) beside it`);
   }
+  if (isGguf(tokenizerBytes)) {
+    throw new ModelFormatError(`${tokenizerName} is a GGUF file, not a llama2.c tokenizer (tok*.bin) for ${modelName}`);
+  }
   const vocab = readLlama2cTokenizer(tokenizerBytes, model.config.vocabSize, tokenizerName);
   model.vocab = vocab;
   return { model, tokenizer: new Tokenizer(vocab) };

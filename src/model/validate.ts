@@ -33,7 +33,7 @@ export function validateConfig(c: ModelConfig, label: string): void {
   if (!(c.normEps > 0 && c.normEps < 1)) {
     throw new ModelFormatError(`${label}: RMSNorm epsilon ${c.normEps} is out of range`);
   }
-  if (!(c.ropeTheta > 1)) {
+  if (!(c.ropeTheta > 1 && Number.isFinite(c.ropeTheta))) {
     throw new ModelFormatError(`${label}: RoPE base ${c.ropeTheta} is out of range`);
   }
 }
@@ -44,4 +44,17 @@ export function numWeightFloats(c: ModelConfig): number {
   const kvDim = headSize * c.numKvHeads;
   const perLayer = 2 * c.dim + c.dim * c.dim * 2 + kvDim * c.dim * 2 + c.hiddenDim * c.dim * 3;
   return c.vocabSize * c.dim * (c.sharedClassifier ? 1 : 2) + c.numLayers * perLayer + c.dim;
+}
+
+/**
+ * Refuses a tensor holding NaN or infinity: a trained model has none, a corrupt file may.
+ * `where(i)` names element i for the message (tensor, layer, byte).
+ */
+export function checkFinite(values: Float32Array, label: string, where: (index: number) => string): void {
+  const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
+  for (let i = 0; i < bits.length; i++) {
+    if ((bits[i] & 0x7f800000) === 0x7f800000) {
+      throw new ModelFormatError(`${label}: ${where(i)} is ${values[i]}; the file is corrupt`);
+    }
+  }
 }
