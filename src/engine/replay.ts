@@ -97,23 +97,49 @@ export async function replayEventLog(
   });
   await engine.init();
   // Admission and timeouts also run in steps that plan nothing, and those are not logged as
-  // steps: an event of such an idle step comes before the next logged step's start.
-  const nextStepStartMs = new Array<number>(log.length);
-  for (let i = log.length - 1, next = Infinity; i >= 0; i--) {
+  // steps. An event of such an idle step comes before the next logged step's start, or before
+  // an input that precedes the next logged step (an idle step at the very time a step starts).
+  // Inputs given between steps (not while one was in flight: those carry the next step's index).
+  const isInputBetweenSteps = new Array<boolean>(log.length).fill(false);
+  for (let i = 0, last = 0; i < log.length; i++) {
     const e = log[i];
-    if (e.type === 'step' || e.type === 'stepFailed') next = e.startMs;
+    if (e.type === 'step' || e.type === 'stepFailed') last = e.stepIndex;
+    else if ((e.type === 'submit' || e.type === 'cancel' || e.type === 'reconfigure') && e.stepIndex <= last) isInputBetweenSteps[i] = true;
+  }
+  const nextStepStartMs = new Array<number>(log.length);
+  const inputBeforeNextStep = new Array<boolean>(log.length);
+  for (let i = log.length - 1, next = Infinity, input = false; i >= 0; i--) {
+    const e = log[i];
+    if (e.type === 'step' || e.type === 'stepFailed') {
+      next = e.startMs;
+      input = false;
+    }
     nextStepStartMs[i] = next;
+    inputBeforeNextStep[i] = input;
+    if (isInputBetweenSteps[i]) input = true;
   }
   let idleStepMs = -Infinity;
+  /** An input or a step came after the last idle step replayed (so another one may differ). */
+  let changedSinceIdle = true;
+  let afterRequeue = false;
   lastStepIndex = 0;
   for (const [i, e] of log.entries()) {
-    const fromIdleStep = e.type === 'queued' || e.type === 'rejected' || (e.type === 'failed' && e.reason === 'timeout');
-    if (fromIdleStep && e.timeMs < nextStepStartMs[i] && e.timeMs > idleStepMs) {
+    // Preemptions right after a failed step or a new executor are its requeue, not an idle step's.
+    if (e.type !== 'preempted') afterRequeue = e.type === 'stepFailed' || e.type === 'executorReplaced';
+    const fromIdleStep =
+      e.type === 'queued' || e.type === 'rejected' || (e.type === 'preempted' && !afterRequeue) || (e.type === 'failed' && e.reason === 'timeout');
+    if (fromIdleStep && (e.timeMs < nextStepStartMs[i] || inputBeforeNextStep[i]) && (e.timeMs > idleStepMs || changedSinceIdle)) {
       clock.timeMs = e.timeMs;
       const r = await engine.step();
       if (r.kind !== 'idle') throw new Error(`replay: an idle step at ${e.timeMs} ms planned work; the run diverged`);
       idleStepMs = e.timeMs;
-    } else if (e.type === 'step') {
+      changedSinceIdle = false;
+      continue;
+    }
+    if (e.type === 'step' || e.type === 'stepFailed' || e.type === 'submit' || e.type === 'cancel' || e.type === 'reconfigure' || e.type === 'executorReplaced') {
+      changedSinceIdle = true;
+    }
+    if (e.type === 'step') {
       clock.timeMs = e.startMs;
       const r = await engine.step();
       if (r.kind !== 'ran' || r.step.stepIndex !== e.stepIndex) throw new Error(`replay: step ${e.stepIndex} did not run the same way`);

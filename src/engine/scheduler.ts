@@ -139,6 +139,12 @@ export class Scheduler {
    */
   checkLiveChanges(changes: Partial<SchedulerConfig>): SchedulerConfig {
     const next = validateLiveChanges(this.config, changes);
+    let widest: Request | null = null;
+    for (const r of this.live) if (!widest || r.n > widest.n) widest = r;
+    if (widest && next.maxNumSeqs < widest.n) {
+      // It could never be scheduled again.
+      throw new RangeError(`maxNumSeqs ${next.maxNumSeqs} is below the ${widest.n} parallel samples of request ${widest.requestId} in flight; it must stay >= ${widest.n} until that request ends`);
+    }
     if (this.config.batching === 'static') {
       const slots = this.numRunningSeqSlots();
       if (next.maxNumSeqs < slots) {

@@ -147,6 +147,16 @@ describe('settings that would break the engine', () => {
     }
   });
 
+  it('refuses maxNumSeqs below the parallel samples of a request in flight (it could never run again)', async () => {
+    const engine = newEngine();
+    const wide = engine.submit(good({ n: 3 }));
+    await engine.step(); // admitted (a request not yet admitted would be rejected at admission, with the reason)
+    expect(() => engine.reconfigure({ maxNumSeqs: 2 })).toThrow(`maxNumSeqs 2 is below the 3 parallel samples of request ${wide} in flight`);
+    await engine.runUntilIdle();
+    expect(engine.getRequest(wide)!.state).toBe('finished');
+    engine.reconfigure({ maxNumSeqs: 2 });
+  });
+
   it('refuses to shrink maxNumSeqs below a static batch that is running, saying why', async () => {
     const engine = newEngine({ batching: 'static' });
     for (let i = 0; i < 4; i++) engine.submit(good());
