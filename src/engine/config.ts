@@ -104,6 +104,9 @@ const PREEMPTION_MODES: readonly PreemptionMode[] = ['recompute', 'swap', 'abort
 export function validateEngineConfig(c: SchedulerConfig): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
   const add = (key: keyof SchedulerConfig, message: string) => problems.push({ key, message });
+  for (const key of Object.keys(c)) {
+    if (!(key in DEFAULT_SCHEDULER_CONFIG)) add(key as keyof SchedulerConfig, `unknown setting ${JSON.stringify(key)} (known: ${Object.keys(DEFAULT_SCHEDULER_CONFIG).join(', ')})`);
+  }
   const positiveInt = (key: 'blockSize' | 'numGpuBlocks' | 'maxNumBatchedTokens' | 'maxNumSeqs' | 'maxModelLen') => {
     const v = c[key];
     if (!Number.isInteger(v) || v <= 0) add(key, `${key} must be a positive integer, got ${String(v)}`);

@@ -99,6 +99,7 @@ describe('validateEngineConfig', () => {
       [{ fairShare: { prefillTokenWeight: -1, decodeTokenWeight: 1, tenantWeights: {} } }, 'fairShare', /fair-share token weights must be finite numbers >= 0/],
       [{ fairShare: { prefillTokenWeight: 1, decodeTokenWeight: 1, tenantWeights: { a: 0 } } }, 'fairShare', /tenant a's fair-share weight must be a finite number > 0, got 0/],
       [{ fairShare: { prefillTokenWeight: 1, decodeTokenWeight: Infinity, tenantWeights: {} } }, 'fairShare', /finite numbers >= 0/],
+      [{ maxNumSeq: 4 } as Partial<SchedulerConfig>, 'maxNumSeq' as keyof SchedulerConfig, /unknown setting "maxNumSeq" \(known: blockSize, /],
       [{ enablePrefixCaching: 'yes' as unknown as boolean }, 'enablePrefixCaching', /enablePrefixCaching must be true or false, got yes/],
       [{ enableChunkedPrefill: 1 as unknown as boolean }, 'enableChunkedPrefill', /enableChunkedPrefill must be true or false/],
     ];
