@@ -4,8 +4,18 @@
  * registered in src/sim/bench/ (registerBench, registerBackend).
  */
 import { writeFileSync } from 'node:fs';
-import { fail, parseNumber } from './cli-args.ts';
-import { formatTable, getBackend, getBench, listBackends, listBenches } from '../src/sim/bench/index.ts';
+import { builtinModelPath, builtinTokenizerPath, fail, parseNumber, readBytes } from './cli-args.ts';
+import { formatTable, getBackend, getBench, listBackends, listBenches, registerBench } from '../src/sim/bench/index.ts';
+import { tokenizerBench } from '../src/sim/bench/tokenizer.ts';
+import { loadModel } from '../src/model/load.ts';
+
+// The built-in model's tokenizer (tok512.bin), read only when the tokenizer benchmark runs.
+registerBench(
+  tokenizerBench(() => ({
+    name: 'tok512.bin',
+    tokenizer: loadModel(readBytes(builtinModelPath, 'model'), builtinModelPath, readBytes(builtinTokenizerPath, 'tokenizer'), builtinTokenizerPath).tokenizer,
+  })),
+);
 
 function usage(): string {
   const names = listBenches().map((b) => `  ${b.name.padEnd(10)} ${b.description}`);

@@ -51,6 +51,11 @@ export interface Sampler {
   sample(out: SeqOutput): number;
   /** The next token from a logits row (used by sample, and by the CPU generator directly). */
   sampleLogits(logits: Float32Array): number;
+  /**
+   * Tokens sampled greedily because a logit divided by the temperature overflowed float32 (run.c
+   * would have sampled from NaN probabilities there; see createSampler).
+   */
+  readonly numOverflowedSteps: number;
 }
 
 export function validateSamplingParams(p: SamplingParams): void {
@@ -132,6 +137,25 @@ export function expf(x: number): number {
  * sum in order, x / sum).
  */
 export function probabilities(logits: Float32Array, temperature: number, topK: number): Float32Array {
+  return softmaxOf(logits, temperature, topK, false)!;
+}
+
+/**
+ * A temperature that samples greedily: 0 as a float32 (run.c tests `temperature == 0.0f`), or so
+ * small that even a logit of 1 divided by it overflows float32 (below about 2.9e-39, a denormal).
+ * There every logit of magnitude 1 or more becomes +-Infinity, the softmax is NaN, and run.c would
+ * sample garbage (always the last token); the limit of softmax(logits / t) as t -> 0 is the argmax.
+ */
+export function isGreedyTemperature(temperature: number): boolean {
+  const t = f32(temperature);
+  return t === 0 || !Number.isFinite(f32(1 / t));
+}
+
+/**
+ * probabilities(); with `nullOnOverflow`, null where the largest logit / temperature is not a
+ * finite float (the softmax would be NaN).
+ */
+function softmaxOf(logits: Float32Array, temperature: number, topK: number, nullOnOverflow: boolean): Float32Array | null {
   const n = logits.length;
   const t = f32(temperature);
   const probs = new Float32Array(n); // every store rounds to float
@@ -148,6 +172,7 @@ export function probabilities(logits: Float32Array, temperature: number, topK: n
   }
   let max = probs[0];
   for (let i = 1; i < n; i++) if (probs[i] > max) max = probs[i];
+  if (nullOnOverflow && !Number.isFinite(max)) return null;
   let sum = 0;
   for (let i = 0; i < n; i++) {
     probs[i] = expf(f32(probs[i] - max));
@@ -175,6 +200,9 @@ function sampleTopP(probs: Float32Array, topP: number, coin: number): number {
   const cutoff = f32(f32(1 - topP) / f32(n - 1));
   const candidates: number[] = [];
   for (let i = 0; i < n; i++) if (probs[i] >= cutoff) candidates.push(i);
+  // Every token below the cutoff (a near-uniform row with top-p under 1/n, or a one-token row:
+  // run.c then reads probindex[-1]): the smallest nucleus is the most likely token.
+  if (candidates.length === 0) return argmaxOf(probs);
   // Descending probability; ties in index order (glibc's qsort sorts this array with a stable merge sort).
   candidates.sort((a, b) => probs[b] - probs[a] || a - b);
   let cumulative = 0;
@@ -201,10 +229,20 @@ export function createSampler(params: SamplingParams): Sampler {
   // run.c holds both in floats and tests them as floats (a temperature below float's range is greedy).
   const temperature = f32(params.temperature);
   const topP = f32(params.topP);
+  // 0, or too small to divide by: greedy, as at temperature 0 (no coin drawn).
+  const greedy = isGreedyTemperature(temperature);
+  let numOverflowedSteps = 0;
   const sampleLogits = (logits: Float32Array): number => {
-    if (temperature === 0) return argmaxOf(logits);
-    const probs = probabilities(logits, temperature, params.topK);
+    if (greedy) return argmaxOf(logits);
+    const probs = softmaxOf(logits, temperature, params.topK, true);
     const coin = rng.nextF32();
+    if (probs === null) {
+      // The temperature is small enough that this row's largest logit / temperature overflows:
+      // the limit of the softmax is the argmax. The coin is still drawn, as run.c draws it, so
+      // the steps after this one sample what run.c samples.
+      numOverflowedSteps++;
+      return argmaxOf(logits);
+    }
     if (topP <= 0 || topP >= 1) return sampleMult(probs, coin);
     return sampleTopP(probs, topP, coin);
   };
@@ -212,8 +250,11 @@ export function createSampler(params: SamplingParams): Sampler {
     params,
     rng,
     sampleLogits,
+    get numOverflowedSteps() {
+      return numOverflowedSteps;
+    },
     sample(out: SeqOutput): number {
-      if (temperature === 0) return out.argmax;
+      if (greedy) return out.argmax;
       if (!out.logits) {
         throw new Error(`sequence ${out.seqId} samples at temperature ${params.temperature} but the executor returned no logits`);
       }

@@ -82,11 +82,23 @@ function bytesKey(b: Uint8Array): string {
   return s;
 }
 
+/** What the last encode did: a measure of its cost that does not depend on the machine. */
+export interface EncodeWork {
+  /** Pieces before merging (BOS and the dummy-prefix space included). */
+  pieces: number;
+  /** Candidate pairs put in the queue. */
+  queued: number;
+  merges: number;
+  /** Comparisons between queued pairs. */
+  comparisons: number;
+}
+
 /** Encoder/decoder over one vocabulary. */
 export class Tokenizer {
   private readonly lookup = new Map<string, number>();
   /** Decoded byte pieces; `<0xNN>` pieces mapped to their byte. */
   private readonly decoded: Uint8Array[];
+  private work: EncodeWork = { pieces: 0, queued: 0, merges: 0, comparisons: 0 };
 
   constructor(readonly vocab: Vocabulary) {
     // run.c sorts the vocabulary and binary-searches it; with duplicates that returns some match.
@@ -101,6 +113,11 @@ export class Tokenizer {
     });
   }
 
+  /** The work the last encode did (for tests and benchmarks). */
+  get lastEncodeWork(): Readonly<EncodeWork> {
+    return this.work;
+  }
+
   get vocabSize(): number {
     return this.vocab.pieces.length;
   }
@@ -109,7 +126,16 @@ export class Tokenizer {
     return this.lookup.get(bytesKey(bytes)) ?? -1;
   }
 
-  /** Token ids of `text`, as run.c's encode(text, bos, eos). */
+  /**
+   * Token ids of `text`, exactly as run.c's encode(text, bos, eos): BOS, the dummy-prefix space,
+   * one token per UTF-8 code point (or its bytes as <0xNN> tokens), then the best-scoring adjacent
+   * pair merged, again and again, until no pair is a token. run.c finds each merge by scanning every
+   * pair, which is quadratic (16k characters took 14 s, 100 KB minutes); here the same merges come
+   * out of a priority queue of candidate pairs over a linked list of pieces, O(n log n) (100 KB in
+   * well under a second). The queue orders by score, then by
+   * position, so a tie goes to the leftmost pair as run.c's strict `>` scan does; a pair whose piece
+   * changed since it was queued is dropped when it comes out (SentencePiece's BPE does the same).
+   */
   encode(text: string, bos = true, eos = false): number[] {
     const tokens: number[] = [];
     if (bos) tokens.push(this.vocab.bosId);
@@ -126,32 +152,133 @@ export class Tokenizer {
       const cp = bytes.subarray(i, end);
       const id = this.id(cp);
       if (id >= 0) tokens.push(id);
-      else for (const b of cp) tokens.push(b + 3); // byte fallback: <0x00> is id 3
-      i = end;
-    }
-    // Merge the best-scoring adjacent pair until none merges.
-    for (;;) {
-      let bestScore = -1e10;
-      let bestId = -1;
-      let bestIdx = -1;
-      for (let k = 0; k < tokens.length - 1; k++) {
-        const a = this.vocab.pieces[tokens[k]];
-        const b = this.vocab.pieces[tokens[k + 1]];
-        const merged = new Uint8Array(a.length + b.length);
-        merged.set(a, 0);
-        merged.set(b, a.length);
-        const id = this.id(merged);
-        if (id >= 0 && this.vocab.scores[id] > bestScore) {
-          bestScore = this.vocab.scores[id];
-          bestId = id;
-          bestIdx = k;
+      else {
+        for (const b of cp) {
+          // byte fallback: <0x00> is id 3
+          if (b + 3 >= this.vocabSize) {
+            throw new ModelFormatError(
+              `the tokenizer cannot encode byte 0x${b.toString(16).padStart(2, '0')}: its ${this.vocabSize}-token vocabulary has no byte token for it`,
+            );
+          }
+          tokens.push(b + 3);
         }
       }
-      if (bestIdx < 0) break;
-      tokens.splice(bestIdx, 2, bestId);
+      i = end;
     }
-    if (eos) tokens.push(this.vocab.eosId);
-    return tokens;
+    const merged = this.mergePairs(tokens);
+    if (eos) merged.push(this.vocab.eosId);
+    return merged;
+  }
+
+  /** run.c's merge loop over `tokens` (BOS included, as in run.c), by priority queue. */
+  private mergePairs(tokens: number[]): number[] {
+    const n = tokens.length;
+    const work: EncodeWork = { pieces: n, queued: 0, merges: 0, comparisons: 0 };
+    this.work = work;
+    if (n < 2) return tokens;
+    const { pieces, scores } = this.vocab;
+    // The list: token, neighbours (-1 at the ends) and a stamp that changes whenever the node's
+    // token changes or the node is merged away, which is what makes a queued pair stale.
+    const tok = Int32Array.from(tokens);
+    const prev = new Int32Array(n);
+    const next = new Int32Array(n);
+    const stamp = new Uint32Array(n);
+    for (let k = 0; k < n; k++) {
+      prev[k] = k - 1;
+      next[k] = k + 1 < n ? k + 1 : -1;
+    }
+    // The merged token of a pair, memoized for this call (-1: the pair is not a token).
+    const vocabSize = pieces.length;
+    const pairCache = new Map<number, number>();
+    const mergeOf = (a: number, b: number): number => {
+      const key = a * vocabSize + b;
+      let id = pairCache.get(key);
+      if (id === undefined) {
+        const pa = pieces[a];
+        const pb = pieces[b];
+        const joined = new Uint8Array(pa.length + pb.length);
+        joined.set(pa, 0);
+        joined.set(pb, pa.length);
+        id = this.id(joined);
+        // run.c keeps a pair only when its score beats the starting best of -1e10 (never NaN).
+        if (id >= 0 && !(scores[id] > -1e10)) id = -1;
+        pairCache.set(key, id);
+      }
+      return id;
+    };
+    // Candidates: at most n - 1 initial pairs and two new pairs per merge (fewer than n merges).
+    const cap = 3 * n;
+    const cScore = new Float64Array(cap);
+    const cLeft = new Int32Array(cap);
+    const cRight = new Int32Array(cap);
+    const cMerged = new Int32Array(cap);
+    const cStampLeft = new Uint32Array(cap);
+    const cStampRight = new Uint32Array(cap);
+    let numCandidates = 0;
+    // A binary max-heap of candidate indices: higher score first, then the leftmost pair.
+    const heap = new Int32Array(cap);
+    let size = 0;
+    const before = (x: number, y: number): boolean => {
+      work.comparisons++;
+      return cScore[x] > cScore[y] || (cScore[x] === cScore[y] && cLeft[x] < cLeft[y]);
+    };
+    const push = (left: number, right: number): void => {
+      const id = mergeOf(tok[left], tok[right]);
+      if (id < 0) return;
+      const c = numCandidates++;
+      cScore[c] = scores[id];
+      cLeft[c] = left;
+      cRight[c] = right;
+      cMerged[c] = id;
+      cStampLeft[c] = stamp[left];
+      cStampRight[c] = stamp[right];
+      let at = size++;
+      while (at > 0) {
+        const parent = (at - 1) >> 1;
+        if (!before(c, heap[parent])) break;
+        heap[at] = heap[parent];
+        at = parent;
+      }
+      heap[at] = c;
+    };
+    const pop = (): number => {
+      const top = heap[0];
+      const last = heap[--size];
+      let at = 0;
+      for (;;) {
+        let child = 2 * at + 1;
+        if (child >= size) break;
+        if (child + 1 < size && before(heap[child + 1], heap[child])) child++;
+        if (!before(heap[child], last)) break;
+        heap[at] = heap[child];
+        at = child;
+      }
+      if (size > 0) heap[at] = last;
+      return top;
+    };
+
+    for (let k = 0; k + 1 < n; k++) push(k, k + 1);
+    while (size > 0) {
+      const c = pop();
+      const left = cLeft[c];
+      const right = cRight[c];
+      if (stamp[left] !== cStampLeft[c] || stamp[right] !== cStampRight[c]) continue; // stale
+      tok[left] = cMerged[c];
+      stamp[left]++;
+      stamp[right]++;
+      const after = next[right];
+      next[left] = after;
+      if (after >= 0) prev[after] = left;
+      next[right] = -1;
+      prev[right] = -1;
+      work.merges++;
+      if (prev[left] >= 0) push(prev[left], left);
+      if (after >= 0) push(left, after);
+    }
+    work.queued = numCandidates;
+    const out: number[] = [];
+    for (let k = 0; k >= 0; k = next[k]) out.push(tok[k]);
+    return out;
   }
 
   /**

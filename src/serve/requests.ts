@@ -65,7 +65,12 @@ export function completionSpec(params: CompletionParams, requestId: string, load
   const seed = params.seed ?? 1;
   if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new RangeError(`max_tokens must be a positive integer, got ${maxTokens}`);
   if (!Number.isInteger(n) || n < 1 || n > MAX_N) throw new RangeError(`n must be an integer from 1 to ${MAX_N}, got ${n}`);
-  if (promptTokenIds.length >= seqLen) throw new RangeError(`the prompt is ${promptTokenIds.length} tokens; the model's context is ${seqLen}`);
+  if (promptTokenIds.length >= seqLen) {
+    throw new RangeError(
+      `the prompt is ${promptTokenIds.length} tokens (BOS included), too long for the model's context of ${seqLen}: ` +
+        `at most ${seqLen - 1}, to leave a position to generate in`,
+    );
+  }
   // Checked here, at the door: the sampler itself is built only when the request is admitted.
   const sampling = { temperature, topP, topK, seed };
   validateSamplingParams(sampling);

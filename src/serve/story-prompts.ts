@@ -7,7 +7,7 @@
 import type { Tokenizer } from '../model/tokenizer.ts';
 
 /** Story openings in the style of the TinyStories data set (written for servelab). */
-const passages = [
+export const storyPassages: readonly string[] = [
   'Once upon a time, there was a little girl named Lily. She loved to play in the garden with her dog, Max.',
   'One day, a small bird found a shiny red ball under a big tree. The bird wanted to show it to all of its friends.',
   'Tom and his mom went to the park on a sunny day. Tom saw a big slide and ran to it with a happy smile.',
@@ -34,12 +34,24 @@ function tokenized(tokenizer: Tokenizer) {
   let c = cache.get(tokenizer);
   if (!c) {
     c = {
-      passages: passages.map((p) => tokenizer.encode(p, false, false)),
+      passages: storyPassages.map((p) => tokenizer.encode(p, false, false)),
       systems: systemPrompts.map((p) => tokenizer.encode(p, false, false)),
     };
     cache.set(tokenizer, c);
   }
   return c;
+}
+
+/** At least `minChars` characters of story text: the passages in turn, one space between them. */
+export function storyText(minChars: number): string {
+  const parts: string[] = [];
+  let length = 0;
+  for (let i = 0; length < minChars; i++) {
+    const p = storyPassages[i % storyPassages.length];
+    parts.push(p);
+    length += p.length + 1;
+  }
+  return parts.join(' ');
 }
 
 /** `length` tokens of text from the chosen sources, starting at `first` and cycling. */

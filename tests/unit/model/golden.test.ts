@@ -61,7 +61,7 @@ describe('CPU reference reproduces llama2.c run.c byte for byte', () => {
     } catch (e) {
       err = e as typeof err;
     }
-    expect(err.status).toBe(1);
+    expect(err.status).toBe(2); // a usage error
     expect(String(err.stderr)).toContain('--steps must be a number');
   });
 });

@@ -143,11 +143,11 @@ describe("seeds as run.c's", () => {
   it('the generator refuses a seed run.c would not read the same way', () => {
     for (const bad of ['1.5', '0x10']) {
       const r = generatorError(['--steps', '2', `--seed=${bad}`]);
-      expect(r.status).toBe(1);
+      expect(r.status).toBe(2);
       expect(r.stderr).toContain('--seed must be a decimal integer');
     }
     const r = generatorError(['--steps', '2', '--seed', '2147483648']);
-    expect(r.status).toBe(1);
+    expect(r.status).toBe(2);
     expect(r.stderr).toContain('--seed must be in -2147483648..2147483647');
   });
 });

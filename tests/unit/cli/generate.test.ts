@@ -1,0 +1,172 @@
+/**
+ * `npm run -s generate` on bad or unusual input, run as a user runs it (the cpu backend, no GPU):
+ * every bad option is one line and exit status 2, never a stack trace or the whole usage; values
+ * run.c changes are changed as run.c does with a note on stderr; a prompt longer than the context
+ * is refused at once with its length; a temperature too small to divide by samples greedily.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { storyText } from '../../../src/serve/story-prompts.ts';
+
+const root = resolve(import.meta.dirname, '../../..');
+const tsx = resolve(root, 'node_modules/tsx/dist/cli.mjs');
+
+interface Result {
+  status: number;
+  stdout: string;
+  stderr: string;
+}
+
+function generate(...args: string[]): Promise<Result> {
+  return new Promise((done) => {
+    execFile(process.execPath, [tsx, resolve(root, 'scripts/generate.ts'), '--quiet', ...args], { cwd: root, maxBuffer: 1 << 24 }, (error, stdout, stderr) => {
+      const status = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
+      done({ status, stdout, stderr });
+    });
+  });
+}
+
+/** The notes and errors on stderr, one per line. */
+const lines = (stderr: string) => stderr.split('\n').filter((l) => l !== '');
+
+const base = ['--prompt', 'Once upon a time', '--steps', '24'];
+const timeout = 60_000;
+
+describe('generate: bad options are one line and exit status 2', () => {
+  it.each([
+    [['--steps', 'abc'], '--steps must be a number, got "abc"'],
+    [['--temperature', 'NaN'], '--temperature must be a number, got "NaN"'],
+    [['--top-p', 'x'], '--top-p must be a number, got "x"'],
+    [['--top-k', '1.5'], '--top-k must be an integer, got 1.5'],
+    [['--seed', '1e3'], '--seed must be a decimal integer'],
+    [['--steps'], '--steps needs a value'],
+    [['--frobnicate'], "unknown option '--frobnicate'"],
+    [['--backend', 'tpu'], 'unknown --backend "tpu"'],
+  ])('%j', async (args, message) => {
+    const r = await generate(...base, ...args);
+    expect(r.status).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(lines(r.stderr)).toHaveLength(1);
+    expect(r.stderr).toContain(`error: ${message}`);
+    expect(r.stderr).toContain('(see --help)');
+    expect(r.stderr).not.toMatch(/^\s+at |usage:/m);
+  }, timeout);
+});
+
+describe('generate: negative values follow their option; run.c rules come with a note', () => {
+  it('--steps -1 is run.c\'s 0, the whole context, and says so', async () => {
+    const [negative, zero] = await Promise.all([generate(...base, '--temperature', '0', '--steps', '-1'), generate(...base, '--temperature', '0', '--steps', '0')]);
+    expect(negative.status).toBe(0);
+    expect(negative.stdout).toBe(zero.stdout);
+    expect(lines(negative.stderr)).toEqual(['note: --steps -1 is negative; as run.c, it is 0: the whole context']);
+    expect(zero.stderr).toBe('');
+  }, timeout);
+
+  it('--temperature -1 is run.c\'s 0, greedy, and says so', async () => {
+    const [negative, zero] = await Promise.all([generate(...base, '--temperature', '-1'), generate(...base, '--temperature', '0')]);
+    expect(negative.status).toBe(0);
+    expect(negative.stdout).toBe(zero.stdout);
+    expect(lines(negative.stderr)).toEqual(['note: --temperature -1 is negative; as run.c, it is 0: sampling greedily']);
+  }, timeout);
+
+  it('--top-p 2 is run.c\'s 0.9 and says so', async () => {
+    const [outside, p09] = await Promise.all([
+      generate(...base, '--temperature', '1', '--seed', '42', '--top-p', '2'),
+      generate(...base, '--temperature', '1', '--seed', '42', '--top-p', '0.9'),
+    ]);
+    expect(outside.status).toBe(0);
+    expect(outside.stdout).toBe(p09.stdout);
+    expect(lines(outside.stderr)).toEqual(['note: --top-p 2 is outside 0..1; as run.c, using 0.9']);
+  }, timeout);
+
+  it('--seed -5 is run.c\'s seed 2^64 - 5, repeatable, and says so', async () => {
+    const args = [...base, '--temperature', '1'];
+    const [spaced, joined] = await Promise.all([generate(...args, '--seed', '-5'), generate(...args, '--seed=-5')]);
+    expect(spaced.status).toBe(0);
+    expect(spaced.stdout).toBe(joined.stdout);
+    expect(lines(spaced.stderr)).toEqual(["note: --seed -5 is run.c's unsigned seed 2^64 - 5 = 18446744073709551611: repeatable, not the clock"]);
+  }, timeout);
+
+  it('--seed 0 is the clock, as run.c, and the note gives the seed to repeat the run', async () => {
+    const r = await generate(...base, '--temperature', '1', '--seed', '0');
+    expect(r.status).toBe(0);
+    const seed = /^note: --seed 0 means the current time, as in run\.c: seed (\d+) \(give it to repeat this run\)$/.exec(lines(r.stderr)[0])?.[1];
+    expect(seed).toBeDefined();
+    expect((await generate(...base, '--temperature', '1', '--seed', seed!)).stdout).toBe(r.stdout);
+  }, timeout);
+
+  it('--prompt takes a value that starts with a dash', async () => {
+    const r = await generate('--prompt', '-5 apples', '--steps', '8', '--temperature', '0');
+    expect(r.status).toBe(0);
+    expect(r.stdout.startsWith('-5 apples')).toBe(true);
+  }, timeout);
+});
+
+describe('generate: a temperature too small to divide by', () => {
+  it('--temperature 1e-45 samples greedily and says so (it was a TypeError)', async () => {
+    const [tiny, greedy] = await Promise.all([generate(...base, '--temperature', '1e-45', '--seed', '3'), generate(...base, '--temperature', '0')]);
+    expect(tiny.status).toBe(0);
+    expect(tiny.stdout).toBe(greedy.stdout);
+    expect(lines(tiny.stderr)).toEqual(['note: temperature 1e-45 is too small to divide by; sampling greedily']);
+  }, timeout);
+});
+
+describe('generate: a temperature that overflows some logits', () => {
+  it('--temperature 3e-39 divides, but logits of 1 or more overflow: those tokens are greedy and a note counts them', async () => {
+    const [tiny, greedy] = await Promise.all([generate(...base, '--temperature', '3e-39', '--seed', '3'), generate(...base, '--temperature', '0')]);
+    expect(tiny.status).toBe(0);
+    expect(tiny.stdout).toBe(greedy.stdout);
+    expect(lines(tiny.stderr)).toEqual([
+      'note: temperature 3e-39 is too small to divide by for 20 of 20 sampled tokens (a logit / temperature overflowed float32); those were sampled greedily',
+    ]);
+  }, timeout);
+});
+
+describe('generate: a prompt longer than the context is refused at once with its length', () => {
+  const long = storyText(100_000);
+
+  it('a 100 KB prompt (it ran for minutes with no message)', async () => {
+    const r = await generate('--prompt', long, '--temperature', '0');
+    expect(r.status).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(lines(r.stderr)).toHaveLength(1);
+    expect(r.stderr).toMatch(/^error: the prompt is \d{5} tokens \(BOS included\), longer than the context of stories260K\.bin: 512 tokens at most\n$/);
+  }, timeout);
+
+  it('on the webgpu backend too, before any device is needed', async () => {
+    const r = await generate('--backend', 'webgpu', '--prompt', long);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/^error: the prompt is \d{5} tokens \(BOS included\), longer than the context of stories260K\.bin: 512 tokens at most\n$/);
+  }, timeout);
+
+  it('a line of --prompts-file, named by its number', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'servelab-'));
+    const file = join(dir, 'prompts.txt');
+    writeFileSync(file, `Once upon a time\n${long.slice(0, 5000)}\n`);
+    const r = await generate('--prompts-file', file, '--temperature', '0');
+    expect(r.status).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(new RegExp(`^error: the prompt on line 2 of ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is \\d+ tokens \\(BOS included\\), longer than the context of stories260K\\.bin: 512 tokens at most\n$`));
+  }, timeout);
+
+  it('a prompt of exactly the context still samples one token, as run.c; one that uses up --steps gets a note', async () => {
+    // 511 tokens after BOS: the story text encoded, cut at a token boundary by the CLI's own tokenizer.
+    const { builtin } = await import('../model/helpers.ts');
+    const { tokenizer } = builtin();
+    const ids = tokenizer.encode(long, true, false).slice(0, 512);
+    const prompt = tokenizer.decode(ids);
+    expect(tokenizer.encode(prompt, true, false)).toHaveLength(512);
+    const full = await generate('--prompt', prompt, '--steps', '0', '--temperature', '0');
+    expect(full.status).toBe(0);
+    expect(full.stderr).toBe('');
+    expect(full.stdout.startsWith(prompt)).toBe(true);
+    expect(full.stdout.length).toBeGreaterThan(prompt.length + 1); // a sampled piece, then the newline
+    const used = await generate('--prompt', 'Once upon a time there', '--steps', '3', '--temperature', '0');
+    expect(used.status).toBe(0);
+    expect(used.stdout).toBe('Once upon a\n');
+    expect(lines(used.stderr)).toEqual(['note: the prompt is 6 tokens (BOS included) and --steps is 3: as run.c, only its first 3 tokens are printed and nothing is generated']);
+  }, timeout);
+});

@@ -1,0 +1,32 @@
+/**
+ * completionSpec, the page's and the worker's front door: a prompt longer than the model's context
+ * is refused at once, with its length and the limit (100 KB used to take minutes to tokenize first).
+ */
+import { describe, expect, it } from 'vitest';
+import { completionSpec } from '../../../src/serve/requests.ts';
+import { storyText } from '../../../src/serve/story-prompts.ts';
+import { builtin } from '../model/helpers.ts';
+
+describe('completionSpec and long prompts', () => {
+  const loaded = builtin();
+  const { tokenizer } = loaded;
+  const seqLen = loaded.model.config.seqLen;
+
+  it('refuses a 100 KB prompt with its token count and the context', () => {
+    const prompt = storyText(100_000);
+    const numTokens = tokenizer.encode(prompt, true, false).length;
+    expect(numTokens).toBeGreaterThan(seqLen);
+    expect(() => completionSpec({ prompt }, 'r1', loaded)).toThrow(
+      new RangeError(`the prompt is ${numTokens} tokens (BOS included), too long for the model's context of ${seqLen}: at most ${seqLen - 1}, to leave a position to generate in`),
+    );
+  });
+
+  it('takes a prompt of seqLen - 1 tokens and refuses one of seqLen', () => {
+    const ids = tokenizer.encode(storyText(5_000), true, false);
+    const fits = tokenizer.decode(ids.slice(0, seqLen - 1));
+    const spec = completionSpec({ prompt: fits, max_tokens: 1 }, 'r2', loaded);
+    expect(spec.promptTokenIds).toEqual(ids.slice(0, seqLen - 1));
+    const tooLong = tokenizer.decode(ids.slice(0, seqLen));
+    expect(() => completionSpec({ prompt: tooLong }, 'r3', loaded)).toThrow(`the prompt is ${seqLen} tokens (BOS included)`);
+  });
+});
