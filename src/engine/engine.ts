@@ -11,7 +11,7 @@ import { InvalidRequestError, Request, validateRequestSpec, type RequestProblem,
 import { MetricsCollector, type MetricsGauges, type MetricsSummary } from './metrics.ts';
 import { RealClock, isVirtualClock, type Clock } from './clock.ts';
 import { Heap } from './heap.ts';
-import type { EngineEvent, EventListener, KvEvent } from './events.ts';
+import type { Decision, EngineEvent, EventListener, KvEvent } from './events.ts';
 import type { Sequence } from './request.ts';
 
 export interface EngineOptions {
@@ -64,6 +64,10 @@ export interface StepRecord extends StepView {
   finished: string[];
   /** What the KV cache manager did since the previous step, in order. */
   kvEvents: KvEvent[];
+  /** The scheduler's decisions since the previous step, each with its reason in words. */
+  decisions: Decision[];
+  /** The step's token budget (maxNumBatchedTokens when it was planned). */
+  tokenBudget: number;
   /** Present when the executor failed this step: its message (the step's requests were requeued). */
   failed?: string;
 }
@@ -498,7 +502,13 @@ export class Engine {
 
   /** Closes a step: its view, the request events and the KV events since the previous one. */
   private recordStep(view: StepView, failed?: string): StepRecord {
-    const record: StepRecord = { ...view, ...this.pendingRequestEvents, kvEvents: this.scheduler.takeKvEvents() };
+    const record: StepRecord = {
+      ...view,
+      ...this.pendingRequestEvents,
+      kvEvents: this.scheduler.takeKvEvents(),
+      decisions: this.scheduler.takeDecisions(),
+      tokenBudget: this.config.maxNumBatchedTokens,
+    };
     if (failed !== undefined) record.failed = failed;
     this.pendingRequestEvents = { preempted: [], rejected: [], finished: [] };
     this.stepRecords.push(record);

@@ -7,6 +7,14 @@ import type { SchedulerConfig } from './scheduler.ts';
 
 export type PreemptionMode = 'recompute' | 'swap' | 'abort';
 
+/** What the scheduler decided about one request, and why, in words (the step inspector's lines). */
+export interface Decision {
+  requestId: string;
+  kind: 'admitted' | 'resumed' | 'swappedIn' | 'waits' | 'preempted' | 'rejected' | 'timedOut';
+  /** E.g. "r76 preempted by recompute: 0 free blocks, r12 needs 1; ranks last under priority: lowest priority (3), then newest". */
+  reason: string;
+}
+
 export type EngineEvent =
   /** Input: a request was handed to the engine (arrivalMs filled in). */
   | { type: 'submit'; timeMs: number; stepIndex: number; request: RequestSpec & { requestId: string; arrivalMs: number } }
@@ -20,7 +28,7 @@ export type EngineEvent =
   /** First admission, or re-admission after a preemption. */
   | { type: 'scheduled'; timeMs: number; stepIndex: number; requestId: string; numCachedTokens: number; resumed: boolean }
   | { type: 'token'; timeMs: number; requestId: string; seqId: number; seqIndex: number; tokenId: number; index: number }
-  | { type: 'preempted'; timeMs: number; stepIndex: number; requestId: string; mode: PreemptionMode }
+  | { type: 'preempted'; timeMs: number; stepIndex: number; requestId: string; mode: PreemptionMode; reason?: string }
   | { type: 'finished'; timeMs: number; requestId: string; reasons: FinishReason[]; numOutputTokens: number[] }
   | { type: 'failed'; timeMs: number; requestId: string; reason: FailReason }
   /** The executor failed during a step (a lost GPU device, say); nothing of the step was computed. */

@@ -111,6 +111,7 @@ export class KvCacheManager {
   private readonly cpuRefCounts: Int32Array;
   /** What happened since the last takeEvents(), in order. */
   private events: KvEvent[] = [];
+  private shortfall = { numNeeded: 0, numFree: 0 };
   private readonly statsData: KvStats = {
     numPrefixQueryTokens: 0,
     numPrefixHitTokens: 0,
@@ -171,6 +172,10 @@ export class KvCacheManager {
 
   get numGpuBlocks(): number {
     return this.pool.numBlocks;
+  }
+  /** What the last allocateSlots() that returned null needed and found (for the scheduler's reasons). */
+  get lastShortfall(): Readonly<{ numNeeded: number; numFree: number }> {
+    return this.shortfall;
   }
   get numFreeGpuBlocks(): number {
     return this.pool.numFree;
@@ -246,7 +251,11 @@ export class KvCacheManager {
     }
     let numRevived = 0;
     for (const b of cachedBlockIds) if (this.pool.isFree(b)) numRevived++;
-    if (Math.max(0, numNewBlocks) + sharedIdx.length + numRevived > this.pool.numFree) return null;
+    const numNeeded = Math.max(0, numNewBlocks) + sharedIdx.length + numRevived;
+    if (numNeeded > this.pool.numFree) {
+      this.shortfall = { numNeeded, numFree: this.pool.numFree };
+      return null;
+    }
 
     let entry = st;
     if (!entry) {

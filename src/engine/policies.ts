@@ -178,3 +178,22 @@ export function createPolicy(name: PolicyName, fair: FairShareConfig = DEFAULT_F
     }
   }
 }
+
+/**
+ * Why `r` ranks last among the running requests under `policy`, in words (the preemption
+ * victim's reason), e.g. "lowest priority (3), newest".
+ */
+export function lastRankReason(policy: Policy, r: Request): string {
+  switch (policy.name) {
+    case 'fcfs':
+      return `ranks last under fcfs: the newest arrival (${r.arrivalMs.toFixed(0)} ms)`;
+    case 'priority':
+      return `ranks last under priority: lowest priority (${r.priority}), then newest`;
+    case 'edf':
+      return `ranks last under edf: ${r.deadlineAtMs === Infinity ? 'no deadline' : `the latest deadline (${r.deadlineAtMs.toFixed(0)} ms)`}`;
+    case 'sjf':
+      return `ranks last under sjf: the most work left (${r.predictedRemainingTokens()} tokens predicted)`;
+    case 'fair':
+      return `ranks last under fair share: tenant ${r.tenant} has the largest counter (${(policy.counters()[r.tenant] ?? 0).toFixed(0)})`;
+  }
+}

@@ -19,10 +19,10 @@
  */
 import type { BlockCopy, BlockSwap, ScheduledSeq, SeqOutput, StepOutput, StepPlan } from './types.ts';
 import { KvCacheManager, type KvBlockView, type KvStats } from './kvCacheManager.ts';
-import { createPolicy, type Policy } from './policies.ts';
+import { createPolicy, lastRankReason, type Policy } from './policies.ts';
 import { assertValidConfig, DEFAULT_SCHEDULER_CONFIG, validateLiveChanges, type SchedulerConfig } from './config.ts';
 import { Request, Sequence, createSequenceSampler, type FailReason, type FinishReason, type RejectReason } from './request.ts';
-import type { EngineEvent, KvEvent, PreemptionMode } from './events.ts';
+import type { Decision, EngineEvent, KvEvent, PreemptionMode } from './events.ts';
 import { Heap } from './heap.ts';
 
 export { DEFAULT_SCHEDULER_CONFIG, LIVE_CONFIG_KEYS, type BatchingMode, type SchedulerConfig } from './config.ts';
@@ -93,6 +93,8 @@ export class Scheduler {
   /** Live requests, oldest arrival first, for timeouts (ended ones leave lazily). */
   private readonly byArrival = new Heap<Request>((a, b) => a.arrivalMs < b.arrivalMs || (a.arrivalMs === b.arrivalMs && a.order < b.order));
   private numLiveWithDeadline = 0;
+  /** Decisions since the last takeDecisions(), in order (the engine drains them once per step). */
+  private decisions: Decision[] = [];
   /** Static batching: the current request-level batch and each member's padded prefill progress. */
   private staticBatch: Request[] = [];
   private staticPaddedPromptLen = 0;
@@ -160,6 +162,23 @@ export class Scheduler {
   kvBlockView(): KvBlockView {
     return this.kv.blockView();
   }
+  /** The scheduler's decisions with their reasons since the last call (the engine drains them once per step). */
+  takeDecisions(): Decision[] {
+    const d = this.decisions;
+    this.decisions = [];
+    return d;
+  }
+  private decide(requestId: string, kind: Decision['kind'], reason: string): void {
+    // Idle steps add decisions too; keep a bounded tail until the next step record takes them.
+    if (this.decisions.length >= 512) this.decisions.splice(0, 256);
+    this.decisions.push({ requestId, kind, reason });
+  }
+  /** "3 free blocks, r12 needs 5": the last allocation that failed. */
+  private shortfallText(who: string): string {
+    const sf = this.kv.lastShortfall;
+    return `${sf.numFree} free block${sf.numFree === 1 ? '' : 's'}, ${who} need${who === 'it' ? 's' : 's'} ${sf.numNeeded}`;
+  }
+
   /** KV events since the last call (the engine drains them once per step). */
   takeKvEvents(): KvEvent[] {
     return this.kv.takeEvents();
@@ -196,6 +215,7 @@ export class Scheduler {
       request.finishedMs = nowMs;
       this.requests.set(request.requestId, request);
       this.emit({ type: 'rejected', timeMs: nowMs, requestId: request.requestId, reason, detail });
+      this.decide(request.requestId, 'rejected', `${request.requestId} rejected (${reason.replace(/_/g, ' ')}): ${detail}`);
       return { reason, detail };
     };
     // The engine refuses duplicates at submit; a duplicate here must not replace the original.
@@ -278,6 +298,7 @@ export class Scheduler {
       if (r.isDone) this.byArrival.pop();
       else if (nowMs - r.arrivalMs >= timeout) {
         this.byArrival.pop();
+        this.decide(r.requestId, 'timedOut', `${r.requestId} timed out: ${(nowMs - r.arrivalMs).toFixed(0)} ms since it arrived (requestTimeoutMs ${timeout})`);
         this.fail(r, 'timeout', nowMs);
       } else break;
     }
@@ -295,7 +316,9 @@ export class Scheduler {
       if (r.state === 'waiting' && nowMs + this.estimateServiceMs(r) > r.deadlineAtMs) {
         this.policy.waiting.remove(r);
         this.end(r, 'rejected', 'deadline_unmeetable', nowMs);
-        this.emit({ type: 'rejected', timeMs: nowMs, requestId: r.requestId, reason: 'deadline_unmeetable', detail: `deadline at ${r.deadlineAtMs.toFixed(1)} ms passed while waiting` });
+        const detail = `deadline at ${r.deadlineAtMs.toFixed(1)} ms cannot be met while waiting (now ${nowMs.toFixed(1)} ms, at least ${this.estimateServiceMs(r).toFixed(1)} ms of work left)`;
+        this.emit({ type: 'rejected', timeMs: nowMs, requestId: r.requestId, reason: 'deadline_unmeetable', detail });
+        this.decide(r.requestId, 'rejected', `${r.requestId} rejected (deadline unmeetable): ${detail}`);
       } else stillLive.push(r);
     }
     for (const r of stillLive) this.byDeadline.push(r);
@@ -373,8 +396,9 @@ export class Scheduler {
     for (let over = this.numRunningSeqSlots() - this.config.maxNumSeqs; over > 0; ) {
       const victim = this.pickVictim(ctx);
       if (!victim) break;
+      const why = `maxNumSeqs is ${this.config.maxNumSeqs} and running requests held ${this.numRunningSeqSlots()} sequences`;
       over -= victim.numSeqSlots();
-      this.preempt(victim, ctx, nowMs);
+      this.preempt(victim, ctx, nowMs, false, `${why}; ${lastRankReason(this.policy, victim)}`);
     }
     const order = this.running.slice().sort((a, b) => this.policy.compare(a, b));
     for (const req of order) {
@@ -383,17 +407,22 @@ export class Scheduler {
       const res = this.scheduleRequest(req, ctx.budget, () => {
         const victim = this.pickVictim(ctx);
         if (!victim || victim === req) return false;
-        this.preempt(victim, ctx, nowMs);
+        this.preempt(victim, ctx, nowMs, false, `${this.shortfallText(req.requestId)}; ${lastRankReason(this.policy, victim)}`);
         return true;
       });
       if (res.memoryShort) {
         // Nobody ranks below it: it yields its own memory.
-        this.preempt(req, ctx, nowMs, res.work.length > 0);
+        this.preempt(req, ctx, nowMs, res.work.length > 0, `${this.shortfallText('it')} and no other running request ranks below it`);
         continue;
       }
       this.commitWork(ctx, req, res.work);
     }
-    if (ctx.numPreempted > 0) return; // memory is tight: admit nothing new this step
+    if (ctx.numPreempted > 0) {
+      // Memory is tight: admit nothing new this step.
+      const head = this.policy.waiting.peek() ?? this.swapped[0];
+      if (head) this.decideWaits(head, `memory is tight (${ctx.numPreempted} preempted this step), so nothing new is admitted`);
+      return;
+    }
 
     const swappedOrder = this.swapped.slice().sort((a, b) => this.policy.compare(a, b));
     let swapIdx = 0;
@@ -403,13 +432,21 @@ export class Scheduler {
       const fromWait = this.policy.waiting.peek();
       const cand = fromSwap && (!fromWait || this.policy.compare(fromSwap, fromWait) <= 0) ? fromSwap : fromWait;
       if (!cand) break;
-      if (numSeqSlots + cand.numSeqSlots() > this.config.maxNumSeqs) break;
+      if (numSeqSlots + cand.numSeqSlots() > this.config.maxNumSeqs) {
+        this.decideWaits(cand, `${numSeqSlots} of maxNumSeqs ${this.config.maxNumSeqs} sequence slots are taken and it needs ${cand.numSeqSlots()}`);
+        break;
+      }
       if (cand === fromSwap) {
         const seqIds = cand.activeSeqs().filter((s) => this.kv.location(s.seqId) === 'cpu').map((s) => s.seqId);
         // Room to swap in plus a block per sequence to grow, unless it would run alone.
         const margin = this.running.length > 0 ? seqIds.length : 0;
-        if (this.kv.numBlocksToSwapIn(seqIds) + margin > this.kv.numFreeGpuBlocks) break;
+        const numToSwapIn = this.kv.numBlocksToSwapIn(seqIds);
+        if (numToSwapIn + margin > this.kv.numFreeGpuBlocks) {
+          this.decideWaits(cand, `swapping it back in needs ${numToSwapIn + margin} free blocks (${numToSwapIn} + ${margin} to grow), ${this.kv.numFreeGpuBlocks} free`);
+          break;
+        }
         ctx.swapIn.push(...this.kv.swapIn(seqIds)!);
+        this.decide(cand.requestId, 'swappedIn', `${cand.requestId} swapped back in: ${numToSwapIn} blocks from the CPU pool`);
         swapIdx++;
         this.swapped.splice(this.swapped.indexOf(cand), 1);
         const res = this.scheduleRequest(cand, ctx.budget, () => false);
@@ -418,6 +455,8 @@ export class Scheduler {
       } else {
         const res = this.scheduleRequest(cand, ctx.budget, (r) => this.preemptForWaiting(r, ctx, nowMs));
         if (res.memoryShort || res.work.length === 0) {
+          if (res.memoryShort) this.decideWaits(cand, this.shortfallText('it'));
+          else this.decideWaits(cand, `${ctx.budget} tokens of the step's budget are left and its prompt needs ${cand.numUncomputedTokens()} at once (chunked prefill is off)`);
           // All or nothing for a waiting request: give back what this attempt took.
           for (const s of cand.activeSeqs()) {
             this.kv.free(s.seqId);
@@ -428,9 +467,28 @@ export class Scheduler {
         this.policy.waiting.pop();
         this.commitWork(ctx, cand, res.work);
         this.startRunning(cand, ctx, nowMs, cand.numPreemptions > 0);
+        const numNew = res.work.reduce((a, w) => a + w.numNewTokens, 0);
+        const cached = res.work.reduce((a, w) => a + w.numCachedTokens, 0);
+        const total = cand.numUncomputedTokens() + cached;
+        this.decide(
+          cand.requestId,
+          cand.numPreemptions > 0 ? 'resumed' : 'admitted',
+          `${cand.requestId} ${cand.numPreemptions > 0 ? 'resumed (recomputes its tokens)' : 'admitted'}: ${numNew} of ${total} tokens this step${numNew < total - cached ? ' (a prefill chunk)' : ''}` +
+            `${cached > 0 ? `, ${cached} from the prefix cache` : ''}; ${this.kv.numFreeGpuBlocks} blocks free after`,
+        );
       }
       numSeqSlots += cand.numSeqSlots();
     }
+    if (ctx.budget <= 0) {
+      const head = this.policy.waiting.peek();
+      if (head) this.decideWaits(head, `the step's token budget (maxNumBatchedTokens ${this.config.maxNumBatchedTokens}) is used up`);
+    }
+  }
+
+  /** "r81 waits: …, and 5 more behind it". */
+  private decideWaits(r: Request, why: string): void {
+    const behind = this.policy.waiting.size + this.swapped.length - 1;
+    this.decide(r.requestId, 'waits', `${r.requestId} waits: ${why}${behind > 0 ? `; ${behind} more behind it` : ''}`);
   }
 
   /** Priority policy: a waiting request may preempt a strictly lower-priority running one. */
@@ -438,7 +496,7 @@ export class Scheduler {
     if (this.policy.name !== 'priority') return false;
     const victim = this.pickVictim(ctx);
     if (!victim || victim.priority <= cand.priority) return false;
-    this.preempt(victim, ctx, nowMs);
+    this.preempt(victim, ctx, nowMs, false, `waiting ${cand.requestId} (priority ${cand.priority}) needs memory (${this.shortfallText('it')}); ${lastRankReason(this.policy, victim)}`);
     return true;
   }
 
@@ -507,8 +565,11 @@ export class Scheduler {
     return victim;
   }
 
-  /** Preempts a running request; `dirty` means it holds slots allocated this step and not in the plan. */
-  private preempt(req: Request, ctx: StepContext, nowMs: number, dirty = false): void {
+  /**
+   * Preempts a running request; `dirty` means it holds slots allocated this step and not in the
+   * plan; `why` is the cause in words (logged with the event and as the step's decision).
+   */
+  private preempt(req: Request, ctx: StepContext, nowMs: number, dirty: boolean, why: string): void {
     const work = ctx.scheduled.get(req);
     if (work) {
       ctx.scheduled.delete(req);
@@ -519,8 +580,11 @@ export class Scheduler {
     this.numPreemptions++;
     ctx.numPreempted++;
     const mode = this.config.preemptionMode;
-    const emit = (actual: PreemptionMode) =>
-      this.emit({ type: 'preempted', timeMs: nowMs, stepIndex: this.planningIndex, requestId: req.requestId, mode: actual });
+    const emit = (actual: PreemptionMode) => {
+      const reason = `${req.requestId} preempted by ${actual}: ${why}`;
+      this.emit({ type: 'preempted', timeMs: nowMs, stepIndex: this.planningIndex, requestId: req.requestId, mode: actual, reason });
+      this.decide(req.requestId, 'preempted', reason);
+    };
     if (mode === 'abort') {
       emit('abort');
       this.fail(req, 'preempted', nowMs);
@@ -563,7 +627,9 @@ export class Scheduler {
     for (const req of victims) {
       req.numPreemptions++;
       this.numPreemptions++;
-      this.emit({ type: 'preempted', timeMs: nowMs, stepIndex: this.planningIndex, requestId: req.requestId, mode: 'recompute' });
+      const reason = `${req.requestId} preempted by recompute: the executor lost its memory (a failed step or a lost GPU device)`;
+      this.emit({ type: 'preempted', timeMs: nowMs, stepIndex: this.planningIndex, requestId: req.requestId, mode: 'recompute', reason });
+      this.decide(req.requestId, 'preempted', reason);
       for (const s of req.activeSeqs()) s.numComputedTokens = 0;
       req.state = 'waiting';
       this.policy.waiting.push(req);
@@ -585,6 +651,11 @@ export class Scheduler {
    * the longest, then decode together; ended members ride along as padding until the last ends.
    */
   private scheduleStatic(ctx: StepContext, nowMs: number): number {
+    const head = this.policy.waiting.peek();
+    if (head && !this.staticBatch.every((r) => r.isDone)) {
+      const live = this.staticBatch.filter((r) => !r.isDone).length;
+      this.decideWaits(head, `waiting for the static batch to drain: ${live} of its ${this.staticBatch.length} requests still running`);
+    }
     if (this.staticBatch.every((r) => r.isDone)) {
       this.staticBatch = [];
       this.staticProgress.clear();
@@ -594,8 +665,16 @@ export class Scheduler {
         const cand = this.policy.waiting.peek();
         if (!cand) break;
         const need = cand.n * this.kv.blocksFor(Math.min(cand.numPromptTokens + cand.maxTokens, this.config.maxModelLen));
-        if (reservedBlocks + need > this.kv.numFreeGpuBlocks || numSeqSlots + cand.n > this.config.maxNumSeqs) break;
+        if (reservedBlocks + need > this.kv.numFreeGpuBlocks) {
+          this.decideWaits(cand, `the static batch reserves worst-case memory: it needs ${need} blocks, ${this.kv.numFreeGpuBlocks - reservedBlocks} are left`);
+          break;
+        }
+        if (numSeqSlots + cand.n > this.config.maxNumSeqs) {
+          this.decideWaits(cand, `the static batch is full (maxNumSeqs ${this.config.maxNumSeqs})`);
+          break;
+        }
         this.policy.waiting.pop();
+        this.decide(cand.requestId, 'admitted', `${cand.requestId} admitted to the static batch: ${need} blocks reserved for its worst case`);
         reservedBlocks += need;
         numSeqSlots += cand.n;
         this.staticBatch.push(cand);
