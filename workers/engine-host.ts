@@ -6,7 +6,7 @@
  * Requests are built and checked in src/serve/requests.ts, settings in src/engine/config.ts.
  */
 import { Engine, type EngineSnapshot } from '../src/engine/engine.ts';
-import { RealClock } from '../src/engine/clock.ts';
+import { VirtualClock } from '../src/engine/clock.ts';
 import { assertValidConfig, DEFAULT_HOST_SETTINGS, DEFAULT_SCHEDULER_CONFIG, LIVE_CONFIG_KEYS, type SchedulerConfig } from '../src/engine/config.ts';
 import type { EngineEvent } from '../src/engine/events.ts';
 import type { RequestSpec } from '../src/engine/request.ts';
@@ -55,6 +55,10 @@ export class EngineHost {
   private phase: HostStatus['phase'] = 'starting';
   private message: string | null = null;
   private numDeviceLosses = 0;
+  /** Executors whose pipelines were compiled and run once (warm-up happens once per executor). */
+  private readonly warmed = new WeakSet<Executor>();
+  /** How long the last warm-up took (wall ms), for the status line. */
+  private warmUpMs: number | null = null;
 
   constructor(options: HostOptions) {
     this.settings = { ...DEFAULT_HOST_SETTINGS, ...options.settings };
@@ -70,6 +74,7 @@ export class EngineHost {
       paused: this.loop.paused,
       minStepIntervalMs: this.loop.minStepIntervalMs,
       numDeviceLosses: this.numDeviceLosses,
+      warmUpMs: this.warmUpMs,
     };
   }
 
@@ -260,18 +265,45 @@ export class EngineHost {
     return { ...DEFAULT_SCHEDULER_CONFIG, ...settings, maxModelLen: Math.min(settings.maxModelLen ?? Infinity, seqLen) };
   }
 
+  /**
+   * A new engine on the engine clock: a VirtualClock that advances by each step's own measured
+   * time (the executor's: GPU timestamps, or the wall time around the step), never by pauses,
+   * slow motion or the page. While nothing is in the system it waits for the next arrival in
+   * real time (as a server would, so a scenario still unfolds at its pace) and then jumps to it:
+   * an idle gap holds no request, so it changes no latency. Requests arrive on this clock.
+   */
   private async startEngine(): Promise<void> {
-    const engine = new Engine({ executor: this.executors.executor!, config: this.engineConfig(this.settings), clock: new RealClock(), modelName: this.summary?.name });
+    const executor = this.executors.executor!;
+    const config = this.engineConfig(this.settings);
+    const engine = new Engine({ executor, config, clock: new VirtualClock(), modelName: this.summary?.name });
     await engine.init();
+    if (executor.warmUp && !this.warmed.has(executor)) {
+      // Shaders compiled and first dispatches run before any run starts (out of every latency).
+      const started = performance.now();
+      await executor.warmUp({ maxTokens: config.maxNumBatchedTokens, maxSeqs: config.maxNumSeqs });
+      this.warmed.add(executor);
+      this.warmUpMs = performance.now() - started;
+    }
     engine.on((e) => this.onEngineEvent(e));
     this.engine = engine;
+    let idle: { arrivalMs: number; sinceRealMs: number } | null = null;
+    /** Real ms still to wait before the next arrival, while nothing is in the system (0: due). */
+    const idleWaitMs = (): number | null => {
+      const next = engine.nextArrivalMs();
+      if (next === null) return null;
+      if (engine.hasAdmittedWork() || next <= engine.clock.nowMs()) {
+        idle = null;
+        return 0;
+      }
+      if (idle?.arrivalMs !== next) idle = { arrivalMs: next, sinceRealMs: performance.now() };
+      return Math.max(0, next - engine.clock.nowMs() - (performance.now() - idle.sinceRealMs));
+    };
     await this.loop.attach({
-      step: () => this.runStep(engine),
+      step: async () => ((idleWaitMs() ?? 0) > 0 ? false : this.runStep(engine)),
+      // A single step asked for: an idle engine jumps to the next arrival and runs that step.
+      stepNow: async () => (await this.runStep(engine)) || (engine.hasWork() && this.runStep(engine)),
       hasWork: () => engine.hasWork(),
-      msUntilNextArrival: () => {
-        const next = engine.nextArrivalMs();
-        return next === null ? null : next - engine.clock.nowMs();
-      },
+      msUntilNextArrival: idleWaitMs,
     });
   }
 

@@ -25,6 +25,11 @@ export interface HostStatus {
   /** Slow-motion for presenters: at least this long between steps. */
   minStepIntervalMs: number;
   numDeviceLosses: number;
+  /**
+   * Wall ms the executor's warm-up took before the engine's first run (pipelines compiled, first
+   * dispatches run; null: none yet, or the CPU reference). Never part of a latency.
+   */
+  warmUpMs: number | null;
 }
 
 /** What the views render each frame: the engine snapshot plus decoded text and host status. */

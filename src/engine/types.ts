@@ -85,6 +85,8 @@ export interface StepOutput {
    * for real executors, the cost model's estimate for the simulated one (advances a virtual clock).
    */
   durationMs: number;
+  /** Wall time of the step around the executor (when durationMs is GPU time, it is shown beside). */
+  wallMs?: number;
 }
 
 export interface KvGeometry {
@@ -103,5 +105,11 @@ export interface Executor {
   /** (Re)allocate the KV pool for this geometry; drops all cached K/V. */
   configure(geometry: KvGeometry): Promise<void> | void;
   execute(plan: StepPlan): Promise<StepOutput>;
+  /**
+   * Compiles and runs everything a step of up to this shape uses (pipelines, buffers), on
+   * throwaway K/V, so that no measured step pays for it. Call after configure(); the K/V it
+   * writes is never read (every position is written before it is attended to).
+   */
+  warmUp?(shape: { maxTokens: number; maxSeqs: number }): Promise<void>;
   dispose(): void;
 }

@@ -136,12 +136,57 @@ export class GpuExecutor implements Executor {
         });
       }
       this.lastGpuTimeMs = result.gpuTimeMs;
-      return { outputs, durationMs: performance.now() - started };
+      // The engine clock: the step's GPU time where timestamp queries exist, else its wall time.
+      const wallMs = performance.now() - started;
+      return { outputs, durationMs: result.gpuTimeMs ?? wallMs, wallMs };
     } catch (e) {
       // A destroyed device first fails the step's pending work (an aborted mapAsync, say); its
       // lost promise settles a moment later. Give it that moment before calling the error a bug.
       if (await this.settlesAsLost()) throw new DeviceLostError(this.lostMessage ?? `the GPU device was lost: ${(e as Error).message}`);
       throw e;
+    }
+  }
+
+  /**
+   * Runs throwaway steps on the configured pool: a prefill of up to `maxTokens` rows over up to
+   * `maxSeqs` sequences (greedy and sampled rows, so both readbacks), then decode steps of every
+   * row-count class the kernels specialise for (8+, 4, 2, 1 rows), the first with a
+   * copy-on-write copy. Every pipeline a step can use is compiled and the activation buffers
+   * grow to the largest step before any measured step.
+   */
+  async warmUp(shape: { maxTokens: number; maxSeqs: number }): Promise<void> {
+    const kv = this.kv;
+    if (!kv) throw new Error('the GPU executor needs configure() before warmUp()');
+    const { blockSize, numGpuBlocks } = kv.geometry;
+    const c = this.model.config;
+    const numSeqs = Math.max(1, Math.min(shape.maxSeqs, shape.maxTokens, Math.floor(numGpuBlocks / 2)));
+    const blocksPerSeq = Math.max(1, Math.floor(numGpuBlocks / numSeqs) - 1);
+    const numDecodeSteps = 4;
+    const perSeq = Math.max(1, Math.min(Math.floor(shape.maxTokens / numSeqs), c.seqLen - 1 - numDecodeSteps, blocksPerSeq * blockSize - numDecodeSteps));
+    const sampling = (i: number) => ({ temperature: i % 2 === 0 ? 0 : 1, topP: 1, topK: 0, seed: i });
+    const seq = (i: number, start: number, n: number) => {
+      const blockTable = Array.from({ length: Math.ceil((start + n) / blockSize) }, (_, k) => i * (blocksPerSeq + 1) + k);
+      return {
+        seqId: i,
+        requestId: 'warm-up',
+        tokenIds: Array.from({ length: n }, (_, k) => 1 + ((i + k) % (c.vocabSize - 1))),
+        startPosition: start,
+        slots: Array.from({ length: n }, (_, k) => blockTable[Math.floor((start + k) / blockSize)] * blockSize + ((start + k) % blockSize)),
+        blockTable,
+        needsLogits: true,
+        sampling: sampling(i),
+      };
+    };
+    const empty = { copies: [], swapOut: [], swapIn: [] };
+    const prefill = Array.from({ length: numSeqs }, (_, i) => seq(i, 0, perSeq));
+    await this.execute({ stepIndex: -3, seqs: prefill, numBatchedTokens: numSeqs * perSeq, ...empty });
+    const spare = numSeqs * (blocksPerSeq + 1) - 1; // the last sequence's spare block, in no table
+    const copies = spare > 0 && spare < numGpuBlocks ? [{ srcBlock: 0, dstBlock: spare }] : [];
+    const sizes = [numSeqs, 4, 2, 1];
+    for (let k = 0; k < numDecodeSteps; k++) {
+      const rows = Math.min(numSeqs, sizes[k]);
+      const decode = Array.from({ length: rows }, (_, i) => seq(i, perSeq + k, 1));
+      await this.execute({ stepIndex: k - numDecodeSteps, seqs: decode, numBatchedTokens: rows, ...empty, copies: k === 0 ? copies : [] });
     }
   }
 

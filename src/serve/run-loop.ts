@@ -9,6 +9,11 @@
 export interface RunLoopTarget {
   /** One engine iteration; resolves whether a step ran (false: nothing runnable now). */
   step(): Promise<boolean>;
+  /**
+   * An iteration asked for explicitly (a single step while paused): unlike step(), it need not
+   * wait for anything to be due (default: step()).
+   */
+  stepNow?(): Promise<boolean>;
   /** True while anything is pending, queued, running or swapped. */
   hasWork(): boolean;
   /** How long until the next arrival, in ms (null: none pending). */
@@ -81,7 +86,8 @@ export class RunLoop {
     await this.settled();
     const target = this.target;
     if (!target) return false;
-    return this.exclusive(target, () => true);
+    const now = target.stepNow ? { ...target, step: () => target.stepNow!() } : target;
+    return this.exclusive(now, () => true);
   }
 
   /** Something changed (a submission, a cancel, new settings): look again now. */

@@ -131,6 +131,29 @@ export function engineSuite(label: string, getGpu: () => GPU, sources: KernelSou
       expect(runcOutput(engine, idB, b.promptTokenIds, 256)).toBe(text(golden.none));
     });
 
+    it('warm-up compiles every pipeline a run uses on throwaway K/V, and the goldens are unchanged after it', async () => {
+      const fresh = GpuRuntime.fromContext(ctx, sources);
+      try {
+        const executor = new GpuExecutor(ctx, fresh, loaded.model, { validate: true });
+        const engine = new Engine({ executor, config: { maxModelLen: 512, blockSize: 16, numGpuBlocks: 64, numCpuBlocks: 0, maxNumBatchedTokens: 256, maxNumSeqs: 32 }, checkInvariants: true });
+        await engine.init();
+        await executor.warmUp({ maxTokens: 256, maxSeqs: 32 });
+        const compiled = fresh.registry.stats.pipelines;
+        expect(compiled).toBeGreaterThan(5);
+        const a = runcRequest(loaded.tokenizer, 'Once upon a time', 256, 512);
+        const b = runcRequest(loaded.tokenizer, '', 256, 512);
+        const idA = engine.submit({ ...a, sampling: { temperature: 0 } });
+        const idB = engine.submit({ ...b, sampling: { temperature: 0.8, seed: 3 } });
+        await engine.runUntilIdle();
+        expect(fresh.registry.stats.pipelines).toBe(compiled); // nothing left to compile in the run
+        expect(runcOutput(engine, idA, a.promptTokenIds, 256)).toBe(text(golden.once));
+        expect(engine.getRequest(idB)!.state).toBe('finished');
+        executor.dispose();
+      } finally {
+        fresh.destroy();
+      }
+    });
+
     async function runMany(config: Partial<SchedulerConfig>) {
       const { engine, counter } = newEngine(config);
       const ids = new Map<string, { id: string; tokens: number[] }>();

@@ -193,3 +193,45 @@ describe('EngineHost and bad input (issue 11)', () => {
     expect(await host.configure({ maxNumSeqs: 1 })).toBe(false); // live, with nothing running
   });
 });
+
+describe('EngineHost on the engine clock (issue 12)', () => {
+  it('a pause and slow motion add nothing to any latency: the clock is the sum of the steps’ own times', async () => {
+    const host = new EngineHost({ gpu: undefined, kernelSources: loadKernelSources() });
+    await host.setModel(builtin());
+    await host.pause();
+    const t0 = host.currentEngine!.clock.nowMs();
+    const events: StreamEvent[] = [];
+    const ids = ['The dog', 'A cat sat', 'Once upon a time'].map((prompt) => host.submit({ prompt, max_tokens: 24 }, (e) => events.push(e)));
+    host.setMinStepInterval(30); // slow motion
+    host.resume();
+    await until(() => (host.currentEngine?.stepIndex ?? 0) >= 5);
+    await host.pause();
+    await new Promise((r) => setTimeout(r, 1200)); // a presenter explains
+    host.setMinStepInterval(0);
+    host.resume();
+    await until(() => ids.every((id) => events.some((e) => e.requestId === id && e.type === 'done')));
+    const engine = host.currentEngine!;
+    const stepTime = engine.eventLog.reduce((sum, e) => sum + (e.type === 'step' ? e.durationMs : 0), 0);
+    const ends = ids.map((id) => engine.getRequest(id)!);
+    const lastEnd = Math.max(...ends.map((r) => r.finishedMs));
+    // Every request arrived at t0 and the engine never idled: the clock moved by step times only.
+    expect(lastEnd - t0).toBeCloseTo(stepTime, 6);
+    for (const r of ends) {
+      expect(r.arrivalMs).toBe(t0);
+      expect(r.finishedMs - r.arrivalMs).toBeLessThan(1200);
+    }
+  });
+
+  it('idle time waits in real time for the next arrival and jumps to it; a single step while paused runs the next arrival', async () => {
+    const host = new EngineHost({ gpu: undefined, kernelSources: loadKernelSources() });
+    await host.setModel(builtin());
+    await host.pause();
+    const engine = host.currentEngine!;
+    host.runTrace([{ promptTokenIds: [1, 403], maxTokens: 3, arrivalMs: 60_000 }]);
+    const before = engine.clock.nowMs();
+    expect(await host.stepOnce()).toBe(1); // jumps a minute of idle engine time and runs step 1
+    expect(engine.clock.nowMs()).toBeGreaterThanOrEqual(before + 60_000);
+    const r = [...engine.requests()][0];
+    expect(r.firstScheduledMs - r.arrivalMs).toBe(0); // no queueing: the engine was idle
+  });
+});
