@@ -2,7 +2,8 @@
  * Seeded workload generators and JSON traces. A workload is a list of RequestSpec with arrival
  * times; the same spec and seed always give the same list.
  */
-import type { RequestSpec } from './request.ts';
+import { MAX_ID_LENGTH, validateRequestSpec, type RequestLimits, type RequestSpec } from './request.ts';
+import { check, InvalidInputError, show, type ArraySchema, type NumberSchema, type ObjectSchema, type Problem, type Schema, type UnionSchema } from './schema.ts';
 
 /** mulberry32: a small, fast, seeded 32-bit generator (workloads only; sampling has its own). */
 export class Rng {
@@ -27,22 +28,37 @@ export class Rng {
     return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * this.next());
   }
   exponential(rate: number): number {
+    if (!(Number.isFinite(rate) && rate > 0)) throw new RangeError(`exponential: the rate must be a finite number > 0, got ${rate}`);
     return -Math.log(1 - this.next()) / rate;
   }
-  /** Gamma(shape, scale) by Marsaglia-Tsang. */
+  /**
+   * Gamma(shape, scale) by Marsaglia-Tsang; a shape below 1 is boosted to shape + 1 and scaled
+   * by U^(1/shape). Each try is accepted with probability above 0.95 for shape >= 1, so the
+   * loop ends at once in practice; it is bounded all the same, and non-finite or non-positive
+   * parameters (which would never be accepted) are refused up front.
+   */
   gamma(shape: number, scale: number): number {
-    if (shape < 1) return this.gamma(shape + 1, scale) * Math.pow(this.next() || 1e-12, 1 / shape);
-    const d = shape - 1 / 3;
+    if (!(Number.isFinite(shape) && shape > 0)) throw new RangeError(`gamma: the shape must be a finite number > 0, got ${shape}`);
+    if (!(Number.isFinite(scale) && scale > 0)) throw new RangeError(`gamma: the scale must be a finite number > 0, got ${scale}`);
+    const boosted = shape < 1;
+    const d = (boosted ? shape + 1 : shape) - 1 / 3;
     const c = 1 / Math.sqrt(9 * d);
-    for (;;) {
+    for (let tries = 0; tries < MAX_GAMMA_TRIES; tries++) {
       const x = this.normal();
       const v = Math.pow(1 + c * x, 3);
       if (v <= 0) continue;
       const u = this.next();
-      if (Math.log(u) < 0.5 * x * x + d - d * v + d * Math.log(v)) return d * v * scale;
+      if (Math.log(u) < 0.5 * x * x + d - d * v + d * Math.log(v)) {
+        const g = d * v * scale;
+        return boosted ? g * Math.pow(this.next() || 1e-12, 1 / shape) : g;
+      }
     }
+    throw new Error(`gamma: no sample accepted in ${MAX_GAMMA_TRIES} tries (shape ${shape}, scale ${scale})`);
   }
 }
+
+/** Rejection-sampling tries of one gamma draw at most (each is accepted with probability > 0.95). */
+const MAX_GAMMA_TRIES = 10_000;
 
 export type LengthDist =
   | { kind: 'fixed'; value: number }
@@ -106,8 +122,202 @@ export interface WorkloadSpec {
   predictionNoiseSigma?: number;
 }
 
-/** Generates the workload's requests in arrival order. */
+/** Requests one workload generates at most. */
+export const MAX_WORKLOAD_REQUESTS = 10_000;
+/** Longest prompt or output a length distribution may give (the engine refuses prompts longer than its context). */
+export const MAX_WORKLOAD_TOKENS = 100_000;
+/**
+ * Prompt tokens one workload may generate at most, counted at the worst case (numRequests times
+ * the longest prompt, plus the shared prefixes): the token arrays are built in memory at once.
+ */
+export const MAX_WORKLOAD_PROMPT_TOKENS = 2 ** 25;
+/** Parallel samples per request at most (the serving front door's MAX_N). */
+export const MAX_PARALLEL_SAMPLES = 16;
+/** Tenants per workload at most. */
+export const MAX_TENANTS = 100;
+/** Shared system prompts at most. */
+export const MAX_SHARED_PREFIXES = 1000;
+/** Largest vocabulary token ids are drawn from. */
+export const MAX_VOCAB_SIZE = 10_000_000;
+
+const tokenCount = (why: string): NumberSchema => ({ type: 'number', integer: true, min: 1, max: MAX_WORKLOAD_TOKENS, why });
+const fraction = (why: string): NumberSchema => ({ type: 'number', min: 0, max: 1, why });
+const lengthWhy = `longer requests fit no context; the engine refuses a prompt longer than its context at admission`;
+
+const minAtMostMax = (o: Record<string, unknown>, path: string): Problem[] =>
+  (o.min as number) <= (o.max as number) ? [] : [{ path, message: `${path}: min (${o.min as number}) must be <= max (${o.max as number})` }];
+
+const lengthDistSchema: UnionSchema = {
+  type: 'union',
+  tag: 'kind',
+  why: 'a length distribution',
+  variants: {
+    fixed: { type: 'object', fields: { value: tokenCount(lengthWhy) } },
+    uniform: { type: 'object', fields: { min: tokenCount(lengthWhy), max: tokenCount(lengthWhy) }, refine: minAtMostMax },
+    lognormal: {
+      type: 'object',
+      fields: {
+        median: { type: 'number', min: 1, max: MAX_WORKLOAD_TOKENS, why: 'the length a draw is centred on' },
+        sigma: { type: 'number', min: 0, max: 5, why: 'the spread of log(length); draws are clamped to [min, max]' },
+        min: tokenCount(lengthWhy),
+        max: tokenCount(lengthWhy),
+      },
+      refine: minAtMostMax,
+    },
+    bimodal: {
+      type: 'object',
+      fields: { short: tokenCount(lengthWhy), long: tokenCount(lengthWhy), longFraction: fraction('the share of long draws') },
+    },
+  },
+};
+
+const ratePerS: NumberSchema = {
+  type: 'number',
+  min: 0.01,
+  max: 1_000_000,
+  why: 'requests per second; at 0 the requests would never arrive',
+};
+
+const arrivalSchema: UnionSchema = {
+  type: 'union',
+  tag: 'kind',
+  why: 'an arrival process',
+  variants: {
+    batch: { type: 'object', fields: {} },
+    poisson: { type: 'object', fields: { ratePerS } },
+    bursty: {
+      type: 'object',
+      fields: {
+        ratePerS,
+        burstiness: { type: 'number', min: 0.001, max: 1000, why: 'the gamma shape of the gaps: below 1 clusters arrivals, 1 is Poisson' },
+      },
+    },
+  },
+};
+
+const tenantSchema: ObjectSchema = {
+  type: 'object',
+  fields: {
+    name: { type: 'string', minLength: 1, maxLength: MAX_ID_LENGTH, why: "the requests' tenant" },
+    weight: { type: 'number', min: 0, exclusiveMin: true, max: 1e9, why: 'its relative share of the requests' },
+    priority: { type: 'number', optional: true, why: 'lower runs first under the priority policy' },
+    deadlineMs: { type: 'number', min: 0, exclusiveMin: true, max: 1e12, optional: true, why: 'ms after arrival' },
+  },
+};
+
+const tenantsSchema: ArraySchema = {
+  type: 'array',
+  items: tenantSchema,
+  maxItems: MAX_TENANTS,
+  optional: true,
+  refine: (tenants, path) => {
+    const seen = new Map<string, number>();
+    const out: Problem[] = [];
+    tenants.forEach((t, i) => {
+      const name = (t as TenantSpec).name;
+      const first = seen.get(name);
+      if (first === undefined) seen.set(name, i);
+      else out.push({ path, message: `${path}[${i}].name repeats ${path}[${first}].name ${JSON.stringify(name.length > 40 ? `${name.slice(0, 40)}…` : name)}` });
+    });
+    return out;
+  },
+};
+
+/** The longest prompt a length distribution can give (its parameters already checked). */
+function longestLength(d: LengthDist): number {
+  switch (d.kind) {
+    case 'fixed':
+      return d.value;
+    case 'uniform':
+    case 'lognormal':
+      return d.max;
+    case 'bimodal':
+      return Math.max(d.short, d.long);
+  }
+}
+
+/** Prompt tokens the workload builds in the worst case (see MAX_WORKLOAD_PROMPT_TOKENS). */
+export function worstCasePromptTokens(spec: WorkloadSpec): number {
+  const p = spec.sharedPrefix;
+  // A request that takes a shared prefix gets at least one token of its own after it.
+  const perRequest = Math.max(longestLength(spec.promptTokens), p ? p.numTokens + 1 : 0);
+  return spec.numRequests * perRequest + (p ? (p.numPrefixes ?? 1) * p.numTokens : 0);
+}
+
+/**
+ * The workload schema: every field of WorkloadSpec with its type, bounds, whether it is required
+ * and why. Imports and generateWorkload check against this one description.
+ */
+export const WORKLOAD_SCHEMA: ObjectSchema = {
+  type: 'object',
+  fields: {
+    seed: { type: 'number', integer: true, min: -Number.MAX_SAFE_INTEGER, max: Number.MAX_SAFE_INTEGER, why: 'the same seed gives the same requests' },
+    numRequests: { type: 'number', integer: true, min: 1, max: MAX_WORKLOAD_REQUESTS, why: 'requests to generate' },
+    arrival: arrivalSchema,
+    promptTokens: lengthDistSchema,
+    outputTokens: lengthDistSchema,
+    vocabSize: { type: 'number', integer: true, min: 4, max: MAX_VOCAB_SIZE, optional: true, why: 'token ids are drawn from 3 .. vocabSize-1' },
+    sharedPrefix: {
+      type: 'object',
+      optional: true,
+      fields: {
+        fraction: fraction('the share of requests that start with a shared prefix'),
+        numTokens: tokenCount('the length of each shared prefix'),
+        numPrefixes: { type: 'number', integer: true, min: 1, max: MAX_SHARED_PREFIXES, optional: true, why: 'distinct shared prefixes' },
+      },
+    },
+    tenants: tenantsSchema,
+    parallelSampling: {
+      type: 'object',
+      optional: true,
+      fields: {
+        fraction: fraction('the share of requests that ask for n samples'),
+        n: { type: 'number', integer: true, min: 1, max: MAX_PARALLEL_SAMPLES, why: 'parallel samples per request' },
+      },
+    },
+    temperature: { type: 'number', min: 0, max: 10, optional: true, why: 'the sampling temperature of every request (0: greedy)' },
+    predictionNoiseSigma: { type: 'number', min: 0, max: 3, optional: true, why: 'the log-normal noise of the output-length prediction' },
+  },
+  refine: (o, path) => {
+    const worst = worstCasePromptTokens(o as unknown as WorkloadSpec);
+    if (worst <= MAX_WORKLOAD_PROMPT_TOKENS) return [];
+    const at = path === '' ? 'numRequests' : `${path}.numRequests`;
+    return [
+      {
+        path: at,
+        message: `${at} × the longest prompt${o.sharedPrefix ? ' (and the shared prefixes)' : ''} could make ${worst} prompt tokens; at most ${MAX_WORKLOAD_PROMPT_TOKENS} (fewer requests or shorter prompts)`,
+      },
+    ];
+  },
+};
+
+/** Every problem of a workload spec against WORKLOAD_SCHEMA, each with its path ([] when it is fine). */
+export function workloadProblems(spec: unknown): Problem[] {
+  return check(WORKLOAD_SCHEMA as Schema, spec, 'the workload');
+}
+
+/** A workload refused: `problems` has every problem; the message lists them (10, then how many more). */
+export class InvalidWorkloadError extends InvalidInputError {
+  constructor(problems: readonly Problem[]) {
+    super('workload', problems);
+    this.name = 'InvalidWorkloadError';
+  }
+}
+
+/** The spec, checked: throws one InvalidWorkloadError naming every problem. */
+export function validateWorkload(spec: unknown): WorkloadSpec {
+  const problems = workloadProblems(spec);
+  if (problems.length > 0) throw new InvalidWorkloadError(problems);
+  return spec as WorkloadSpec;
+}
+
+/**
+ * Generates the workload's requests in arrival order. The spec is checked first (the same check
+ * as an import); within its bounds generation is cheap and every request passes
+ * validateRequestSpec.
+ */
 export function generateWorkload(spec: WorkloadSpec): RequestSpec[] {
+  validateWorkload(spec);
   const rng = new Rng(spec.seed);
   const vocab = spec.vocabSize ?? 512;
   const token = () => rng.int(3, vocab - 1);
@@ -147,7 +357,8 @@ export function generateWorkload(spec: WorkloadSpec): RequestSpec[] {
     if (spec.parallelSampling && rng.next() < spec.parallelSampling.fraction) r.n = spec.parallelSampling.n;
     if (spec.temperature) r.sampling = { temperature: spec.temperature, seed: rng.int(1, 2 ** 31 - 1) };
     if (spec.predictionNoiseSigma !== undefined) {
-      r.predictedOutputTokens = Math.max(1, Math.round(maxTokens * Math.exp(spec.predictionNoiseSigma * rng.normal())));
+      const predicted = Math.round(maxTokens * Math.exp(spec.predictionNoiseSigma * rng.normal()));
+      r.predictedOutputTokens = Math.min(Number.MAX_SAFE_INTEGER, Math.max(1, predicted));
     }
     out.push(r);
   }
@@ -165,18 +376,79 @@ export function exportTrace(requests: readonly RequestSpec[]): string {
   return JSON.stringify(trace);
 }
 
-/** Parses and validates a trace; throws a descriptive Error on bad input. */
-export function importTrace(json: string): RequestSpec[] {
-  const data: unknown = JSON.parse(json);
-  if (typeof data !== 'object' || data === null) throw new Error('trace: not a JSON object');
-  const t = data as Partial<Trace>;
-  if (t.format !== 'servelab-trace' || t.version !== 1) throw new Error(`trace: unknown format ${String(t.format)} version ${String(t.version)}`);
-  if (!Array.isArray(t.requests)) throw new Error('trace: "requests" must be an array');
-  return t.requests.map((r, i) => {
-    const isTokenList = Array.isArray(r?.promptTokenIds) && r.promptTokenIds.every((x: unknown) => Number.isInteger(x) && (x as number) >= 0);
-    if (!isTokenList) throw new Error(`trace: request ${i} needs promptTokenIds, an array of token ids`);
-    if (!Number.isInteger(r.maxTokens) || r.maxTokens < 1) throw new Error(`trace: request ${i} needs maxTokens >= 1`);
-    if (r.arrivalMs !== undefined && !(Number.isFinite(r.arrivalMs) && r.arrivalMs >= 0)) throw new Error(`trace: request ${i} has a bad arrivalMs`);
-    return r;
-  });
+/** Requests one trace holds at most. */
+export const MAX_TRACE_REQUESTS = 10_000;
+/** Latest arrival a trace may ask for, ms after its start (a week: later ones would wait forever in practice). */
+export const MAX_TRACE_ARRIVAL_MS = 7 * 24 * 3600 * 1000;
+
+/**
+ * The trace schema: its format and version, and requests the engine's own validateRequestSpec
+ * accepts, arriving within MAX_TRACE_ARRIVAL_MS, ids unique. A fresh schema per check: it
+ * remembers the request ids the walk has seen.
+ */
+export function traceSchema(limits: RequestLimits = {}): ObjectSchema {
+  // Request ids seen so far in this walk: a repeated id is a problem of the request that repeats it.
+  const firstWithId = new Map<string, number>();
+  return {
+    type: 'object',
+    fields: {
+      format: { type: 'literal', values: ['servelab-trace'] },
+      version: { type: 'literal', values: [1] },
+      requests: {
+        type: 'array',
+        minItems: 1,
+        maxItems: MAX_TRACE_REQUESTS,
+        why: 'the recorded requests',
+        items: {
+          type: 'custom',
+          describe: 'a request',
+          check: (r, path, i) => {
+            const out = validateRequestSpec(r, limits).map((p) => ({ path: p.field === 'request' ? path : `${path}.${p.field}`, message: `request ${i}: ${p.message}` }));
+            const field = (key: string): unknown => (typeof r === 'object' && r !== null && Object.hasOwn(r, key) ? (r as Record<string, unknown>)[key] : undefined);
+            const arrivalMs = field('arrivalMs');
+            // A non-finite arrivalMs is validateRequestSpec's problem; this is the trace's own bound.
+            if (typeof arrivalMs === 'number' && Number.isFinite(arrivalMs) && !(arrivalMs >= 0 && arrivalMs <= MAX_TRACE_ARRIVAL_MS)) {
+              out.push({ path: `${path}.arrivalMs`, message: `request ${i}: arrivalMs must be from 0 to ${MAX_TRACE_ARRIVAL_MS} (ms after the trace starts), got ${arrivalMs}` });
+            }
+            const id = field('requestId');
+            if (typeof id === 'string') {
+              const first = firstWithId.get(id);
+              if (first === undefined) firstWithId.set(id, i);
+              else out.push({ path: `${path}.requestId`, message: `request ${i}: requestId ${show(id)} repeats request ${first}'s` });
+            }
+            return out;
+          },
+        },
+      },
+    },
+  };
+}
+
+/**
+ * A parsed trace, checked: the format and version first, then every request with the engine's
+ * own validateRequestSpec, at most MAX_TRACE_REQUESTS of them, request ids unique. Throws one
+ * InvalidInputError ("trace: request 3: priority must be ...; ...") naming every problem.
+ */
+export function validateTrace(data: unknown, limits: RequestLimits = {}): RequestSpec[] {
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) throw new InvalidInputError('trace', [{ path: '', message: `a trace is a JSON object, got ${show(data)}` }]);
+  const t = data as Record<string, unknown>;
+  const format = Object.hasOwn(t, 'format') ? t.format : undefined;
+  const version = Object.hasOwn(t, 'version') ? t.version : undefined;
+  if (format !== 'servelab-trace' || version !== 1) {
+    throw new InvalidInputError('trace', [{ path: format !== 'servelab-trace' ? 'format' : 'version', message: `unknown format ${show(format)} version ${show(version)} (expected "servelab-trace" version 1)` }]);
+  }
+  const problems = check(traceSchema(limits), data, 'the trace');
+  if (problems.length > 0) throw new InvalidInputError('trace', problems);
+  return t.requests as RequestSpec[];
+}
+
+/** Parses and validates a trace (see validateTrace); throws a descriptive Error on bad input. */
+export function importTrace(json: string, limits: RequestLimits = {}): RequestSpec[] {
+  let data: unknown;
+  try {
+    data = JSON.parse(json);
+  } catch (e) {
+    throw new Error(`trace: not JSON: ${(e as Error).message}`);
+  }
+  return validateTrace(data, limits);
 }

@@ -8,9 +8,10 @@
  */
 import type { EngineEvent } from '../engine/events.ts';
 import { replayEventLog } from '../engine/replay.ts';
-import type { SchedulerConfig } from '../engine/scheduler.ts';
-import { importTrace, type WorkloadSpec } from '../engine/workload.ts';
-import type { RequestSpec } from '../engine/request.ts';
+import { DEFAULT_SCHEDULER_CONFIG, validateEngineConfig, type SchedulerConfig } from '../engine/config.ts';
+import { validateTrace, validateWorkload, type WorkloadSpec } from '../engine/workload.ts';
+import { MAX_ID_LENGTH, validateRequestSpec, type RequestSpec } from '../engine/request.ts';
+import { check, fieldPath, InvalidInputError, show, type NumberSchema, type ObjectSchema, type Problem, type Schema, type StringSchema } from '../engine/schema.ts';
 
 export interface SavedRun {
   format: 'servelab-run';
@@ -141,7 +142,11 @@ export type Imported =
 
 const maxImportBytes = 64 * 1024 * 1024;
 
-/** Reads a saved run, a servelab request trace, or a workload spec; throws a clear Error otherwise. */
+/**
+ * Reads a saved run, a servelab request trace, or a workload spec, each checked whole against its
+ * schema; throws one Error naming every problem (the first 10, then how many more) otherwise.
+ * Nothing of a refused file is returned.
+ */
 export function parseImport(text: string): Imported {
   if (text.length > maxImportBytes) throw new Error(`the file is over the ${maxImportBytes / 1024 ** 2} MiB import limit`);
   let data: unknown;
@@ -153,54 +158,179 @@ export function parseImport(text: string): Imported {
   if (typeof data !== 'object' || data === null || Array.isArray(data)) throw new Error('the file is not a JSON object');
   const o = data as Record<string, unknown>;
   if (o.format === 'servelab-run') return { kind: 'run', run: validateRun(o) };
-  if (o.format === 'servelab-trace') return { kind: 'trace', requests: importTrace(text) };
-  if ('traceEvents' in o) {
+  if (o.format === 'servelab-trace') return { kind: 'trace', requests: validateTrace(o) };
+  if (Object.hasOwn(o, 'traceEvents')) {
     throw new Error('this is a Chrome trace (a picture of a run); import a saved run, a request trace or a workload instead');
   }
-  if ('numRequests' in o || 'arrival' in o) return { kind: 'workload', workload: validateWorkload(o) };
+  if (Object.hasOwn(o, 'numRequests') || Object.hasOwn(o, 'arrival')) return { kind: 'workload', workload: validateWorkload(o) };
   throw new Error('unknown file: expected a servelab saved run, a servelab trace ({"format": "servelab-trace"}) or a workload spec');
 }
 
-function validateRun(o: Record<string, unknown>): SavedRun {
-  if (o.version !== 1) throw new Error(`saved run: unknown version ${String(o.version)}`);
-  if (typeof o.name !== 'string' || o.name.trim() === '') throw new Error('saved run: missing name');
-  if (typeof o.modelName !== 'string') throw new Error('saved run: missing modelName');
-  if (typeof o.config !== 'object' || o.config === null) throw new Error('saved run: missing config');
-  if (!Array.isArray(o.events)) throw new Error('saved run: events must be an array');
-  const types = new Set(['submit', 'cancel', 'reconfigure', 'queued', 'rejected', 'scheduled', 'token', 'preempted', 'finished', 'failed', 'step']);
-  o.events.forEach((e: unknown, i) => {
-    if (typeof e !== 'object' || e === null || !types.has((e as { type?: string }).type ?? '')) throw new Error(`saved run: event ${i} is not an engine event`);
-    if (typeof (e as { timeMs?: unknown }).timeMs !== 'number') throw new Error(`saved run: event ${i} has no timeMs`);
-  });
+/** Events one saved run holds at most. */
+export const MAX_RUN_EVENTS = 1_000_000;
+/** Longest saved-run name. */
+export const MAX_RUN_NAME = 120;
+
+const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * Engine settings shaped like the defaults: known keys only, each of its default's type (an
+ * object default with keys is a nested setting; an empty one, a tenant -> number map). Checked
+ * before validateEngineConfig, whose messages print the values.
+ */
+function settingsShapeProblems(v: unknown, like: Record<string, unknown>, path: string, what: string): Problem[] {
+  if (!isPlainObject(v)) return [{ path, message: `${path} must be an object of ${what}, got ${show(v)}` }];
+  const out: Problem[] = [];
+  const keys = Object.keys(like);
+  for (const key of Object.keys(v)) {
+    const at = fieldPath(path, key);
+    const value = v[key];
+    if (!keys.includes(key)) {
+      out.push({ path: at, message: `${at} is not one of the ${what} (known: ${keys.join(', ')})` });
+      continue;
+    }
+    const def = like[key];
+    if (isPlainObject(def) && Object.keys(def).length > 0) out.push(...settingsShapeProblems(value, def, at, `${key} settings`));
+    else if (isPlainObject(def)) {
+      if (!isPlainObject(value)) out.push({ path: at, message: `${at} must be an object (tenant -> number), got ${show(value)}` });
+      else {
+        for (const [tenant, x] of Object.entries(value)) {
+          if (typeof x !== 'number') out.push({ path: fieldPath(at, tenant), message: `${at}: tenant ${show(tenant)} must map to a number, got ${show(x)}` });
+        }
+      }
+    } else if (typeof value !== typeof def) out.push({ path: at, message: `${at} must be a ${typeof def}, got ${show(value)}` });
+  }
+  return out;
+}
+
+const DEFAULTS = DEFAULT_SCHEDULER_CONFIG as unknown as Record<string, unknown>;
+
+/**
+ * A saved engine configuration: known settings of the right types and, with
+ * DEFAULT_SCHEDULER_CONFIG merged in (as the engine merges it), one validateEngineConfig accepts.
+ */
+function configProblems(v: unknown, path: string): Problem[] {
+  const out = settingsShapeProblems(v, DEFAULTS, path, 'engine settings');
+  if (!isPlainObject(v)) return out;
+  // The engine's own check sees the well-shaped settings (and the defaults for the rest).
+  const wellShaped = Object.entries(v).filter(([key, x]) => Object.hasOwn(DEFAULTS, key) && settingsShapeProblems({ [key]: x }, DEFAULTS, path, 'engine settings').length === 0);
+  const merged = { ...DEFAULT_SCHEDULER_CONFIG, ...(Object.fromEntries(wellShaped) as Partial<SchedulerConfig>) };
+  for (const p of validateEngineConfig(merged)) out.push({ path: `${path}.${p.key}`, message: `${path}: ${p.message}` });
+  return out;
+}
+
+const int0: NumberSchema = { type: 'number', integer: true, min: 0, max: Number.MAX_SAFE_INTEGER };
+const timeMs: NumberSchema = { type: 'number' };
+const requestId: StringSchema = { type: 'string', minLength: 1, maxLength: MAX_ID_LENGTH };
+const text = (maxLength: number): StringSchema => ({ type: 'string', maxLength });
+const event = (fields: Record<string, Schema>): ObjectSchema => ({
+  type: 'object',
+  // Fields an event type may gain are the engine's to add; what replay and the views read is checked.
+  unknownFields: 'allow',
+  fields: { timeMs, ...fields },
+});
+
+const submittedRequest: Schema = {
+  type: 'custom',
+  describe: 'a request',
+  check: (r, path) => {
+    const out = validateRequestSpec(r, {}).map((p) => ({ path: p.field === 'request' ? path : `${path}.${p.field}`, message: `${path}: ${p.message}` }));
+    const o = r as Record<string, unknown>;
+    if (out.length === 0 && typeof o.requestId !== 'string') out.push({ path: `${path}.requestId`, message: `${path}.requestId is required: a submitted request has its id` });
+    if (out.length === 0 && !(typeof o.arrivalMs === 'number' && Number.isFinite(o.arrivalMs))) out.push({ path: `${path}.arrivalMs`, message: `${path}.arrivalMs is required: a submitted request has its arrival time` });
+    return out;
+  },
+};
+
+const sampledPairs: Schema = {
+  type: 'array',
+  maxItems: 1_000_000,
+  items: {
+    type: 'custom',
+    describe: 'a [seqId, tokenId] pair',
+    check: (v, path) =>
+      Array.isArray(v) && v.length === 2 && v.every((x) => Number.isSafeInteger(x) && (x as number) >= 0)
+        ? []
+        : [{ path, message: `${path} must be a [seqId, tokenId] pair of integers >= 0, got ${show(v)}` }],
+  },
+};
+
+const EVENT_SCHEMA: Schema = {
+  type: 'union',
+  tag: 'type',
+  why: 'an engine event',
+  variants: {
+    submit: event({ stepIndex: int0, request: submittedRequest }),
+    cancel: event({ stepIndex: int0, requestId }),
+    reconfigure: event({
+      stepIndex: int0,
+      // Checked against the running configuration when the replay applies them.
+      changes: { type: 'custom', describe: 'engine setting changes', check: (v, path) => settingsShapeProblems(v, DEFAULTS, path, 'engine settings') },
+    }),
+    queued: event({ requestId }),
+    rejected: event({ requestId, reason: text(100), detail: text(10_000) }),
+    scheduled: event({ stepIndex: int0, requestId, numCachedTokens: int0, resumed: { type: 'boolean' } }),
+    token: event({ requestId, seqId: int0, seqIndex: int0, tokenId: int0, index: int0 }),
+    preempted: event({ stepIndex: int0, requestId, mode: text(100) }),
+    finished: event({
+      requestId,
+      reasons: { type: 'array', maxItems: 1024, items: { type: 'literal', values: ['stop', 'length'] } },
+      numOutputTokens: { type: 'array', maxItems: 1024, items: int0 },
+    }),
+    failed: event({ requestId, reason: text(100) }),
+    stepFailed: event({ startMs: timeMs, stepIndex: int0, message: text(100_000) }),
+    executorReplaced: event({ stepIndex: int0 }),
+    step: event({
+      startMs: timeMs,
+      stepIndex: int0,
+      durationMs: { type: 'number', min: 0 },
+      numSeqs: int0,
+      numPrefillTokens: int0,
+      numDecodeTokens: int0,
+      numPaddingTokens: int0,
+      sampled: sampledPairs,
+    }),
+  },
+};
+
+const RUN_SCHEMA: ObjectSchema = {
+  type: 'object',
+  fields: {
+    format: { type: 'literal', values: ['servelab-run'] },
+    version: { type: 'literal', values: [1], why: 'the saved-run format this servelab reads' },
+    id: { type: 'string', maxLength: 200, optional: true },
+    name: { type: 'string', minLength: 1, maxLength: MAX_RUN_NAME },
+    savedAt: { type: 'string', maxLength: 100, optional: true },
+    modelName: { type: 'string', maxLength: 200, why: 'the model it ran on' },
+    config: { type: 'custom', describe: 'the engine settings', check: configProblems },
+    events: { type: 'array', maxItems: MAX_RUN_EVENTS, items: EVENT_SCHEMA, why: "the run's event log" },
+  },
+  refine: (o) => ((o.name as string).trim() === '' ? [{ path: 'name', message: 'name is blank: a saved run needs a name' }] : []),
+};
+
+/** Every problem of a saved run against RUN_SCHEMA, each with its path ([] when it is fine). */
+export function runProblems(o: unknown): Problem[] {
+  return check(RUN_SCHEMA, o, 'the saved run');
+}
+
+/**
+ * A saved run from a file, checked whole: its fields, its configuration (complete after merging
+ * the defaults, valid for the engine) and every event. Throws one Error naming every problem.
+ */
+export function validateRun(o: Record<string, unknown>): SavedRun {
+  const problems = runProblems(o);
+  if (problems.length > 0) throw new InvalidInputError('saved run', problems);
+  const id = o.id;
   return {
     format: 'servelab-run',
     version: 1,
-    id: typeof o.id === 'string' && /^[\w-]{1,64}$/.test(o.id) ? o.id : `import-${Date.now().toString(36)}`,
-    name: o.name.slice(0, 120),
+    id: typeof id === 'string' && /^[\w-]{1,64}$/.test(id) ? id : `import-${Date.now().toString(36)}`,
+    name: (o.name as string).trim(),
     savedAt: typeof o.savedAt === 'string' ? o.savedAt : new Date().toISOString(),
-    modelName: o.modelName,
-    config: o.config as SchedulerConfig,
+    modelName: o.modelName as string,
+    config: { ...DEFAULT_SCHEDULER_CONFIG, ...(o.config as Partial<SchedulerConfig>) },
     events: o.events as EngineEvent[],
   };
 }
 
-function validateWorkload(o: Record<string, unknown>): WorkloadSpec {
-  const w = o as unknown as WorkloadSpec;
-  const int = (v: unknown, name: string, max: number) => {
-    if (!Number.isInteger(v) || (v as number) < 0 || (v as number) > max) throw new Error(`workload: ${name} must be an integer from 0 to ${max}`);
-  };
-  int(w.seed, 'seed', 2 ** 32);
-  int(w.numRequests, 'numRequests', 10_000);
-  const kinds = ['batch', 'poisson', 'bursty'];
-  if (typeof w.arrival !== 'object' || w.arrival === null || !kinds.includes((w.arrival as { kind: string }).kind)) {
-    throw new Error(`workload: arrival.kind must be one of ${kinds.join(', ')}`);
-  }
-  const lengthKinds = ['fixed', 'uniform', 'lognormal', 'bimodal'];
-  for (const key of ['promptTokens', 'outputTokens'] as const) {
-    const d = w[key] as unknown;
-    if (typeof d !== 'object' || d === null || !lengthKinds.includes((d as { kind?: string }).kind ?? '')) {
-      throw new Error(`workload: ${key} must be a length distribution (${lengthKinds.join(', ')})`);
-    }
-  }
-  return w;
-}
+export { validateWorkload };
