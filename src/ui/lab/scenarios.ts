@@ -55,7 +55,7 @@ export const SCENARIOS: Scenario[] = [
       promptTokens: { kind: 'uniform', min: 16, max: 32 },
       outputTokens: { kind: 'bimodal', short: 8, long: 400, longFraction: 0.2 },
     },
-    compare: { a: { label: 'static', settings: s({ batching: 'static', maxNumSeqs: 8, numGpuBlocks: 96, enablePrefixCaching: false }) }, b: { label: 'continuous', settings: s({ maxNumSeqs: 8, numGpuBlocks: 96 }) } },
+    compare: { a: { label: 'static', settings: s({ batching: 'static', maxNumSeqs: 8, numGpuBlocks: 96, enablePrefixCaching: false }) }, b: { label: 'continuous', settings: s({ maxNumSeqs: 8, numGpuBlocks: 96, enablePrefixCaching: false }) } },
   },
   {
     id: 'priority-preemption',

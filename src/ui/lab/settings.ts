@@ -50,6 +50,29 @@ export function describeChanges(base: LabSettings, s: LabSettings): string[] {
   return out;
 }
 
+/** Names of the lab's settings as the compare diff shows them. */
+const SETTING_LABELS: Record<keyof LabSettings, string> = {
+  blockSize: 'block size',
+  numGpuBlocks: 'GPU blocks',
+  numCpuBlocks: 'CPU blocks',
+  maxNumSeqs: 'max seqs',
+  maxNumBatchedTokens: 'token budget',
+  enableChunkedPrefill: 'chunked prefill',
+  enablePrefixCaching: 'prefix cache',
+  policy: 'policy',
+  preemptionMode: 'preemption',
+  batching: 'batching',
+  maxQueueLength: 'queue cap',
+};
+
+/** Every setting in which two sides differ, e.g. { label: 'preemption', a: 'recompute', b: 'swap' }. */
+export function settingsDiff(a: LabSettings, b: LabSettings): { key: keyof LabSettings; label: string; a: string; b: string }[] {
+  const show = (v: unknown) => (typeof v === 'boolean' ? (v ? 'on' : 'off') : v === Infinity ? 'none' : String(v));
+  return (Object.keys(SETTING_LABELS) as (keyof LabSettings)[])
+    .filter((k) => a[k] !== b[k])
+    .map((k) => ({ key: k, label: SETTING_LABELS[k], a: show(a[k]), b: show(b[k]) }));
+}
+
 /** A compare side's name: the scenario's label, or what was edited away from it. */
 export function sideLabel(label: string, base: LabSettings, s: LabSettings): string {
   const changes = describeChanges(base, s);

@@ -45,6 +45,11 @@ export class WorkerEngine implements EngineDriver {
   private numSettling = 0;
   /** The last worker death and every request it held, for the views. */
   crash = $state.raw<CrashReport | null>(null);
+  /**
+   * Stepped from outside (compare mode's lockstep): the worker's own loop stays paused and
+   * play/run only mark the state as playing; the driver calls stepQuietly().
+   */
+  externallyDriven = false;
 
   private epoch = 0;
   private inFlight = false;
@@ -151,7 +156,7 @@ export class WorkerEngine implements EngineDriver {
       // The new worker's engine starts from step 0: the views start afresh.
       this.epoch++;
       this.state.reset();
-      if (!this.playing) void this.engine.start().then(() => this.engine.pause());
+      if (!this.playing || this.externallyDriven) void this.engine.start().then(() => this.engine.pause());
     }
     this.seenGeneration = this.engine.generation;
     for (const w of this.shownWaiters.splice(0)) w.resolve();
@@ -194,7 +199,7 @@ export class WorkerEngine implements EngineDriver {
   async runWorkload(settings: LabSettings, workload: WorkloadSpec): Promise<string[]> {
     await this.configure(settings);
     const ids = await this.engine.runScenario({ workload });
-    if (this.playing) await this.engine.resume();
+    if (this.playing && !this.externallyDriven) await this.engine.resume();
     return ids;
   }
 
@@ -209,7 +214,13 @@ export class WorkerEngine implements EngineDriver {
 
   play(): void {
     this.playing = true;
-    void this.engine.resume().catch(() => {});
+    if (!this.externallyDriven) void this.engine.resume().catch(() => {});
+  }
+
+  /** One engine step now, without waiting for it to be shown (lockstep); resolves with the last step's index. */
+  async stepQuietly(): Promise<number> {
+    await this.engine.start();
+    return this.engine.step();
   }
 
   /** Pauses; resolves once the step that was in flight has landed and is shown. */
