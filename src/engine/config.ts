@@ -95,6 +95,13 @@ export interface ConfigProblem {
   message: string;
 }
 
+/** A value as a message shows it, whatever it is (String() throws for some objects). */
+function show(v: unknown): string {
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number' || typeof v === 'boolean' || v === null || v === undefined) return String(v);
+  return Array.isArray(v) ? 'an array' : typeof v === 'object' ? 'an object' : `a ${typeof v}`;
+}
+
 const PREEMPTION_MODES: readonly PreemptionMode[] = ['recompute', 'swap', 'abort'];
 
 /**
@@ -109,7 +116,7 @@ export function validateEngineConfig(c: SchedulerConfig): ConfigProblem[] {
   }
   const positiveInt = (key: 'blockSize' | 'numGpuBlocks' | 'maxNumBatchedTokens' | 'maxNumSeqs' | 'maxModelLen') => {
     const v = c[key];
-    if (!Number.isInteger(v) || v <= 0) add(key, `${key} must be a positive integer, got ${String(v)}`);
+    if (!Number.isInteger(v) || v <= 0) add(key, `${key} must be a positive integer, got ${show(v)}`);
   };
   positiveInt('blockSize');
   positiveInt('numGpuBlocks');
@@ -117,37 +124,37 @@ export function validateEngineConfig(c: SchedulerConfig): ConfigProblem[] {
   positiveInt('maxNumSeqs');
   positiveInt('maxModelLen');
   if (Number.isInteger(c.blockSize) && c.blockSize > MAX_BLOCK_SIZE) add('blockSize', `blockSize must be at most ${MAX_BLOCK_SIZE}, got ${c.blockSize}`);
-  if (!Number.isInteger(c.numCpuBlocks) || c.numCpuBlocks < 0) add('numCpuBlocks', `numCpuBlocks must be an integer >= 0, got ${String(c.numCpuBlocks)}`);
+  if (!Number.isInteger(c.numCpuBlocks) || c.numCpuBlocks < 0) add('numCpuBlocks', `numCpuBlocks must be an integer >= 0, got ${show(c.numCpuBlocks)}`);
   if (!c.enableChunkedPrefill && Number.isInteger(c.maxNumBatchedTokens) && c.maxNumBatchedTokens < c.maxModelLen) {
     // A preempted sequence re-prefills up to maxModelLen tokens in one step.
     add('maxNumBatchedTokens', `without chunked prefill maxNumBatchedTokens (${c.maxNumBatchedTokens}) must be >= maxModelLen (${c.maxModelLen})`);
   }
-  if (!POLICY_NAMES.includes(c.policy)) add('policy', `unknown policy ${String(c.policy)} (one of ${POLICY_NAMES.join(', ')})`);
-  if (!PREEMPTION_MODES.includes(c.preemptionMode)) add('preemptionMode', `unknown preemption mode ${String(c.preemptionMode)} (one of ${PREEMPTION_MODES.join(', ')})`);
-  if (c.batching !== 'continuous' && c.batching !== 'static') add('batching', `batching must be continuous or static, got ${String(c.batching)}`);
-  if (c.kvPreallocation !== 'none' && c.kvPreallocation !== 'max-length') add('kvPreallocation', `kvPreallocation must be none or max-length, got ${String(c.kvPreallocation)}`);
+  if (!POLICY_NAMES.includes(c.policy)) add('policy', `unknown policy ${show(c.policy)} (one of ${POLICY_NAMES.join(', ')})`);
+  if (!PREEMPTION_MODES.includes(c.preemptionMode)) add('preemptionMode', `unknown preemption mode ${show(c.preemptionMode)} (one of ${PREEMPTION_MODES.join(', ')})`);
+  if (c.batching !== 'continuous' && c.batching !== 'static') add('batching', `batching must be continuous or static, got ${show(c.batching)}`);
+  if (c.kvPreallocation !== 'none' && c.kvPreallocation !== 'max-length') add('kvPreallocation', `kvPreallocation must be none or max-length, got ${show(c.kvPreallocation)}`);
   if (!(typeof c.maxQueueLength === 'number' && c.maxQueueLength >= 0 && (Number.isInteger(c.maxQueueLength) || c.maxQueueLength === Infinity))) {
-    add('maxQueueLength', `maxQueueLength must be an integer >= 0 or Infinity, got ${String(c.maxQueueLength)}`);
+    add('maxQueueLength', `maxQueueLength must be an integer >= 0 or Infinity, got ${show(c.maxQueueLength)}`);
   }
-  if (!(typeof c.requestTimeoutMs === 'number' && c.requestTimeoutMs > 0)) add('requestTimeoutMs', `requestTimeoutMs must be > 0 (Infinity: none), got ${String(c.requestTimeoutMs)}`);
-  if (typeof c.enablePrefixCaching !== 'boolean') add('enablePrefixCaching', `enablePrefixCaching must be true or false, got ${String(c.enablePrefixCaching)}`);
-  if (typeof c.enableChunkedPrefill !== 'boolean') add('enableChunkedPrefill', `enableChunkedPrefill must be true or false, got ${String(c.enableChunkedPrefill)}`);
+  if (!(typeof c.requestTimeoutMs === 'number' && c.requestTimeoutMs > 0)) add('requestTimeoutMs', `requestTimeoutMs must be > 0 (Infinity: none), got ${show(c.requestTimeoutMs)}`);
+  if (typeof c.enablePrefixCaching !== 'boolean') add('enablePrefixCaching', `enablePrefixCaching must be true or false, got ${show(c.enablePrefixCaching)}`);
+  if (typeof c.enableChunkedPrefill !== 'boolean') add('enableChunkedPrefill', `enableChunkedPrefill must be true or false, got ${show(c.enableChunkedPrefill)}`);
   if (typeof c.tenantMaxInFlight !== 'object' || c.tenantMaxInFlight === null) add('tenantMaxInFlight', 'tenantMaxInFlight must be an object (tenant -> quota)');
   for (const [tenant, quota] of Object.entries(c.tenantMaxInFlight ?? {})) {
-    if (!Number.isInteger(quota) || quota < 1) add('tenantMaxInFlight', `tenant ${tenant}'s quota must be a positive integer, got ${String(quota)}`);
+    if (!Number.isInteger(quota) || quota < 1) add('tenantMaxInFlight', `tenant ${tenant}'s quota must be a positive integer, got ${show(quota)}`);
   }
   const f = c.fairShare;
   if (typeof f !== 'object' || f === null) add('fairShare', 'fairShare must be an object with token weights and tenant weights');
   else {
     const finiteNonNegative = (v: unknown) => typeof v === 'number' && Number.isFinite(v) && v >= 0;
     if (!finiteNonNegative(f.prefillTokenWeight) || !finiteNonNegative(f.decodeTokenWeight)) {
-      add('fairShare', `fair-share token weights must be finite numbers >= 0, got prefill ${String(f.prefillTokenWeight)}, decode ${String(f.decodeTokenWeight)}`);
+      add('fairShare', `fair-share token weights must be finite numbers >= 0, got prefill ${show(f.prefillTokenWeight)}, decode ${show(f.decodeTokenWeight)}`);
     }
     if (typeof f.tenantWeights !== 'object' || f.tenantWeights === null) add('fairShare', 'fairShare.tenantWeights must be an object (tenant -> weight)');
     else {
       for (const [tenant, w] of Object.entries(f.tenantWeights)) {
         // A tenant's counter grows by cost / weight: 0 or NaN would never let it be served.
-        if (!(typeof w === 'number' && Number.isFinite(w) && w > 0)) add('fairShare', `tenant ${tenant}'s fair-share weight must be a finite number > 0, got ${String(w)}`);
+        if (!(typeof w === 'number' && Number.isFinite(w) && w > 0)) add('fairShare', `tenant ${tenant}'s fair-share weight must be a finite number > 0, got ${show(w)}`);
       }
     }
   }

@@ -67,7 +67,7 @@ const SAMPLING_KEYS: ReadonlySet<string> = new Set(['temperature', 'topP', 'topK
 function show(v: unknown): string {
   if (typeof v === 'string') return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v);
   if (typeof v === 'number' || typeof v === 'boolean' || v === null || v === undefined) return String(v);
-  return Array.isArray(v) ? 'an array' : `a ${typeof v}`;
+  return Array.isArray(v) ? 'an array' : typeof v === 'object' ? 'an object' : `a ${typeof v}`;
 }
 
 /** Problems of the sampling parameters (each optional; present ones are checked). */

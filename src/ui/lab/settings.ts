@@ -154,7 +154,8 @@ export function workloadFromForm(f: WorkloadForm): WorkloadSpec {
   const spec: WorkloadSpec = {
     seed: f.seed,
     numRequests: f.numRequests,
-    arrival: f.burstiness <= 0 ? { kind: 'batch' } : f.burstiness >= 1 ? { kind: 'poisson', ratePerS: f.ratePerS } : { kind: 'bursty', ratePerS: f.ratePerS, burstiness: f.burstiness },
+    // Below the workload schema's least burstiness (0.001) every request comes in one burst: a batch.
+    arrival: f.burstiness < 0.001 ? { kind: 'batch' } : f.burstiness >= 1 ? { kind: 'poisson', ratePerS: f.ratePerS } : { kind: 'bursty', ratePerS: f.ratePerS, burstiness: f.burstiness },
     promptTokens: len(f.promptMedian, 400),
     outputTokens: len(f.outputMedian, 480),
   };

@@ -90,7 +90,15 @@ export class SimEngine implements EngineDriver {
       outputTokens: { kind: 'lognormal', median: setup.outputMedian, sigma: 0.6, min: 4, max: Math.floor(maxModelLen / 2) },
       vocabSize: 32000,
     };
-    const specs = generateWorkload(workload);
+    let specs: ReturnType<typeof generateWorkload>;
+    try {
+      specs = generateWorkload(workload);
+    } catch (e) {
+      // The workload schema's bounds (a rate of 0, more prompt tokens than a run may hold): say which.
+      this.error = (e as Error).message;
+      this.state.reset();
+      return;
+    }
     this.executor = new SimExecutor({ model, hardware, parallel: { tensorParallel: setup.tensorParallel, pipelineParallel: setup.pipelineParallel } });
     this.executorName = this.executor.name;
     this.clock = new VirtualClock();

@@ -194,3 +194,13 @@ describe('the scheduler and the engine throw the validation messages', () => {
     expect(engine.config).toMatchObject({ policy: 'priority', maxNumSeqs: 4 });
   });
 });
+
+describe('validateEngineConfig with hostile values', () => {
+  it('names objects and arrays it cannot print instead of throwing', () => {
+    const odd = { toString: 1 } as unknown;
+    const problems = validateEngineConfig({ ...DEFAULT_SCHEDULER_CONFIG, policy: odd as never, maxNumSeqs: [] as never, batching: odd as never });
+    expect(problems.map((p) => p.message)).toEqual(
+      expect.arrayContaining([expect.stringMatching(/maxNumSeqs must be a positive integer, got an array/), expect.stringMatching(/unknown policy an object/), expect.stringMatching(/batching must be continuous or static, got an object/)]),
+    );
+  });
+});
