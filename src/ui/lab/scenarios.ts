@@ -49,7 +49,7 @@ export const SCENARIOS: Scenario[] = [
       'The classic "10 vs 2000 tokens" mix, scaled to the model\'s 512-token context: most requests want 8 tokens, one in five wants 400. With continuous batching the short ones stream past the long ones; watch time per output token stay flat while the long rows run on in the timeline.',
     settings: s({ maxNumSeqs: 8, numGpuBlocks: 96 }),
     workload: {
-      seed: 21,
+      seed: 15,
       numRequests: 20,
       arrival: { kind: 'poisson', ratePerS: 5 },
       promptTokens: { kind: 'uniform', min: 16, max: 32 },

@@ -1,0 +1,63 @@
+/**
+ * Every scenario's tour finds all of its moments, in order, in a run of the scenario's own
+ * settings and workload (the serving core with a stand-in model on a virtual clock), and each
+ * moment's text carries this run's numbers.
+ */
+import { describe, expect, it } from 'vitest';
+import { Engine } from '../../../src/engine/engine.ts';
+import { VirtualClock } from '../../../src/engine/clock.ts';
+import { FakeExecutor } from '../../../src/engine/testing/fakeExecutor.ts';
+import { generateWorkload } from '../../../src/engine/workload.ts';
+import { SCENARIOS } from '../../../src/ui/lab/scenarios.ts';
+import { fullConfig } from '../../../src/ui/lab/settings.ts';
+import { TourWatcher, hasTour, tourLength, type TourMoment } from '../../../src/ui/lab/tour.ts';
+
+async function tourOf(scenarioId: string, useCompareA = false): Promise<TourMoment[]> {
+  const s = SCENARIOS.find((x) => x.id === scenarioId)!;
+  const settings = useCompareA ? s.compare.a.settings : s.settings;
+  const engine = new Engine({
+    // Steps about as long as the real model's on a software GPU, so arrivals overlap as they do in the lab.
+    executor: new FakeExecutor({ stopTokenId: 2, stopEvery: 300, emitLogits: true, vocabSize: 512, durationMs: (p) => 20 + 0.1 * p.numBatchedTokens }),
+    clock: new VirtualClock(),
+    config: { ...fullConfig(settings), maxModelLen: 512 },
+    checkInvariants: true,
+  });
+  for (const spec of generateWorkload({ ...s.workload, vocabSize: 512 })) {
+    engine.submit({ ...spec, maxTokens: Math.min(spec.maxTokens, 511 - spec.promptTokenIds.length), stopTokenIds: [1, 2] });
+  }
+  const watcher = new TourWatcher(scenarioId);
+  for (let i = 0; i < 20_000 && engine.hasWork(); i++) {
+    const r = await engine.step();
+    if (r.kind === 'ran') watcher.observe(r.step, engine.snapshot());
+  }
+  expect(engine.hasWork()).toBe(false);
+  watcher.finish(engine.snapshot());
+  return watcher.found;
+}
+
+describe('guided tours', () => {
+  it.each(SCENARIOS.map((s) => [s.id] as const))('%s: finds every moment, in order, with numbers from the run', async (id) => {
+    expect(hasTour(id)).toBe(true);
+    const found = await tourOf(id);
+    expect(found.map((m) => m.id)).toHaveLength(tourLength(id));
+    expect(tourLength(id)).toBeGreaterThanOrEqual(3);
+    expect(tourLength(id)).toBeLessThanOrEqual(6);
+    for (let i = 1; i < found.length; i++) expect(found[i].stepIndex).toBeGreaterThanOrEqual(found[i - 1].stepIndex);
+    for (const m of found) {
+      expect(m.text, m.id).toMatch(/\d/);
+      expect(m.text.length, m.id).toBeLessThan(400);
+    }
+    expect(found.at(-1)!.id).toBe('summary');
+  });
+
+  it('the static batching tour names the padding and the request that waits for the batch to drain', async () => {
+    const found = await tourOf('static-vs-continuous');
+    expect(found.find((m) => m.id === 'padding')!.text).toMatch(/^\S+ has finished, yet its slot rides along as padding .* \d+ padded slots? in step \d+/);
+    expect(found.find((m) => m.id === 'waits-for-batch')!.text).toMatch(/^\S+ waits, for the static batch to drain: \d+ of its \d+ requests still running/);
+  });
+
+  it('the KV-exhausted tour quotes the preemption reason from the scheduler', async () => {
+    const found = await tourOf('kv-exhausted');
+    expect(found.find((m) => m.id === 'first-preemption')!.text).toMatch(/preempted by recompute: \d+ free blocks?, \S+ needs \d+; ranks last under fcfs/);
+  });
+});
