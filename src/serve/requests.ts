@@ -4,8 +4,7 @@
  * its vocabulary, its own BOS/EOS ids). Every bad value is refused with a RangeError that names
  * it. Pure: no engine, no worker, no DOM.
  */
-import type { RequestSpec } from '../engine/request.ts';
-import { validateSamplingParams } from '../engine/sampler.ts';
+import { validateRequestSpec, type RequestSpec } from '../engine/request.ts';
 import { generateWorkload, type WorkloadSpec } from '../engine/workload.ts';
 import type { LoadedModel } from '../model/load.ts';
 import { storyPromptTokens } from './story-prompts.ts';
@@ -52,43 +51,85 @@ export function stopTokenIdsOf(loaded: LoadedModel): number[] {
   return bosId === eosId ? [eosId] : [eosId, bosId];
 }
 
-/** A completion request as the engine's spec (the prompt tokenized with BOS, as run.c does). */
+/** Longest prompt text accepted (characters); a longer one is refused before it is tokenized. */
+export const MAX_PROMPT_CHARS = 1_000_000;
+
+const COMPLETION_KEYS: ReadonlySet<string> = new Set(['prompt', 'max_tokens', 'temperature', 'top_p', 'top_k', 'seed', 'n', 'stop', 'stream', 'priority', 'tenant', 'deadline']);
+
+/** The request spec's fields as the completion API names them (for messages). */
+const API_NAMES: Record<string, string> = {
+  maxTokens: 'max_tokens',
+  'sampling.temperature': 'temperature',
+  'sampling.topP': 'top_p',
+  'sampling.topK': 'top_k',
+  'sampling.seed': 'seed',
+  deadlineMs: 'deadline',
+  promptTokenIds: 'prompt',
+};
+
+/** Completion parameters refused, with every problem named by its parameter. */
+export class CompletionParamsError extends RangeError {
+  constructor(readonly problems: readonly { param: string; message: string }[]) {
+    super(problems.map((p) => p.message).join('; '));
+    this.name = 'CompletionParamsError';
+  }
+}
+
+/**
+ * A completion request as the engine's spec (the prompt tokenized with BOS, as run.c does).
+ * Every bad parameter is refused at once, all of them in one CompletionParamsError, each named
+ * as the API names it (max_tokens, top_p...); the engine's own request check runs too.
+ */
 export function completionSpec(params: CompletionParams, requestId: string, loaded: LoadedModel): RequestSpec {
-  if (typeof params.prompt !== 'string') throw new TypeError('prompt must be a string');
+  const problems: { param: string; message: string }[] = [];
+  const add = (param: string, message: string) => problems.push({ param, message });
+  if (typeof params !== 'object' || params === null) throw new CompletionParamsError([{ param: 'request', message: 'the completion parameters must be an object' }]);
+  for (const key of Object.keys(params)) if (!COMPLETION_KEYS.has(key)) add(key, `unknown parameter ${JSON.stringify(key)} (known: ${[...COMPLETION_KEYS].join(', ')})`);
   const seqLen = loaded.model.config.seqLen;
-  const promptTokenIds = loaded.tokenizer.encode(params.prompt, true, false);
   const maxTokens = params.max_tokens ?? 128;
   const n = params.n ?? 1;
-  const temperature = params.temperature ?? 0;
-  const topP = params.top_p ?? 1;
-  const topK = params.top_k ?? 0;
-  const seed = params.seed ?? 1;
-  if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new RangeError(`max_tokens must be a positive integer, got ${maxTokens}`);
-  if (!Number.isInteger(n) || n < 1 || n > MAX_N) throw new RangeError(`n must be an integer from 1 to ${MAX_N}, got ${n}`);
-  if (promptTokenIds.length >= seqLen) {
-    throw new RangeError(
-      `the prompt is ${promptTokenIds.length} tokens (BOS included), too long for the model's context of ${seqLen}: ` +
-        `at most ${seqLen - 1}, to leave a position to generate in`,
-    );
+  if (!Number.isInteger(maxTokens) || maxTokens < 1) add('max_tokens', `max_tokens must be a positive integer, got ${String(maxTokens)}`);
+  if (!Number.isInteger(n) || n < 1 || n > MAX_N) add('n', `n must be an integer from 1 to ${MAX_N}, got ${String(n)}`);
+  if (params.stop !== undefined && !(Array.isArray(params.stop) && params.stop.length <= 16 && params.stop.every((x) => typeof x === 'string' && x.length > 0))) {
+    add('stop', 'stop must be a list of strings (at most 16, none empty)');
+  }
+  if (params.stream !== undefined && typeof params.stream !== 'boolean') add('stream', `stream must be true or false, got ${String(params.stream)}`);
+  let promptTokenIds: number[] = [];
+  if (typeof params.prompt !== 'string') add('prompt', 'prompt must be a string');
+  else if (params.prompt.length > MAX_PROMPT_CHARS) add('prompt', `the prompt is ${params.prompt.length} characters; at most ${MAX_PROMPT_CHARS}`);
+  else {
+    promptTokenIds = loaded.tokenizer.encode(params.prompt, true, false);
+    if (promptTokenIds.length >= seqLen) {
+      add(
+        'prompt',
+        `the prompt is ${promptTokenIds.length} tokens (BOS included), too long for the model's context of ${seqLen}: ` +
+          `at most ${seqLen - 1}, to leave a position to generate in`,
+      );
+    }
   }
   // Checked here, at the door: the sampler itself is built only when the request is admitted.
-  const sampling = { temperature, topP, topK, seed };
-  validateSamplingParams(sampling);
-  if (params.stop !== undefined && !(Array.isArray(params.stop) && params.stop.every((s) => typeof s === 'string'))) {
-    throw new TypeError('stop must be a list of strings');
-  }
-  if (params.deadline !== undefined && !(params.deadline > 0)) throw new RangeError(`deadline must be > 0 ms, got ${params.deadline}`);
-  return {
+  const sampling = { temperature: params.temperature ?? 0, topP: params.top_p ?? 1, topK: params.top_k ?? 0, seed: params.seed ?? 1 };
+  const spec: RequestSpec = {
     requestId,
-    promptTokenIds,
-    maxTokens,
-    n,
+    promptTokenIds: promptTokenIds.length > 0 ? promptTokenIds : [loaded.tokenizer.vocab.bosId],
+    maxTokens: Number.isInteger(maxTokens) && maxTokens >= 1 ? maxTokens : 1,
+    n: Number.isInteger(n) && n >= 1 ? n : 1,
     sampling,
     stopTokenIds: stopTokenIdsOf(loaded),
     priority: params.priority,
     tenant: params.tenant,
     deadlineMs: params.deadline,
   };
+  if (spec.priority === undefined) delete spec.priority;
+  if (spec.tenant === undefined) delete spec.tenant;
+  if (spec.deadlineMs === undefined) delete spec.deadlineMs;
+  for (const p of validateRequestSpec(spec, { vocabSize: loaded.model.config.vocabSize })) {
+    const param = API_NAMES[p.field] ?? p.field;
+    if (problems.some((q) => q.param === param)) continue;
+    add(param, p.message.replace(/^deadlineMs must be a number > 0 \(ms after arrival\)/, 'deadline must be > 0 ms'));
+  }
+  if (problems.length > 0) throw new CompletionParamsError(problems);
+  return spec;
 }
 
 /**
@@ -117,6 +158,8 @@ export function scenarioSpecs(run: ScenarioRun, loaded: LoadedModel, nextRequest
 /** Recorded requests (an imported trace) checked against the model, arrivals relative to `nowMs`. */
 export function traceSpecs(requests: readonly RequestSpec[], loaded: LoadedModel, nextRequestId: () => string, nowMs: number): RequestSpec[] {
   const { vocabSize, seqLen } = loaded.model.config;
+  const problems = requests.flatMap((r, i) => validateRequestSpec(r, { vocabSize }).map((p) => `trace request ${i}: ${p.message}`));
+  if (problems.length > 0) throw new RangeError(problems.slice(0, 10).join('; ') + (problems.length > 10 ? `; and ${problems.length - 10} more` : ''));
   requests.forEach((r, i) => {
     const bad = r.promptTokenIds.find((t) => !(Number.isInteger(t) && t >= 0 && t < vocabSize));
     if (bad !== undefined) throw new RangeError(`trace request ${i}: token id ${bad} is outside the model's vocabulary of ${vocabSize}`);

@@ -3,7 +3,7 @@
  * is refused at once, with its length and the limit (100 KB used to take minutes to tokenize first).
  */
 import { describe, expect, it } from 'vitest';
-import { completionSpec } from '../../../src/serve/requests.ts';
+import { CompletionParamsError, completionSpec } from '../../../src/serve/requests.ts';
 import { storyText } from '../../../src/serve/story-prompts.ts';
 import { builtin } from '../model/helpers.ts';
 
@@ -17,7 +17,7 @@ describe('completionSpec and long prompts', () => {
     const numTokens = tokenizer.encode(prompt, true, false).length;
     expect(numTokens).toBeGreaterThan(seqLen);
     expect(() => completionSpec({ prompt }, 'r1', loaded)).toThrow(
-      new RangeError(`the prompt is ${numTokens} tokens (BOS included), too long for the model's context of ${seqLen}: at most ${seqLen - 1}, to leave a position to generate in`),
+      `the prompt is ${numTokens} tokens (BOS included), too long for the model's context of ${seqLen}: at most ${seqLen - 1}, to leave a position to generate in`,
     );
   });
 
@@ -28,5 +28,26 @@ describe('completionSpec and long prompts', () => {
     expect(spec.promptTokenIds).toEqual(ids.slice(0, seqLen - 1));
     const tooLong = tokenizer.decode(ids.slice(0, seqLen));
     expect(() => completionSpec({ prompt: tooLong }, 'r3', loaded)).toThrow(`the prompt is ${seqLen} tokens (BOS included)`);
+  });
+});
+
+describe('completionSpec refuses every bad parameter at once', () => {
+  it('names each parameter as the API does, all in one error', () => {
+    const loaded = builtin();
+    let err: unknown;
+    try {
+      completionSpec({ prompt: 7 as unknown as string, max_tokens: 0, temperature: -1, top_p: 2, top_k: 1.5, seed: Number.NaN, stop: 'Lily' as unknown as string[], priority: Number.NaN, tenant: '', deadline: -3, max_token: 5 } as never, 'r1', loaded);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(CompletionParamsError);
+    const params = (err as CompletionParamsError).problems.map((p) => p.param).sort();
+    expect(params).toEqual(['deadline', 'max_token', 'max_tokens', 'priority', 'prompt', 'seed', 'stop', 'temperature', 'tenant', 'top_k', 'top_p']);
+    expect((err as Error).message).toMatch(/top_p must be between 0 and 1, got 2/);
+    expect((err as Error).message).toMatch(/deadline must be > 0 ms, got -3/);
+  });
+
+  it('refuses a prompt over a million characters before tokenizing it', () => {
+    expect(() => completionSpec({ prompt: 'a'.repeat(1_000_001) }, 'r2', builtin())).toThrow(/1000001 characters; at most 1000000/);
   });
 });
