@@ -6,6 +6,7 @@
  */
 import { hsl } from 'd3';
 import type { RequestView } from '../../engine/engine.ts';
+import type { Decision } from '../../engine/events.ts';
 import type { HostStatus, ModelSummary, StepRecord, ViewSnapshot } from '../../../workers/protocol.ts';
 
 /** A snapshot from either engine: the simulated one has no host, no model file and no text. */
@@ -61,6 +62,25 @@ export interface RequestRecord {
   prompt: string | null;
   /** Engine times of preemptions and of the following resumption (NaN while still out). */
   preemptions: { atMs: number; resumedMs: number }[];
+  /** The scheduler's decisions naming this request, oldest first (the same words in a row are one entry). */
+  decisions: DecisionRun[];
+}
+
+/** One decision about a request, or the same decision repeated over consecutive steps ('waits'). */
+export interface DecisionRun {
+  kind: Decision['kind'];
+  reason: string;
+  /** The step records that carried it: the first and the last, and how many. */
+  fromStep: number;
+  toStep: number;
+  count: number;
+}
+
+export interface LabStateOptions {
+  /** Steps kept for the timeline and the step inspector (default 600). */
+  maxSteps?: number;
+  /** Take each request's colour and order from this state where it knows the request (a recording's views match the live ones). */
+  orderFrom?: LabState;
 }
 
 export interface LatencySamples {
@@ -74,6 +94,9 @@ const MAX_SERIES = 400;
 const MAX_RECORDS = 2000;
 const ENDED = new Set(['finished', 'failed', 'rejected']);
 
+/** Each LabState gets its own runIds, so a view handed another state sees a new run. */
+let nextRunId = 0;
+
 /** A stable, distinct colour per request: golden-angle hues. */
 export function requestColor(order: number): string {
   return hsl((order * 137.508 + 200) % 360, 0.62, 0.56).formatHex();
@@ -84,11 +107,13 @@ export class LabState {
   columns = $state.raw<TimelineColumn[]>([]);
   series = $state.raw<SeriesPoint[]>([]);
   requests = $state.raw<RequestRecord[]>([]);
+  /** The step records behind `columns` (same steps, same order): what the step inspector shows. */
+  steps = $state.raw<StepRecord[]>([]);
   samples = $state.raw<LatencySamples>({ ttftMs: [], tpotMs: [], e2eMs: [] });
   /** Max slots ever used (the timeline's rows). */
   numSlotsUsed = $state(0);
-  /** Bumped by reset(), so views drop their own per-run memory (animations, hover). */
-  runId = $state(0);
+  /** Changed by reset(), so views drop their own per-run memory (animations, hover); unique across states. */
+  runId = $state(nextRunId++);
   /**
    * The least time between two updates the frame governor allows (0: every frame). Views
    * animate frame by frame only while this is short; otherwise their animations advance with
@@ -104,6 +129,13 @@ export class LabState {
   private lastStepIndex = 0;
   private nextOrder = 0;
   private counted = new Set<string>();
+  private readonly maxSteps: number;
+  private readonly orderFrom: LabState | null;
+
+  constructor(options: LabStateOptions = {}) {
+    this.maxSteps = options.maxSteps ?? MAX_COLUMNS;
+    this.orderFrom = options.orderFrom ?? null;
+  }
 
   get lastStep(): number {
     return this.lastStepIndex;
@@ -112,6 +144,7 @@ export class LabState {
   reset(): void {
     this.snap = null;
     this.columns = [];
+    this.steps = [];
     this.series = [];
     this.requests = [];
     this.samples = { ttftMs: [], tpotMs: [], e2eMs: [] };
@@ -124,7 +157,7 @@ export class LabState {
     this.counted.clear();
     this.lastStepIndex = 0;
     this.nextOrder = 0;
-    this.runId++;
+    this.runId = nextRunId++;
   }
 
   record(requestId: string): RequestRecord | undefined {
@@ -141,14 +174,27 @@ export class LabState {
     return this.seqToRequest.get(seqId);
   }
 
+  /** The record of step k, if it is among the steps kept. */
+  stepRecord(k: number): StepRecord | undefined {
+    const steps = this.steps;
+    if (steps.length === 0) return undefined;
+    const guess = steps[k - steps[0].stepIndex];
+    return guess?.stepIndex === k ? guess : steps.find((st) => st.stepIndex === k);
+  }
+
   ingest(s: LabSnapshot): void {
     const byId = new Map<string, RequestView>();
-    for (const r of s.requests) {
+    const source = this.orderFrom;
+    // New requests in the source's order, so a recording's table lists them as the live one does.
+    const incoming = source ? [...s.requests].sort((a, b) => (source.record(a.requestId)?.order ?? Infinity) - (source.record(b.requestId)?.order ?? Infinity)) : s.requests;
+    for (const r of incoming) {
       byId.set(r.requestId, r);
       let rec = this.records.get(r.requestId);
       if (!rec) {
-        const order = this.nextOrder++;
-        rec = { requestId: r.requestId, order, color: requestColor(order), view: r, texts: [], prompt: null, preemptions: [] };
+        const known = source?.record(r.requestId);
+        const order = known ? known.order : this.nextOrder;
+        this.nextOrder = Math.max(this.nextOrder, order + 1);
+        rec = { requestId: r.requestId, order, color: known?.color ?? requestColor(order), view: r, texts: [], prompt: null, preemptions: [], decisions: [] };
         this.records.set(r.requestId, rec);
       }
       for (const seqId of r.seqIds) this.seqToRequest.set(seqId, r.requestId);
@@ -158,13 +204,19 @@ export class LabState {
     }
     if (s.recentSteps.length > 0) {
       const cols = this.columns.slice();
+      const steps = this.steps.slice();
+      const withDecisions = new Set<string>();
       for (const st of s.recentSteps) {
         if (st.stepIndex <= this.lastStepIndex) continue;
         cols.push(this.column(st, s));
+        steps.push(st);
+        this.noteDecisions(st, withDecisions);
         this.lastStepIndex = st.stepIndex;
       }
-      if (cols.length > MAX_COLUMNS) cols.splice(0, cols.length - MAX_COLUMNS);
+      if (cols.length > this.maxSteps) cols.splice(0, cols.length - this.maxSteps);
+      if (steps.length > this.maxSteps) steps.splice(0, steps.length - this.maxSteps);
       this.columns = cols;
+      this.steps = steps;
     }
     this.observeSamples(byId);
     if (this.records.size > MAX_RECORDS) {
@@ -194,6 +246,24 @@ export class LabState {
       this.series = series;
     }
     this.snap = s;
+  }
+
+  /** Files each decision of the step under its request (a repeat of the last one in words extends it). */
+  private noteDecisions(st: StepRecord, copied: Set<string>): void {
+    for (const d of st.decisions ?? []) {
+      let rec = this.records.get(d.requestId);
+      if (!rec) continue;
+      if (!copied.has(d.requestId)) {
+        // A fresh record and list once per update: records already handed to the views stay as they were.
+        rec = { ...rec, decisions: rec.decisions.slice() };
+        this.records.set(d.requestId, rec);
+        copied.add(d.requestId);
+      }
+      const list = rec.decisions;
+      const last = list[list.length - 1];
+      if (last && last.kind === d.kind && last.reason === d.reason) list[list.length - 1] = { ...last, toStep: st.stepIndex, count: last.count + 1 };
+      else list.push({ kind: d.kind, reason: d.reason, fromStep: st.stepIndex, toStep: st.stepIndex, count: 1 });
+    }
   }
 
   private observeSamples(byId: Map<string, RequestView>): void {

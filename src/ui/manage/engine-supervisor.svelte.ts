@@ -311,8 +311,10 @@ export class EngineSupervisor implements EngineApi {
     return this.call((c) => c.setMinStepInterval(ms));
   }
 
-  reset(): Promise<void> {
-    return this.call((c) => c.reset());
+  /** A fresh engine with the current settings (which may have changed live since the last one started). */
+  async reset(): Promise<void> {
+    await this.call((c) => c.reset());
+    await this.captureStartConfig();
   }
 
   status(): Promise<HostStatus> {
