@@ -13,10 +13,11 @@ import { expect, test, type Page } from '@playwright/test';
 import { shoot } from './helpers.ts';
 
 /**
- * The KV calculator view: the lab's own engine loads but runs no scenario, so both CPU cores
- * (the software GPU) serve the engine under test.
+ * The lab with no scenario (scenario=none: an empty engine for your prompts): the manage drawer
+ * acts on the lab's engine, so it runs only what a test sends, and both CPU cores (the software
+ * GPU) serve it. Prompts go through the lab's prompt box, the app's only one.
  */
-const HOME = '/?view=calculator';
+const HOME = '/?scenario=none';
 
 async function openManage(page: Page): Promise<void> {
   await page.getByTestId('manage-open').click();
@@ -25,10 +26,12 @@ async function openManage(page: Page): Promise<void> {
 }
 
 async function generate(page: Page, prompt: string): Promise<string> {
-  await page.getByTestId('manage-prompt').fill(prompt);
-  await page.getByTestId('manage-submit').click();
-  const out = page.getByTestId('manage-output');
-  await expect(out).toHaveAttribute('data-state', 'finished', { timeout: 60_000 });
+  const box = page.getByTestId('prompt-box');
+  await page.getByTestId('prompt-input').fill(prompt);
+  await box.getByLabel('max tokens').fill('48');
+  await page.getByTestId('prompt-send').click();
+  const out = page.getByTestId('prompt-output');
+  await expect(out).toHaveAttribute('data-status', 'done', { timeout: 60_000 });
   return (await out.locator('.gen').textContent()) ?? '';
 }
 
@@ -131,7 +134,8 @@ test('a corrupt file, a 404 and a CORS failure each say why, and the previous mo
   expect((await generate(page, 'Tom had a ball.')).length).toBeGreaterThan(5);
   // User text is rendered as text, never as markup.
   await generate(page, '<img src=x onerror="document.title=1">Lily');
-  await expect(page.getByTestId('manage-output')).toContainText('<img src=x');
+  await expect(page.getByTestId('prompt-output')).toContainText('<img src=x');
+  await expect(page.getByTestId('prompt-output').locator('img')).toHaveCount(0);
   await expect(page.getByTestId('manage-panel').locator('img')).toHaveCount(0);
 });
 

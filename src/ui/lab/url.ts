@@ -13,6 +13,7 @@ export const VIEW_NAMES: readonly ViewName[] = ['lab', 'compare', 'calculator', 
 
 export interface UrlState {
   view: ViewName;
+  /** A scenario's id, 'none' (the lab with no scenario: your prompts on an empty engine), or null (the first scenario). */
   scenarioId: string | null;
   /** The lab's engine settings (null: the scenario's). */
   settings: LabSettings | null;
@@ -116,7 +117,7 @@ export function readUrl(search: string): UrlState {
   const view = VIEW_NAMES.includes(q.get('view') as ViewName) ? (q.get('view') as ViewName) : 'lab';
   const workload = readWorkload(q);
   const scenario = workload ? undefined : scenarioById(q.get('scenario'));
-  const scenarioId = scenario ? scenario.id : null;
+  const scenarioId = scenario ? scenario.id : !workload && q.get('scenario') === 'none' ? 'none' : null;
   const settings = readSettings(q, '', scenario?.settings ?? BASE_SETTINGS);
   let compare: UrlState['compare'] = null;
   // Compare mode runs a scenario (the first when none is named); its sides are the base.
@@ -133,6 +134,7 @@ export function writeQuery(s: UrlState): string {
   if (s.view !== 'lab') q.set('view', s.view);
   const scenario = s.workload ? undefined : scenarioById(s.scenarioId);
   if (scenario) q.set('scenario', scenario.id);
+  else if (s.scenarioId === 'none' && !s.workload) q.set('scenario', 'none');
   if (s.workload) writeWorkload(q, s.workload);
   if (s.settings) writeSettings(q, '', s.settings, scenario?.settings ?? BASE_SETTINGS);
   const base = scenario ?? SCENARIOS[0];

@@ -11,6 +11,9 @@ export interface ThemeColors {
   accent2: string;
   warn: string;
   error: string;
+  swap: string;
+  cow: string;
+  fork: string;
 }
 
 /** Reads the theme's CSS variables (so canvases follow the dark/light theme). */
@@ -28,6 +31,9 @@ export function themeColors(el: Element): ThemeColors {
     accent2: v('--accent-2'),
     warn: v('--warn'),
     error: v('--error'),
+    swap: v('--swap'),
+    cow: v('--cow'),
+    fork: v('--fork'),
   };
 }
 

@@ -27,6 +27,17 @@ describe('the URL holds the demo', () => {
     expect(back).toEqual({ ...s, settings: s.settings });
   });
 
+  it("round-trips the lab with no scenario (scenario=none: your prompts on an empty engine)", () => {
+    const s = state({ scenarioId: 'none', settings: { ...BASE_SETTINGS, numGpuBlocks: 40 } });
+    const q = writeQuery(s);
+    expect(q).toContain('scenario=none');
+    expect(q).toContain('gpu=40');
+    expect(readUrl(q)).toEqual(s);
+    // A custom workload wins over 'none'; an unknown scenario is the default.
+    expect(writeQuery(state({ scenarioId: 'none', workload: BASE_WORKLOAD_FORM }))).not.toContain('scenario=');
+    expect(readUrl('?scenario=nonsense').scenarioId).toBeNull();
+  });
+
   it('round-trips a custom workload (only changed fields are written) and drops the scenario', () => {
     const workload = { ...BASE_WORKLOAD_FORM, numRequests: 64, burstiness: 0, promptMedian: 16, outputMedian: 160, lengthSigma: 0, n: 2, temperature: 0.8 };
     const s = state({ workload, settings: { ...BASE_SETTINGS, numGpuBlocks: 320, maxNumSeqs: 64 } });
