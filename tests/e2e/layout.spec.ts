@@ -109,6 +109,12 @@ test.describe('on a phone (390×844)', () => {
       expect(box.x + box.width, id).toBeLessThanOrEqual(390);
     }
     await shoot(page, testInfo, 'layout-phone');
+    // A tap on a term shows its definition, within the screen.
+    await page.getByTestId('latency-panel').locator('[data-term="ttft"]').tap();
+    const tip = page.getByRole('tooltip').filter({ hasText: 'time to first token' });
+    await expect(tip).toBeInViewport({ ratio: 1 });
+    await page.getByTestId('latency-panel').locator('h3').tap();
+    await expect(tip).toBeHidden();
 
     // The drawer: closed it is out of reach (inert), open it lies within the screen.
     const sidebar = page.getByTestId('lab-sidebar');
