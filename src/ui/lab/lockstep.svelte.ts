@@ -15,6 +15,7 @@ export class LockstepDriver implements EngineDriver {
   speedIndex = $state(0);
   /** Steps taken in turn since the driver started (A's and B's). */
   rounds = $state(0);
+  private numSettling = $state(0);
   private running: Promise<void> | null = null;
   private disposed = false;
   private wake: (() => void) | null = null;
@@ -35,8 +36,9 @@ export class LockstepDriver implements EngineDriver {
     return this.a.state;
   }
 
+  /** True from a pause or step asked for until both sides show the state it landed on. */
   get settling(): boolean {
-    return this.a.settling || this.b.settling;
+    return this.numSettling > 0 || this.a.settling || this.b.settling;
   }
 
   play(): void {
@@ -48,9 +50,14 @@ export class LockstepDriver implements EngineDriver {
 
   async pause(): Promise<void> {
     this.playing = false;
-    this.wake?.();
-    await this.running;
-    await Promise.all([this.a.pause(), this.b.pause()]);
+    this.numSettling++;
+    try {
+      this.wake?.();
+      await this.running;
+      await Promise.all([this.a.pause(), this.b.pause()]);
+    } finally {
+      this.numSettling--;
+    }
   }
 
   toggle(): void {
@@ -60,9 +67,14 @@ export class LockstepDriver implements EngineDriver {
 
   /** One step of each side, A then B; resolves once both are shown. */
   async step(): Promise<void> {
-    if (this.playing) await this.pause();
-    await this.a.step();
-    await this.b.step();
+    this.numSettling++;
+    try {
+      if (this.playing) await this.pause();
+      await this.a.step();
+      await this.b.step();
+    } finally {
+      this.numSettling--;
+    }
   }
 
   setSpeed(index: number): void {
