@@ -86,7 +86,10 @@ export interface RequestView {
   firstTokenMs: number;
   finishedMs: number;
   numPromptTokens: number;
+  /** Tokens found in the prefix cache over every admission (prompt and, after a preemption, generated). */
   numCachedPromptTokens: number;
+  /** Prompt tokens found in the prefix cache on the latest admission (at most numPromptTokens). */
+  numCachedPromptTokensLastAdmission: number;
   numPreemptions: number;
   endReason: string | null;
   seqIds: number[];
@@ -586,6 +589,7 @@ function requestView(r: Request): RequestView {
     finishedMs: r.finishedMs,
     numPromptTokens: r.numPromptTokens,
     numCachedPromptTokens: r.numCachedPromptTokens,
+    numCachedPromptTokensLastAdmission: r.numCachedPromptTokensLastAdmission,
     numPreemptions: r.numPreemptions,
     endReason: r.endReason,
     seqIds: r.seqs.map((s) => s.seqId),

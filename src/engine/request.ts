@@ -244,8 +244,10 @@ export class Request {
   /** Gaps between consecutive output tokens of sequence 0 (ms). */
   readonly interTokenLatenciesMs: number[] = [];
   numPreemptions = 0;
-  /** Prompt tokens served from the prefix cache on (re)admission. */
+  /** Tokens served from the prefix cache, summed over every (re)admission (prompt and generated). */
   numCachedPromptTokens = 0;
+  /** Prompt tokens served from the prefix cache on the latest admission (never above the prompt). */
+  numCachedPromptTokensLastAdmission = 0;
   /** Why it ended, for finished/failed/rejected requests. */
   endReason: FinishReason | FailReason | RejectReason | null = null;
 

@@ -638,6 +638,12 @@ export class Scheduler {
   }
 
   private startRunning(req: Request, ctx: StepContext, nowMs: number, resumed: boolean): void {
+    const work = ctx.scheduled.get(req);
+    if (work) {
+      // Swapped back in: its blocks came from the CPU pool, not the prefix cache (keep the last figure).
+      const cached = work.reduce((sum, w) => sum + w.numCachedTokens, 0);
+      if (!(resumed && req.state === 'swapped')) req.numCachedPromptTokensLastAdmission = Math.min(cached, req.numPromptTokens);
+    }
     req.state = 'running';
     this.running.push(req);
     ctx.protectedRequests.add(req);

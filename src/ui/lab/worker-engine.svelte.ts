@@ -120,7 +120,14 @@ export class WorkerEngine implements EngineDriver {
       .then((snap) => {
         if (!snap || epoch !== this.epoch || this.disposed) return;
         // Re-render only when something moved: a step ran, requests arrived or ended, or time passed.
-        const prev = this.state.snap;
+        let prev = this.state.snap;
+        if (prev && (snap.stepIndex < prev.stepIndex || snap.nowMs < prev.nowMs)) {
+          // A new engine in the worker (a fault, new settings or a model from the manage drawer):
+          // its steps count from 1 again, so the views start afresh.
+          this.state.reset();
+          this.urgent = true;
+          prev = null;
+        }
         const same =
           prev !== null &&
           prev.stepIndex === snap.stepIndex &&

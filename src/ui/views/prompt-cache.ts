@@ -4,8 +4,9 @@
  * The engine's `numCachedPromptTokens` adds up the tokens found in the prefix cache on every
  * admission: after a preemption by recompute a request is admitted again, and its own earlier
  * blocks (prompt and the tokens it had generated) are found again, so the total can exceed the
- * prompt ("39 (288)"). Only a request admitted once has a total that is its prompt's hit; for the
- * others the view says so instead of printing a number that reads as a bug.
+ * prompt ("39 (288)"). The cell shows the prompt's hit on the latest admission
+ * (`numCachedPromptTokensLastAdmission`, never above the prompt); the total over all admissions
+ * goes in the sentence, said as what it is.
  */
 import type { RequestView } from '../../engine/engine.ts';
 
@@ -18,7 +19,7 @@ export interface PromptCache {
   title: string;
 }
 
-type View = Pick<RequestView, 'numPromptTokens' | 'numCachedPromptTokens' | 'numPreemptions' | 'firstScheduledMs'>;
+type View = Pick<RequestView, 'numPromptTokens' | 'numCachedPromptTokens' | 'numCachedPromptTokensLastAdmission' | 'numPreemptions' | 'firstScheduledMs'>;
 
 const plural = (n: number, w: string) => `${n} ${w}${n === 1 ? '' : 's'}`;
 
@@ -37,12 +38,13 @@ export function promptCacheOf(v: View): PromptCache {
     const hit = Math.min(total, n);
     return { hit, label: String(hit), title: `${hit} of its ${plural(n, 'prompt token')} were found in the prefix cache on admission: their K/V was reused, not computed` };
   }
+  const hit = Math.min(v.numCachedPromptTokensLastAdmission, n);
   return {
-    hit: null,
-    label: '↺ reused',
+    hit,
+    label: `${hit} ↺`,
     title:
-      `${plural(n, 'prompt token')}. Preempted ${plural(v.numPreemptions, 'time')} and admitted again: over its ${v.numPreemptions + 1} admissions ` +
-      `the prefix cache supplied ${plural(total, 'token')} (prompt and already generated tokens, found again on readmission). ` +
-      `The engine reports only this total, so the prompt's share on the last admission is not shown.`,
+      `${hit} of its ${plural(n, 'prompt token')} were found in the prefix cache on its latest admission. Preempted ${plural(v.numPreemptions, 'time')} and admitted again: ` +
+      `over its ${v.numPreemptions + 1} admissions the prefix cache supplied ${plural(total, 'token')} in all (prompt and already generated tokens, found again on readmission).`,
   };
 }
+

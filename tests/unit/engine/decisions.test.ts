@@ -89,3 +89,17 @@ describe('the scheduler says why', () => {
     expect(second.step.decisions.map((d) => d.reason)).toContain('z waits: waiting for the static batch to drain: 2 of its 2 requests still running');
   });
 });
+
+describe("a request's prefix-cache hit on its latest admission", () => {
+  it('is never above its prompt, even after preemptions that find its own generated blocks again', async () => {
+    const engine = newEngine({ numGpuBlocks: 14, maxNumBatchedTokens: 64, enablePrefixCaching: true });
+    const shared = prompt(9, 16);
+    for (let k = 0; k < 6; k++) engine.submit({ requestId: `p${k}`, promptTokenIds: [...shared, 3 + k, 4 + k], maxTokens: 30 });
+    await allSteps(engine);
+    const reqs = [...engine.requests()];
+    expect(reqs.some((r) => r.numPreemptions > 0)).toBe(true);
+    expect(reqs.some((r) => r.numCachedPromptTokens > r.numPromptTokens)).toBe(true); // the total over admissions
+    for (const r of reqs) expect(r.numCachedPromptTokensLastAdmission).toBeLessThanOrEqual(r.numPromptTokens);
+    expect(reqs.some((r) => r.numCachedPromptTokensLastAdmission >= 16)).toBe(true); // the shared prompt was hit
+  });
+});
