@@ -40,6 +40,8 @@ async function runTour(page: Page, testInfo: TestInfo, id: string, phone: boolea
     await shoot(page, testInfo, `tour-${i}-${id}-${k + 1}-${moment}-1280x720`);
     if (phone) {
       await page.setViewportSize({ width: 390, height: 844 });
+      // The sidebar becomes a closed drawer (it slides out as the layout changes).
+      await expect(page.getByTestId('lab-sidebar')).not.toBeInViewport();
       await page.locator('[data-testid="tour"]').scrollIntoViewIfNeeded();
       await shoot(page, testInfo, `tour-${i}-${id}-${k + 1}-${moment}-phone`);
       await page.setViewportSize({ width: 1280, height: 720 });

@@ -74,6 +74,21 @@ const wrapUp: Detector = {
   },
 };
 
+/** The first preemption, in the scheduler's words (the inspector shows the step it happened in). */
+function firstPreemption(title: string, after: string): Detector {
+  return {
+    id: 'first-preemption',
+    target: 'step-inspector',
+    title,
+    find: (step, _snap, mem) => {
+      const d = step.decisions.find((x) => x.kind === 'preempted');
+      if (!d) return null;
+      mem.preempted.set(d.requestId, step.stepIndex);
+      return `${d.reason}.${after ? ` ${after}` : ''}`;
+    },
+  };
+}
+
 const TOURS: Record<string, Detector[]> = {
   'static-vs-continuous': [
     {
@@ -157,17 +172,7 @@ const TOURS: Record<string, Detector[]> = {
     wrapUp,
   ],
   'priority-preemption': [
-    {
-      id: 'first-preemption',
-      target: 'step-inspector',
-      title: 'Memory runs out: a preemption',
-      find: (step, _snap, mem) => {
-        const d = step.decisions.find((x) => x.kind === 'preempted');
-        if (!d) return null;
-        mem.preempted.set(d.requestId, step.stepIndex);
-        return `${d.reason}. Its KV blocks are freed; it will be recomputed later.`;
-      },
-    },
+    firstPreemption('Memory runs out: a preemption', 'Its KV blocks are freed; it will be recomputed later.'),
     {
       id: 'resumed',
       target: 'kv-grid',
@@ -234,17 +239,7 @@ const TOURS: Record<string, Detector[]> = {
       title: 'The KV pool is full',
       find: (step) => step.decisions.find((d) => (d.kind === 'waits' || d.kind === 'preempted') && /free block/.test(d.reason))?.reason ?? null,
     },
-    {
-      id: 'first-preemption',
-      target: 'step-inspector',
-      title: 'A preemption, and why this victim',
-      find: (step, _snap, mem) => {
-        const d = step.decisions.find((x) => x.kind === 'preempted');
-        if (!d) return null;
-        mem.preempted.set(d.requestId, step.stepIndex);
-        return `${d.reason}.`;
-      },
-    },
+    firstPreemption('A preemption, and why this victim', ''),
     {
       id: 'resumed',
       target: 'slot-timeline',
