@@ -2,22 +2,24 @@
  * The real engine in the benchmarks: a `webgpu` backend (the built-in model, or --model, on Dawn
  * for Node, real clock) and the `scaling` benchmark (aggregate tok/s, TTFT and time per output
  * token at batch 1, 4, 16, 64 for the built-in model and synthetic-weight models with the shapes
- * of stories15M/42M/110M, plus dispatches per step).
+ * of stories15M/42M/110M, plus dispatches per step, and per step the GPU's busy time from
+ * timestamp queries, the host time and the GPU's idle gap between consecutive steps).
  */
 import { RealClock } from '../src/engine/clock.ts';
 import { Engine } from '../src/engine/engine.ts';
+import { StepProfile } from '../src/engine/profile.ts';
 import type { Executor } from '../src/engine/types.ts';
 import { acquireDevice, type GpuContext } from '../src/gpu/device.ts';
 import { GpuExecutor } from '../src/gpu/executor.ts';
 import { loadKernelSources } from '../src/gpu/kernel-sources.node.ts';
 import { GpuRuntime } from '../src/gpu/step.ts';
-import { loadModel } from '../src/model/load.ts';
 import { syntheticModel, tinyllamaShapes } from '../src/model/synthetic.ts';
 import type { Model } from '../src/model/types.ts';
 import { formatNum } from '../src/sim/bench/format.ts';
 import { registerBackend, registerBench } from '../src/sim/bench/index.ts';
 import type { Backend, BenchCommand } from '../src/sim/bench/types.ts';
-import { builtinModelPath, builtinTokenizerPath, fail, readBytes } from './cli-args.ts';
+import { loadBenchModel, machineDescription } from './bench-host.ts';
+import { fail } from './cli-args.ts';
 import { nodeGpu } from './node-gpu.ts';
 
 let gpuContext: Promise<{ ctx: GpuContext; runtime: GpuRuntime }> | null = null;
@@ -35,23 +37,27 @@ function gpu(): Promise<{ ctx: GpuContext; runtime: GpuRuntime }> {
   return gpuContext;
 }
 
-function builtinModel(path = builtinModelPath): Model {
-  try {
-    return loadModel(readBytes(path, 'model'), path, path.endsWith('.gguf') ? undefined : readBytes(builtinTokenizerPath, 'tokenizer')).model;
-  } catch (e) {
-    fail((e as Error).message);
-  }
+/** The adapter in words. */
+async function deviceDescription(): Promise<string> {
+  const { ctx } = await gpu();
+  const a = ctx.adapter;
+  return `${a.vendor} ${a.architecture} ${a.description}`.trim() + (ctx.hasTimestampQuery ? ' (timestamp-query)' : ' (no timestamp-query)');
 }
 
 export function registerWebGpu(modelPath?: string): void {
-  const model = builtinModel(modelPath);
+  const model = loadBenchModel(modelPath);
   const backend: Backend = {
     name: 'webgpu',
-    realModel: { name: model.source.name.split('/').pop() ?? 'model', maxModelLen: model.config.seqLen },
+    realModel: { name: model.source.name.split('/').pop() ?? 'model', maxModelLen: model.config.seqLen, vocabSize: model.config.vocabSize },
     async makeExecutor(): Promise<Executor> {
       const { ctx, runtime } = await gpu();
       return new GpuExecutor(ctx, runtime, model);
     },
+    async realExecutor({ profile }): Promise<Executor> {
+      const { ctx, runtime } = await gpu();
+      return new GpuExecutor(ctx, runtime, model, { profile });
+    },
+    describe: async () => `WebGPU (Dawn for Node): ${await deviceDescription()}; ${machineDescription()}`,
     makeClock: () => new RealClock(),
   };
   registerBackend(backend);
@@ -70,12 +76,24 @@ interface ScalingRow {
   meanStepMs: number;
   /** From timestamp queries, when the adapter has them. */
   meanGpuStepMs: number | null;
+  /** Host time per step: the step's wall time minus the wait for its readbacks. */
+  meanHostStepMs: number;
+  /** submit() until the step's readbacks were mapped. */
+  meanReadbackWaitMs: number;
+  /**
+   * The GPU's idle time between consecutive steps: the next step's first pass began this long
+   * after the previous step's last pass ended (timestamp queries; null without them).
+   */
+  meanGpuIdleGapMs: number | null;
+  /** Every step of the measured run, in order (gapMs: null for the first and without timestamps). */
+  steps: { wallMs: number; hostMs: number; gpuMs: number | null; gapMs: number | null }[];
 }
 
 /** B requests at once, each P prompt tokens then G generated (EOS ignored), on one engine. */
 async function measure(model: Model, synthetic: boolean, batch: number, promptTokens: number, genTokens: number): Promise<ScalingRow> {
   const { ctx, runtime } = await gpu();
-  const executor = new GpuExecutor(ctx, runtime, model);
+  const profile = new StepProfile();
+  const executor = new GpuExecutor(ctx, runtime, model, { profile });
   const blockSize = 16;
   const perSeqBlocks = Math.ceil((promptTokens + genTokens) / blockSize);
   const engine = new Engine({
@@ -83,6 +101,7 @@ async function measure(model: Model, synthetic: boolean, batch: number, promptTo
     clock: new RealClock(),
     recordEvents: false,
     checkInvariants: false,
+    profile,
     config: {
       blockSize,
       numGpuBlocks: batch * perSeqBlocks + 1,
@@ -108,9 +127,15 @@ async function measure(model: Model, synthetic: boolean, batch: number, promptTo
   let dispatches = 0;
   let gpuMs = 0;
   let gpuSteps = 0;
+  const steps: ScalingRow['steps'] = [];
+  let prevEnd: bigint | null = null;
+  profile.reset();
   const t0 = performance.now();
   while (engine.hasWork()) {
+    const waitBefore = profile.totalMs.readbackWait + profile.totalMs.swapOut;
+    const s0 = performance.now();
     const r = await engine.step();
+    const stepWallMs = performance.now() - s0;
     if (r.kind !== 'ran') continue;
     numSteps++;
     dispatches += executor.lastNumDispatches;
@@ -118,8 +143,17 @@ async function measure(model: Model, synthetic: boolean, batch: number, promptTo
       gpuMs += executor.lastGpuTimeMs;
       gpuSteps++;
     }
+    const span = executor.lastGpuSpanNs;
+    steps.push({
+      wallMs: stepWallMs,
+      hostMs: stepWallMs - (profile.totalMs.readbackWait + profile.totalMs.swapOut - waitBefore),
+      gpuMs: executor.lastGpuTimeMs,
+      gapMs: span && prevEnd !== null ? Number(span.begin - prevEnd) / 1e6 : null,
+    });
+    prevEnd = span ? span.end : null;
   }
   const wallMs = performance.now() - t0;
+  const gaps = steps.map((s) => s.gapMs).filter((g): g is number => g !== null);
   let ttft = 0;
   let tpot = 0;
   for (const id of ids) {
@@ -139,6 +173,10 @@ async function measure(model: Model, synthetic: boolean, batch: number, promptTo
     dispatchesPerStep: dispatches / Math.max(1, numSteps),
     meanStepMs: wallMs / Math.max(1, numSteps),
     meanGpuStepMs: gpuSteps > 0 ? gpuMs / gpuSteps : null,
+    meanHostStepMs: steps.reduce((a, s) => a + s.hostMs, 0) / Math.max(1, numSteps),
+    meanReadbackWaitMs: profile.totalMs.readbackWait / Math.max(1, numSteps),
+    meanGpuIdleGapMs: gaps.length > 0 ? gaps.reduce((a, g) => a + g, 0) / gaps.length : null,
+    steps,
   };
 }
 
@@ -167,6 +205,7 @@ function scalingBench(builtin: Model): BenchCommand {
       }
       const { ctx: gpuCtx } = await gpu();
       const device = `${gpuCtx.adapter.vendor} ${gpuCtx.adapter.architecture} ${gpuCtx.adapter.description}`.trim();
+      const timestamps = rows.some((r) => r.meanGpuStepMs !== null);
       const speedups = modelNames.map((_, m) => {
         const mine = rows.slice(m * batches.length, (m + 1) * batches.length);
         const one = mine.find((r) => r.batch === 1);
@@ -175,7 +214,7 @@ function scalingBench(builtin: Model): BenchCommand {
       });
       return {
         table: [
-          ['model', 'batch', 'tok/s', 'TTFT ms', 'TPOT ms', 'steps', 'dispatch/step', 'step ms', 'GPU step ms'],
+          ['model', 'batch', 'tok/s', 'TTFT ms', 'TPOT ms', 'steps', 'dispatch/step', 'step ms', 'GPU step ms', 'host ms', 'readback ms', 'GPU gap ms'],
           ...rows.map((r) => [
             r.synthetic ? `${r.model} (synthetic)` : r.model,
             String(r.batch),
@@ -186,11 +225,16 @@ function scalingBench(builtin: Model): BenchCommand {
             formatNum(r.dispatchesPerStep, 1),
             formatNum(r.meanStepMs, 2),
             r.meanGpuStepMs === null ? '-' : formatNum(r.meanGpuStepMs, 3),
+            formatNum(r.meanHostStepMs, 3),
+            formatNum(r.meanReadbackWaitMs, 3),
+            r.meanGpuIdleGapMs === null ? '-' : formatNum(r.meanGpuIdleGapMs, 3),
           ]),
         ],
-        json: { device, promptTokens, genTokens, rows },
+        json: { device, machine: machineDescription(), timestampQuery: timestamps, promptTokens, genTokens, rows },
         notes: [
           `device: ${device}`,
+          'per step (means): GPU step = GPU busy time (timestamp queries); host = step wall time - readback wait; readback = submit() until the results are mapped; GPU gap = GPU idle time between the end of one step\'s last pass and the start of the next step\'s first pass',
+          ...(timestamps ? [] : ['this device has no timestamp queries: GPU step and GPU gap are not measured (null in the JSON)']),
           `${promptTokens} prompt tokens and ${genTokens} generated per request (EOS ignored); synthetic models have seeded random weights, for speed only`,
           ...speedups.filter((s): s is string => s !== null),
         ],

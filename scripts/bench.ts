@@ -1,7 +1,8 @@
 /**
- * Serving benchmarks: `npm run bench -- <name> [--json FILE] [--backend sim] [--seed N] [--key value ...]`.
+ * Serving benchmarks: `npm run bench -- <name> [--json FILE] [--backend sim|webgpu|cpu|fake] [--seed N] [--key value ...]`.
  * Prints a table; with --json writes the machine-readable result. Benchmarks and backends are
- * registered in src/sim/bench/ (registerBench, registerBackend).
+ * registered in src/sim/bench/ (registerBench, registerBackend); the real-model backends are
+ * loaded when named: webgpu (bench-webgpu.ts), cpu and fake (bench-host.ts).
  */
 import { writeFileSync } from 'node:fs';
 import { builtinModelPath, builtinTokenizerPath, fail, parseNumber, readBytes } from './cli-args.ts';
@@ -23,7 +24,7 @@ function usage(): string {
     'usage: npm run bench -- <benchmark> [--json FILE] [--backend NAME] [--seed N] [--requests N]',
     'benchmarks:',
     ...names,
-    `backends: ${listBackends().join(', ')}`,
+    `backends: ${[...new Set([...listBackends(), 'webgpu', 'cpu', 'fake'])].join(', ')} (--model PATH: the real model, default the built-in stories260K)`,
   ].join('\n');
 }
 
@@ -48,14 +49,18 @@ async function main(argv: string[]): Promise<void> {
     } else positional.push(a);
   }
   if (positional.length !== 1) fail(`expected one benchmark name\n${usage()}`);
+  const backendName = options.backend ?? getBench(positional[0])?.defaultBackend ?? 'sim';
   // The real engine (Dawn for Node) is loaded only when asked for, and the scaling bench with it.
-  if (options.backend === 'webgpu' || positional[0] === 'scaling') {
+  if (backendName === 'webgpu' || positional[0] === 'scaling') {
     const { registerWebGpu } = await import('./bench-webgpu.ts');
     registerWebGpu(options.model);
   }
+  if (backendName === 'cpu' || backendName === 'fake') {
+    const { registerHostBackend } = await import('./bench-host.ts');
+    registerHostBackend(backendName, options.model);
+  }
   const bench = getBench(positional[0]);
   if (!bench) fail(`unknown benchmark ${JSON.stringify(positional[0])}\n${usage()}`);
-  const backendName = options.backend ?? 'sim';
   const backend = getBackend(backendName);
   if (!backend) fail(`unknown backend ${JSON.stringify(backendName)} (available: ${listBackends().join(', ')})`);
   const seed = parseNumber('seed', options.seed, 1, { integer: true, min: 0 });

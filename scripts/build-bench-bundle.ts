@@ -6,6 +6,7 @@
  *   npm run bench:bundle
  *   VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json node dist-node/bench.mjs scaling --backend webgpu
  *   (on the GPU machine)  . .devkit/unpack.sh && node dist-node/bench.mjs scaling --backend webgpu --json $OUT/scaling.json
+ *                         node dist-node/bench.mjs overhead --json $OUT/overhead.json   (host time per step by phase)
  */
 import { build, type Plugin } from 'esbuild';
 import { readFileSync } from 'node:fs';

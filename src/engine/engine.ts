@@ -13,6 +13,7 @@ import { RealClock, isVirtualClock, type Clock } from './clock.ts';
 import { Heap } from './heap.ts';
 import type { Decision, EngineEvent, EventListener, KvEvent } from './events.ts';
 import type { Sequence } from './request.ts';
+import type { ProfileSink } from './profile.ts';
 
 export interface EngineOptions {
   executor: Executor;
@@ -33,6 +34,11 @@ export interface EngineOptions {
   numStepRecords?: number;
   /** Token ids of requests must be below this (default: the executor's vocabSize, if it has one). */
   vocabSize?: number;
+  /**
+   * Host-time profiling (benchmarks, tests): each step's phases (schedule, execute, sample,
+   * update, record, invariants) and each snapshot() are timed into it. Absent: nothing is timed.
+   */
+  profile?: ProfileSink;
 }
 
 /** One sequence's share of the last step, for the batch timeline. */
@@ -149,6 +155,7 @@ export class Engine {
   private readonly recordEvents: boolean;
   private readonly checkInvariants: boolean;
   private readonly sampleOverride: EngineOptions['sampleOverride'];
+  private readonly profile: ProfileSink | undefined;
   private readonly numRecentEnded: number;
   private readonly recentEnded: Request[] = [];
   private nextOrder = 0;
@@ -170,6 +177,7 @@ export class Engine {
     this.recordEvents = options.recordEvents ?? true;
     this.checkInvariants = options.checkInvariants ?? defaultCheckInvariants();
     this.sampleOverride = options.sampleOverride;
+    this.profile = options.profile;
     this.numRecentEnded = options.numRecentEndedInSnapshot ?? 64;
     this.numStepRecords = options.numStepRecords ?? 256;
     this.vocabSizeOption = options.vocabSize;
@@ -332,8 +340,17 @@ export class Engine {
   async step(): Promise<StepOutcome> {
     if (this.stepping) throw new Error('Engine.step() called while a step is in flight');
     this.stepping = true;
+    const prof = this.profile;
+    // Profiling: `t` is where the phase being timed began (performance.now(), only with a sink).
+    let t = 0;
+    const lap = (phase: 'schedule' | 'execute' | 'update' | 'record' | 'invariants'): void => {
+      const now = performance.now();
+      prof!.add(phase, now - t);
+      t = now;
+    };
     try {
       if (!this.configured) await this.init();
+      if (prof) t = performance.now();
       const startMs = this.clock.nowMs();
       this.updateServiceRates();
       this.admitArrivals(startMs);
@@ -346,9 +363,14 @@ export class Engine {
         if (this.checkInvariants) this.scheduler.assertInvariants();
         return { kind: 'idle', nextArrivalMs: next };
       }
+      if (prof) {
+        prof.countStep();
+        lap('schedule');
+      }
       let output: StepOutput;
       try {
         output = await this.executor.execute(plan);
+        if (prof) lap('execute');
       } catch (e) {
         // Logged so a replay fails the same step: its plan (admissions, allocations) happened.
         this.emit({ type: 'stepFailed', timeMs: this.clock.nowMs(), startMs, stepIndex: plan.stepIndex, message: (e as Error).message });
@@ -372,16 +394,28 @@ export class Engine {
         seqViews.set(v.seqId, v);
       }
       const override = this.sampleOverride;
-      const sampled = this.scheduler.update(
-        scheduled,
-        output,
-        endMs,
-        override ? (seq: Sequence, out: SeqOutput) => override(plan.stepIndex, seq.seqId) ?? seq.sampler.sample(out) : undefined,
-      );
+      let sample = override ? (seq: Sequence, out: SeqOutput) => override(plan.stepIndex, seq.seqId) ?? seq.sampler.sample(out) : undefined;
+      let sampleMs = 0;
+      if (prof) {
+        // Each sampler call timed; the rest of update() is 'update'.
+        const inner = sample ?? ((seq: Sequence, out: SeqOutput) => seq.sampler.sample(out));
+        sample = (seq, out) => {
+          const s0 = performance.now();
+          const tokenId = inner(seq, out);
+          sampleMs += performance.now() - s0;
+          return tokenId;
+        };
+      }
+      const sampled = this.scheduler.update(scheduled, output, endMs, sample);
       const touched = new Set<Request>();
       for (const w of scheduled.work) touched.add(w.seq.request);
       for (const r of touched) if (!r.isDone) this.metrics.observeProgress(r);
       this.metrics.observeStep(endMs, output.durationMs, plan.seqs.length, scheduled.numPrefillTokens, scheduled.numDecodeTokens);
+      if (prof) {
+        prof.add('sample', sampleMs);
+        t += sampleMs;
+        lap('update');
+      }
 
       const view: StepView = {
         stepIndex: plan.stepIndex,
@@ -406,8 +440,14 @@ export class Engine {
         sampled,
       });
       for (const id of this.deferredCancels.splice(0)) this.applyCancel(id);
-      if (this.checkInvariants) this.scheduler.assertInvariants();
-      return { kind: 'ran', step: this.recordStep(view) };
+      if (this.checkInvariants) {
+        if (prof) lap('record');
+        this.scheduler.assertInvariants();
+        if (prof) lap('invariants');
+      }
+      const record = this.recordStep(view);
+      if (prof) lap('record');
+      return { kind: 'ran', step: record };
     } finally {
       this.stepping = false;
       for (const changes of this.deferredChanges.splice(0)) this.applyReconfigure(changes);
@@ -476,6 +516,14 @@ export class Engine {
    * step records after `sinceStepIndex` (-1: none).
    */
   snapshot(sinceStepIndex = -1): EngineSnapshot {
+    const prof = this.profile;
+    const t0 = prof ? performance.now() : 0;
+    const snap = this.takeSnapshot(sinceStepIndex);
+    if (prof) prof.add('snapshot', performance.now() - t0);
+    return snap;
+  }
+
+  private takeSnapshot(sinceStepIndex: number): EngineSnapshot {
     const kv = this.scheduler.kvBlockView();
     const requests: RequestView[] = [];
     for (const r of this.scheduler.live) requests.push(requestView(r));

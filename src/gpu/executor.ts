@@ -15,6 +15,7 @@
  *   ActivationArena (activations.ts)  per-step activations and inputs, grown as steps need
  * The executor holds one of each and, in dispose(), has each destroy its own group once.
  */
+import type { ProfileSink } from '../engine/profile.ts';
 import type { Executor, KvGeometry, SeqOutput, StepOutput, StepPlan } from '../engine/types.ts';
 import type { Model } from '../model/types.ts';
 import { ActivationArena } from './activations.ts';
@@ -47,6 +48,12 @@ export interface GpuExecutorOptions {
    * count (their reduction orders differ, so a sequence's logits would depend on its batch).
    */
   batchInvariant?: boolean;
+  /**
+   * Host-time profiling (benchmarks, tests): each execute() adds its phases to it (pack, swapOut,
+   * upload, encode, submit, readbackWait, output; and 'gpu', the timestamp queries' GPU time,
+   * where the device has them). Absent: nothing is timed.
+   */
+  profile?: ProfileSink;
 }
 
 export class GpuExecutor implements Executor {
@@ -63,6 +70,8 @@ export class GpuExecutor implements Executor {
   lastNumDispatches = 0;
   /** GPU time of the last step from timestamp queries, when the device has them. */
   lastGpuTimeMs: number | null = null;
+  /** The last step's first-pass start and last-pass end on the GPU's clock (ns), when timestamps exist. */
+  lastGpuSpanNs: { begin: bigint; end: bigint } | null = null;
 
   constructor(
     readonly ctx: GpuContext,
@@ -102,13 +111,23 @@ export class GpuExecutor implements Executor {
     const swap = this.swap!;
     if (!kv) throw new Error('the GPU executor needs configure() before execute()');
     const started = performance.now();
+    const prof = this.options.profile;
+    // Profiling: `t` is where the phase being timed began.
+    let t = started;
+    const lap = (phase: 'pack' | 'swapOut' | 'upload' | 'encode' | 'output'): void => {
+      const now = performance.now();
+      prof!.add(phase, now - t);
+      t = now;
+    };
     const c = this.model.config;
     kv.checkBlocks(plan);
     const packed = packStep(plan, kv.geometry.blockSize, c.vocabSize, c.seqLen);
+    if (prof) lap('pack');
 
     try {
       if (plan.swapOut.length > 0) await swap.swapOut(this.device, kv, plan.swapOut);
       this.assertUsable();
+      if (prof) lap('swapOut');
       if (plan.swapIn.length > 0) swap.swapIn(this.device, kv, plan.swapIn);
 
       const numTokens = packed.numTokens;
@@ -116,13 +135,17 @@ export class GpuExecutor implements Executor {
       const numCopies = plan.copies.length;
       const a = this.act.ensure(numTokens, numRows, packed.blockTables.length, numCopies);
       this.act.upload(a, packed, plan.copies);
+      if (prof) lap('upload');
 
-      const step = this.runtime.beginStep({ label: `step ${plan.stepIndex}`, timestamps: this.options.timestamps ?? true, validate: this.options.validate });
+      const step = this.runtime.beginStep({ label: `step ${plan.stepIndex}`, timestamps: this.options.timestamps ?? true, validate: this.options.validate, profile: prof });
       const hasLogits = encodeForward(step, c, this.weights, kv, a, { numTokens, numRows, numCopies }, this.options.batchInvariant !== false);
       const argmaxRead = hasLogits ? step.read(a.argmax, numRows * 4) : -1;
       const logitsRead = hasLogits && packed.logitsWanted.some(Boolean) ? step.read(a.logits, numRows * c.vocabSize * 4) : -1;
       this.lastNumDispatches = step.numDispatches;
+      if (prof) lap('encode');
+      // submit() times its own parts (encode, upload, submit, readbackWait) into the profile.
       const result = await step.submit();
+      if (prof) t = performance.now();
       this.assertUsable();
 
       const outputs: SeqOutput[] = [];
@@ -136,6 +159,11 @@ export class GpuExecutor implements Executor {
         });
       }
       this.lastGpuTimeMs = result.gpuTimeMs;
+      this.lastGpuSpanNs = result.gpuSpanNs;
+      if (prof) {
+        lap('output');
+        if (result.gpuTimeMs !== null) prof.add('gpu', result.gpuTimeMs);
+      }
       // The engine clock: the step's GPU time where timestamp queries exist, else its wall time.
       const wallMs = performance.now() - started;
       return { outputs, durationMs: result.gpuTimeMs ?? wallMs, wallMs };

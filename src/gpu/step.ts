@@ -16,6 +16,7 @@
  * dispatch to keep one pass.
  */
 import { align4, BufferUsage, MAP_MODE_READ } from './buffers.ts';
+import type { ProfileSink } from '../engine/profile.ts';
 import type { GpuContext } from './device.ts';
 import type { KernelName, KernelSources } from './kernel-names.ts';
 import { KernelRegistry, PARAMS_SLOT_BYTES, type BufferBinding, type OverrideValues } from './registry.ts';
@@ -35,6 +36,12 @@ export interface StepOptions {
   timestamps?: boolean;
   /** Wrap the step in a validation error scope and throw GpuValidationError (tests, debugging). */
   validate?: boolean;
+  /**
+   * Host-time profiling: submit() adds its parts to it (resolving timestamps and finish() to
+   * 'encode', the parameters' write to 'upload', queue.submit() to 'submit', the wait for the
+   * readbacks to 'readbackWait'). Absent: nothing is timed.
+   */
+  profile?: ProfileSink;
 }
 
 export interface DispatchOptions {
@@ -49,6 +56,12 @@ export interface StepResult {
   reads: ArrayBuffer[];
   /** GPU time of the step's compute passes in milliseconds; null without timestamps. */
   gpuTimeMs: number | null;
+  /**
+   * When the step's first pass began and its last pass ended on the GPU's timestamp clock (ns;
+   * comparable between steps of one device, e.g. for the idle gap between them); null without
+   * timestamps.
+   */
+  gpuSpanNs: { begin: bigint; end: bigint } | null;
   numDispatches: number;
   numPasses: number;
 }
@@ -187,6 +200,7 @@ export class StepEncoder {
   private readonly encoder: GPUCommandEncoder;
   private readonly validate: boolean;
   private readonly timestamps: TimestampSet | null;
+  private readonly profile: ProfileSink | undefined;
   private pass: GPUComputePassEncoder | null = null;
   private numPasses = 0;
   private numTimedPasses = 0;
@@ -200,6 +214,7 @@ export class StepEncoder {
     this.runtime = runtime;
     this.device = runtime.device;
     this.validate = options.validate ?? false;
+    this.profile = options.profile;
     if (this.validate) this.device.pushErrorScope('validation');
     this.encoder = this.device.createCommandEncoder({ label: options.label ?? 'step' });
     this.timestamps = options.timestamps && runtime.hasTimestampQuery ? runtime.takeTimestamps() : null;
@@ -287,6 +302,13 @@ export class StepEncoder {
     this.assertOpen();
     this.closed = true;
     this.runtime.stepClosed(this);
+    const prof = this.profile;
+    let t = prof ? performance.now() : 0;
+    const lap = (phase: 'encode' | 'upload' | 'submit' | 'readbackWait'): void => {
+      const now = performance.now();
+      prof!.add(phase, now - t);
+      t = now;
+    };
     this.endPass();
     const ts = this.timestamps;
     const timedPasses = this.numTimedPasses;
@@ -294,17 +316,22 @@ export class StepEncoder {
       this.encoder.resolveQuerySet(ts.querySet, 0, 2 * timedPasses, ts.resolve, 0);
       this.encoder.copyBufferToBuffer(ts.resolve, 0, ts.staging, 0, 2 * timedPasses * 8);
     }
+    if (prof) lap('encode');
     for (let c = 0; c * SLOTS_PER_CHUNK < this.numSlots; c++) {
       const chunk = this.runtime.paramChunk(c);
       const used = Math.min(SLOTS_PER_CHUNK, this.numSlots - c * SLOTS_PER_CHUNK) * PARAMS_SLOT_BYTES;
       this.device.queue.writeBuffer(chunk.buffer, 0, chunk.data, 0, used);
     }
-    this.device.queue.submit([this.encoder.finish()]);
+    if (prof) lap('upload');
+    const commands = this.encoder.finish();
+    if (prof) lap('encode');
+    this.device.queue.submit([commands]);
+    if (prof) lap('submit');
 
     const validation = this.validate ? this.device.popErrorScope() : Promise.resolve(null);
     // GPU time is only reported when every pass was timed.
     const timed = ts !== null && timedPasses > 0 && timedPasses === this.numPasses;
-    const [error, reads, gpuTimeMs] = await Promise.all([
+    const [error, reads, gpuTimes] = await Promise.all([
       validation,
       Promise.all(
         this.reads.map(async (r) => {
@@ -315,11 +342,18 @@ export class StepEncoder {
           return data;
         }),
       ),
-      timed ? readGpuTime(ts, timedPasses) : Promise.resolve(null),
+      timed ? readGpuTimes(ts, timedPasses) : Promise.resolve(null),
     ]);
+    if (prof) lap('readbackWait');
     if (ts) this.runtime.returnTimestamps(ts);
     if (error) throw new GpuValidationError(error.message);
-    return { reads, gpuTimeMs, numDispatches: this.dispatches, numPasses: this.numPasses };
+    return {
+      reads,
+      gpuTimeMs: gpuTimes?.busyMs ?? null,
+      gpuSpanNs: gpuTimes?.span ?? null,
+      numDispatches: this.dispatches,
+      numPasses: this.numPasses,
+    };
   }
 
   private computePass(): GPUComputePassEncoder {
@@ -348,7 +382,8 @@ export class StepEncoder {
   }
 }
 
-async function readGpuTime(ts: TimestampSet, numPasses: number): Promise<number | null> {
+/** The passes' summed GPU time and the span from the first pass's start to the last one's end. */
+async function readGpuTimes(ts: TimestampSet, numPasses: number): Promise<{ busyMs: number; span: { begin: bigint; end: bigint } } | null> {
   await ts.staging.mapAsync(MAP_MODE_READ, 0, 2 * numPasses * 8);
   const times = new BigUint64Array(ts.staging.getMappedRange(0, 2 * numPasses * 8).slice(0));
   ts.staging.unmap();
@@ -359,5 +394,5 @@ async function readGpuTime(ts: TimestampSet, numPasses: number): Promise<number 
     if (end < begin) return null;
     totalNs += end - begin;
   }
-  return Number(totalNs) / 1e6;
+  return { busyMs: Number(totalNs) / 1e6, span: { begin: times[0], end: times[2 * numPasses - 1] } };
 }

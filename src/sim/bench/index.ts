@@ -2,9 +2,11 @@
 import { registerBench } from './registry.ts';
 import { kvBench } from './kv.ts';
 import { batchingBench } from './batching.ts';
+import { overheadBench } from './overhead.ts';
 
 registerBench(kvBench);
 registerBench(batchingBench);
+registerBench(overheadBench);
 
 export { getBench, listBenches, getBackend, listBackends, registerBench, registerBackend } from './registry.ts';
 export { formatTable } from './runWorkload.ts';

@@ -5,6 +5,7 @@
  * (scaling) is one registerBackend / registerBench call.
  */
 import type { Executor } from '../../engine/types.ts';
+import type { ProfileSink } from '../../engine/profile.ts';
 import type { Clock } from '../../engine/clock.ts';
 import type { HardwareSpec, ModelSpec } from '../presets.ts';
 import type { ParallelConfig } from '../costModel.ts';
@@ -23,8 +24,15 @@ export interface Backend {
    * Set by backends that run a real model (webgpu): its context length and name. Benchmarks
    * scale their workloads to fit it (a 512-token model cannot produce 2000-token outputs).
    */
-  realModel?: { name: string; maxModelLen: number };
+  realModel?: { name: string; maxModelLen: number; vocabSize?: number };
   makeExecutor(request: ExecutorRequest): Promise<Executor> | Executor;
+  /**
+   * Real-model backends (webgpu, cpu, fake): a fresh executor for that model, timing its phases
+   * into `profile` when given, for benchmarks that drive the Engine themselves (overhead).
+   */
+  realExecutor?(options: { profile?: ProfileSink }): Promise<Executor> | Executor;
+  /** The machine (and device) in words, for benchmark results. */
+  describe?(): Promise<string> | string;
   /** A fresh clock for one run: virtual for simulation, real for hardware. */
   makeClock(): Clock;
 }
@@ -47,5 +55,7 @@ export interface BenchResult {
 export interface BenchCommand {
   name: string;
   description: string;
+  /** The backend used when the command line names none (default: sim). */
+  defaultBackend?: string;
   run(ctx: BenchContext): Promise<BenchResult>;
 }
