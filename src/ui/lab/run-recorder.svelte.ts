@@ -176,12 +176,12 @@ export class RunRecorder implements EngineDriver {
     this.engine.setSpeed(index);
   }
 
-  /** Runs `restart` (the lab's run again from the start) at the live end; a run that had ended plays again. */
-  restart(restart: () => void): void {
+  /** Runs `restart` (the lab's run again from the start) at the live end; a run that had ended plays again. Resolves when `restart` does. */
+  restart(restart: () => void | Promise<void>): Promise<void> {
     const ended = this.ended;
     this.goLive();
     if (ended && !this.engine.playing) this.engine.play();
-    restart();
+    return Promise.resolve(restart());
   }
 
   /** Owns nothing: the engine is the app's. */
