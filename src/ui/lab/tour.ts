@@ -117,7 +117,7 @@ const TOURS: Record<string, Detector[]> = {
       id: 'waits-for-batch',
       target: 'request-table',
       title: 'New arrivals wait for the whole batch',
-      find: (step) => step.decisions.find((d) => d.kind === 'waits' && d.reason.includes('static batch to drain'))?.reason.replace(/^(\S+) waits: waiting/, '$1 waits,') ?? null,
+      find: (step) => step.decisions.find((d) => d.kind === 'waits' && d.reason.includes('static batch to drain'))?.reason.replace(/^(\S+) waits: waiting/, '$1 waits') ?? null,
     },
     {
       id: 'next-batch',

@@ -53,7 +53,7 @@ describe('guided tours', () => {
   it('the static batching tour names the padding and the request that waits for the batch to drain', async () => {
     const found = await tourOf('static-vs-continuous');
     expect(found.find((m) => m.id === 'padding')!.text).toMatch(/^\S+ has finished, yet its slot rides along as padding .* \d+ padded slots? in step \d+/);
-    expect(found.find((m) => m.id === 'waits-for-batch')!.text).toMatch(/^\S+ waits, for the static batch to drain: \d+ of its \d+ requests still running/);
+    expect(found.find((m) => m.id === 'waits-for-batch')!.text).toMatch(/^\S+ waits for the static batch to drain: \d+ of its \d+ requests still running/);
   });
 
   it('the KV-exhausted tour quotes the preemption reason from the scheduler', async () => {
