@@ -10,6 +10,7 @@ import { VirtualClock } from '../src/engine/clock.ts';
 import { assertValidConfig, DEFAULT_HOST_SETTINGS, DEFAULT_SCHEDULER_CONFIG, LIVE_CONFIG_KEYS, type SchedulerConfig } from '../src/engine/config.ts';
 import type { EngineEvent } from '../src/engine/events.ts';
 import type { RequestSpec } from '../src/engine/request.ts';
+import { listProblems } from '../src/engine/schema.ts';
 import type { Executor } from '../src/engine/types.ts';
 import { ExecutorFactory } from '../src/gpu/executor-factory.ts';
 import type { KernelSources } from '../src/gpu/kernel-names.ts';
@@ -245,11 +246,8 @@ export class EngineHost {
   /** Submits all of `specs` or none: any problem refuses the whole set, listing each (first 10). */
   private submitAll(specs: RequestSpec[]): string[] {
     const engine = this.engine!;
-    const problems = specs.flatMap((spec, i) => engine.check(spec).map((p) => `request ${i}: ${p.message}`));
-    if (problems.length > 0) {
-      const more = problems.length > 10 ? `; and ${problems.length - 10} more` : '';
-      throw new RangeError(`nothing was submitted: ${problems.slice(0, 10).join('; ')}${more}`);
-    }
+    const problems = specs.flatMap((spec, i) => engine.check(spec).map((p) => ({ path: `request ${i}`, message: `request ${i}: ${p.message}` })));
+    if (problems.length > 0) throw new RangeError(listProblems('nothing was submitted', problems));
     const ids = specs.map((spec) => {
       const id = engine.submit(spec);
       this.track(id, null, spec, [], null);

@@ -5,6 +5,7 @@
  * it. Pure: no engine, no worker, no DOM.
  */
 import { validateRequestSpec, type RequestSpec } from '../engine/request.ts';
+import { listProblems } from '../engine/schema.ts';
 import { generateWorkload, type WorkloadSpec } from '../engine/workload.ts';
 import type { LoadedModel } from '../model/load.ts';
 import { storyPromptTokens } from './story-prompts.ts';
@@ -158,12 +159,11 @@ export function scenarioSpecs(run: ScenarioRun, loaded: LoadedModel, nextRequest
 /** Recorded requests (an imported trace) checked against the model, arrivals relative to `nowMs`. */
 export function traceSpecs(requests: readonly RequestSpec[], loaded: LoadedModel, nextRequestId: () => string, nowMs: number): RequestSpec[] {
   const { vocabSize, seqLen } = loaded.model.config;
-  const problems = requests.flatMap((r, i) => validateRequestSpec(r, { vocabSize }).map((p) => `trace request ${i}: ${p.message}`));
-  if (problems.length > 0) throw new RangeError(problems.slice(0, 10).join('; ') + (problems.length > 10 ? `; and ${problems.length - 10} more` : ''));
+  // Token ids within the vocabulary and a non-empty prompt are validateRequestSpec's checks.
+  const problems = requests.flatMap((r, i) => validateRequestSpec(r, { vocabSize }).map((p) => ({ path: `request ${i}`, message: `request ${i}: ${p.message}` })));
+  if (problems.length > 0) throw new RangeError(listProblems('trace', problems));
   requests.forEach((r, i) => {
-    const bad = r.promptTokenIds.find((t) => !(Number.isInteger(t) && t >= 0 && t < vocabSize));
-    if (bad !== undefined) throw new RangeError(`trace request ${i}: token id ${bad} is outside the model's vocabulary of ${vocabSize}`);
-    if (r.promptTokenIds.length === 0 || r.promptTokenIds.length >= seqLen) {
+    if (r.promptTokenIds.length >= seqLen) {
       throw new RangeError(`trace request ${i}: a prompt of ${r.promptTokenIds.length} tokens does not fit the model's context of ${seqLen}`);
     }
   });
