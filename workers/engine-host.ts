@@ -16,10 +16,13 @@ import { ExecutorFactory } from '../src/gpu/executor-factory.ts';
 import type { KernelSources } from '../src/gpu/kernel-names.ts';
 import type { LoadedModel } from '../src/model/load.ts';
 import { summarizeModel, type ModelSummary } from '../src/model/summary.ts';
-import { completionSpec, scenarioSpecs, traceSpecs, type CompletionParams, type ScenarioRun, type StreamEvent } from '../src/serve/requests.ts';
+import { completionSpec, scenarioSpecs, stopTokenIdsOf, traceSpecs, type CompletionParams, type JsonCheck, type ScenarioRun, type StreamEvent } from '../src/serve/requests.ts';
+import { GrammarService, type XGrammarApi } from '../src/serve/structured.ts';
+import { checkJsonOutput } from '../src/serve/json-check.ts';
+import type { ResponseFormat, TokenConstraint } from '../src/engine/constraint.ts';
 import { RunLoop } from '../src/serve/run-loop.ts';
 import { TextStreamer } from '../src/serve/text-streamer.ts';
-import type { EngineSettings, HostStatus, ViewSnapshot } from './protocol.ts';
+import type { EngineSettings, HostStatus, StructuredView, ViewSnapshot } from './protocol.ts';
 
 /** A request the host streams text for. */
 interface Tracked {
@@ -29,6 +32,9 @@ interface Tracked {
   onEvent: ((e: StreamEvent) => void) | null;
   /** Finished, failed or rejected (the engine said so). */
   ended: boolean;
+  /** Structured output: its format, compile figures and (at the end) each sequence's check. */
+  structured: StructuredView | null;
+  format: ResponseFormat | null;
 }
 
 export interface HostOptions {
@@ -39,6 +45,11 @@ export interface HostOptions {
   settings?: EngineSettings;
   /** Called after every step (the page pulls snapshots instead) — for Node drivers. */
   onStep?: () => void;
+  /**
+   * Loads XGrammar for structured output (the worker: a dynamic import of the package; Node:
+   * src/serve/xgrammar.node.ts). Absent: requests with response_format are refused.
+   */
+  xgrammar?: () => Promise<XGrammarApi>;
 }
 
 /** Ended requests whose text is kept (older ones are forgotten in long sessions). */
@@ -60,10 +71,14 @@ export class EngineHost {
   private readonly warmed = new WeakSet<Executor>();
   /** How long the last warm-up took (wall ms), for the status line. */
   private warmUpMs: number | null = null;
+  private readonly loadXGrammar: (() => Promise<XGrammarApi>) | undefined;
+  /** Structured output for the loaded model (built at the first response_format). */
+  private grammar: Promise<GrammarService> | null = null;
 
   constructor(options: HostOptions) {
     this.settings = { ...DEFAULT_HOST_SETTINGS, ...options.settings };
     this.executors = new ExecutorFactory(options.gpu, options.kernelSources);
+    this.loadXGrammar = options.xgrammar;
     this.loop = new RunLoop({ onError: (e) => this.failAll(`the engine stopped: ${e.message}`), onStep: options.onStep });
   }
 
@@ -101,6 +116,7 @@ export class EngineHost {
     this.message = this.executors.fallbackReason;
     this.stopEngine('the model was replaced');
     this.loaded = loaded;
+    this.grammar = null;
     this.summary = summarizeModel(loaded.model);
     await this.startEngine();
     this.phase = 'ready';
@@ -151,7 +167,12 @@ export class EngineHost {
     return { ...this.settings };
   }
 
+  /**
+   * Queues a completion without response_format (synchronous: nothing to compile). A request
+   * with one goes through submitCompletion.
+   */
   submit(params: CompletionParams, onEvent?: (e: StreamEvent) => void): string {
+    if (params?.response_format !== undefined) throw new Error('a request with response_format is submitted with submitCompletion (its grammar compiles first)');
     const { engine, loaded } = this.require();
     const spec = completionSpec(params, this.newRequestId(), loaded);
     const requestId = engine.submit(spec);
@@ -160,10 +181,65 @@ export class EngineHost {
     return requestId;
   }
 
-  /** Submits a generated workload, its arrivals relative to now. Returns the request ids. */
-  runScenario(run: ScenarioRun): string[] {
+  /**
+   * Queues a completion, compiling its response_format first (XGrammar, cached by schema) and
+   * handing the engine one constraint per sequence. Parameter and schema problems reject at once;
+   * the engine runs on meanwhile.
+   */
+  async submitCompletion(params: CompletionParams, onEvent?: (e: StreamEvent) => void): Promise<string> {
+    if (params?.response_format === undefined) return this.submit(params, onEvent);
     const { engine, loaded } = this.require();
-    return this.submitAll(scenarioSpecs(run, loaded, () => this.newRequestId(), engine.clock.nowMs()));
+    const spec = completionSpec(params, this.newRequestId(), loaded);
+    const format = spec.responseFormat!;
+    const prepared = await this.prepareConstraints(format, spec.n ?? 1);
+    if (this.engine !== engine) {
+      for (const c of prepared.constraints) c.dispose?.();
+      throw new Error('the engine was replaced while the grammar compiled; nothing was submitted');
+    }
+    let requestId: string;
+    try {
+      requestId = engine.submit(spec, { constraints: prepared.constraints });
+    } catch (e) {
+      for (const c of prepared.constraints) c.dispose?.();
+      throw e;
+    }
+    this.track(requestId, params.prompt, spec, [], onEvent ?? null, { format, compileMs: prepared.compileMs, cached: prepared.cached });
+    this.loop.kick();
+    return requestId;
+  }
+
+  /** The grammar service of the loaded model (XGrammar loaded and its tokenizer info built once). */
+  private grammarService(): Promise<GrammarService> {
+    const load = this.loadXGrammar;
+    if (!load) return Promise.reject(new Error('structured output is not available here (no XGrammar loader was given to the engine host)'));
+    const loaded = this.loaded!;
+    this.grammar ??= load().then((api) => new GrammarService(api, loaded.tokenizer, stopTokenIdsOf(loaded)));
+    const p = this.grammar;
+    p.catch(() => {
+      if (this.grammar === p) this.grammar = null;
+    });
+    return p;
+  }
+
+  private async prepareConstraints(format: ResponseFormat, n: number): Promise<{ constraints: TokenConstraint[]; compileMs: number; cached: boolean }> {
+    const service = await this.grammarService();
+    const { constraints, compiled, cached } = await service.constraints(format, n);
+    return { constraints, compileMs: compiled.compileMs, cached };
+  }
+
+  /** Submits a generated workload, its arrivals relative to now (structured requests compiled first). Returns the request ids. */
+  async runScenario(run: ScenarioRun): Promise<string[]> {
+    const { engine, loaded } = this.require();
+    const specs = scenarioSpecs(run, loaded, () => this.newRequestId(), engine.clock.nowMs());
+    const prepared: ({ constraints: TokenConstraint[]; compileMs: number; cached: boolean } | null)[] = [];
+    try {
+      for (const spec of specs) prepared.push(spec.responseFormat ? await this.prepareConstraints(spec.responseFormat, spec.n ?? 1) : null);
+      if (this.engine !== engine) throw new Error('the engine was replaced while the grammars compiled; nothing was submitted');
+      return this.submitAll(specs, prepared);
+    } catch (e) {
+      for (const p of prepared) for (const c of p?.constraints ?? []) c.dispose?.();
+      throw e;
+    }
   }
 
   /** Submits recorded requests (an imported trace), their arrivals relative to now. Returns the request ids. */
@@ -211,13 +287,15 @@ export class EngineHost {
     const snap: EngineSnapshot = this.engine.snapshot(sinceStepIndex);
     const texts: Record<string, string[]> = {};
     const prompts: Record<string, string> = {};
+    const structured: Record<string, StructuredView> = {};
     for (const r of snap.requests) {
       const t = this.tracked.get(r.requestId);
       if (!t) continue;
       texts[r.requestId] = t.text.texts;
       if (t.prompt !== null) prompts[r.requestId] = t.prompt;
+      if (t.structured) structured[r.requestId] = t.structured;
     }
-    return { ...snap, texts, prompts, host: this.status, model: this.summary };
+    return { ...snap, texts, prompts, structured, host: this.status, model: this.summary };
   }
 
   prometheus(): string {
@@ -244,13 +322,15 @@ export class EngineHost {
   }
 
   /** Submits all of `specs` or none: any problem refuses the whole set, listing each (first 10). */
-  private submitAll(specs: RequestSpec[]): string[] {
+  private submitAll(specs: RequestSpec[], prepared: ({ constraints: TokenConstraint[]; compileMs: number; cached: boolean } | null)[] = []): string[] {
     const engine = this.engine!;
-    const problems = specs.flatMap((spec, i) => engine.check(spec).map((p) => ({ path: `request ${i}`, message: `request ${i}: ${p.message}` })));
+    const options = (i: number) => (prepared[i] ? { constraints: prepared[i].constraints } : {});
+    const problems = specs.flatMap((spec, i) => engine.check(spec, options(i)).map((p) => ({ path: `request ${i}`, message: `request ${i}: ${p.message}` })));
     if (problems.length > 0) throw new RangeError(listProblems('nothing was submitted', problems));
-    const ids = specs.map((spec) => {
-      const id = engine.submit(spec);
-      this.track(id, null, spec, [], null);
+    const ids = specs.map((spec, i) => {
+      const id = engine.submit(spec, options(i));
+      const p = prepared[i];
+      this.track(id, null, spec, [], null, p && spec.responseFormat ? { format: spec.responseFormat, compileMs: p.compileMs, cached: p.cached } : undefined);
       return id;
     });
     this.loop.kick();
@@ -316,9 +396,26 @@ export class EngineHost {
     this.engine = null;
   }
 
-  private track(requestId: string, prompt: string | null, spec: RequestSpec, stop: string[], onEvent: ((e: StreamEvent) => void) | null): void {
+  private track(
+    requestId: string,
+    prompt: string | null,
+    spec: RequestSpec,
+    stop: string[],
+    onEvent: ((e: StreamEvent) => void) | null,
+    grammar?: { format: ResponseFormat; compileMs: number; cached: boolean },
+  ): void {
     const text = new TextStreamer(this.loaded!.tokenizer, spec.promptTokenIds[spec.promptTokenIds.length - 1], spec.n ?? 1, stop);
-    this.tracked.set(requestId, { requestId, prompt, text, onEvent, ended: false });
+    const structured: StructuredView | null = grammar
+      ? {
+          type: grammar.format.type,
+          name: grammar.format.type === 'json_schema' ? grammar.format.jsonSchema.name : null,
+          schema: grammar.format.type === 'json_schema' ? JSON.stringify(grammar.format.jsonSchema.schema) : null,
+          compileMs: grammar.compileMs,
+          cached: grammar.cached,
+          checks: null,
+        }
+      : null;
+    this.tracked.set(requestId, { requestId, prompt, text, onEvent, ended: false, structured, format: grammar?.format ?? null });
     // Keep memory bounded in long sessions: forget the oldest ended requests.
     if (this.tracked.size > MAX_TRACKED) {
       for (const [id, t] of this.tracked) {
@@ -341,16 +438,25 @@ export class EngineHost {
     const t = this.tracked.get(e.requestId);
     if (!t) return;
     t.ended = true;
+    // Whatever the streamer still holds (a split UTF-8 character) comes out now, once.
+    const flushes = e.type === 'finished' || (e.type === 'failed' && e.reason === 'cancelled' && t.text.allStopped);
+    const rests = flushes ? t.text.texts.map((_, i) => t.text.flush(i)) : [];
+    let checks: JsonCheck[] | undefined;
+    if (t.format && t.structured && e.type === 'finished') {
+      const format = t.format;
+      checks = t.text.texts.map((text, i) => checkJsonOutput(text, format, e.reasons[i]));
+      t.structured.checks = checks;
+    }
     if (!t.onEvent) return;
     const stoppedAll = t.text.allStopped;
     if (e.type === 'finished' || (e.type === 'failed' && e.reason === 'cancelled' && stoppedAll)) {
       const n = t.text.texts.length;
       for (let i = 0; i < n; i++) {
-        const rest = t.text.flush(i);
+        const rest = rests[i];
         if (rest) t.onEvent({ type: 'text', requestId: e.requestId, seqIndex: i, delta: rest });
       }
       const reasons = Array.from({ length: n }, (_, i) => (t.text.stoppedByString(i) || e.type !== 'finished' ? 'stop' : e.reasons[i]));
-      t.onEvent({ type: 'done', requestId: e.requestId, texts: t.text.texts, reasons });
+      t.onEvent(checks ? { type: 'done', requestId: e.requestId, texts: t.text.texts, reasons, json: checks } : { type: 'done', requestId: e.requestId, texts: t.text.texts, reasons });
     } else if (e.type === 'rejected') {
       t.onEvent({ type: 'error', requestId: e.requestId, reason: e.reason, message: e.detail });
     } else {

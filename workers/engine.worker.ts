@@ -11,7 +11,8 @@ import { EngineHost } from './engine-host.ts';
 import type { EngineApi } from './protocol.ts';
 
 const gpu = (self.navigator as Navigator & { gpu?: GPU }).gpu;
-const host = new EngineHost({ gpu, kernelSources });
+// XGrammar (structured output) loads on the first request that needs it: its own chunk, WASM inlined.
+const host = new EngineHost({ gpu, kernelSources, xgrammar: () => import('@mlc-ai/web-xgrammar') });
 
 const api: EngineApi = {
   probe: () => probeAdapter(gpu),
@@ -22,7 +23,7 @@ const api: EngineApi = {
   },
   // The page passes the buffers with Comlink.transfer (they are not copied).
   loadModelBytes: async (modelBytes, name, tokenizerBytes) => host.setModel(loadModel(modelBytes, name, tokenizerBytes)),
-  submit: async (params, onEvent) => host.submit(params, onEvent),
+  submit: (params, onEvent) => host.submitCompletion(params, onEvent),
   cancel: async (requestId) => host.cancel(requestId),
   runScenario: async (run) => host.runScenario(run),
   runTrace: async (requests) => host.runTrace(requests),

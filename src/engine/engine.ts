@@ -7,7 +7,9 @@
 import type { Executor, SeqOutput, StepOutput } from './types.ts';
 import { Scheduler, isDecodeWork } from './scheduler.ts';
 import { DEFAULT_SCHEDULER_CONFIG, validateLiveChanges, type SchedulerConfig } from './config.ts';
-import { InvalidRequestError, Request, validateRequestSpec, type RequestProblem, type RequestSpec, type RequestState } from './request.ts';
+import { InvalidRequestError, Request, disposeConstraints, validateRequestSpec, type RequestProblem, type RequestSpec, type RequestState } from './request.ts';
+import type { TokenConstraint } from './constraint.ts';
+import type { StepMask } from './scheduler.ts';
 import { MetricsCollector, type MetricsGauges, type MetricsSummary } from './metrics.ts';
 import { RealClock, isVirtualClock, type Clock } from './clock.ts';
 import { Heap } from './heap.ts';
@@ -76,6 +78,17 @@ export interface StepRecord extends StepView {
   tokenBudget: number;
   /** Present when the executor failed this step: its message (the step's requests were requeued). */
   failed?: string;
+  /** Structured output: the token masks applied in this step (absent when none). */
+  masks?: StepMask[];
+}
+
+/** What Engine.submit takes beside the spec. */
+export interface SubmitOptions {
+  /**
+   * Structured output: one constraint per sequence (n of them), ready to use; the engine owns
+   * them once the request is taken (it disposes of them when the request ends).
+   */
+  constraints?: readonly TokenConstraint[];
 }
 
 export type StepOutcome = { kind: 'ran'; step: StepRecord } | { kind: 'idle'; nextArrivalMs: number | null };
@@ -98,6 +111,10 @@ export interface RequestView {
   numCachedPromptTokensLastAdmission: number;
   numPreemptions: number;
   endReason: string | null;
+  /** Structured output: the response format's type, null for free text. */
+  responseFormat: 'json_object' | 'json_schema' | null;
+  /** Structured output: mask cost (every sequence) and the fraction allowed at each step (sequence 0). */
+  mask: { numTokens: number; totalMs: number; allowedFractions: number[] } | null;
   seqIds: number[];
   /** Per sequence. */
   numComputedTokens: number[];
@@ -236,10 +253,20 @@ export class Engine {
    * Every problem that would make submit() refuse this spec ([] when it would be taken): its
    * fields (validateRequestSpec, token ids against the vocabulary) and a requestId already used.
    */
-  check(spec: unknown): RequestProblem[] {
+  check(spec: unknown, options: SubmitOptions = {}): RequestProblem[] {
     const problems = validateRequestSpec(spec, { vocabSize: this.vocabSize });
     const id = (spec as { requestId?: unknown } | null)?.requestId;
     if (typeof id === 'string' && this.isKnownId(id)) problems.push({ field: 'requestId', message: `requestId ${JSON.stringify(id)} is already in use` });
+    const s = spec as Partial<RequestSpec> | null;
+    const n = s?.n ?? 1;
+    const cs = options.constraints;
+    if (cs !== undefined && cs.length !== n) {
+      problems.push({ field: 'constraints', message: `${cs.length} constraints for ${n} sequences (one per sequence)` });
+    }
+    // A replay takes its tokens from the log: there the format needs no constraint.
+    if (s?.responseFormat !== undefined && cs === undefined && !this.sampleOverride) {
+      problems.push({ field: 'responseFormat', message: 'responseFormat needs its compiled constraints (the serve layer compiles them: EngineHost.submitCompletion)' });
+    }
     return problems;
   }
 
@@ -248,14 +275,14 @@ export class Engine {
    * A spec with any problem (see check()) is refused at once with an InvalidRequestError naming
    * each one; nothing of it enters the engine and no event is logged.
    */
-  submit(spec: RequestSpec): string {
-    const problems = this.check(spec);
+  submit(spec: RequestSpec, options: SubmitOptions = {}): string {
+    const problems = this.check(spec, options);
     if (problems.length > 0) throw new InvalidRequestError(problems, spec?.requestId !== undefined ? `request ${String(spec.requestId)}` : 'request');
     const order = this.nextOrder++;
     let requestId = spec.requestId ?? `req-${order}`;
     for (let k = 1; spec.requestId === undefined && this.isKnownId(requestId); k++) requestId = `req-${order}-${k}`;
     const arrivalMs = spec.arrivalMs ?? this.clock.nowMs();
-    const request = new Request(spec, requestId, arrivalMs, order);
+    const request = new Request(spec, requestId, arrivalMs, order, options.constraints ?? null);
     this.pending.push(request);
     this.pendingById.set(requestId, request);
     this.emit({
@@ -560,6 +587,8 @@ export class Engine {
       decisions: this.scheduler.takeDecisions(),
       tokenBudget: this.config.maxNumBatchedTokens,
     };
+    const masks = this.scheduler.takeMasks();
+    if (masks.length > 0) record.masks = masks;
     if (failed !== undefined) record.failed = failed;
     this.pendingRequestEvents = { preempted: [], rejected: [], finished: [] };
     this.stepRecords.push(record);
@@ -574,6 +603,7 @@ export class Engine {
       // Not yet arrived: it goes straight to failed.
       this.pending.remove(r);
       this.pendingById.delete(requestId);
+      disposeConstraints(r);
       r.state = 'failed';
       r.endReason = 'cancelled';
       r.finishedMs = this.clock.nowMs();
@@ -640,6 +670,8 @@ function requestView(r: Request): RequestView {
     numCachedPromptTokensLastAdmission: r.numCachedPromptTokensLastAdmission,
     numPreemptions: r.numPreemptions,
     endReason: r.endReason,
+    responseFormat: r.spec.responseFormat?.type ?? null,
+    mask: r.mask ? { numTokens: r.mask.numTokens, totalMs: r.mask.totalMs, allowedFractions: r.mask.allowedFractions.slice() } : null,
     seqIds: r.seqs.map((s) => s.seqId),
     numComputedTokens: r.seqs.map((s) => s.numComputedTokens),
     outputTokenIds: r.seqs.map((s) => s.outputTokenIds),

@@ -8,6 +8,7 @@ import type { SamplingParams } from './types.ts';
 import type { KvSeq } from './kvCacheManager.ts';
 import { createSampler, type Sampler } from './sampler.ts';
 import { hashSalt } from './hash.ts';
+import { responseFormatProblems, type ResponseFormat, type TokenConstraint } from './constraint.ts';
 
 /** llama2.c models emit BOS (1) to end a story; EOS is 2. */
 export const DEFAULT_STOP_TOKEN_IDS: readonly number[] = [1, 2];
@@ -39,6 +40,12 @@ export interface RequestSpec {
   predictedOutputTokens?: number;
   /** Prefix-cache salt: requests with different salts never share cached blocks. */
   cacheSalt?: string;
+  /**
+   * Structured output (OpenAI's response_format). Recorded with the submit; the engine enforces
+   * it only through the TokenConstraints submit() is given (one per sequence), which the serve
+   * layer compiles from it. A replay takes the recorded tokens and needs none.
+   */
+  responseFormat?: ResponseFormat;
 }
 
 /** One thing wrong with a request, named by its field. */
@@ -60,7 +67,7 @@ export const MAX_STOP_TOKEN_IDS = 1024;
 
 const SPEC_KEYS: ReadonlySet<string> = new Set([
   'requestId', 'promptTokenIds', 'maxTokens', 'n', 'sampling', 'stopTokenIds', 'priority', 'tenant',
-  'deadlineMs', 'arrivalMs', 'predictedOutputTokens', 'cacheSalt',
+  'deadlineMs', 'arrivalMs', 'predictedOutputTokens', 'cacheSalt', 'responseFormat',
 ]);
 const SAMPLING_KEYS: ReadonlySet<string> = new Set(['temperature', 'topP', 'topK', 'seed']);
 
@@ -152,6 +159,7 @@ export function validateRequestSpec(spec: unknown, limits: RequestLimits = {}): 
   finite('arrivalMs');
   const d = r.deadlineMs;
   if (d !== undefined && !(typeof d === 'number' && d > 0 && !Number.isNaN(d))) add('deadlineMs', `deadlineMs must be a number > 0 (ms after arrival), got ${show(d)}`);
+  problems.push(...responseFormatProblems(r.responseFormat));
   return problems;
 }
 
@@ -174,6 +182,19 @@ export type RejectReason =
   | 'deadline_unmeetable'
   | 'invalid';
 
+/** The cost of a request's token masks. */
+export interface MaskStats {
+  /** Tokens sampled under a mask (every sequence). */
+  numTokens: number;
+  /** Host ms spent computing and applying masks (every sequence). */
+  totalMs: number;
+  /** Sequence 0: the fraction of the vocabulary allowed at each of its steps (the first MAX_MASK_HISTORY). */
+  allowedFractions: number[];
+}
+
+/** Allowed fractions kept per request. */
+export const MAX_MASK_HISTORY = 1024;
+
 export class Sequence implements KvSeq {
   readonly seqId: number;
   readonly request: Request;
@@ -188,6 +209,8 @@ export class Sequence implements KvSeq {
   finishReason: FinishReason | null = null;
   /** The stop token that ended it, when finishReason is 'stop'. */
   stopTokenId: number | null = null;
+  /** Structured output: the rule its next token must follow (null: free). */
+  constraint: TokenConstraint | null = null;
 
   constructor(seqId: number, request: Request, index: number, tokenIds: number[], blockHashes: number[], sampler: Sampler) {
     this.seqId = seqId;
@@ -250,9 +273,17 @@ export class Request {
   numCachedPromptTokensLastAdmission = 0;
   /** Why it ended, for finished/failed/rejected requests. */
   endReason: FinishReason | FailReason | RejectReason | null = null;
+  /** Structured output: one constraint per sequence (index = sequence index), or null. */
+  readonly constraints: readonly TokenConstraint[] | null;
+  /** Structured output: what masking cost (every sequence) and allowed (sequence 0, per token). */
+  readonly mask: MaskStats | null;
+  /** Its constraints were freed (it ended). */
+  constraintsDisposed = false;
 
-  constructor(spec: RequestSpec, requestId: string, arrivalMs: number, order: number) {
+  constructor(spec: RequestSpec, requestId: string, arrivalMs: number, order: number, constraints: readonly TokenConstraint[] | null = null) {
     this.requestId = requestId;
+    this.constraints = constraints;
+    this.mask = constraints ? { numTokens: 0, totalMs: 0, allowedFractions: [] } : null;
     this.spec = spec;
     this.promptTokenIds = spec.promptTokenIds;
     this.numPromptTokens = spec.promptTokenIds.length;
@@ -300,4 +331,12 @@ export class Request {
 export function createSequenceSampler(request: Request, index: number): Sampler {
   // Sample i of a request uses seed + i, so sample 0 matches a single-sequence run.
   return createSampler({ ...request.sampling, seed: request.sampling.seed + index });
+}
+
+/** Frees a request's constraints (once; they are dropped from its sequences). */
+export function disposeConstraints(request: Request): void {
+  if (!request.constraints || request.constraintsDisposed) return;
+  request.constraintsDisposed = true;
+  for (const c of request.constraints) c.dispose?.();
+  for (const s of request.seqs) s.constraint = null;
 }

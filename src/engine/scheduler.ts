@@ -21,11 +21,23 @@ import type { BlockCopy, BlockSwap, ScheduledSeq, SeqOutput, StepOutput, StepPla
 import { KvCacheManager, type KvBlockView, type KvStats } from './kvCacheManager.ts';
 import { createPolicy, lastRankReason, type Policy } from './policies.ts';
 import { assertValidConfig, DEFAULT_SCHEDULER_CONFIG, validateLiveChanges, type SchedulerConfig } from './config.ts';
-import { Request, Sequence, createSequenceSampler, type FailReason, type FinishReason, type RejectReason } from './request.ts';
+import { MAX_MASK_HISTORY, Request, Sequence, createSequenceSampler, disposeConstraints, type FailReason, type FinishReason, type RejectReason } from './request.ts';
+import { applyBitmask, bitmaskWords } from './constraint.ts';
 import type { Decision, EngineEvent, KvEvent, PreemptionMode } from './events.ts';
 import { Heap } from './heap.ts';
 
 export { DEFAULT_SCHEDULER_CONFIG, LIVE_CONFIG_KEYS, type BatchingMode, type SchedulerConfig } from './config.ts';
+
+/** One token mask applied in a step (structured output). */
+export interface StepMask {
+  seqId: number;
+  requestId: string;
+  /** Host ms to compute the bitmask and apply it to the row. */
+  ms: number;
+  /** Tokens allowed, of vocabSize. */
+  numAllowed: number;
+  vocabSize: number;
+}
 
 /** One sequence's work this step. */
 export interface SeqWork {
@@ -210,6 +222,7 @@ export class Scheduler {
     const c = this.config;
     const P = request.numPromptTokens;
     const reject = (reason: RejectReason, detail: string) => {
+      disposeConstraints(request);
       request.state = 'rejected';
       request.endReason = reason;
       request.finishedMs = nowMs;
@@ -241,6 +254,7 @@ export class Scheduler {
     }
 
     const seq = new Sequence(this.nextSeqId++, request, 0, request.promptTokenIds.slice(), [], createSequenceSampler(request, 0));
+    seq.constraint = request.constraints?.[0] ?? null;
     request.seqs.push(seq);
     this.seqById.set(seq.seqId, seq);
     this.requests.set(request.requestId, request);
@@ -375,6 +389,7 @@ export class Scheduler {
         req.forked = true;
         for (let i = 1; i < req.n; i++) {
           const child = new Sequence(this.nextSeqId++, req, i, seq.tokenIds.slice(), seq.blockHashes.slice(), createSequenceSampler(req, i));
+          child.constraint = req.constraints?.[i] ?? null;
           this.kv.fork(seq, child);
           child.numComputedTokens = seq.numComputedTokens;
           req.seqs.push(child);
@@ -383,12 +398,58 @@ export class Scheduler {
         targets = req.seqs.slice();
       }
       for (const t of targets) {
-        const tokenId = sample(t, out);
+        const c = t.constraint;
+        const tokenId = sample(t, c ? this.maskedOutput(t, out, step.plan.stepIndex) : out);
+        if (c && !c.acceptToken(tokenId)) {
+          throw new Error(`step ${step.plan.stepIndex}: seq ${t.seqId} (${req.requestId}) sampled token ${tokenId}, which its constraint refuses`);
+        }
         sampled.push([t.seqId, tokenId]);
         this.appendToken(t, tokenId, nowMs);
+        // A grammar ends by accepting a stop token (appendToken has finished the sequence then);
+        // a constraint that ends otherwise ends its sequence too.
+        if (c && !t.isFinished && c.isTerminated()) this.finishSeq(t, 'stop', nowMs);
       }
     }
     return sampled;
+  }
+
+  /** Masks taken since the last takeMasks(), for the step record. */
+  private masks: StepMask[] = [];
+  private bitmask = new Int32Array(0);
+
+  /** Drains the masks applied since the last call (the engine does, once per step). */
+  takeMasks(): StepMask[] {
+    const m = this.masks;
+    this.masks = [];
+    return m;
+  }
+
+  /**
+   * A constrained sequence's output with every token its constraint forbids at -Infinity (a
+   * copy: n > 1 siblings share one row) and the masked argmax, so any sampler draws only
+   * allowed tokens. Timed (host ms) into the request's and the step's mask figures.
+   */
+  private maskedOutput(seq: Sequence, out: SeqOutput, stepIndex: number): SeqOutput {
+    const t0 = performance.now();
+    if (!out.logits) {
+      throw new Error(`step ${stepIndex}: seq ${seq.seqId} is constrained but the executor returned no logits row (ScheduledSeq.constrained asks for one)`);
+    }
+    const V = out.logits.length;
+    const words = bitmaskWords(V);
+    if (this.bitmask.length !== words) this.bitmask = new Int32Array(words);
+    this.bitmask.fill(0);
+    seq.constraint!.fillNextTokenBitmask(this.bitmask);
+    const logits = out.logits.slice();
+    const { numAllowed, argmax } = applyBitmask(logits, this.bitmask);
+    if (numAllowed === 0) throw new Error(`step ${stepIndex}: seq ${seq.seqId}'s constraint allows no token`);
+    const ms = performance.now() - t0;
+    const req = seq.request;
+    const stats = req.mask!;
+    stats.numTokens++;
+    stats.totalMs += ms;
+    if (seq.index === 0 && stats.allowedFractions.length < MAX_MASK_HISTORY) stats.allowedFractions.push(numAllowed / V);
+    this.masks.push({ seqId: seq.seqId, requestId: req.requestId, ms, numAllowed, vocabSize: V });
+    return { seqId: out.seqId, argmax, logits };
   }
 
   private scheduleContinuous(ctx: StepContext, nowMs: number): void {
@@ -754,6 +815,7 @@ export class Scheduler {
           needsLogits: startPosition + numNewTokens === seq.numTokens,
           sampling: seq.sampler.params,
         });
+        if (seq.request.constraints) seqs[seqs.length - 1].constrained = true;
         copies.push(...w.copies);
         work.push(w);
         if (isDecodeWork(w)) numDecodeTokens += numNewTokens;
@@ -815,6 +877,7 @@ export class Scheduler {
 
   /** Takes a request out of every queue and frees its memory. */
   private end(req: Request, state: 'finished' | 'failed' | 'rejected', reason: Request['endReason'], nowMs: number): void {
+    disposeConstraints(req);
     const i = this.running.indexOf(req);
     if (i >= 0) this.running.splice(i, 1);
     const j = this.swapped.indexOf(req);

@@ -34,6 +34,11 @@ export interface ScheduledSeq {
   /** True when the last scheduled token's row needs logits (prompt done, or a decode token). */
   needsLogits: boolean;
   sampling: SamplingParams;
+  /**
+   * Structured output: the sampler masks this row with the sequence's constraint, so the
+   * executor returns its full logits row (SeqOutput.logits) whatever the temperature.
+   */
+  constrained?: boolean;
 }
 
 export interface BlockCopy {
@@ -74,7 +79,7 @@ export interface SeqOutput {
   seqId: number;
   /** Greedy choice, computed by the executor (on the GPU for the WebGPU engine). */
   argmax: number;
-  /** The full logits row [vocab]; present when sampling.temperature > 0 (or always, if cheap). */
+  /** The full logits row [vocab]; present when sampling.temperature > 0 or the row is constrained (or always, if cheap). */
   logits?: Float32Array;
 }
 

@@ -63,7 +63,8 @@ export function packStep(plan: StepPlan, blockSize: number, vocabSize: number, m
     if (seq.needsLogits && seq.tokenIds.length > 0) {
       p.logitRows[p.logitSeqIds.length] = row - 1;
       p.logitSeqIds.push(seq.seqId);
-      p.logitsWanted.push(seq.sampling.temperature > 0);
+      // Sampled rows and constrained rows (masked on the CPU, greedy too) come back whole.
+      p.logitsWanted.push(seq.sampling.temperature > 0 || seq.constrained === true);
     }
     tableOffset += seq.blockTable.length;
   }
