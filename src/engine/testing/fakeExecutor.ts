@@ -18,7 +18,7 @@ export interface FakeExecutorOptions {
   /** When set, contexts whose hash falls in 1/stopEvery of the space yield this token. */
   stopTokenId?: number;
   stopEvery?: number;
-  /** Also return a logits row (needed for temperature > 0). */
+  /** Also return a logits row (needed for temperature > 0; constrained rows always get one). */
   emitLogits?: boolean;
   /** Step duration (default 1 ms + 0.01 ms per token). */
   durationMs?: (plan: StepPlan) => number;
@@ -108,7 +108,7 @@ export class FakeExecutor implements Executor {
       const h = contextHash(context, length);
       const argmax = nextFromHash(h, this.options);
       const out: SeqOutput = { seqId: seq.seqId, argmax };
-      if (this.options.emitLogits) out.logits = fakeLogits(h, argmax, this.options.vocabSize ?? 64);
+      if (this.options.emitLogits || seq.constrained) out.logits = fakeLogits(h, argmax, this.options.vocabSize ?? 64);
       outputs.push(out);
     }
     const durationMs = this.options.durationMs ? this.options.durationMs(plan) : 1 + 0.01 * numTokens;
