@@ -230,7 +230,17 @@ export class EngineHost {
   /** Submits a generated workload, its arrivals relative to now (structured requests compiled first). Returns the request ids. */
   async runScenario(run: ScenarioRun): Promise<string[]> {
     const { engine, loaded } = this.require();
-    const specs = scenarioSpecs(run, loaded, () => this.newRequestId(), engine.clock.nowMs());
+    return this.submitPrepared(engine, scenarioSpecs(run, loaded, () => this.newRequestId(), engine.clock.nowMs()));
+  }
+
+  /** Submits recorded requests (an imported trace), their arrivals relative to now. Returns the request ids. */
+  async runTrace(requests: RequestSpec[]): Promise<string[]> {
+    const { engine, loaded } = this.require();
+    return this.submitPrepared(engine, traceSpecs(requests, loaded, () => this.newRequestId(), engine.clock.nowMs()));
+  }
+
+  /** Compiles the constraints of the specs with a response format, then submits all or none. */
+  private async submitPrepared(engine: Engine, specs: RequestSpec[]): Promise<string[]> {
     const prepared: ({ constraints: TokenConstraint[]; compileMs: number; cached: boolean } | null)[] = [];
     try {
       for (const spec of specs) prepared.push(spec.responseFormat ? await this.prepareConstraints(spec.responseFormat, spec.n ?? 1) : null);
@@ -240,12 +250,6 @@ export class EngineHost {
       for (const p of prepared) for (const c of p?.constraints ?? []) c.dispose?.();
       throw e;
     }
-  }
-
-  /** Submits recorded requests (an imported trace), their arrivals relative to now. Returns the request ids. */
-  runTrace(requests: RequestSpec[]): string[] {
-    const { engine, loaded } = this.require();
-    return this.submitAll(traceSpecs(requests, loaded, () => this.newRequestId(), engine.clock.nowMs()));
   }
 
   cancel(requestId: string): void {

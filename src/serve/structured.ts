@@ -259,6 +259,9 @@ export class GrammarService {
   }
 
   private async compileUncached(format: ResponseFormat, key: string): Promise<CompiledFormat> {
+    // Formats from traces and workloads come here without parseResponseFormat: check them too.
+    const problems = format.type === 'json_schema' ? schemaProblems(format.jsonSchema.schema) : [];
+    if (problems.length > 0) throw new ResponseFormatError(`invalid JSON schema: ${problems.slice(0, 3).join('; ')}`);
     const compiler = await this.compiler();
     const t0 = performance.now();
     const schema = format.type === 'json_object' ? '{"type":"object"}' : JSON.stringify(format.jsonSchema.schema);
