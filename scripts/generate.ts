@@ -14,6 +14,10 @@ import { loadModel, type LoadedModel } from '../src/model/load.ts';
 import { CpuReferenceExecutor, ReferenceModel } from '../src/model/reference.ts';
 import { createSampler, isGreedyTemperature } from '../src/engine/sampler.ts';
 import { builtinModelPath, builtinTokenizerPath, fail, notice, parseCommandLine, parseNumber, readBytes, usageError } from './cli-args.ts';
+import type { ResponseFormat } from '../src/engine/constraint.ts';
+import { stopTokenIdsOf } from '../src/serve/requests.ts';
+import { GrammarService, parseResponseFormat, ResponseFormatError } from '../src/serve/structured.ts';
+import { checkJsonOutput } from '../src/serve/json-check.ts';
 
 const usage = `usage: npm run -s generate -- [options]
   --prompt TEXT        the prompt (default: none, as run.c without -i)
@@ -30,6 +34,11 @@ const usage = `usage: npm run -s generate -- [options]
   --backend B          cpu (the reference forward pass, default) or webgpu (the paged, batched engine)
   --prompts-file F     run every line of F as a prompt, all at once through continuous batching;
                        prints one JSON line per prompt, in input order: {"prompt": ..., "text": ...}
+  --response-format F  json_object: the output is a JSON object (structured output, XGrammar);
+                       json_schema: needs --json-schema. Only the generated JSON is printed (no
+                       prompt), no whitespace outside strings; stderr says whether it is complete
+                       and valid. Runs on the engine (--backend cpu or webgpu)
+  --json-schema FILE   the output follows the JSON schema in FILE (implies --response-format json_schema)
   --quiet              no stats on stderr
 A negative value may follow its option (--seed -5). Where a run.c rule changes a value, a note
 on stderr says so. A bad option is one line on stderr and exit status 2.`;
@@ -62,6 +71,8 @@ const args = parseCommandLine(process.argv.slice(2), {
   tokenizer: { type: 'string' },
   backend: { type: 'string' },
   'prompts-file': { type: 'string' },
+  'response-format': { type: 'string' },
+  'json-schema': { type: 'string' },
   quiet: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 });
@@ -73,6 +84,31 @@ if (args.help) {
 const backend = args.backend ?? 'cpu';
 if (backend !== 'cpu' && backend !== 'webgpu') usageError(`unknown --backend ${JSON.stringify(backend)} (available: cpu, webgpu)`);
 if (args['prompts-file'] !== undefined && args.prompt !== undefined) usageError('give either --prompt or --prompts-file, not both');
+/** Structured output: the response format asked for (null: free text, run.c's output). */
+const responseFormat: ResponseFormat | null = (() => {
+  const kind = args['response-format'] ?? (args['json-schema'] !== undefined ? 'json_schema' : undefined);
+  if (kind === undefined) return null;
+  if (kind !== 'json_object' && kind !== 'json_schema') usageError(`unknown --response-format ${JSON.stringify(kind)} (available: json_object, json_schema)`);
+  if (kind === 'json_object') {
+    if (args['json-schema'] !== undefined) usageError('--json-schema goes with --response-format json_schema, not json_object');
+    return { type: 'json_object' };
+  }
+  const file = args['json-schema'];
+  if (file === undefined) usageError('--response-format json_schema needs --json-schema FILE');
+  const text = new TextDecoder().decode(readBytes(file, 'JSON schema'));
+  let schema: unknown;
+  try {
+    schema = JSON.parse(text);
+  } catch (e) {
+    usageError(`--json-schema ${file} is not JSON: ${(e as Error).message}`);
+  }
+  try {
+    return parseResponseFormat({ type: 'json_schema', json_schema: { name: basename(file).replace(/\.[^.]*$/, '') || 'schema', schema } });
+  } catch (e) {
+    if (e instanceof ResponseFormatError) usageError(`--json-schema ${file}: ${e.message}`);
+    throw e;
+  }
+})();
 
 // run.c's parameter rules, each said out loud: a negative temperature is 0, a top-p outside 0..1
 // is 0.9, negative steps are 0 (the whole context), a seed of 0 is the clock.
@@ -141,6 +177,23 @@ function checkPromptLength(prompt: string, where: string): void {
 
 /** The paged, batched engine on the chosen executor: every prompt at once, run.c's text for each. */
 let numGeneratedTokens = 0;
+/** Structured output: per prompt, how it ended and what masking cost. */
+const structuredResults: { finishReason: string; maskMs: number; numMasked: number; text: string }[] = [];
+let compileMs = 0;
+
+/** One line on stderr per structured output: complete and valid, or cut by max tokens. */
+function structuredNotes(): void {
+  if (!responseFormat) return;
+  structuredResults.forEach((r, i) => {
+    const check = checkJsonOutput(r.text, responseFormat, r.finishReason);
+    const which = structuredResults.length > 1 ? `output ${i + 1}: ` : '';
+    notice(`${which}finish_reason ${r.finishReason}; JSON ${check.status}${check.message ? ` (${check.message})` : ''}`);
+  });
+  if (args.quiet) return;
+  const masked = structuredResults.reduce((a, r) => a + r.numMasked, 0);
+  const ms = structuredResults.reduce((a, r) => a + r.maskMs, 0);
+  process.stderr.write(`structured output: grammar compiled in ${compileMs.toFixed(0)} ms; ${masked} masked tokens, ${(masked ? ms / masked : 0).toFixed(3)} ms per mask\n`);
+}
 
 async function runEngine(promptList: string[]): Promise<Uint8Array[]> {
   let executor: Executor;
@@ -183,7 +236,30 @@ async function runEngine(promptList: string[]): Promise<Uint8Array[]> {
       maxModelLen: model.config.seqLen + 1,
     },
   });
-  const ids = requests.map((r) => (r.maxTokens > 0 ? engine.submit({ ...r, sampling }) : null));
+  let ids: (string | null)[];
+  if (responseFormat) {
+    const { loadXGrammarNode } = await import('../src/serve/xgrammar.node.ts');
+    const service = new GrammarService(await loadXGrammarNode(), tokenizer, stopTokenIdsOf(loaded));
+    const t0 = performance.now();
+    try {
+      await service.compile(responseFormat);
+    } catch (e) {
+      if (e instanceof ResponseFormatError) usageError(e.message);
+      throw e;
+    }
+    compileMs = performance.now() - t0;
+    ids = [];
+    for (const r of requests) {
+      if (r.maxTokens <= 0) {
+        ids.push(null);
+        continue;
+      }
+      const { constraints } = await service.constraints(responseFormat, 1);
+      ids.push(engine.submit({ ...r, stopTokenIds: stopTokenIdsOf(loaded), sampling, responseFormat }, { constraints }));
+    }
+  } else {
+    ids = requests.map((r) => (r.maxTokens > 0 ? engine.submit({ ...r, sampling }) : null));
+  }
   try {
     await engine.runUntilIdle();
   } catch (e) {
@@ -194,10 +270,19 @@ async function runEngine(promptList: string[]): Promise<Uint8Array[]> {
   let numOverflowed = 0;
   const texts = requests.map((r, i) => {
     const id = ids[i];
-    const seq = id === null ? undefined : engine.getRequest(id)!.seqs[0];
+    const req = id === null ? undefined : engine.getRequest(id)!;
+    const seq = req?.seqs[0];
     const sampled = seq?.outputTokenIds ?? [];
     numGeneratedTokens += sampled.length;
     numOverflowed += seq?.sampler.numOverflowedSteps ?? 0;
+    if (responseFormat) {
+      // Structured output: the generated text alone (it is the JSON), each piece after its predecessor.
+      const all = [...r.promptTokenIds, ...sampled];
+      const pieces = sampled.map((t, k) => tokenizer.pieceBytes(all[r.promptTokenIds.length + k - 1], t, false));
+      const bytes = Buffer.concat(pieces);
+      structuredResults.push({ finishReason: seq?.finishReason ?? 'length', maskMs: req?.mask?.totalMs ?? 0, numMasked: req?.mask?.numTokens ?? 0, text: new TextDecoder().decode(bytes) });
+      return new Uint8Array(bytes);
+    }
     return runcText(tokenizer, r.promptTokenIds, sampled, steps, model.config.seqLen);
   });
   overflowNotice(numOverflowed, numGeneratedTokens);
@@ -235,12 +320,23 @@ if (args['prompts-file'] !== undefined) {
   lines.forEach((line, i) => checkPromptLength(line, `the prompt on line ${i + 1} of ${args['prompts-file']} `));
   const texts = await runEngine(lines);
   const decoder = new TextDecoder();
-  process.stdout.write(lines.map((p, i) => `${JSON.stringify({ prompt: p, text: decoder.decode(texts[i]) })}\n`).join(''));
+  process.stdout.write(
+    lines
+      .map((p, i) => {
+        const line: Record<string, unknown> = { prompt: p, text: decoder.decode(texts[i]) };
+        if (responseFormat) line.finish_reason = structuredResults[i].finishReason;
+        return `${JSON.stringify(line)}\n`;
+      })
+      .join(''),
+  );
+  structuredNotes();
   stats(lines.length, numGeneratedTokens);
-} else if (backend === 'webgpu') {
+} else if (backend === 'webgpu' || responseFormat) {
   checkPromptLength(args.prompt ?? '', 'the prompt ');
   const [bytes] = await runEngine([args.prompt ?? '']);
   process.stdout.write(bytes);
+  if (responseFormat) process.stdout.write('\n');
+  structuredNotes();
   stats(1, numGeneratedTokens);
 } else {
   checkPromptLength(args.prompt ?? '', 'the prompt ');

@@ -170,3 +170,51 @@ describe('generate: a prompt longer than the context is refused at once with its
     expect(lines(used.stderr)).toEqual(['note: the prompt is 6 tokens (BOS included) and --steps is 3: as run.c, only its first 3 tokens are printed and nothing is generated']);
   }, timeout);
 });
+
+describe('generate: structured output (--response-format, --json-schema)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'servelab-json-'));
+  const schemaFile = join(dir, 'kid.json');
+  const schema = { type: 'object', properties: { name: { type: 'string', maxLength: 10 }, age: { type: 'integer', minimum: 1, maximum: 9 } }, required: ['name', 'age'] };
+  writeFileSync(schemaFile, JSON.stringify(schema));
+
+  it('prints the JSON alone, valid against the schema, with a note that it is complete', async () => {
+    const r = await generate('--prompt', 'Lily', '--temperature', '0.8', '--seed', '3', '--json-schema', schemaFile);
+    expect(r.status).toBe(0);
+    const value = JSON.parse(r.stdout) as { name: string; age: number };
+    expect(typeof value.name).toBe('string');
+    expect(value.name.length).toBeLessThanOrEqual(10);
+    expect(Number.isInteger(value.age) && value.age >= 1 && value.age <= 9).toBe(true);
+    expect(lines(r.stderr)).toEqual(['note: finish_reason stop; JSON valid']);
+  }, timeout);
+
+  it('steps running out first: finish_reason length, the JSON is said to be incomplete', async () => {
+    const r = await generate('--response-format', 'json_object', '--temperature', '0', '--steps', '12');
+    expect(r.status).toBe(0);
+    expect(r.stdout.startsWith('{')).toBe(true);
+    expect(() => JSON.parse(r.stdout)).toThrow();
+    expect(lines(r.stderr)[0]).toMatch(/^note: finish_reason length; JSON incomplete/);
+  }, timeout);
+
+  it.each([
+    [['--response-format', 'yaml'], 'unknown --response-format "yaml" (available: json_object, json_schema)'],
+    [['--response-format', 'json_schema'], '--response-format json_schema needs --json-schema FILE'],
+    [['--response-format', 'json_object', '--json-schema', 'x.json'], '--json-schema goes with --response-format json_schema, not json_object'],
+  ])('%j is refused: exit 2, one line', async (args, message) => {
+    const r = await generate(...base, ...args);
+    expect(r.status).toBe(2);
+    expect(lines(r.stderr)).toEqual([`error: ${message} (see --help)`]);
+  }, timeout);
+
+  it('an invalid schema file is refused with the reason', async () => {
+    const bad = join(dir, 'bad.json');
+    writeFileSync(bad, JSON.stringify({ type: 'object', properties: { n: { type: 'integer', minimum: 5, maximum: 1 } } }));
+    const r = await generate(...base, '--json-schema', bad);
+    expect(r.status).toBe(2);
+    expect(lines(r.stderr)).toEqual([`error: --json-schema ${bad}: invalid JSON schema: #/properties/n: minimum 5 is greater than maximum 1 (see --help)`]);
+    const notJson = join(dir, 'nope.json');
+    writeFileSync(notJson, '{type: object}');
+    const r2 = await generate(...base, '--json-schema', notJson);
+    expect(r2.status).toBe(2);
+    expect(lines(r2.stderr)[0]).toMatch(/^error: --json-schema .*nope\.json is not JSON: /);
+  }, timeout);
+});
