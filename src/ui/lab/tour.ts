@@ -308,6 +308,43 @@ const TOURS: Record<string, Detector[]> = {
     },
     wrapUp,
   ],
+  'structured-output': [
+    {
+      id: 'first-mask',
+      target: 'step-inspector',
+      title: 'A token mask',
+      find: (step) => {
+        const m = step.masks?.[0];
+        if (!m) return null;
+        const others = step.seqs.filter((q) => !step.masks!.some((x) => x.seqId === q.seqId)).length;
+        return `${m.requestId} must follow its JSON schema: before sampling, ${m.numAllowed} of ${m.vocabSize} tokens (${((100 * m.numAllowed) / m.vocabSize).toFixed(1)}%) were allowed, the rest masked out, in ${m.ms.toFixed(3)} ms. ${plural(others, 'other row')} in this step sampled freely.`;
+      },
+    },
+    {
+      id: 'mixed-batch',
+      target: 'slot-timeline',
+      title: 'Constrained and free rows share a step',
+      find: (step) => {
+        const masked = new Set((step.masks ?? []).map((m) => m.seqId));
+        const free = step.seqs.filter((q) => q.numDecodeTokens > 0 && !masked.has(q.seqId)).length;
+        if (masked.size < 2 || free < 1) return null;
+        const ms = (step.masks ?? []).reduce((a, m) => a + m.ms, 0);
+        return `Step ${step.stepIndex} decodes ${plural(masked.size, 'constrained row')} beside ${plural(free, 'free row')}: the masks cost ${ms.toFixed(3)} ms on the CPU in a ${step.durationMs.toFixed(1)} ms step; the free rows are untouched.`;
+      },
+    },
+    {
+      id: 'json-done',
+      target: 'request-table',
+      title: 'A JSON answer ends itself',
+      find: (_step, snap) => {
+        const r = snap.requests.find((x) => x.state === 'finished' && x.responseFormat && x.endReason === 'stop' && x.mask);
+        if (!r) return null;
+        const m = r.mask!;
+        return `${r.requestId} closed its JSON and the grammar then allowed only the end-of-text token: it finished (stop) after ${r.outputTokenIds[0].length} tokens, ${(m.totalMs / Math.max(1, m.numTokens)).toFixed(3)} ms of masking per token. Click it to see the validated JSON.`;
+      },
+    },
+    wrapUp,
+  ],
   fairness: [
     {
       id: 'light-served',
