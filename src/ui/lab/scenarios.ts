@@ -183,9 +183,9 @@ export const STRUCTURED_SCHEMA: Record<string, unknown> = {
 SCENARIOS.push({
   id: 'structured-output',
   short: 'JSON',
-  title: 'Structured output (JSON schema) in a mixed batch',
+  title: 'Structured output (JSON) in a mixed batch',
   watch:
-    'Half the requests must answer with JSON that follows a schema (name, age, mood); the rest write free text, in the same batches. Each constrained row\'s logits come back to the CPU, XGrammar masks every token the schema forbids, then the usual sampler picks. Watch the step inspector\'s "token masks" (ms, share of the vocabulary allowed) and open a JSON request: its output is validated, its mask cost per token shown.',
+    'Half the requests must answer with JSON that follows a schema (name, age, mood); the rest write free text, in the same batches. Each constrained row\'s logits come back to the CPU, XGrammar masks every token the schema forbids, then the usual sampler picks. Watch the step inspector\'s token masks line (ms on the CPU, share of the vocabulary allowed) and open a JSON request: its output is validated, its mask cost per token shown.',
   settings: s({ maxNumSeqs: 8, numGpuBlocks: 96 }),
   workload: {
     seed: 91,
