@@ -397,6 +397,7 @@ export class EngineHost {
       if (!t.ended) t.onEvent?.({ type: 'error', requestId: t.requestId, reason: 'engine_restarted', message: reason });
     }
     this.tracked.clear();
+    this.engine.releaseConstraints();
     this.engine = null;
   }
 
@@ -476,6 +477,11 @@ export class EngineHost {
       if (!t.ended) t.onEvent?.({ type: 'error', requestId: t.requestId, reason: 'engine_error', message });
     }
     this.tracked.clear();
+    try {
+      this.engine?.releaseConstraints();
+    } catch {
+      // A step still in flight keeps its matchers; they are garbage then, not a second failure.
+    }
     this.engine = null;
     // A fresh engine on the same model, so the lab stays usable; the message says what happened.
     if (this.loaded && this.executors.executor) {

@@ -9,7 +9,7 @@ import { Scheduler, isDecodeWork } from './scheduler.ts';
 import { DEFAULT_SCHEDULER_CONFIG, validateLiveChanges, type SchedulerConfig } from './config.ts';
 import { InvalidRequestError, Request, disposeConstraints, validateRequestSpec, type RequestProblem, type RequestSpec, type RequestState } from './request.ts';
 import type { TokenConstraint } from './constraint.ts';
-import type { StepMask } from './scheduler.ts';
+import type { StepMask } from './events.ts';
 import { MetricsCollector, type MetricsGauges, type MetricsSummary } from './metrics.ts';
 import { RealClock, isVirtualClock, type Clock } from './clock.ts';
 import { Heap } from './heap.ts';
@@ -30,6 +30,8 @@ export interface EngineOptions {
   checkInvariants?: boolean;
   /** Replay hook: a recorded token for (stepIndex, seqId) instead of sampling. */
   sampleOverride?: (stepIndex: number, seqId: number) => number | undefined;
+  /** Replay hook: the token masks a step applied, as recorded (the replay has no constraints). */
+  maskOverride?: (stepIndex: number) => readonly StepMask[] | undefined;
   /** Ended requests kept in snapshots (default 64). */
   numRecentEndedInSnapshot?: number;
   /** Step records kept for the views (default 256). */
@@ -172,6 +174,7 @@ export class Engine {
   private readonly recordEvents: boolean;
   private readonly checkInvariants: boolean;
   private readonly sampleOverride: EngineOptions['sampleOverride'];
+  private readonly maskOverride: EngineOptions['maskOverride'];
   private readonly profile: ProfileSink | undefined;
   private readonly numRecentEnded: number;
   private readonly recentEnded: Request[] = [];
@@ -194,6 +197,7 @@ export class Engine {
     this.recordEvents = options.recordEvents ?? true;
     this.checkInvariants = options.checkInvariants ?? defaultCheckInvariants();
     this.sampleOverride = options.sampleOverride;
+    this.maskOverride = options.maskOverride;
     this.profile = options.profile;
     this.numRecentEnded = options.numRecentEndedInSnapshot ?? 64;
     this.numStepRecords = options.numStepRecords ?? 256;
@@ -296,6 +300,16 @@ export class Engine {
 
   private isKnownId(requestId: string): boolean {
     return this.pendingById.has(requestId) || this.scheduler.requests.has(requestId);
+  }
+
+  /**
+   * Frees the constraints (grammar matchers) of every request still in the engine, for an engine
+   * being dropped with requests in flight (nothing else ends them). Not while a step runs.
+   */
+  releaseConstraints(): void {
+    if (this.stepping) throw new Error('Engine.releaseConstraints() called while a step is in flight');
+    for (const r of this.pendingById.values()) disposeConstraints(r);
+    for (const r of this.scheduler.live) disposeConstraints(r);
   }
 
   /** Cancels a request; takes effect now between steps, or right after the step in flight. */
@@ -434,6 +448,9 @@ export class Engine {
         };
       }
       const sampled = this.scheduler.update(scheduled, output, endMs, sample);
+      const recorded = this.maskOverride?.(plan.stepIndex);
+      if (recorded) this.scheduler.observeMasks(recorded);
+      const masks = this.scheduler.takeMasks();
       const touched = new Set<Request>();
       for (const w of scheduled.work) touched.add(w.seq.request);
       for (const r of touched) if (!r.isDone) this.metrics.observeProgress(r);
@@ -465,6 +482,7 @@ export class Engine {
         numDecodeTokens: scheduled.numDecodeTokens,
         numPaddingTokens: plan.numPaddingTokens ?? 0,
         sampled,
+        ...(masks.length > 0 ? { masks } : {}),
       });
       for (const id of this.deferredCancels.splice(0)) this.applyCancel(id);
       if (this.checkInvariants) {
@@ -472,7 +490,7 @@ export class Engine {
         this.scheduler.assertInvariants();
         if (prof) lap('invariants');
       }
-      const record = this.recordStep(view);
+      const record = this.recordStep(view, undefined, masks);
       if (prof) lap('record');
       return { kind: 'ran', step: record };
     } finally {
@@ -579,7 +597,7 @@ export class Engine {
   }
 
   /** Closes a step: its view, the request events and the KV events since the previous one. */
-  private recordStep(view: StepView, failed?: string): StepRecord {
+  private recordStep(view: StepView, failed?: string, masks: StepMask[] = []): StepRecord {
     const record: StepRecord = {
       ...view,
       ...this.pendingRequestEvents,
@@ -587,7 +605,6 @@ export class Engine {
       decisions: this.scheduler.takeDecisions(),
       tokenBudget: this.config.maxNumBatchedTokens,
     };
-    const masks = this.scheduler.takeMasks();
     if (masks.length > 0) record.masks = masks;
     if (failed !== undefined) record.failed = failed;
     this.pendingRequestEvents = { preempted: [], rejected: [], finished: [] };

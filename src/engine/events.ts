@@ -48,6 +48,8 @@ export type EngineEvent =
       numPaddingTokens: number;
       /** Sampled token per seqId this step (including stop tokens), for replay. */
       sampled: [seqId: number, tokenId: number][];
+      /** Structured output: the token masks applied (absent when none), so replays show them too. */
+      masks?: StepMask[];
     };
 
 export type EngineEventType = EngineEvent['type'];
@@ -80,3 +82,14 @@ export type KvEvent =
 
 export type KvEventType = KvEvent['type'];
 export type EventListener = (event: EngineEvent) => void;
+
+/** One token mask applied in a step (structured output). */
+export interface StepMask {
+  seqId: number;
+  requestId: string;
+  /** Host ms to compute the bitmask and apply it to the row. */
+  ms: number;
+  /** Tokens allowed, of vocabSize. */
+  numAllowed: number;
+  vocabSize: number;
+}

@@ -110,6 +110,7 @@ export class EventLogReplay {
       executor: new ReplayExecutor(steps, clock, duringStep, this.apply, failedSteps),
       clock,
       recordEvents: true,
+      maskOverride: (stepIndex) => steps.get(stepIndex)?.masks,
       sampleOverride: (stepIndex, seqId) => {
         const hit = steps.get(stepIndex)?.sampled.find(([id]) => id === seqId);
         if (!hit) throw new Error(`replay: step ${stepIndex} recorded no token for seq ${seqId}; the run diverged`);

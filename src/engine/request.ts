@@ -283,7 +283,8 @@ export class Request {
   constructor(spec: RequestSpec, requestId: string, arrivalMs: number, order: number, constraints: readonly TokenConstraint[] | null = null) {
     this.requestId = requestId;
     this.constraints = constraints;
-    this.mask = constraints ? { numTokens: 0, totalMs: 0, allowedFractions: [] } : null;
+    // A replay has the format but no constraints: it counts the recorded masks.
+    this.mask = constraints || spec.responseFormat ? { numTokens: 0, totalMs: 0, allowedFractions: [] } : null;
     this.spec = spec;
     this.promptTokenIds = spec.promptTokenIds;
     this.numPromptTokens = spec.promptTokenIds.length;

@@ -23,21 +23,11 @@ import { createPolicy, lastRankReason, type Policy } from './policies.ts';
 import { assertValidConfig, DEFAULT_SCHEDULER_CONFIG, validateLiveChanges, type SchedulerConfig } from './config.ts';
 import { MAX_MASK_HISTORY, Request, Sequence, createSequenceSampler, disposeConstraints, type FailReason, type FinishReason, type RejectReason } from './request.ts';
 import { applyBitmask, bitmaskWords } from './constraint.ts';
-import type { Decision, EngineEvent, KvEvent, PreemptionMode } from './events.ts';
+import type { Decision, EngineEvent, KvEvent, PreemptionMode, StepMask } from './events.ts';
 import { Heap } from './heap.ts';
 
 export { DEFAULT_SCHEDULER_CONFIG, LIVE_CONFIG_KEYS, type BatchingMode, type SchedulerConfig } from './config.ts';
-
-/** One token mask applied in a step (structured output). */
-export interface StepMask {
-  seqId: number;
-  requestId: string;
-  /** Host ms to compute the bitmask and apply it to the row. */
-  ms: number;
-  /** Tokens allowed, of vocabSize. */
-  numAllowed: number;
-  vocabSize: number;
-}
+export type { StepMask } from './events.ts';
 
 /** One sequence's work this step. */
 export interface SeqWork {
@@ -443,13 +433,23 @@ export class Scheduler {
     const { numAllowed, argmax } = applyBitmask(logits, this.bitmask);
     if (numAllowed === 0) throw new Error(`step ${stepIndex}: seq ${seq.seqId}'s constraint allows no token`);
     const ms = performance.now() - t0;
-    const req = seq.request;
-    const stats = req.mask!;
-    stats.numTokens++;
-    stats.totalMs += ms;
-    if (seq.index === 0 && stats.allowedFractions.length < MAX_MASK_HISTORY) stats.allowedFractions.push(numAllowed / V);
-    this.masks.push({ seqId: seq.seqId, requestId: req.requestId, ms, numAllowed, vocabSize: V });
+    this.observeMasks([{ seqId: seq.seqId, requestId: seq.request.requestId, ms, numAllowed, vocabSize: V }]);
     return { seqId: out.seqId, argmax, logits };
+  }
+
+  /** Counts masks into their requests' figures and the step's list (a replay hands in recorded ones). */
+  observeMasks(masks: readonly StepMask[]): void {
+    for (const m of masks) {
+      // By request: a sequence that ended in this step has already left seqById.
+      const seq = this.requests.get(m.requestId)?.seqs.find((x) => x.seqId === m.seqId);
+      const stats = seq?.request.mask;
+      if (seq && stats) {
+        stats.numTokens++;
+        stats.totalMs += m.ms;
+        if (seq.index === 0 && stats.allowedFractions.length < MAX_MASK_HISTORY) stats.allowedFractions.push(m.numAllowed / m.vocabSize);
+      }
+      this.masks.push(m);
+    }
   }
 
   private scheduleContinuous(ctx: StepContext, nowMs: number): void {

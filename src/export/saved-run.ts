@@ -289,6 +289,21 @@ const EVENT_SCHEMA: Schema = {
       numDecodeTokens: int0,
       numPaddingTokens: int0,
       sampled: sampledPairs,
+      masks: {
+        type: 'array',
+        optional: true,
+        maxItems: 1_000_000,
+        items: {
+          type: 'object',
+          fields: {
+            seqId: int0,
+            requestId,
+            ms: { type: 'number', min: 0, why: 'host ms the mask took' },
+            numAllowed: int0,
+            vocabSize: { type: 'number', integer: true, min: 1, why: 'the vocabulary the mask covers' },
+          },
+        },
+      },
     }),
   },
 };

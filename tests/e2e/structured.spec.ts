@@ -95,3 +95,25 @@ test('the Structured output scenario: masks in the inspector, validated JSON and
   await shoot(page, testInfo, 'structured-scenario-390');
   expect(errors).toEqual([]);
 });
+
+test("the Structured output scenario's tour finds its moments on the real model", async ({ page }, testInfo) => {
+  test.setTimeout(300_000);
+  const errors = captureErrors(page);
+  await page.goto('/?scenario=structured-output');
+  await waitForModel(page);
+  await page.getByTestId('tour-start').click();
+  const tour = page.getByTestId('tour');
+  const seen: string[] = [];
+  for (let k = 0; k < 6; k++) {
+    await expect(tour).toHaveAttribute('data-index', String(k), { timeout: 240_000 });
+    await expect(tour).toHaveAttribute('data-seeking', 'false');
+    const moment = (await tour.getAttribute('data-moment')) ?? '';
+    seen.push(moment);
+    await expect(page.getByTestId('tour-text')).toContainText(/\d/);
+    if (moment !== 'summary') await shoot(page, testInfo, `structured-tour-${k + 1}-${moment}`);
+    await page.keyboard.press('ArrowRight');
+    if (moment === 'summary') break;
+  }
+  expect(seen).toEqual(['first-mask', 'mixed-batch', 'json-done', 'summary']);
+  expect(errors).toEqual([]);
+});

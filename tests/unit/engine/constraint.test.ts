@@ -164,6 +164,19 @@ describe('constrained sampling in the engine', () => {
     expect(rejected.disposed).toBe(1);
   });
 
+  it('an engine dropped with requests in flight releases their constraints once', async () => {
+    const e = engine();
+    const running = new ScriptedConstraint(script(30, 1));
+    const pending = new ScriptedConstraint([]);
+    e.submit(spec('run', { responseFormat: FORMAT }), { constraints: [running] });
+    e.submit(spec('later', { responseFormat: FORMAT, arrivalMs: 1e6 }), { constraints: [pending] });
+    await e.step();
+    await e.step();
+    e.releaseConstraints();
+    e.releaseConstraints();
+    expect([running.disposed, pending.disposed]).toEqual([1, 1]);
+  });
+
   it('replays from its log without constraints, and round-trips as a saved run', async () => {
     const e = engine();
     e.submit(spec('g', { responseFormat: FORMAT }), { constraints: [new ScriptedConstraint(script(6, 1))] });
@@ -172,6 +185,11 @@ describe('constrained sampling in the engine', () => {
     await e.runUntilIdle();
     const replayed = await replayEventLog(e.eventLog, { config: e.config, checkInvariants: true });
     expect(replayed.eventLog).toEqual(e.eventLog);
+    // The masks come back too (recorded in the step events): the views of a replay show them.
+    expect(e.eventLog.some((ev) => ev.type === 'step' && ev.masks && ev.masks.length > 0)).toBe(true);
+    expect(replayed.stepsSince(0).map((r) => r.masks)).toEqual(e.stepsSince(0).map((r) => r.masks));
+    for (const id of ['g', 's']) expect(replayed.getRequest(id)!.mask).toEqual(e.getRequest(id)!.mask);
+    expect(replayed.getRequest('free')!.mask).toBeNull();
     const submit = e.eventLog.find((ev) => ev.type === 'submit' && ev.request.requestId === 's');
     expect(submit && submit.type === 'submit' && submit.request.responseFormat).toEqual({ type: 'json_object' });
     const run = makeSavedRun('structured', 'fake', e.config, e.eventLog);
