@@ -25,6 +25,13 @@ describe('packStep', () => {
     expect(p.logitsWanted).toEqual([false, true]);
   });
 
+  it('a constrained greedy row gets its logits read back (the mask is applied on the CPU); a free greedy row does not', () => {
+    const constrained = { ...seq(2, [40], 5, [1, 6]), constrained: true };
+    const p = packStep(plan([seq(1, [30], 5, [0, 3]), constrained, seq(3, [50], 5, [2, 7], true, warm)]), 4, 512, 512);
+    expect(p.logitSeqIds).toEqual([1, 2, 3]);
+    expect(p.logitsWanted).toEqual([false, true, true]);
+  });
+
   it('rejects plans the kernels would read out of bounds', () => {
     expect(() => packStep(plan([seq(1, [600], 0, [0])]), 4, 512, 512)).toThrow(/outside the vocabulary/);
     expect(() => packStep(plan([seq(1, [5, 6], 3, [0])]), 4, 512, 512)).toThrow(/beyond its block table/);
