@@ -101,6 +101,10 @@ export class Scheduler {
   private staticBatch: Request[] = [];
   private staticPaddedPromptLen = 0;
   private readonly staticProgress = new Map<Request, number>();
+  /** Structured output: masks applied since the last takeMasks(), for the step record. */
+  private masks: StepMask[] = [];
+  /** One bitmask buffer, reused for every constrained row. */
+  private bitmask = new Int32Array(0);
 
   constructor(config: Partial<SchedulerConfig>, private readonly emit: (e: EngineEvent) => void = () => {}) {
     this.config = assertValidConfig({ ...DEFAULT_SCHEDULER_CONFIG, ...config });
@@ -402,10 +406,6 @@ export class Scheduler {
     }
     return sampled;
   }
-
-  /** Masks taken since the last takeMasks(), for the step record. */
-  private masks: StepMask[] = [];
-  private bitmask = new Int32Array(0);
 
   /** Drains the masks applied since the last call (the engine does, once per step). */
   takeMasks(): StepMask[] {
