@@ -23,7 +23,7 @@
  * usable after an abort, which the tests check).
  */
 import type * as XG from '@mlc-ai/web-xgrammar';
-import { bitmaskWords, type ResponseFormat, type TokenConstraint } from '../engine/constraint.ts';
+import type { ResponseFormat, TokenConstraint } from '../engine/constraint.ts';
 import type { Tokenizer } from '../model/tokenizer.ts';
 
 export type XGrammarApi = Pick<typeof XG, 'TokenizerInfo' | 'GrammarCompiler' | 'GrammarMatcher'>;
@@ -209,7 +209,7 @@ class XGrammarConstraint implements TokenConstraint {
 export interface CompiledFormat {
   key: string;
   grammar: XG.CompiledGrammar;
-  /** Wall ms of the compile (0 for a cache hit's reuse is reported by `cached`). */
+  /** Wall ms of the compile (when it ran; a request that reuses it says so with `cached`). */
   compileMs: number;
 }
 
@@ -286,10 +286,5 @@ export class GrammarService {
       constraints.push(new XGrammarConstraint(matcher, this.vocabSize));
     }
     return { constraints, compiled, cached };
-  }
-
-  /** Words of this model's token bitmask. */
-  get bitmaskWords(): number {
-    return bitmaskWords(this.vocabSize);
   }
 }

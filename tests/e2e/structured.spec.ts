@@ -30,12 +30,15 @@ test('a JSON-schema request from the prompt box comes back as valid, pretty-prin
   await schema.fill('{"type": "object", ');
   await expect(page.getByTestId('prompt-schema-error')).toContainText('The schema is not JSON');
   await expect(page.getByTestId('prompt-send')).toBeDisabled();
+  await expect(schema).toHaveAttribute('aria-invalid', 'true');
+  await shoot(page, testInfo, 'structured-schema-not-json');
   // JSON but not a schema the grammar engine takes: the worker refuses it with the reason.
   await schema.fill('{"type": "object", "properties": {"age": {"type": "integer", "minimum": 9, "maximum": 2}}}');
   await expect(page.getByTestId('prompt-send')).toBeEnabled();
   await sendAndWait(page);
   await expect(page.getByTestId('prompt-output')).toHaveAttribute('data-status', 'error');
   await expect(page.getByTestId('prompt-message')).toContainText('minimum 9 is greater than maximum 2');
+  await shoot(page, testInfo, 'structured-schema-refused');
 
   await schema.fill(good);
   await box.getByLabel('max tokens').fill('96');
