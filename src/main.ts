@@ -1,3 +1,5 @@
+// First: starts the engine worker before the rest of the app is evaluated.
+import './ui/boot.ts';
 import { mount } from 'svelte';
 import App from './ui/App.svelte';
 import './ui/global.css';

@@ -62,6 +62,8 @@ export class WorkerEngine implements EngineDriver {
   private readonly governor = new FrameGovernor();
   /** A reset, pause or step asked for by the user is shown at once, whatever the governor says. */
   private urgent = false;
+  /** The configuration being applied (configure()), if any. */
+  private configuring: Promise<void> | null = null;
   /** Resolves the promises of pause() and step() once the state they asked for is shown. */
   private shownWaiters: { stepIndex: number; resolve: () => void }[] = [];
 
@@ -183,8 +185,21 @@ export class WorkerEngine implements EngineDriver {
     return new Promise((resolve) => this.shownWaiters.push({ stepIndex, resolve }));
   }
 
-  /** A fresh engine with these settings (requests in flight end) and clear views. */
-  async configure(settings: LabSettings): Promise<void> {
+  /**
+   * A fresh engine with these settings (requests in flight end) and clear views. Configurations
+   * apply one after the other; a prompt submitted meanwhile waits for them (see submit()).
+   */
+  configure(settings: LabSettings): Promise<void> {
+    const run = (this.configuring ?? Promise.resolve()).catch(() => {}).then(() => this.applySettings(settings));
+    this.configuring = run;
+    const clear = () => {
+      if (this.configuring === run) this.configuring = null;
+    };
+    run.then(clear, clear);
+    return run;
+  }
+
+  private async applySettings(settings: LabSettings): Promise<void> {
     await this.engine.start();
     this.busy = true;
     try {
@@ -210,8 +225,14 @@ export class WorkerEngine implements EngineDriver {
     return ids;
   }
 
+  /**
+   * Submits a prompt. One typed while the engine starts or a run is being set up (the first
+   * scenario starts as soon as the model is ready) goes in once that run's engine exists, instead
+   * of into the engine the run is about to replace (which would end it with 'engine_restarted').
+   */
   async submit(params: CompletionParams, onEvent: (e: StreamEvent) => void): Promise<string> {
     await this.engine.start();
+    while (this.configuring) await this.configuring.catch(() => {});
     return this.engine.submit(params, onEvent);
   }
 
