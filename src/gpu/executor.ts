@@ -184,9 +184,9 @@ export class GpuExecutor implements Executor {
    * row-count classes 1, 2, 4, 8+, the largest step, a copy-on-write copy) is recorded into a
    * collector that only notes each dispatch's kernel and override values (no GPU work, no
    * buffers touched); the distinct specialisations are then compiled with
-   * createComputePipelineAsync, all at once, so the driver compiles them in parallel and off the
-   * queue (a software adapter such as SwiftShader spends ~50-100 ms of CPU on each).
-   * Steps find them in the registry's cache afterwards.
+   * createComputePipelineAsync, all asked for at once (a driver may compile them in parallel;
+   * Chromium on SwiftShader compiled them one after another, ~90 ms of CPU each on a quiet
+   * 2-core machine). Steps find them in the registry's cache afterwards.
    */
   async warmUp(shape: { maxTokens: number; maxSeqs: number }): Promise<void> {
     const kv = this.kv;

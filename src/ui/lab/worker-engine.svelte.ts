@@ -67,14 +67,6 @@ export class WorkerEngine implements EngineDriver {
   /** Prompts submitted while a configuration was being applied, in order. */
   private held: { params: CompletionParams; onEvent: (e: StreamEvent) => void; resolve: (id: Promise<string>) => void }[] = [];
 
-  /** Submits the held prompts, in order; returns their submissions. */
-  private submitHeld(): Promise<string>[] {
-    return this.held.splice(0).map((h) => {
-      const id = this.engine.submit(h.params, h.onEvent);
-      h.resolve(id);
-      return id;
-    });
-  }
   /** Resolves the promises of pause() and step() once the state they asked for is shown. */
   private shownWaiters: { stepIndex: number; resolve: () => void }[] = [];
 
@@ -258,6 +250,15 @@ export class WorkerEngine implements EngineDriver {
     await this.engine.start();
     if (this.configuring) return new Promise<string>((resolve) => this.held.push({ params, onEvent, resolve }));
     return this.engine.submit(params, onEvent);
+  }
+
+  /** Submits the held prompts, in order; returns their submissions. */
+  private submitHeld(): Promise<string>[] {
+    return this.held.splice(0).map((h) => {
+      const id = this.engine.submit(h.params, h.onEvent);
+      h.resolve(id);
+      return id;
+    });
   }
 
   cancel(requestId: string): void {
