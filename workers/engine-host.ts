@@ -94,6 +94,11 @@ export class EngineHost {
     };
   }
 
+  /** Starts acquiring the GPU device before a model is given (the worker calls it at once). */
+  prepare(): void {
+    this.executors.prepare();
+  }
+
   get currentEngine(): Engine | null {
     return this.engine;
   }

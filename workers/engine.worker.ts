@@ -13,12 +13,14 @@ import type { EngineApi } from './protocol.ts';
 const gpu = (self.navigator as Navigator & { gpu?: GPU }).gpu;
 // XGrammar (structured output) loads on the first request that needs it: its own chunk, WASM inlined.
 const host = new EngineHost({ gpu, kernelSources, xgrammar: () => import('@mlc-ai/web-xgrammar') });
+// The device comes up while the page asks for the model and the model downloads.
+host.prepare();
 
 const api: EngineApi = {
   probe: () => probeAdapter(gpu),
   async loadModel(source, onProgress) {
-    const modelBytes = await fetchBytes(source.modelUrl, onProgress);
-    const tokenizerBytes = source.tokenizerUrl ? await fetchBytes(source.tokenizerUrl) : undefined;
+    // Both downloads at once.
+    const [modelBytes, tokenizerBytes] = await Promise.all([fetchBytes(source.modelUrl, onProgress), source.tokenizerUrl ? fetchBytes(source.tokenizerUrl) : undefined]);
     return host.setModel(loadModel(modelBytes, source.name, tokenizerBytes));
   },
   // The page passes the buffers with Comlink.transfer (they are not copied).

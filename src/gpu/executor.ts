@@ -23,7 +23,9 @@ import type { GpuContext } from './device.ts';
 import { encodeForward } from './forward.ts';
 import { checkKvGeometry, GpuKvPool } from './kv-pool.ts';
 import { packStep } from './pack.ts';
-import type { GpuRuntime } from './step.ts';
+import type { KernelName } from './kernel-names.ts';
+import type { OverrideValues } from './registry.ts';
+import type { GpuRuntime, StepEncoder } from './step.ts';
 import { CpuSwapPool } from './swap.ts';
 import { GpuWeights } from './weights.ts';
 
@@ -176,46 +178,42 @@ export class GpuExecutor implements Executor {
   }
 
   /**
-   * Runs throwaway steps on the configured pool: a prefill of up to `maxTokens` rows over up to
-   * `maxSeqs` sequences (greedy and sampled rows, so both readbacks), then decode steps of every
-   * row-count class the kernels specialise for (8+, 4, 2, 1 rows), the first with a
-   * copy-on-write copy. Every pipeline a step can use is compiled and the activation buffers
-   * grow to the largest step before any measured step.
+   * Gets every pipeline a step can use compiled, and the activation buffers sized for the largest
+   * step, before any measured step — without running a step. The forward pass of each step
+   * shape that selects different specialisations (token rows and logit rows in the kernels'
+   * row-count classes 1, 2, 4, 8+, the largest step, a copy-on-write copy) is recorded into a
+   * collector that only notes each dispatch's kernel and override values (no GPU work, no
+   * buffers touched); the distinct specialisations are then compiled with
+   * createComputePipelineAsync, all asked for at once (a driver may compile them in parallel;
+   * Chromium on SwiftShader compiled them one after another, ~90 ms of CPU each on a quiet
+   * 2-core machine). Steps find them in the registry's cache afterwards.
    */
   async warmUp(shape: { maxTokens: number; maxSeqs: number }): Promise<void> {
     const kv = this.kv;
     if (!kv) throw new Error('the GPU executor needs configure() before warmUp()');
-    const { blockSize, numGpuBlocks } = kv.geometry;
     const c = this.model.config;
-    const numSeqs = Math.max(1, Math.min(shape.maxSeqs, shape.maxTokens, Math.floor(numGpuBlocks / 2)));
-    const blocksPerSeq = Math.max(1, Math.floor(numGpuBlocks / numSeqs) - 1);
-    const numDecodeSteps = 4;
-    const perSeq = Math.max(1, Math.min(Math.floor(shape.maxTokens / numSeqs), c.seqLen - 1 - numDecodeSteps, blocksPerSeq * blockSize - numDecodeSteps));
-    const sampling = (i: number) => ({ temperature: i % 2 === 0 ? 0 : 1, topP: 1, topK: 0, seed: i });
-    const seq = (i: number, start: number, n: number) => {
-      const blockTable = Array.from({ length: Math.ceil((start + n) / blockSize) }, (_, k) => i * (blocksPerSeq + 1) + k);
-      return {
-        seqId: i,
-        requestId: 'warm-up',
-        tokenIds: Array.from({ length: n }, (_, k) => 1 + ((i + k) % (c.vocabSize - 1))),
-        startPosition: start,
-        slots: Array.from({ length: n }, (_, k) => blockTable[Math.floor((start + k) / blockSize)] * blockSize + ((start + k) % blockSize)),
-        blockTable,
-        needsLogits: true,
-        sampling: sampling(i),
-      };
+    const maxTokens = Math.max(1, shape.maxTokens);
+    const maxRows = Math.max(1, Math.min(shape.maxSeqs, maxTokens));
+    const maxTable = maxRows * Math.ceil(c.seqLen / kv.geometry.blockSize);
+    const a = this.act.ensure(maxTokens, maxRows, maxTable, 1);
+    const specs = new Map<string, { kernel: KernelName; overrides: OverrideValues }>();
+    const collector: Pick<StepEncoder, 'tuning' | 'dispatch'> = {
+      tuning: this.runtime.tuning,
+      dispatch: (kernel, _bindings, _workgroups, options = {}) => {
+        const overrides = options.overrides ?? {};
+        specs.set(`${kernel}:${JSON.stringify(overrides)}`, { kernel, overrides });
+      },
     };
-    const empty = { copies: [], swapOut: [], swapIn: [] };
-    const prefill = Array.from({ length: numSeqs }, (_, i) => seq(i, 0, perSeq));
-    await this.execute({ stepIndex: -3, seqs: prefill, numBatchedTokens: numSeqs * perSeq, ...empty });
-    const spare = numSeqs * (blocksPerSeq + 1) - 1; // the last sequence's spare block, in no table
-    const copies = spare > 0 && spare < numGpuBlocks ? [{ srcBlock: 0, dstBlock: spare }] : [];
-    const sizes = [numSeqs, 4, 2, 1];
-    for (let k = 0; k < numDecodeSteps; k++) {
-      const rows = Math.min(numSeqs, sizes[k]);
-      const decode = Array.from({ length: rows }, (_, i) => seq(i, perSeq + k, 1));
-      await this.execute({ stepIndex: k - numDecodeSteps, seqs: decode, numBatchedTokens: rows, ...empty, copies: k === 0 ? copies : [] });
+    // Small shapes first: the registry compiles in the order asked, and a first prompt needs them.
+    const sizes = [...new Set([8, 1, 4, 2, maxTokens].map((n) => Math.min(n, maxTokens)))];
+    for (const [i, numTokens] of sizes.entries()) {
+      const numRows = Math.min(numTokens, maxRows);
+      // encodeForward reaches the step only through dispatch() and tuning (kernels.ts encodeX).
+      encodeForward(collector as StepEncoder, c, this.weights, kv, a, { numTokens, numRows, numCopies: i === 0 ? 1 : 0 }, this.options.batchInvariant !== false);
     }
+    const registry = this.runtime.registry;
+    await Promise.all([...specs.values()].map((s) => registry.pipelineAsync(s.kernel, s.overrides)));
+    this.assertUsable();
   }
 
   private async settlesAsLost(): Promise<boolean> {

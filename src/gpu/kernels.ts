@@ -129,7 +129,7 @@ export interface MatmulArgs {
 }
 
 /**
- * kernels/matmul_gemv.wgsl: dispatch (ceil(outDim / 4), ceil(rows / ROWS)), ROWS = 1, 2, 4 or 8
+ * kernels/matmul_gemv.wgsl: dispatch (ceil(outDim / 4), ceil(rows / ROWS)), ROWS from tuning.gemvRowClasses
  * by `rows`; kernels/matmul_tiled.wgsl: dispatch (ceil(outDim / 32), ceil(rows / 32)).
  */
 export function planMatmul(a: MatmulArgs, tuning: Readonly<KernelTuning> = GPU_TUNING): DispatchPlan {
@@ -157,7 +157,8 @@ export function planMatmul(a: MatmulArgs, tuning: Readonly<KernelTuning> = GPU_T
     EPS: a.norm?.eps ?? 1e-5,
   };
   if (gemv) {
-    const rowsPerGroup = a.rows <= 1 ? 1 : a.rows <= 2 ? 2 : a.rows <= 4 ? 4 : 8;
+    const classes = tuning.gemvRowClasses;
+    const rowsPerGroup = classes.find((n) => n >= a.rows) ?? classes[classes.length - 1];
     const cols = 4;
     const threads = Math.min(tuning.gemvThreads, nextPow2(ceilDiv(a.inDim, 4)));
     return {
