@@ -46,8 +46,13 @@ export type EngineEvent =
       numPrefillTokens: number;
       numDecodeTokens: number;
       numPaddingTokens: number;
-      /** Sampled token per seqId this step (including stop tokens), for replay. */
+      /**
+       * Sampled token per seqId this step (including stop tokens), for replay; a sequence that
+       * verified drafts has one entry per token it appended, in order.
+       */
       sampled: [seqId: number, tokenId: number][];
+      /** Speculative decoding: per sequence that verified drafts, how many it scheduled and accepted (absent: none). */
+      drafts?: [seqId: number, numDraftTokens: number, numAcceptedTokens: number][];
     };
 
 export type EngineEventType = EngineEvent['type'];
