@@ -536,7 +536,11 @@ export class Scheduler {
     }
     if (ctx.budget <= 0) {
       const head = this.policy.waiting.peek();
-      if (head) this.decideWaits(head, `the step's token budget (maxNumBatchedTokens ${this.config.maxNumBatchedTokens}) is used up`);
+      let numDraft = 0;
+      for (const ws of ctx.scheduled.values()) for (const w of ws) numDraft += w.draftTokenIds.length;
+      // Speculation's draft rows count against the budget like any other row.
+      const drafts = numDraft > 0 ? `, ${numDraft} of it by speculative draft tokens` : '';
+      if (head) this.decideWaits(head, `the step's token budget (maxNumBatchedTokens ${this.config.maxNumBatchedTokens}) is used up${drafts}`);
     }
   }
 

@@ -22,15 +22,16 @@ import { isGreedyTemperature, type Sampler } from './sampler.ts';
 
 /**
  * Prompt lookup: the last n tokens (n from maxN down to minN) matched against the tokens before
- * them, the most recent earlier occurrence first; returns up to k tokens that followed the match
- * (possibly fewer, when the match is near the end), or [] when no n-gram matches.
+ * them, at their earliest occurrence (as vLLM's n-gram proposer takes the first match: it leaves
+ * the most tokens to follow); returns up to k tokens that followed the match (fewer when it is
+ * near the end), or [] when no n-gram matches.
  */
 export function proposeNgram(tokens: readonly number[], k: number, maxN: number, minN: number): number[] {
   const len = tokens.length;
   if (k <= 0) return [];
   for (let n = Math.min(maxN, len - 1); n >= minN; n--) {
     // An occurrence starting at i ends at i + n - 1 <= len - 2, so at least one token follows it.
-    for (let i = len - n - 1; i >= 0; i--) {
+    for (let i = 0; i + n <= len - 1; i++) {
       let j = 0;
       while (j < n && tokens[i + j] === tokens[len - n + j]) j++;
       if (j === n) return tokens.slice(i + n, Math.min(i + n + k, len)) as number[];

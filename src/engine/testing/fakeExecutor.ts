@@ -25,6 +25,8 @@ export interface FakeExecutorOptions {
    * by the context hash), so n-gram drafts are often, not always, right (speculative decoding tests).
    */
   repeatPeriod?: number;
+  /** With repeatPeriod: always repeat (exactly periodic output, so every n-gram draft is right). */
+  repeatExact?: boolean;
   /** Step duration (default 1 ms + 0.01 ms per token). */
   durationMs?: (plan: StepPlan) => number;
 }
@@ -44,7 +46,7 @@ function nextFromHash(h: number, options: FakeExecutorOptions, context: ArrayLik
   const vocab = options.vocabSize ?? 64;
   if (options.stopTokenId !== undefined && h % (options.stopEvery ?? 16) === 0) return options.stopTokenId;
   const period = options.repeatPeriod;
-  if (period !== undefined && length >= period && Math.floor(h / 3) % 4 !== 0) return context[length - period];
+  if (period !== undefined && length >= period && (options.repeatExact || Math.floor(h / 3) % 4 !== 0)) return context[length - period];
   return 3 + (Math.floor(h / 7) % (vocab - 3));
 }
 

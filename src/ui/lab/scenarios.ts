@@ -23,6 +23,8 @@ const s = (o: Partial<LabSettings>): LabSettings => ({ ...BASE_SETTINGS, ...o })
 
 const staticSettings = s({ batching: 'static', maxNumSeqs: 8, numGpuBlocks: 96, enablePrefixCaching: false });
 const continuousSettings = s({ batching: 'continuous', maxNumSeqs: 8, numGpuBlocks: 96, enablePrefixCaching: false });
+const specOff = s({ numGpuBlocks: 96, maxNumSeqs: 8 });
+const specOn = s({ numGpuBlocks: 96, maxNumSeqs: 8, speculativeMethod: 'ngram', numSpeculativeTokens: 4 });
 
 export const SCENARIOS: Scenario[] = [
   {
@@ -166,6 +168,22 @@ export const SCENARIOS: Scenario[] = [
       ],
     },
     compare: { a: { label: 'fcfs', settings: s({ policy: 'fcfs', numGpuBlocks: 48, maxNumSeqs: 6 }) }, b: { label: 'fair', settings: s({ policy: 'fair', numGpuBlocks: 48, maxNumSeqs: 6 }) } },
+  },
+  {
+    id: 'speculative-decoding',
+    short: 'speculation',
+    title: 'Speculative decoding (n-gram drafts)',
+    watch:
+      'Each decoding sequence looks its last few tokens up in its own prompt and output and proposes up to 4 tokens that followed them; the model checks them all in one step as extra rows. In the slot timeline green ticks are accepted drafts, red ones rejected (their K/V rolled back). Watch steps per sequence and tokens per step fall and rise, acceptance by position in the latency panel, and TPOT in Compare (speculation off vs on, greedy: same text).',
+    settings: specOn,
+    workload: {
+      seed: 91,
+      numRequests: 10,
+      arrival: { kind: 'poisson', ratePerS: 3 },
+      promptTokens: { kind: 'uniform', min: 24, max: 48 },
+      outputTokens: { kind: 'uniform', min: 96, max: 160 },
+    },
+    compare: { a: { label: 'no speculation', settings: specOff }, b: { label: 'n-gram, k = 4', settings: specOn } },
   },
 ];
 

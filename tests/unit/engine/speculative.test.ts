@@ -39,14 +39,16 @@ async function runFake(specs: RequestSpec[], extra: Partial<SchedulerConfig> = {
 }
 
 describe('n-gram proposer (prompt lookup)', () => {
-  it('matches the longest n-gram first, at its most recent earlier occurrence, and proposes what followed', () => {
-    //            0  1  2  3  4  5  6  7  8  9
+  it('matches the longest n-gram first, at its earliest occurrence, and proposes what followed', () => {
+    //            0  1  2  3  4  5  6  7  8  9 10 11
     const toks = [5, 6, 7, 8, 9, 5, 6, 7, 1, 5, 6, 7];
-    // Last 3 tokens [5,6,7]: most recent earlier occurrence at 5, followed by 1, 5, 6, 7.
-    expect(proposeNgram(toks, 3, 3, 1)).toEqual([1, 5, 6]);
-    expect(proposeNgram(toks, 10, 3, 1)).toEqual([1, 5, 6, 7]); // cut at the end of the sequence
-    // Only 1-grams: last token 7 occurred at 7 (followed by 1).
-    expect(proposeNgram(toks, 2, 1, 1)).toEqual([1, 5]);
+    // Last 3 tokens [5,6,7]: earliest occurrence at 0, followed by 8, 9, 5, ...
+    expect(proposeNgram(toks, 3, 3, 1)).toEqual([8, 9, 5]);
+    expect(proposeNgram(toks, 20, 3, 1)).toEqual([8, 9, 5, 6, 7, 1, 5, 6, 7]); // cut at the end of the sequence
+    // Longest first: [1,5,6,7] (n = 4) does not occur earlier, [5,6,7] does.
+    expect(proposeNgram([9, 5, 6, 7, 2, 1, 5, 6, 7], 2, 4, 1)).toEqual([2, 1]);
+    // Only 1-grams: last token 7 occurred first at 2 (followed by 8).
+    expect(proposeNgram(toks, 2, 1, 1)).toEqual([8, 9]);
     // Nothing matches a 4-gram ending in a new token.
     expect(proposeNgram([1, 2, 3, 4, 9], 3, 4, 2)).toEqual([]);
     expect(proposeNgram([1, 2, 3, 1, 2], 3, 4, 3)).toEqual([]); // [3,1,2] never seen before
@@ -98,6 +100,21 @@ describe('speculative decoding in the engine (fake model)', () => {
     const withDrafts = engine.stepsSince(0).flatMap((r) => r.seqs).filter((v) => (v.numDraftTokens ?? 0) > 0);
     expect(withDrafts.length).toBeGreaterThan(0);
     for (const v of withDrafts) expect(v.numAcceptedTokens!).toBeLessThanOrEqual(v.numDraftTokens!);
+  });
+
+  it("says in a waiting request's reason how much of the used-up budget went to draft tokens", async () => {
+    // An exactly periodic stand-in: r0's every decode carries k = 4 drafts, using the whole budget of 5.
+    const engine = new Engine({ executor: new FakeExecutor({ repeatPeriod: 3, repeatExact: true }), clock: new VirtualClock(), config: { ...base, ...SPEC, maxNumBatchedTokens: 5 }, checkInvariants: true });
+    engine.submit({ requestId: 'r0', promptTokenIds: [1, 7, 8, 9, 7, 8, 9], maxTokens: 30 });
+    for (let i = 0; i < 3; i++) await engine.step();
+    engine.submit({ requestId: 'r1', promptTokenIds: [1, 4, 5], maxTokens: 4 });
+    const r = await engine.step();
+    expect(r.kind).toBe('ran');
+    if (r.kind !== 'ran') return;
+    expect(r.step.seqs).toEqual([expect.objectContaining({ requestId: 'r0', numDraftTokens: 4, numAcceptedTokens: 4 })]);
+    expect(r.step.decisions.map((d) => d.reason)).toContain("r1 waits: the step's token budget (maxNumBatchedTokens 5) is used up, 4 of it by speculative draft tokens");
+    await engine.runUntilIdle();
+    expect(engine.getRequest('r1')!.state).toBe('finished');
   });
 
   it('rolls the KV back: rejected drafts leave no slots, blocks or cached hashes behind', async () => {
