@@ -11,6 +11,7 @@ import type { RequestSpec } from '../../../src/engine/request.ts';
 import type { KvEvent } from '../../../src/engine/events.ts';
 import type { SeqOutput } from '../../../src/engine/types.ts';
 import { CpuReferenceExecutor } from '../../../src/model/reference.ts';
+import { makeSavedRun, parseImport, replaySavedRun, serializeRun } from '../../../src/export/saved-run.ts';
 import { builtin } from '../model/helpers.ts';
 
 const SPEC: Partial<SchedulerConfig> = { speculativeMethod: 'ngram', numSpeculativeTokens: 4, promptLookupMax: 3, promptLookupMin: 1 };
@@ -147,6 +148,21 @@ describe('speculative decoding in the engine (fake model)', () => {
     expect(engine.metricsSummary().spec.numDrafts).toBeGreaterThan(0);
     const replayed = await replayEventLog(engine.eventLog, { config: base, checkInvariants: true });
     expect(replayed.eventLog).toEqual(engine.eventLog);
+  });
+
+  it('a saved run with drafts survives a JSON round trip and replays identically', async () => {
+    const { engine } = await runFake(prompts(3, 0.7), SPEC, true);
+    const run = makeSavedRun('spec', 'fake', engine.config, engine.eventLog);
+    const parsed = parseImport(serializeRun(run));
+    expect(parsed.kind).toBe('run');
+    if (parsed.kind !== 'run') return;
+    expect(parsed.run.events.some((e) => e.type === 'step' && (e.drafts?.length ?? 0) > 0)).toBe(true);
+    expect((await replaySavedRun(parsed.run)).diff).toEqual({ equal: true, numEvents: engine.eventLog.length });
+    // A tampered draft record (more accepted than drafted) is refused at import.
+    const bad = JSON.parse(serializeRun(run)) as { events: { type: string; drafts?: number[][] }[] };
+    const step = bad.events.find((e) => e.type === 'step' && e.drafts)!;
+    step.drafts![0][2] = step.drafts![0][1] + 1;
+    expect(() => parseImport(JSON.stringify(bad))).toThrow(/numAcceptedTokens/);
   });
 
   it('exports vLLM spec-decode counters, per position too, and keeps per-request acceptance', async () => {
