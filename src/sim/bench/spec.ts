@@ -30,6 +30,11 @@ export interface SpecRunFigures {
   stepsPerSeq: number;
   numSteps: number;
   numGeneratedTokens: number;
+  /**
+   * Decode rows computed (draft rows included) per token they produced: the cost where a step
+   * costs in proportion to its rows (the CPU reference, a software GPU). 1.0 without speculation.
+   */
+  decodeRowsPerToken: number;
 }
 
 export interface SpecOnFigures extends SpecRunFigures {
@@ -100,6 +105,7 @@ export function specBench(tokenizer: () => Tokenizer): BenchCommand {
         if (executor.warmUp) await executor.warmUp({ maxTokens: base.maxNumBatchedTokens!, maxSeqs: base.maxNumSeqs! });
         let decodeSeqSteps = 0;
         let decodeTokens = 0;
+        let decodeRows = 0;
         const stepsOf = new Map<string, number>();
         const startMs = clock.nowMs();
         const wall0 = performance.now();
@@ -111,6 +117,7 @@ export function specBench(tokenizer: () => Tokenizer): BenchCommand {
             stepsOf.set(v.requestId, (stepsOf.get(v.requestId) ?? 0) + 1);
             if (v.numDecodeTokens > 0) {
               decodeSeqSteps++;
+              decodeRows += v.numDecodeTokens;
               decodeTokens += 1 + (v.numAcceptedTokens ?? 0);
             }
           }
@@ -127,6 +134,7 @@ export function specBench(tokenizer: () => Tokenizer): BenchCommand {
           stepsPerSeq: [...stepsOf.values()].reduce((a, b) => a + b, 0) / reqs.length,
           numSteps: engine.metrics.numSteps,
           numGeneratedTokens,
+          decodeRowsPerToken: decodeTokens > 0 ? decodeRows / decodeTokens : 0,
         };
         return { figures, outputs, spec: engine.metricsSummary().spec };
       };
@@ -193,6 +201,7 @@ export function specBench(tokenizer: () => Tokenizer): BenchCommand {
         formatNum(f.wallTokPerS, 1),
         formatNum(f.tokensPerSeqStep, 2),
         formatNum(f.stepsPerSeq, 1),
+        formatNum(f.decodeRowsPerToken, 2),
         o ? formatNum(100 * o.acceptanceRate, 1) : '-',
         o ? formatNum(o.meanAcceptedLength, 2) : '-',
         o ? (o.identicalOutputs ? 'yes' : 'NO') : '-',
@@ -200,7 +209,7 @@ export function specBench(tokenizer: () => Tokenizer): BenchCommand {
       const best = byK.reduce((a, b) => (b.tokPerS > a.tokPerS ? b : a));
       return {
         table: [
-          ['speculation', 'tok/s', 'wall tok/s', 'tok/seq/step', 'steps/seq', 'accept %', 'mean len', 'identical'],
+          ['speculation', 'tok/s', 'wall tok/s', 'tok/seq/step', 'steps/seq', 'rows/tok', 'accept %', 'mean len', 'identical'],
           row('off', off.figures),
           ...byK.map((o) => row(`ngram k=${o.k}`, o, o)),
         ],
