@@ -8,15 +8,13 @@ import { writeFileSync } from 'node:fs';
 import { builtinModelPath, builtinTokenizerPath, fail, parseNumber, readBytes } from './cli-args.ts';
 import { formatTable, getBackend, getBench, listBackends, listBenches, registerBench } from '../src/sim/bench/index.ts';
 import { tokenizerBench } from '../src/sim/bench/tokenizer.ts';
+import { specBench } from '../src/sim/bench/spec.ts';
 import { loadModel } from '../src/model/load.ts';
 
-// The built-in model's tokenizer (tok512.bin), read only when the tokenizer benchmark runs.
-registerBench(
-  tokenizerBench(() => ({
-    name: 'tok512.bin',
-    tokenizer: loadModel(readBytes(builtinModelPath, 'model'), builtinModelPath, readBytes(builtinTokenizerPath, 'tokenizer'), builtinTokenizerPath).tokenizer,
-  })),
-);
+// The built-in model's tokenizer (tok512.bin), read only when the tokenizer or spec benchmark runs.
+const builtinTokenizer = () => loadModel(readBytes(builtinModelPath, 'model'), builtinModelPath, readBytes(builtinTokenizerPath, 'tokenizer'), builtinTokenizerPath).tokenizer;
+registerBench(tokenizerBench(() => ({ name: 'tok512.bin', tokenizer: builtinTokenizer() })));
+registerBench(specBench(builtinTokenizer));
 
 function usage(): string {
   const names = listBenches().map((b) => `  ${b.name.padEnd(10)} ${b.description}`);

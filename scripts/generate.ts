@@ -13,6 +13,7 @@ import { effectiveSteps, generate, runcRequest, runcText } from '../src/model/ge
 import { loadModel, type LoadedModel } from '../src/model/load.ts';
 import { CpuReferenceExecutor, ReferenceModel } from '../src/model/reference.ts';
 import { createSampler, isGreedyTemperature } from '../src/engine/sampler.ts';
+import { MAX_NUM_SPECULATIVE_TOKENS, validateEngineConfig, DEFAULT_SCHEDULER_CONFIG, type SchedulerConfig } from '../src/engine/config.ts';
 import { builtinModelPath, builtinTokenizerPath, fail, notice, parseCommandLine, parseNumber, readBytes, usageError } from './cli-args.ts';
 import type { ResponseFormat } from '../src/engine/constraint.ts';
 import { stopTokenIdsOf } from '../src/serve/requests.ts';
@@ -39,6 +40,12 @@ const usage = `usage: npm run -s generate -- [options]
                        prompt), no whitespace outside strings; stderr says whether it is complete
                        and valid. Runs on the engine (--backend cpu or webgpu)
   --json-schema FILE   the output follows the JSON schema in FILE (implies --response-format json_schema)
+  --speculative M      speculative decoding: ngram (prompt lookup, as vLLM's method "ngram") or
+                       off (default); runs through the engine on either backend. Greedy output is
+                       byte-identical to a run without it
+  --num-speculative-tokens K   draft tokens per sequence per step, 1..${MAX_NUM_SPECULATIVE_TOKENS} (default 4)
+  --prompt-lookup-max N        longest n-gram matched against the prompt and output (default 4)
+  --prompt-lookup-min N        shortest n-gram matched (default 2)
   --quiet              no stats on stderr
 A negative value may follow its option (--seed -5). Where a run.c rule changes a value, a note
 on stderr says so. A bad option is one line on stderr and exit status 2.`;
@@ -73,6 +80,10 @@ const args = parseCommandLine(process.argv.slice(2), {
   'prompts-file': { type: 'string' },
   'response-format': { type: 'string' },
   'json-schema': { type: 'string' },
+  speculative: { type: 'string' },
+  'num-speculative-tokens': { type: 'string' },
+  'prompt-lookup-max': { type: 'string' },
+  'prompt-lookup-min': { type: 'string' },
   quiet: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 });
@@ -109,6 +120,19 @@ const responseFormat: ResponseFormat | null = (() => {
     throw e;
   }
 })();
+
+const speculativeMethod = args.speculative ?? 'off';
+if (speculativeMethod !== 'off' && speculativeMethod !== 'ngram') usageError(`unknown --speculative ${JSON.stringify(speculativeMethod)} (available: ngram, off)`);
+const speculative: Pick<SchedulerConfig, 'speculativeMethod' | 'numSpeculativeTokens' | 'promptLookupMax' | 'promptLookupMin'> = {
+  speculativeMethod,
+  numSpeculativeTokens: parseNumber('num-speculative-tokens', args['num-speculative-tokens'], DEFAULT_SCHEDULER_CONFIG.numSpeculativeTokens, { integer: true, min: 1, max: MAX_NUM_SPECULATIVE_TOKENS }),
+  promptLookupMax: parseNumber('prompt-lookup-max', args['prompt-lookup-max'], DEFAULT_SCHEDULER_CONFIG.promptLookupMax, { integer: true, min: 1, max: 64 }),
+  promptLookupMin: parseNumber('prompt-lookup-min', args['prompt-lookup-min'], DEFAULT_SCHEDULER_CONFIG.promptLookupMin, { integer: true, min: 1, max: 64 }),
+};
+if (speculative.promptLookupMin > speculative.promptLookupMax) usageError(`--prompt-lookup-min (${speculative.promptLookupMin}) must be <= --prompt-lookup-max (${speculative.promptLookupMax})`);
+if (speculativeMethod === 'off' && (args['num-speculative-tokens'] ?? args['prompt-lookup-max'] ?? args['prompt-lookup-min']) !== undefined) {
+  usageError('--num-speculative-tokens and --prompt-lookup-max/min need --speculative ngram');
+}
 
 // run.c's parameter rules, each said out loud: a negative temperature is 0, a top-p outside 0..1
 // is 0.9, negative steps are 0 (the whole context), a seed of 0 is the clock.
@@ -223,19 +247,20 @@ async function runEngine(promptList: string[]): Promise<Uint8Array[]> {
   const blockSize = 16;
   const requests = promptList.map((p) => runcRequest(tokenizer, p, steps, model.config.seqLen));
   const blocksNeeded = requests.reduce((n, r) => n + Math.ceil((r.promptTokenIds.length + r.maxTokens) / blockSize), 0);
-  const engine = new Engine({
-    executor,
-    config: {
-      blockSize,
-      numGpuBlocks: Math.max(8, Math.min(blocksNeeded, 4096)),
-      numCpuBlocks: 0,
-      maxNumBatchedTokens: 512,
-      maxNumSeqs: 64,
-      // run.c samples one token at the last position without feeding it back: a sequence may hold
-      // seqLen + 1 tokens, the last never computed (positions stay below seqLen).
-      maxModelLen: model.config.seqLen + 1,
-    },
-  });
+  const config: Partial<SchedulerConfig> = {
+    blockSize,
+    numGpuBlocks: Math.max(8, Math.min(blocksNeeded, 4096)),
+    numCpuBlocks: 0,
+    maxNumBatchedTokens: 512,
+    maxNumSeqs: 64,
+    // run.c samples one token at the last position without feeding it back: a sequence may hold
+    // seqLen + 1 tokens, the last never computed (positions stay below seqLen).
+    maxModelLen: model.config.seqLen + 1,
+    ...speculative,
+  };
+  const problems = validateEngineConfig({ ...DEFAULT_SCHEDULER_CONFIG, ...config });
+  if (problems.length > 0) usageError(problems.map((p) => p.message).join('; '));
+  const engine = new Engine({ executor, config });
   let ids: (string | null)[];
   if (responseFormat) {
     const { loadXGrammarNode } = await import('../src/serve/xgrammar.node.ts');
@@ -286,6 +311,14 @@ async function runEngine(promptList: string[]): Promise<Uint8Array[]> {
     return runcText(tokenizer, r.promptTokenIds, sampled, steps, model.config.seqLen);
   });
   overflowNotice(numOverflowed, numGeneratedTokens);
+  const spec = engine.metricsSummary().spec;
+  if (speculativeMethod !== 'off' && !args.quiet) {
+    process.stderr.write(
+      `speculative ngram (k ${speculative.numSpeculativeTokens}, lookup ${speculative.promptLookupMin}..${speculative.promptLookupMax}): ` +
+        `${spec.numAcceptedTokens} of ${spec.numDraftTokens} draft tokens accepted (${(100 * spec.acceptanceRate).toFixed(1)}%), ` +
+        `mean accepted length ${spec.meanAcceptedLength.toFixed(2)}, ${engine.metrics.numSteps} engine steps\n`,
+    );
+  }
   return texts;
 }
 
@@ -331,7 +364,7 @@ if (args['prompts-file'] !== undefined) {
   );
   structuredNotes();
   stats(lines.length, numGeneratedTokens);
-} else if (backend === 'webgpu' || responseFormat) {
+} else if (backend === 'webgpu' || responseFormat || speculativeMethod !== 'off') {
   checkPromptLength(args.prompt ?? '', 'the prompt ');
   const [bytes] = await runEngine([args.prompt ?? '']);
   process.stdout.write(bytes);

@@ -16,6 +16,7 @@ import { Heap } from './heap.ts';
 import type { Decision, EngineEvent, EventListener, KvEvent } from './events.ts';
 import type { Sequence } from './request.ts';
 import type { ProfileSink } from './profile.ts';
+import { logitRowsOf, verifyDrafts, type VerifyResult } from './speculative.ts';
 
 export interface EngineOptions {
   executor: Executor;
@@ -32,6 +33,8 @@ export interface EngineOptions {
   sampleOverride?: (stepIndex: number, seqId: number) => number | undefined;
   /** Replay hook: the token masks a step applied, as recorded (the replay has no constraints). */
   maskOverride?: (stepIndex: number) => readonly StepMask[] | undefined;
+  /** Replay hook: the recorded tokens and accepted-draft count for (stepIndex, seqId) instead of verifying drafts. */
+  verifyOverride?: (stepIndex: number, seqId: number) => VerifyResult | undefined;
   /** Ended requests kept in snapshots (default 64). */
   numRecentEndedInSnapshot?: number;
   /** Step records kept for the views (default 256). */
@@ -50,7 +53,12 @@ export interface StepSeqView {
   seqId: number;
   requestId: string;
   numPrefillTokens: number;
+  /** Decode rows, draft rows included. */
   numDecodeTokens: number;
+  /** Speculative decoding: draft tokens this sequence verified in the step (absent: none). */
+  numDraftTokens?: number;
+  /** Of those, how many were accepted (a prefix). */
+  numAcceptedTokens?: number;
 }
 
 export interface StepView {
@@ -112,6 +120,9 @@ export interface RequestView {
   /** Prompt tokens found in the prefix cache on the latest admission (at most numPromptTokens). */
   numCachedPromptTokensLastAdmission: number;
   numPreemptions: number;
+  /** Speculative decoding: draft tokens verified for it, and how many were accepted. */
+  numDraftTokens: number;
+  numAcceptedDraftTokens: number;
   endReason: string | null;
   /** Structured output: the response format's type, null for free text. */
   responseFormat: 'json_object' | 'json_schema' | null;
@@ -175,6 +186,7 @@ export class Engine {
   private readonly checkInvariants: boolean;
   private readonly sampleOverride: EngineOptions['sampleOverride'];
   private readonly maskOverride: EngineOptions['maskOverride'];
+  private readonly verifyOverride: EngineOptions['verifyOverride'];
   private readonly profile: ProfileSink | undefined;
   private readonly numRecentEnded: number;
   private readonly recentEnded: Request[] = [];
@@ -198,6 +210,7 @@ export class Engine {
     this.checkInvariants = options.checkInvariants ?? defaultCheckInvariants();
     this.sampleOverride = options.sampleOverride;
     this.maskOverride = options.maskOverride;
+    this.verifyOverride = options.verifyOverride;
     this.profile = options.profile;
     this.numRecentEnded = options.numRecentEndedInSnapshot ?? 64;
     this.numStepRecords = options.numStepRecords ?? 256;
@@ -447,14 +460,31 @@ export class Engine {
           return tokenId;
         };
       }
-      const sampled = this.scheduler.update(scheduled, output, endMs, sample);
+      const vOverride = this.verifyOverride;
+      const verify = (seq: Sequence, out: SeqOutput, drafts: readonly number[]): VerifyResult => {
+        const s0 = prof ? performance.now() : 0;
+        const result = vOverride?.(plan.stepIndex, seq.seqId) ?? verifyDrafts(seq.sampler, drafts, logitRowsOf(out));
+        if (prof) sampleMs += performance.now() - s0;
+        return result;
+      };
+      const { sampled, drafts } = this.scheduler.update(scheduled, output, endMs, sample, verify);
       const recorded = this.maskOverride?.(plan.stepIndex);
       if (recorded) this.scheduler.observeMasks(recorded);
       const masks = this.scheduler.takeMasks();
+      for (const d of drafts) {
+        const v = seqViews.get(d.seqId);
+        if (v) {
+          v.numDraftTokens = d.numDraftTokens;
+          v.numAcceptedTokens = d.numAcceptedTokens;
+        }
+        this.metrics.observeDrafts(d.numDraftTokens, d.numAcceptedTokens);
+      }
+      const numRejectedDrafts = drafts.reduce((n, d) => n + d.numDraftTokens - d.numAcceptedTokens, 0);
       const touched = new Set<Request>();
       for (const w of scheduled.work) touched.add(w.seq.request);
       for (const r of touched) if (!r.isDone) this.metrics.observeProgress(r);
-      this.metrics.observeStep(endMs, output.durationMs, plan.seqs.length, scheduled.numPrefillTokens, scheduled.numDecodeTokens);
+      // Generation counts the tokens produced: a verified sequence's rows less its rejected drafts.
+      this.metrics.observeStep(endMs, output.durationMs, plan.seqs.length, scheduled.numPrefillTokens, scheduled.numDecodeTokens - numRejectedDrafts);
       if (prof) {
         prof.add('sample', sampleMs);
         t += sampleMs;
@@ -483,6 +513,7 @@ export class Engine {
         numPaddingTokens: plan.numPaddingTokens ?? 0,
         sampled,
         ...(masks.length > 0 ? { masks } : {}),
+        ...(drafts.length > 0 ? { drafts: drafts.map((d): [number, number, number] => [d.seqId, d.numDraftTokens, d.numAcceptedTokens]) } : {}),
       });
       for (const id of this.deferredCancels.splice(0)) this.applyCancel(id);
       if (this.checkInvariants) {
@@ -686,6 +717,8 @@ function requestView(r: Request): RequestView {
     numCachedPromptTokens: r.numCachedPromptTokens,
     numCachedPromptTokensLastAdmission: r.numCachedPromptTokensLastAdmission,
     numPreemptions: r.numPreemptions,
+    numDraftTokens: r.numDraftTokens,
+    numAcceptedDraftTokens: r.numAcceptedDraftTokens,
     endReason: r.endReason,
     responseFormat: r.spec.responseFormat?.type ?? null,
     mask: r.mask ? { numTokens: r.mask.numTokens, totalMs: r.mask.totalMs, allowedFractions: r.mask.allowedFractions.slice() } : null,

@@ -46,10 +46,15 @@ export type EngineEvent =
       numPrefillTokens: number;
       numDecodeTokens: number;
       numPaddingTokens: number;
-      /** Sampled token per seqId this step (including stop tokens), for replay. */
+      /**
+       * Sampled token per seqId this step (including stop tokens), for replay; a sequence that
+       * verified drafts has one entry per token it appended, in order.
+       */
       sampled: [seqId: number, tokenId: number][];
       /** Structured output: the token masks applied (absent when none), so replays show them too. */
       masks?: StepMask[];
+      /** Speculative decoding: per sequence that verified drafts, how many it scheduled and accepted (absent: none). */
+      drafts?: [seqId: number, numDraftTokens: number, numAcceptedTokens: number][];
     };
 
 export type EngineEventType = EngineEvent['type'];

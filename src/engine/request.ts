@@ -267,6 +267,9 @@ export class Request {
   /** Gaps between consecutive output tokens of sequence 0 (ms). */
   readonly interTokenLatenciesMs: number[] = [];
   numPreemptions = 0;
+  /** Speculative decoding: draft tokens verified for this request's sequences, and how many were accepted. */
+  numDraftTokens = 0;
+  numAcceptedDraftTokens = 0;
   /** Tokens served from the prefix cache, summed over every (re)admission (prompt and generated). */
   numCachedPromptTokens = 0;
   /** Prompt tokens served from the prefix cache on the latest admission (never above the prompt). */

@@ -17,7 +17,7 @@
  *  5. running requests occupy at most maxNumSeqs sequence slots;
  *  6. the KV cache manager's own invariants hold.
  */
-import type { BlockCopy, BlockSwap, ScheduledSeq, SeqOutput, StepOutput, StepPlan } from './types.ts';
+import type { BlockCopy, BlockSwap, LogitRow, ScheduledSeq, SeqOutput, StepOutput, StepPlan } from './types.ts';
 import { KvCacheManager, type KvBlockView, type KvStats } from './kvCacheManager.ts';
 import { createPolicy, lastRankReason, type Policy } from './policies.ts';
 import { assertValidConfig, DEFAULT_SCHEDULER_CONFIG, validateLiveChanges, type SchedulerConfig } from './config.ts';
@@ -25,6 +25,7 @@ import { MAX_MASK_HISTORY, Request, Sequence, createSequenceSampler, disposeCons
 import { applyBitmask, bitmaskWords } from './constraint.ts';
 import type { Decision, EngineEvent, KvEvent, PreemptionMode, StepMask } from './events.ts';
 import { Heap } from './heap.ts';
+import { logitRowsOf, proposeNgram, verifyDrafts, type VerifyResult } from './speculative.ts';
 
 export { DEFAULT_SCHEDULER_CONFIG, LIVE_CONFIG_KEYS, type BatchingMode, type SchedulerConfig } from './config.ts';
 export type { StepMask } from './events.ts';
@@ -37,14 +38,35 @@ export interface SeqWork {
   copies: BlockCopy[];
   /** Prompt tokens this allocation took from the prefix cache (startPosition, for a new seq). */
   numCachedTokens: number;
+  /**
+   * Speculative decoding: draft tokens computed after the sequence's last token (their rows are
+   * the last numNewTokens - 1 of the work; [] for ordinary work).
+   */
+  draftTokenIds: number[];
 }
+
+/** One sequence's speculative verification in a step. */
+export interface DraftOutcome {
+  seqId: number;
+  requestId: string;
+  /** Draft tokens scheduled (proposed and given rows). */
+  numDraftTokens: number;
+  /** Drafts accepted (a prefix of them). */
+  numAcceptedTokens: number;
+}
+
+/** Replay: the tokens a sequence appended in a step and how many drafts they accepted. */
+export type VerifyFn = (seq: Sequence, out: SeqOutput, drafts: readonly number[]) => VerifyResult;
 
 /** A scheduled step: the executor's plan plus what update() needs. */
 export interface ScheduledStep {
   plan: StepPlan;
   work: SeqWork[];
   numPrefillTokens: number;
+  /** Decode rows, draft rows included. */
   numDecodeTokens: number;
+  /** Draft rows (part of numDecodeTokens). */
+  numDraftTokens: number;
 }
 
 /**
@@ -356,14 +378,17 @@ export class Scheduler {
     output: StepOutput,
     nowMs: number,
     sample: (seq: Sequence, out: SeqOutput) => number = (seq, out) => seq.sampler.sample(out),
-  ): [number, number][] {
+    verify: VerifyFn = (seq, out, drafts) => verifyDrafts(seq.sampler, drafts, logitRowsOf(out)),
+  ): { sampled: [number, number][]; drafts: DraftOutcome[] } {
     const outBySeq = new Map(output.outputs.map((o) => [o.seqId, o]));
     const sampled: [number, number][] = [];
+    const drafts: DraftOutcome[] = [];
     const served = new Map<Request, [number, number]>();
     for (const w of step.work) {
       const seq = w.seq;
       if (seq.isFinished || seq.request.isDone) continue;
-      seq.numComputedTokens = w.startPosition + w.numNewTokens;
+      // Draft positions count once verified (below); until then only the real tokens are computed.
+      seq.numComputedTokens = w.startPosition + w.numNewTokens - w.draftTokenIds.length;
       this.kv.commitComputed(seq, seq.numComputedTokens);
       const isDecode = isDecodeWork(w);
       const acc = served.get(seq.request) ?? [0, 0];
@@ -374,10 +399,15 @@ export class Scheduler {
     for (const w of step.work) {
       const seq = w.seq;
       if (seq.isFinished || seq.request.isDone) continue;
-      if (w.startPosition + w.numNewTokens !== seq.numTokens) continue;
+      if (w.startPosition + w.numNewTokens - w.draftTokenIds.length !== seq.numTokens) continue;
       const out = outBySeq.get(seq.seqId);
       if (!out) throw new Error(`step ${step.plan.stepIndex}: the executor returned no output for seq ${seq.seqId}, which needed logits`);
       const req = seq.request;
+      if (w.draftTokenIds.length > 0) {
+        const verified = seq.constraint ? this.maskedDraftOutput(seq, out, w.draftTokenIds, step.plan.stepIndex) : out;
+        this.applyVerified(seq, w, verify(seq, verified, w.draftTokenIds), nowMs, sampled, drafts);
+        continue;
+      }
       let targets = [seq];
       if (!req.forked) {
         req.forked = true;
@@ -404,7 +434,67 @@ export class Scheduler {
         if (c && !t.isFinished && c.isTerminated()) this.finishSeq(t, 'stop', nowMs);
       }
     }
-    return sampled;
+    return { sampled, drafts };
+  }
+
+  /**
+   * A verified draft step: appends the accepted drafts and the target's token (stopping early
+   * when the sequence finishes), then rolls the KV back to the accepted positions: the slots of
+   * rejected drafts are dropped, blocks that held only them are freed, and the prefix cache is
+   * offered only blocks of accepted tokens.
+   */
+  private applyVerified(seq: Sequence, w: SeqWork, result: VerifyResult, nowMs: number, sampled: [number, number][], drafts: DraftOutcome[]): void {
+    const numDraft = w.draftTokenIds.length;
+    const { tokens, numAccepted } = result;
+    if (!(Number.isInteger(numAccepted) && numAccepted >= 0 && numAccepted <= numDraft && tokens.length >= 1 && tokens.length <= numAccepted + 1)) {
+      throw new Error(`seq ${seq.seqId}: a verification of ${numDraft} drafts returned ${tokens.length} tokens with ${numAccepted} accepted`);
+    }
+    drafts.push({ seqId: seq.seqId, requestId: seq.request.requestId, numDraftTokens: numDraft, numAcceptedTokens: numAccepted });
+    seq.request.numDraftTokens += numDraft;
+    seq.request.numAcceptedDraftTokens += numAccepted;
+    const computedBefore = seq.numComputedTokens;
+    const c = seq.constraint;
+    for (const tokenId of tokens) {
+      if (c && !c.acceptToken(tokenId)) {
+        throw new Error(`seq ${seq.seqId} (${seq.request.requestId}) verified token ${tokenId}, which its constraint refuses`);
+      }
+      sampled.push([seq.seqId, tokenId]);
+      this.appendToken(seq, tokenId, nowMs);
+      if (seq.isFinished || seq.request.isDone) return; // its blocks are freed
+    }
+    seq.numComputedTokens = computedBefore + numAccepted;
+    this.kv.truncate(seq, seq.numComputedTokens);
+    this.kv.commitComputed(seq, seq.numComputedTokens);
+    if (c && c.isTerminated()) this.finishSeq(seq, 'stop', nowMs);
+  }
+
+  /**
+   * Structured output with drafts: each verification row masked by the constraint in the state
+   * that row continues (row i after drafts 1..i, accepted tentatively and rolled back after), so
+   * greedy verification compares drafts with the masked argmax and rejection sampling draws from
+   * the masked distribution: the tokens are what the constrained sequence would sample without
+   * speculation. The proposer already cut the drafts at the first token the constraint refuses.
+   */
+  private maskedDraftOutput(seq: Sequence, out: SeqOutput, draftTokenIds: readonly number[], stepIndex: number): SeqOutput {
+    const c = seq.constraint!;
+    const rows = logitRowsOf(out);
+    const masked: LogitRow[] = [];
+    let numAccepted = 0;
+    try {
+      for (let i = 0; i < rows.length; i++) {
+        const m = this.maskedOutput(seq, { seqId: out.seqId, ...rows[i] }, stepIndex);
+        masked.push({ argmax: m.argmax, logits: m.logits });
+        if (i === draftTokenIds.length) break;
+        if (!c.acceptToken(draftTokenIds[i])) {
+          throw new Error(`step ${stepIndex}: seq ${seq.seqId}'s draft token ${draftTokenIds[i]} is refused by its constraint (the proposer checks drafts)`);
+        }
+        numAccepted++;
+      }
+    } finally {
+      if (numAccepted > 0) c.rollback(numAccepted);
+    }
+    const last = masked[masked.length - 1];
+    return { seqId: out.seqId, argmax: last.argmax, logits: last.logits, rows: masked };
   }
 
   /** Drains the masks applied since the last call (the engine does, once per step). */
@@ -542,7 +632,11 @@ export class Scheduler {
     }
     if (ctx.budget <= 0) {
       const head = this.policy.waiting.peek();
-      if (head) this.decideWaits(head, `the step's token budget (maxNumBatchedTokens ${this.config.maxNumBatchedTokens}) is used up`);
+      let numDraft = 0;
+      for (const ws of ctx.scheduled.values()) for (const w of ws) numDraft += w.draftTokenIds.length;
+      // Speculation's draft rows count against the budget like any other row.
+      const drafts = numDraft > 0 ? `, ${numDraft} of it by speculative draft tokens` : '';
+      if (head) this.decideWaits(head, `the step's token budget (maxNumBatchedTokens ${this.config.maxNumBatchedTokens}) is used up${drafts}`);
     }
   }
 
@@ -599,11 +693,50 @@ export class Scheduler {
     if (numNew <= 0 || (!this.config.enableChunkedPrefill && numNew < remaining)) return 'no-budget';
     const reserve =
       this.config.kvPreallocation === 'max-length' ? Math.min(seq.request.numPromptTokens + seq.request.maxTokens, this.config.maxModelLen) : 0;
-    const alloc = this.kv.allocateSlots(seq, numNew, cached, reserve);
+    // A decode step may carry draft tokens; when memory cannot hold them it runs without (drafts never preempt).
+    const draftTokenIds = numNew === 1 && remaining === 1 && seq.numOutputTokens > 0 ? this.proposeDrafts(seq, budget - 1) : [];
+    let withDrafts = draftTokenIds;
+    let alloc = withDrafts.length > 0 ? this.kv.allocateSlots(seq, numNew + withDrafts.length, cached, reserve) : null;
+    if (!alloc) {
+      withDrafts = [];
+      alloc = this.kv.allocateSlots(seq, numNew, cached, reserve);
+    }
     if (!alloc) return 'no-memory';
     // Cache hits count as computed; a recompute or a rollback resets this to 0.
     if (cached.length > 0) seq.numComputedTokens = start;
-    return { seq, startPosition: start, numNewTokens: numNew, copies: alloc.copies, numCachedTokens: cached.length > 0 ? start : 0 };
+    return { seq, startPosition: start, numNewTokens: numNew + withDrafts.length, copies: alloc.copies, numCachedTokens: cached.length > 0 ? start : 0, draftTokenIds: withDrafts };
+  }
+
+  /**
+   * The draft tokens a decoding sequence verifies this step: the proposer's plain token list,
+   * cut to the budget left after its own token, to what its max_tokens and the context can still
+   * take (the step appends the accepted drafts plus one), and to numSpeculativeTokens; a
+   * constrained sequence's drafts end before the first token its grammar refuses.
+   */
+  private proposeDrafts(seq: Sequence, budgetLeft: number): number[] {
+    const c = this.config;
+    if (c.speculativeMethod !== 'ngram' || c.batching !== 'continuous') return [];
+    const room = Math.min(budgetLeft, seq.request.maxTokens - seq.numOutputTokens - 1, c.maxModelLen - seq.numTokens - 1, c.numSpeculativeTokens);
+    if (room <= 0) return [];
+    const drafts = proposeNgram(seq.tokenIds, room, c.promptLookupMax, c.promptLookupMin);
+    const constraint = seq.constraint;
+    if (!constraint || drafts.length === 0) return drafts;
+    // Structured output: drafts up to the first token the grammar refuses, and none that would end
+    // the grammar (every verification row then has a next-token mask). Checked and rolled back.
+    let ok = 0;
+    try {
+      while (ok < drafts.length && constraint.acceptToken(drafts[ok])) {
+        ok++;
+        if (constraint.isTerminated()) {
+          ok--;
+          constraint.rollback(1);
+          break;
+        }
+      }
+    } finally {
+      if (ok > 0) constraint.rollback(ok);
+    }
+    return drafts.slice(0, ok);
   }
 
   private commitWork(ctx: StepContext, req: Request, work: SeqWork[]): void {
@@ -796,9 +929,10 @@ export class Scheduler {
     const copies: BlockCopy[] = [];
     let numPrefillTokens = 0;
     let numDecodeTokens = 0;
+    let numDraftTokens = 0;
     for (const ws of ctx.scheduled.values()) {
       for (const w of ws) {
-        const { seq, startPosition, numNewTokens } = w;
+        const { seq, startPosition, numNewTokens, draftTokenIds } = w;
         const blockTable = this.kv.blockTable(seq.seqId).slice();
         const slots = new Array<number>(numNewTokens);
         for (let k = 0; k < numNewTokens; k++) {
@@ -808,11 +942,12 @@ export class Scheduler {
         seqs.push({
           seqId: seq.seqId,
           requestId: seq.request.requestId,
-          tokenIds: seq.tokenIds.slice(startPosition, startPosition + numNewTokens),
+          tokenIds: seq.tokenIds.slice(startPosition, startPosition + numNewTokens - draftTokenIds.length).concat(draftTokenIds),
           startPosition,
           slots,
           blockTable,
-          needsLogits: startPosition + numNewTokens === seq.numTokens,
+          needsLogits: startPosition + numNewTokens - draftTokenIds.length === seq.numTokens,
+          ...(draftTokenIds.length > 0 ? { numLogitRows: draftTokenIds.length + 1 } : {}),
           sampling: seq.sampler.params,
         });
         if (seq.request.constraints) seqs[seqs.length - 1].constrained = true;
@@ -820,6 +955,7 @@ export class Scheduler {
         work.push(w);
         if (isDecodeWork(w)) numDecodeTokens += numNewTokens;
         else numPrefillTokens += numNewTokens;
+        numDraftTokens += draftTokenIds.length;
       }
     }
     const isEmpty = seqs.length === 0 && ctx.swapOut.length === 0 && ctx.swapIn.length === 0 && numPaddingTokens === 0;
@@ -833,7 +969,7 @@ export class Scheduler {
       numBatchedTokens: numPrefillTokens + numDecodeTokens,
     };
     if (numPaddingTokens > 0) plan.numPaddingTokens = numPaddingTokens;
-    return { plan, work, numPrefillTokens, numDecodeTokens };
+    return { plan, work, numPrefillTokens, numDecodeTokens, numDraftTokens };
   }
 
   private appendToken(seq: Sequence, tokenId: number, nowMs: number): void {
@@ -931,7 +1067,7 @@ export class Scheduler {
   }
 }
 
-/** A decode token: the newest sampled token of a sequence, fed for the first time. */
+/** A decode token: the newest sampled token of a sequence, fed for the first time (with its drafts, if any). */
 export function isDecodeWork(w: SeqWork): boolean {
-  return w.numNewTokens === 1 && w.seq.numOutputTokens > 0 && w.startPosition === w.seq.numTokens - 1;
+  return w.numNewTokens - w.draftTokenIds.length === 1 && w.seq.numOutputTokens > 0 && w.startPosition === w.seq.numTokens - 1;
 }

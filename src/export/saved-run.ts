@@ -255,6 +255,20 @@ const sampledPairs: Schema = {
   },
 };
 
+const draftTriples: Schema = {
+  type: 'array',
+  maxItems: 1_000_000,
+  optional: true,
+  items: {
+    type: 'custom',
+    describe: 'a [seqId, numDraftTokens, numAcceptedTokens] triple',
+    check: (v, path) =>
+      Array.isArray(v) && v.length === 3 && v.every((x) => Number.isSafeInteger(x) && (x as number) >= 0) && v[2] <= v[1]
+        ? []
+        : [{ path, message: `${path} must be a [seqId, numDraftTokens, numAcceptedTokens] triple of integers >= 0 with accepted <= drafts, got ${show(v)}` }],
+  },
+};
+
 const EVENT_SCHEMA: Schema = {
   type: 'union',
   tag: 'type',
@@ -304,6 +318,7 @@ const EVENT_SCHEMA: Schema = {
           },
         },
       },
+      drafts: draftTriples,
     }),
   },
 };

@@ -16,7 +16,7 @@
  * The executor holds one of each and, in dispose(), has each destroy its own group once.
  */
 import type { ProfileSink } from '../engine/profile.ts';
-import type { Executor, KvGeometry, SeqOutput, StepOutput, StepPlan } from '../engine/types.ts';
+import type { Executor, KvGeometry, LogitRow, SeqOutput, StepOutput, StepPlan } from '../engine/types.ts';
 import type { Model } from '../model/types.ts';
 import { ActivationArena } from './activations.ts';
 import type { GpuContext } from './device.ts';
@@ -154,10 +154,17 @@ export class GpuExecutor implements Executor {
       if (argmaxRead >= 0) {
         const argmax = new Uint32Array(result.reads[argmaxRead]);
         const logits = logitsRead >= 0 ? new Float32Array(result.reads[logitsRead]) : null;
+        // A sequence verifying drafts has consecutive rows: one output with every row, the last on top.
+        let rows: LogitRow[] = [];
         packed.logitSeqIds.forEach((seqId, r) => {
-          const out: SeqOutput = { seqId, argmax: argmax[r] };
-          if (logits && packed.logitsWanted[r]) out.logits = logits.slice(r * c.vocabSize, (r + 1) * c.vocabSize);
+          const row: LogitRow = { argmax: argmax[r] };
+          if (logits && packed.logitsWanted[r]) row.logits = logits.slice(r * c.vocabSize, (r + 1) * c.vocabSize);
+          rows.push(row);
+          if (packed.logitSeqIds[r + 1] === seqId) return;
+          const out: SeqOutput = { seqId, ...row };
+          if (rows.length > 1) out.rows = rows;
           outputs.push(out);
+          rows = [];
         });
       }
       this.lastGpuTimeMs = result.gpuTimeMs;

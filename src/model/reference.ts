@@ -11,7 +11,7 @@
  */
 import { argmax, matvec, rmsnorm, rope, softmax, swiglu } from './ops.ts';
 import { checkHostKvPool, headSize as headSizeOf, kvDim as kvDimOf, type Model } from './types.ts';
-import type { Executor, KvGeometry, SeqOutput, StepOutput, StepPlan } from '../engine/types.ts';
+import type { Executor, KvGeometry, LogitRow, SeqOutput, StepOutput, StepPlan } from '../engine/types.ts';
 
 /** Scratch buffers for one token's forward pass. */
 class Scratch {
@@ -204,14 +204,21 @@ export class CpuReferenceExecutor implements Executor {
         if (block === undefined) throw new RangeError(`sequence ${seq.seqId}: position ${p} is beyond its block table`);
         return block * bs + (p % bs);
       };
+      const rows: LogitRow[] = [];
       for (let k = 0; k < seq.tokenIds.length; k++) {
         const pos = seq.startPosition + k;
         if (seq.slots[k] !== slotOf(pos)) {
           throw new Error(`sequence ${seq.seqId}: slot ${seq.slots[k]} of position ${pos} disagrees with its block table`);
         }
-        const last = k === seq.tokenIds.length - 1;
-        const logits = forwardToken(this.model, this.scratch, this.pool, seq.tokenIds[k], pos, slotOf, last && seq.needsLogits);
-        if (logits) outputs.push({ seqId: seq.seqId, argmax: argmax(logits), logits: logits.slice() });
+        // The trailing numLogitRows rows need logits (one, or a verified token and its drafts).
+        const wantLogits = seq.needsLogits && k >= seq.tokenIds.length - (seq.numLogitRows ?? 1);
+        const logits = forwardToken(this.model, this.scratch, this.pool, seq.tokenIds[k], pos, slotOf, wantLogits);
+        if (logits) rows.push({ argmax: argmax(logits), logits: logits.slice() });
+      }
+      if (rows.length > 0) {
+        const out: SeqOutput = { seqId: seq.seqId, ...rows[rows.length - 1] };
+        if (rows.length > 1) out.rows = rows;
+        outputs.push(out);
       }
     }
     return { outputs, durationMs: performance.now() - started };

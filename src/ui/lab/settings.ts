@@ -16,6 +16,10 @@ export type LabSettings = Pick<
   | 'preemptionMode'
   | 'batching'
   | 'maxQueueLength'
+  | 'speculativeMethod'
+  | 'numSpeculativeTokens'
+  | 'promptLookupMax'
+  | 'promptLookupMin'
 >;
 
 /** Sized for the real tiny model on a slow GPU: tens of 16-token blocks, so memory runs out. */
@@ -31,6 +35,10 @@ export const BASE_SETTINGS: LabSettings = {
   preemptionMode: 'recompute',
   batching: 'continuous',
   maxQueueLength: Infinity,
+  speculativeMethod: 'off',
+  numSpeculativeTokens: DEFAULT_SCHEDULER_CONFIG.numSpeculativeTokens,
+  promptLookupMax: DEFAULT_SCHEDULER_CONFIG.promptLookupMax,
+  promptLookupMin: DEFAULT_SCHEDULER_CONFIG.promptLookupMin,
 };
 
 /** What differs from `base`, in a few words each (e.g. "preemption abort", "8 CPU blocks"). */
@@ -47,6 +55,9 @@ export function describeChanges(base: LabSettings, s: LabSettings): string[] {
   if (s.enableChunkedPrefill !== base.enableChunkedPrefill) out.push(`chunked prefill ${s.enableChunkedPrefill ? 'on' : 'off'}`);
   if (s.enablePrefixCaching !== base.enablePrefixCaching) out.push(`prefix cache ${s.enablePrefixCaching ? 'on' : 'off'}`);
   if (s.maxQueueLength !== base.maxQueueLength) out.push(Number.isFinite(s.maxQueueLength) ? `queue cap ${s.maxQueueLength}` : 'no queue cap');
+  if (s.speculativeMethod !== base.speculativeMethod) out.push(s.speculativeMethod === 'off' ? 'no speculation' : `${s.speculativeMethod} speculation`);
+  if (s.numSpeculativeTokens !== base.numSpeculativeTokens) out.push(`k = ${s.numSpeculativeTokens} drafts`);
+  if (s.promptLookupMax !== base.promptLookupMax || s.promptLookupMin !== base.promptLookupMin) out.push(`lookup ${s.promptLookupMin}..${s.promptLookupMax}`);
   return out;
 }
 
@@ -63,6 +74,10 @@ const SETTING_LABELS: Record<keyof LabSettings, string> = {
   preemptionMode: 'preemption',
   batching: 'batching',
   maxQueueLength: 'queue cap',
+  speculativeMethod: 'speculation',
+  numSpeculativeTokens: 'draft tokens (k)',
+  promptLookupMax: 'lookup max n',
+  promptLookupMin: 'lookup min n',
 };
 
 /** Every setting in which two sides differ, e.g. { label: 'preemption', a: 'recompute', b: 'swap' }. */

@@ -23,6 +23,9 @@ export interface TimelineCell {
   numTokens: number;
   /** First step of this sequence in this slot (a join). */
   joined: boolean;
+  /** Speculative decoding: draft tokens verified in this cell, and how many were accepted (0 and 0 without). */
+  numDraftTokens: number;
+  numAcceptedTokens: number;
 }
 
 export interface TimelineColumn {
@@ -305,7 +308,16 @@ export class LabState {
       }
       this.lastSeenStep.set(q.seqId, st.stepIndex);
       const kind: CellKind = q.numPrefillTokens > 0 ? 'prefill' : 'decode';
-      cells.push({ slot, requestId: q.requestId, seqId: q.seqId, kind, numTokens: q.numPrefillTokens + q.numDecodeTokens, joined });
+      cells.push({
+        slot,
+        requestId: q.requestId,
+        seqId: q.seqId,
+        kind,
+        numTokens: q.numPrefillTokens + q.numDecodeTokens,
+        joined,
+        numDraftTokens: q.numDraftTokens ?? 0,
+        numAcceptedTokens: q.numAcceptedTokens ?? 0,
+      });
     }
     const finishedSlots: number[] = [];
     const preemptedSlots: number[] = [];
@@ -336,7 +348,7 @@ export class LabState {
     if (isStatic) {
       // A static batch holds its slots until every member is done: finished members ride along as padding.
       if (this.slotOfSeq.size === 0) this.padSlots.clear();
-      else for (const slot of this.padSlots) cells.push({ slot, requestId: '', seqId: -1, kind: 'pad', numTokens: 0, joined: false });
+      else for (const slot of this.padSlots) cells.push({ slot, requestId: '', seqId: -1, kind: 'pad', numTokens: 0, joined: false, numDraftTokens: 0, numAcceptedTokens: 0 });
     } else {
       this.padSlots.clear();
     }

@@ -5,7 +5,7 @@
  * is refused at once with its length; a temperature too small to divide by samples greedily.
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -216,5 +216,57 @@ describe('generate: structured output (--response-format, --json-schema)', () =>
     const r2 = await generate(...base, '--json-schema', notJson);
     expect(r2.status).toBe(2);
     expect(lines(r2.stderr)[0]).toMatch(/^error: --json-schema .*nope\.json is not JSON: /);
+  }, timeout);
+});
+
+describe('generate --speculative ngram (cpu backend, through the engine)', () => {
+  const fixtures = resolve(root, 'tests/fixtures');
+  const goldenOnce = readFileSync(resolve(fixtures, 'stories260K.once-upon-a-time.t0.n256.txt'), 'utf8');
+  const goldenNone = readFileSync(resolve(fixtures, 'stories260K.no-prompt.t0.n256.txt'), 'utf8');
+  const spec = ['--speculative', 'ngram', '--num-speculative-tokens', '5', '--prompt-lookup-max', '4', '--prompt-lookup-min', '1'];
+
+  it('with --temperature 0 prints the golden texts byte for byte, alone', async () => {
+    const [once, none] = await Promise.all([
+      generate('--prompt', 'Once upon a time', '--steps', '256', '--temperature', '0', ...spec),
+      generate('--steps', '256', '--temperature', '0', ...spec),
+    ]);
+    expect(once.status).toBe(0);
+    expect(once.stdout).toBe(goldenOnce);
+    expect(none.stdout).toBe(goldenNone);
+  }, timeout);
+
+  it('and batched with --prompts-file, each line its golden text; the stats line reports acceptance', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'servelab-spec-'));
+    const file = join(dir, 'prompts.txt');
+    writeFileSync(file, 'Once upon a time\n\nOnce upon a time\n');
+    const r = await new Promise<Result>((done) => {
+      execFile(process.execPath, [tsx, resolve(root, 'scripts/generate.ts'), '--prompts-file', file, '--steps', '256', '--temperature', '0', ...spec], { cwd: root, maxBuffer: 1 << 24 }, (error, stdout, stderr) =>
+        done({ status: error ? -1 : 0, stdout, stderr }),
+      );
+    });
+    expect(r.status).toBe(0);
+    const texts = r.stdout.trimEnd().split('\n').map((l) => (JSON.parse(l) as { text: string }).text);
+    expect(texts).toEqual([goldenOnce, goldenNone, goldenOnce]);
+    expect(r.stderr).toMatch(/speculative ngram \(k 5, lookup 1\.\.4\): \d+ of \d+ draft tokens accepted/);
+  }, timeout);
+
+  it('with --temperature > 0 a seed repeats its text', async () => {
+    const args = ['--prompt', 'Once upon a time', '--steps', '80', '--temperature', '0.8', '--seed', '7', ...spec];
+    const [a, b] = await Promise.all([generate(...args), generate(...args)]);
+    expect(a.status).toBe(0);
+    expect(a.stdout.length).toBeGreaterThan(40);
+    expect(b.stdout).toBe(a.stdout);
+  }, timeout);
+
+  it.each([
+    [['--speculative', 'eagle'], 'unknown --speculative "eagle" (available: ngram, off)'],
+    [['--speculative', 'ngram', '--num-speculative-tokens', '0'], '--num-speculative-tokens must be >= 1, got 0'],
+    [['--speculative', 'ngram', '--prompt-lookup-min', '5', '--prompt-lookup-max', '3'], '--prompt-lookup-min (5) must be <= --prompt-lookup-max (3)'],
+    [['--num-speculative-tokens', '3'], '--num-speculative-tokens and --prompt-lookup-max/min need --speculative ngram'],
+  ])('%j is one line and exit status 2', async (args, message) => {
+    const r = await generate(...base, ...args);
+    expect(r.status).toBe(2);
+    expect(lines(r.stderr)).toHaveLength(1);
+    expect(r.stderr).toContain(message);
   }, timeout);
 });

@@ -32,6 +32,15 @@ describe('packStep', () => {
     expect(p.logitsWanted).toEqual([false, true, true]);
   });
 
+  it('gives a sequence verifying drafts one logits row per trailing row, in order, beside others', () => {
+    const verify = { ...seq(8, [99, 41, 42, 43], 6, [2, 5, 6], true, warm), numLogitRows: 4 };
+    const p = packStep(plan([seq(7, [1, 50, 60], 0, [3]), verify, seq(9, [11], 2, [4])]), 4, 512, 512);
+    expect([...p.logitRows]).toEqual([2, 3, 4, 5, 6, 7]);
+    expect(p.logitSeqIds).toEqual([7, 8, 8, 8, 8, 9]);
+    expect(p.logitsWanted).toEqual([false, true, true, true, true, false]);
+    expect(() => packStep(plan([{ ...verify, numLogitRows: 5 }]), 4, 512, 512)).toThrow(/numLogitRows 5 for 4 tokens/);
+  });
+
   it('rejects plans the kernels would read out of bounds', () => {
     expect(() => packStep(plan([seq(1, [600], 0, [0])]), 4, 512, 512)).toThrow(/outside the vocabulary/);
     expect(() => packStep(plan([seq(1, [5, 6], 3, [0])]), 4, 512, 512)).toThrow(/beyond its block table/);

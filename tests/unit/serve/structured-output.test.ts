@@ -162,6 +162,50 @@ describe('structured output on the real model', () => {
     expect(new Set(texts).size).toBeGreaterThan(1);
   }, 60_000);
 
+  it('speculative decoding with a grammar: drafts cut at the first refused token, each verification row masked in its own state; greedy outputs equal the unspeculated ones, sampled ones validate', async () => {
+    const ajv = new Ajv({ strict: false });
+    const run = async (speculate: boolean, temperature: number, seeds: number[]) => {
+      const config = { maxNumSeqs: 64, ...(speculate ? { speculativeMethod: 'ngram' as const, numSpeculativeTokens: 4, promptLookupMax: 3, promptLookupMin: 1 } : {}) };
+      const engine = new Engine({ executor: new CpuReferenceExecutor(loaded.model), clock: new VirtualClock(), checkInvariants: true, config });
+      const ids: { id: string; schemaName: string }[] = [];
+      for (const [schemaName, schema] of Object.entries(SCHEMAS)) {
+        for (const seed of seeds) {
+          const spec = completionSpec(
+            { prompt: PROMPTS[seed % PROMPTS.length], max_tokens: 96, temperature, seed: 500 + seed, response_format: { type: 'json_schema', json_schema: { name: schemaName, schema } } },
+            `${schemaName}-${seed}`,
+            loaded,
+          );
+          ids.push({ id: engine.submit(spec, { constraints: (await service.constraints(spec.responseFormat!, 1)).constraints }), schemaName });
+        }
+      }
+      await engine.runUntilIdle();
+      return ids.map(({ id, schemaName }) => {
+        const r = engine.getRequest(id)!;
+        return { id, schemaName, text: loaded.tokenizer.decode([0, ...r.seqs[0].outputTokenIds]), reason: r.seqs[0].finishReason, drafts: r.numDraftTokens, accepted: r.numAcceptedDraftTokens };
+      });
+    };
+    const greedyOff = await run(false, 0, [0, 1, 2]);
+    const greedyOn = await run(true, 0, [0, 1, 2]);
+    expect(greedyOn.map((r) => [r.id, r.text, r.reason])).toEqual(greedyOff.map((r) => [r.id, r.text, r.reason]));
+    const numDrafts = greedyOn.reduce((n, r) => n + r.drafts, 0);
+    const numAccepted = greedyOn.reduce((n, r) => n + r.accepted, 0);
+    expect(numDrafts).toBeGreaterThan(0);
+    expect(numAccepted).toBeGreaterThan(0);
+    const sampled = await run(true, 0.8, [3, 4, 5, 6]);
+    const problems: string[] = [];
+    for (const r of sampled) {
+      if (r.reason !== 'stop') continue;
+      try {
+        if (!ajv.validate(SCHEMAS[r.schemaName], JSON.parse(r.text))) problems.push(`${r.id}: ${ajv.errorsText()} in ${r.text}`);
+      } catch {
+        problems.push(`${r.id}: does not parse: ${r.text}`);
+      }
+    }
+    console.log(`structured + speculative: greedy ${numAccepted}/${numDrafts} drafts accepted; sampled ${sampled.filter((r) => r.reason === 'stop').length}/${sampled.length} completed, ${sampled.reduce((n, r) => n + r.accepted, 0)}/${sampled.reduce((n, r) => n + r.drafts, 0)} drafts accepted`);
+    expect(problems).toEqual([]);
+    expect(sampled.filter((r) => r.reason === 'stop').length).toBeGreaterThanOrEqual(sampled.length - 2);
+  }, 300_000);
+
   it('vocabulary: spaces as ▁, byte tokens as <0xNN>', () => {
     const v = encodedVocabulary(loaded.tokenizer);
     expect(v).toHaveLength(512);

@@ -43,7 +43,8 @@ async function tourOf(scenarioId: string, useCompareA = false): Promise<TourMome
   const settings = useCompareA ? s.compare.a.settings : s.settings;
   const engine = new Engine({
     // Steps about as long as the real model's on a software GPU, so arrivals overlap as they do in the lab.
-    executor: new FakeExecutor({ stopTokenId: 2, stopEvery: 300, emitLogits: true, vocabSize: 512, durationMs: (p) => 20 + 0.1 * p.numBatchedTokens }),
+    // The speculation scenario's stand-in repeats itself as story text does, so n-gram drafts are often right.
+    executor: new FakeExecutor({ stopTokenId: 2, stopEvery: 300, emitLogits: true, vocabSize: 512, durationMs: (p) => 20 + 0.1 * p.numBatchedTokens, repeatPeriod: scenarioId === 'speculative-decoding' ? 7 : undefined }),
     clock: new VirtualClock(),
     config: { ...fullConfig(settings), maxModelLen: 512 },
     checkInvariants: true,
