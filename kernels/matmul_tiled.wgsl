@@ -42,7 +42,7 @@ override ACCUMULATE: bool = false;
 
 const TM = 32u;      // token rows per tile
 const TN = 32u;      // output columns per tile
-const TK4 = 4u;      // vec4 positions per staged slice
+const TK4 = 8u;      // vec4 positions per staged slice
 const THREADS = 64u; // 8 × 8 threads, each 4 rows × 4 columns
 const PER = 4u;
 
@@ -168,7 +168,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   var total: array<f32, 16>; // the closed lanes' sum, in lane order
   for (var t0 = 0u; t0 < IN4; t0 += TK4) {
     // Stage walk positions t0 .. t0+TK4 of X rows row0 .. row0+TM and W rows col0 .. col0+TN:
-    // TM*TK4 = TN*TK4 = 128 vec4s each, 2 per thread.
+    // TM*TK4 = TN*TK4 = 256 vec4s each, 4 per thread.
     for (var e = lid; e < TM * TK4; e += THREADS) {
       let m = e / TK4;
       let kk = e % TK4;

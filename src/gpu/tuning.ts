@@ -7,7 +7,11 @@
  * both profiles.
  */
 export interface KernelTuning {
-  /** matmul: above this many rows use the tiled kernel (when the gemv one applies). */
+  /**
+   * matmul: above this many rows use the tiled kernel (when the gemv one applies). Speed only:
+   * both kernels give the same bits (see matmul_tiled.wgsl). SwiftShader keeps gemv throughout:
+   * its tiled kernel (64 threads, barriers per K slice) measured no faster there.
+   */
   gemvMaxRows: number;
   /** matmul_gemv threads per workgroup (at most; fewer when inDim / 4 is smaller). */
   gemvThreads: number;
