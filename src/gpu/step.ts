@@ -1,7 +1,7 @@
 /**
  * One engine step = one command encoder, ONE compute pass holding every dispatch, ONE submit,
  * then the step's readbacks mapped together. GpuRuntime owns what persists across steps (kernel
- * registry, per-dispatch parameter arena, readback staging pool, timestamp query sets);
+ * registry, parameter arena, readback staging pool, timestamp query sets);
  * StepEncoder records one step:
  *
  *   const step = runtime.beginStep({ timestamps: true });
@@ -11,15 +11,15 @@
  *   const result = await step.submit();      // result.reads[argmaxRead], result.gpuTimeMs
  *
  * Dispatches inside one compute pass are ordered and see each other's writes (WebGPU inserts the
- * barriers), so a whole forward pass can be one pass.
+ * barriers), so a whole forward pass can be one pass. copyBuffer() and read() end the current
+ * pass (copies cannot sit inside a compute pass); put them before the first or after the last
+ * dispatch to keep one pass.
  *
  * Hot path: a dispatch can be resolved once (GpuRuntime.resolve: pipeline, bind group and
  * parameter slot looked up) into a ResolvedDispatch, and a list of them (a program, recorded with
  * a ProgramRecorder) replayed into any later step with StepEncoder.replay(): three WebGPU calls
  * per dispatch, no lookups, no allocation. Parameter slots are content-addressed and persistent:
- * a `params` value is written to the arena once, when first seen, and never per step. copyBuffer() and read() end the current
- * pass (copies cannot sit inside a compute pass); put them before the first or after the last
- * dispatch to keep one pass.
+ * a `params` value is written to the arena once, when first seen, and never per step.
  */
 import { align4, BufferUsage, MAP_MODE_READ } from './buffers.ts';
 import type { ProfileSink } from '../engine/profile.ts';
