@@ -13,10 +13,12 @@
  *   invariants    assertInvariants() (when checkInvariants is on)
  *   snapshot      Engine.snapshot(), per call (outside step(); not part of a step's time)
  * Executor phases (GpuExecutor.execute):
- *   pack          kv.checkBlocks + packStep (the plan flattened into the kernels' arrays)
+ *   pack          kv.checkBlocks, ActivationArena.ensure, GpuSeqTables.update (the changed
+ *                 block-table entries' write) and packStep (the plan into the pooled input arrays)
  *   swapOut       swap-outs: copies, their own submit and the wait for their readback
- *   upload        swap-in writes, ActivationArena.ensure/upload, the dispatch parameters' write
- *   encode        beginStep, encodeForward, the readback copies, resolving the timestamps, finish()
+ *   upload        swap-in writes, ActivationArena.upload (the step inputs' one write)
+ *   encode        beginStep, the forward program (recorded on a step shape's first use, then
+ *                 replayed), the readback copies, resolving the timestamps, finish()
  *   submit        the queue.submit() call
  *   readbackWait  from submit() until the readbacks (and timestamps) are mapped and copied out
  *   output        the read-back argmax/logits turned into SeqOutputs

@@ -1,19 +1,32 @@
 /**
  * ActivationArena owns the per-step GPU buffers: the activations the forward pass writes and the
- * step inputs it reads (token ids, positions, KV slots, block tables, logit rows, block copies).
- * They are sized for a number of token rows T, logit rows R, block table entries E and copies C,
- * each rounded up to a power of two; a step that needs more replaces the whole set (the old one
- * destroyed here first). The arena destroys its current set once, in destroy().
+ * step inputs it reads (token ids, positions, KV slots, block table offsets, logit rows, block
+ * copies). They are sized for a number of token rows T, logit rows R and copies C, each rounded
+ * up to a power of two; a step that needs more replaces the whole set (the old one destroyed here
+ * first). The arena destroys its current set once, in destroy(). (The block tables themselves
+ * persist between steps in GpuSeqTables.)
+ *
+ * The inputs share ONE buffer, section by section, each section bound as its own range; their
+ * CPU mirror is one pooled Uint32Array that packStep fills in place (no per-step allocation) and
+ * that upload() sends with ONE queue.writeBuffer of the used span:
+ *
+ *   inputs  [tokenIds T | positions T | slots T | tableOffsets T | logitRows R | copies 2C] u32
  */
 import type { BlockCopy } from '../engine/types.ts';
 import { kvDim as kvDimOf, type ModelConfig } from '../model/types.ts';
-import { createStorageBuffer, writeBuffer } from './buffers.ts';
-import type { PackedStep } from './pack.ts';
+import { createStorageBuffer } from './buffers.ts';
+import type { PackedStep, PackInto } from './pack.ts';
+
+/** A section of the inputs buffer, bound as a range. */
+export interface InputRange {
+  buffer: GPUBuffer;
+  offset: number; // bytes, a multiple of 256
+  size: number; // bytes
+}
 
 export interface Activations {
   capacityTokens: number; // T
   capacityRows: number; // R
-  capacityTableEntries: number; // E
   capacityCopies: number; // C
   x: GPUBuffer; // [T, dim] f32 residual stream
   qkv: GPUBuffer; // [T, dim + 2 kvDim] f32
@@ -21,16 +34,19 @@ export interface Activations {
   gateUp: GPUBuffer; // [T, 2 hiddenDim] f32
   logits: GPUBuffer; // [R, vocab] f32
   argmax: GPUBuffer; // [R] u32
-  tokenIds: GPUBuffer; // [T] u32
-  positions: GPUBuffer; // [T] u32
-  slots: GPUBuffer; // [T] u32
-  tableOffsets: GPUBuffer; // [T] u32
-  blockTables: GPUBuffer; // [E] u32
-  logitRows: GPUBuffer; // [R] u32
-  copies: GPUBuffer; // [C, 2] u32 (src block, dst block)
+  tokenIds: InputRange; // [T] u32
+  positions: InputRange; // [T] u32
+  slots: InputRange; // [T] u32
+  tableOffsets: InputRange; // [T] u32, where the token's sequence's row starts in GpuSeqTables
+  logitRows: InputRange; // [R] u32
+  copies: InputRange; // [C, 2] u32 (src block, dst block)
+  /** The inputs' CPU mirror, [4T + R + 2C] u32, and packStep's views into its token sections. */
+  inputData: Uint32Array<ArrayBuffer>;
+  into: PackInto;
 }
 
-const nextPow2 = (n: number): number => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
+/** Powers of two, at least 64 elements: every section starts on a 256-byte boundary. */
+const capacity = (n: number): number => Math.max(64, 2 ** Math.ceil(Math.log2(Math.max(1, n))));
 
 export class ActivationArena {
   private current: Activations | null = null;
@@ -43,27 +59,41 @@ export class ActivationArena {
   ) {}
 
   /** The current buffers when they have room for a step of this size, else a bigger set. */
-  ensure(numTokens: number, numRows: number, numTableEntries: number, numCopies: number): Activations {
+  ensure(numTokens: number, numRows: number, numCopies: number): Activations {
     const a = this.current;
-    if (a && a.capacityTokens >= numTokens && a.capacityRows >= numRows && a.capacityTableEntries >= numTableEntries && a.capacityCopies >= numCopies) {
+    if (a && a.capacityTokens >= numTokens && a.capacityRows >= numRows && a.capacityCopies >= numCopies) {
       return a;
     }
     const c = this.config;
     const kvDim = kvDimOf(c);
-    const t = nextPow2(Math.max(numTokens, a?.capacityTokens ?? 0));
-    const r = nextPow2(Math.max(numRows, a?.capacityRows ?? 0));
-    const e = nextPow2(Math.max(numTableEntries, a?.capacityTableEntries ?? 0));
-    const cp = nextPow2(Math.max(numCopies, a?.capacityCopies ?? 0));
+    const t = capacity(Math.max(numTokens, a?.capacityTokens ?? 0));
+    const r = capacity(Math.max(numRows, a?.capacityRows ?? 0));
+    const cp = capacity(Math.max(numCopies, a?.capacityCopies ?? 0));
     this.destroy();
     const buf = (elements: number, label: string): GPUBuffer => {
       const buffer = createStorageBuffer(this.device, elements * 4, label);
       this.owned.push(buffer);
       return buffer;
     };
+    const inputWords = 4 * t + r + 2 * cp;
+    const inputs = buf(inputWords, 'step inputs');
+    const inputData = new Uint32Array(inputWords);
+    let at = 0; // words
+    const section = (words: number): { range: InputRange; view: Uint32Array } => {
+      const range = { buffer: inputs, offset: at * 4, size: words * 4 };
+      const view = inputData.subarray(at, at + words);
+      at += words;
+      return { range, view };
+    };
+    const tokenIds = section(t);
+    const positions = section(t);
+    const slots = section(t);
+    const tableOffsets = section(t);
+    const logitRows = section(r); // filled from PackedStep.logitRows in upload()
+    const copies = section(2 * cp);
     this.current = {
       capacityTokens: t,
       capacityRows: r,
-      capacityTableEntries: e,
       capacityCopies: cp,
       x: buf(t * c.dim, 'x'),
       qkv: buf(t * (c.dim + 2 * kvDim), 'qkv'),
@@ -71,35 +101,34 @@ export class ActivationArena {
       gateUp: buf(t * 2 * c.hiddenDim, 'ffn gate|up'),
       logits: buf(r * c.vocabSize, 'logits'),
       argmax: buf(r, 'argmax'),
-      tokenIds: buf(t, 'token ids'),
-      positions: buf(t, 'positions'),
-      slots: buf(t, 'slots'),
-      tableOffsets: buf(t, 'block table offsets'),
-      blockTables: buf(e, 'block tables'),
-      logitRows: buf(r, 'logit rows'),
-      copies: buf(cp * 2, 'block copies'),
+      tokenIds: tokenIds.range,
+      positions: positions.range,
+      slots: slots.range,
+      tableOffsets: tableOffsets.range,
+      logitRows: logitRows.range,
+      copies: copies.range,
+      inputData,
+      into: { tokenIds: tokenIds.view, positions: positions.view, slots: slots.view, tableOffsets: tableOffsets.view },
     };
     return this.current;
   }
 
-  /** Queues uploads of a step's inputs into `a` (from ensure() with room for them). */
+  /**
+   * Sends a step's inputs (packed into a.into by packStep, plus the block copies) with one
+   * queue.writeBuffer of the sections the step uses.
+   */
   upload(a: Activations, packed: PackedStep, copies: readonly BlockCopy[]): void {
-    if (packed.numTokens > 0) {
-      writeBuffer(this.device, a.tokenIds, packed.tokenIds);
-      writeBuffer(this.device, a.positions, packed.positions);
-      writeBuffer(this.device, a.slots, packed.slots);
-      writeBuffer(this.device, a.tableOffsets, packed.tableOffsets);
-      writeBuffer(this.device, a.blockTables, packed.blockTables);
-    }
-    if (packed.logitRows.length > 0) writeBuffer(this.device, a.logitRows, packed.logitRows);
-    if (copies.length > 0) {
-      const pairs = new Uint32Array(copies.length * 2);
-      copies.forEach((cp, i) => {
-        pairs[2 * i] = cp.srcBlock;
-        pairs[2 * i + 1] = cp.dstBlock;
-      });
-      writeBuffer(this.device, a.copies, pairs);
-    }
+    a.inputData.set(packed.logitRows, a.logitRows.offset / 4);
+    const copiesAt = a.copies.offset / 4;
+    copies.forEach((cp, i) => {
+      a.inputData[copiesAt + 2 * i] = cp.srcBlock;
+      a.inputData[copiesAt + 2 * i + 1] = cp.dstBlock;
+    });
+    const end = copies.length > 0 ? copiesAt + 2 * copies.length
+      : packed.logitRows.length > 0 ? a.logitRows.offset / 4 + packed.logitRows.length
+      : packed.numTokens > 0 ? a.tableOffsets.offset / 4 + packed.numTokens
+      : 0;
+    if (end > 0) this.device.queue.writeBuffer(a.tokenIds.buffer, 0, a.inputData, 0, end);
   }
 
   /** Destroys the current set (if any); a later ensure() makes a new one. */

@@ -11,6 +11,7 @@
  * Ownership, each group created and destroyed by one owner:
  *   GpuWeights      (weights.ts)      model tensors + RoPE table, for the executor's life
  *   GpuKvPool       (kv-pool.ts)      paged K/V per layer, one per configure()d geometry
+ *   GpuSeqTables    (seq-tables.ts)   the sequences' block tables, kept between steps, one per geometry
  *   CpuSwapPool     (swap.ts)         CPU swap space for that geometry (plain memory)
  *   ActivationArena (activations.ts)  per-step activations and inputs, grown as steps need
  * The executor holds one of each and, in dispose(), has each destroy its own group once.
@@ -18,14 +19,15 @@
 import type { ProfileSink } from '../engine/profile.ts';
 import type { Executor, KvGeometry, LogitRow, SeqOutput, StepOutput, StepPlan } from '../engine/types.ts';
 import type { Model } from '../model/types.ts';
-import { ActivationArena } from './activations.ts';
+import { ActivationArena, type Activations } from './activations.ts';
 import type { GpuContext } from './device.ts';
-import { encodeForward } from './forward.ts';
+import { encodeForward, ForwardPrograms } from './forward.ts';
 import { checkKvGeometry, GpuKvPool } from './kv-pool.ts';
 import { packStep } from './pack.ts';
 import type { KernelName } from './kernel-names.ts';
 import type { OverrideValues } from './registry.ts';
-import type { GpuRuntime, StepEncoder } from './step.ts';
+import type { DispatchTarget, GpuRuntime } from './step.ts';
+import { GpuSeqTables } from './seq-tables.ts';
 import { CpuSwapPool } from './swap.ts';
 import { GpuWeights } from './weights.ts';
 
@@ -45,12 +47,6 @@ export interface GpuExecutorOptions {
   /** Tokens per step to size activations for up front (they grow on demand). */
   initialTokens?: number;
   /**
-   * Keep each row's arithmetic independent of how many rows share the step (default true): every
-   * matmul uses one kernel whatever the batch, instead of switching gemv -> tiled above a row
-   * count (their reduction orders differ, so a sequence's logits would depend on its batch).
-   */
-  batchInvariant?: boolean;
-  /**
    * Host-time profiling (benchmarks, tests): each execute() adds its phases to it (pack, swapOut,
    * upload, encode, submit, readbackWait, output; and 'gpu', the timestamp queries' GPU time,
    * where the device has them). Absent: nothing is timed.
@@ -64,8 +60,10 @@ export class GpuExecutor implements Executor {
   private readonly device: GPUDevice;
   private readonly weights: GpuWeights;
   private readonly act: ActivationArena;
+  private readonly programs: ForwardPrograms;
   private kv: GpuKvPool | null = null; // set by configure()
   private swap: CpuSwapPool | null = null; // set by configure()
+  private tables: GpuSeqTables | null = null; // set by configure()
   private disposed = false;
   private lostMessage: string | null = null;
   /** Dispatches recorded by the last step (for benchmarks). */
@@ -87,6 +85,7 @@ export class GpuExecutor implements Executor {
     ctx.onLost((loss) => (this.lostMessage = `the GPU device was lost (${loss.reason}): ${loss.message || 'no details'}`));
     this.weights = new GpuWeights(this.device, model);
     this.act = new ActivationArena(this.device, model.config);
+    this.programs = new ForwardPrograms(runtime, model.config, this.weights);
   }
 
   checkGeometry(geometry: KvGeometry): void {
@@ -97,9 +96,11 @@ export class GpuExecutor implements Executor {
     this.assertUsable();
     checkKvGeometry(this.device, this.model.config, geometry);
     this.kv?.destroy();
+    this.tables?.destroy();
     this.kv = new GpuKvPool(this.device, this.model.config, geometry);
+    this.tables = new GpuSeqTables(this.device, geometry.blockSize, this.model.config.seqLen);
     this.swap = new CpuSwapPool(this.kv);
-    this.act.ensure(this.options.initialTokens ?? 64, 16, 64, 16);
+    this.act.ensure(this.options.initialTokens ?? 64, 16, 16);
   }
 
   private assertUsable(): void {
@@ -123,7 +124,11 @@ export class GpuExecutor implements Executor {
     };
     const c = this.model.config;
     kv.checkBlocks(plan);
-    const packed = packStep(plan, kv.geometry.blockSize, c.vocabSize, c.seqLen);
+    // Pack into the arena's pooled input arrays; the block tables are updated in place on the GPU.
+    const pack = (a: Activations) => packStep(plan, kv.geometry.blockSize, c.vocabSize, c.seqLen, a.into, this.tables!.update(plan.seqs));
+    let a = this.act.ensure(plan.seqs.reduce((n, s) => n + s.tokenIds.length, 0), 0, plan.copies.length);
+    let packed = pack(a);
+    if (packed.logitRows.length > a.capacityRows) packed = pack((a = this.act.ensure(packed.numTokens, packed.logitRows.length, plan.copies.length)));
     if (prof) lap('pack');
 
     try {
@@ -135,12 +140,14 @@ export class GpuExecutor implements Executor {
       const numTokens = packed.numTokens;
       const numRows = packed.logitRows.length;
       const numCopies = plan.copies.length;
-      const a = this.act.ensure(numTokens, numRows, packed.blockTables.length, numCopies);
       this.act.upload(a, packed, plan.copies);
       if (prof) lap('upload');
 
       const step = this.runtime.beginStep({ label: `step ${plan.stepIndex}`, timestamps: this.options.timestamps ?? true, validate: this.options.validate, profile: prof });
-      const hasLogits = encodeForward(step, c, this.weights, kv, a, { numTokens, numRows, numCopies }, this.options.batchInvariant !== false);
+      // The forward pass of this step's shape, recorded on its first use and replayed after.
+      const program = this.programs.get(kv, this.tables!, a, { numTokens, numRows, numCopies });
+      step.replay(program.dispatches);
+      const hasLogits = program.hasLogits;
       const argmaxRead = hasLogits ? step.read(a.argmax, numRows * 4) : -1;
       const logitsRead = hasLogits && packed.logitsWanted.some(Boolean) ? step.read(a.logits, numRows * c.vocabSize * 4) : -1;
       this.lastNumDispatches = step.numDispatches;
@@ -201,10 +208,10 @@ export class GpuExecutor implements Executor {
     const c = this.model.config;
     const maxTokens = Math.max(1, shape.maxTokens);
     const maxRows = Math.max(1, Math.min(shape.maxSeqs, maxTokens));
-    const maxTable = maxRows * Math.ceil(c.seqLen / kv.geometry.blockSize);
-    const a = this.act.ensure(maxTokens, maxRows, maxTable, 1);
+    const a = this.act.ensure(maxTokens, maxRows, 1);
+    const tables = this.tables!;
     const specs = new Map<string, { kernel: KernelName; overrides: OverrideValues }>();
-    const collector: Pick<StepEncoder, 'tuning' | 'dispatch'> = {
+    const collector: DispatchTarget = {
       tuning: this.runtime.tuning,
       dispatch: (kernel, _bindings, _workgroups, options = {}) => {
         const overrides = options.overrides ?? {};
@@ -212,11 +219,12 @@ export class GpuExecutor implements Executor {
       },
     };
     // Small shapes first: the registry compiles in the order asked, and a first prompt needs them.
+    // The matmuls pick gemv (by row-count class) or the tiled kernel by rows, so these sizes
+    // reach every specialisation a step up to maxTokens rows can use.
     const sizes = [...new Set([8, 1, 4, 2, maxTokens].map((n) => Math.min(n, maxTokens)))];
     for (const [i, numTokens] of sizes.entries()) {
       const numRows = Math.min(numTokens, maxRows);
-      // encodeForward reaches the step only through dispatch() and tuning (kernels.ts encodeX).
-      encodeForward(collector as StepEncoder, c, this.weights, kv, a, { numTokens, numRows, numCopies: i === 0 ? 1 : 0 }, this.options.batchInvariant !== false);
+      encodeForward(collector, c, this.weights, kv, tables, a, { numTokens, numRows, numCopies: i === 0 ? 1 : 0 });
     }
     const registry = this.runtime.registry;
     await Promise.all([...specs.values()].map((s) => registry.pipelineAsync(s.kernel, s.overrides)));
@@ -240,6 +248,7 @@ export class GpuExecutor implements Executor {
     if (this.ctx.isLost) return;
     this.weights.destroy();
     this.kv?.destroy();
+    this.tables?.destroy();
     this.act.destroy();
   }
 }

@@ -2,13 +2,18 @@
  * The forward pass of one engine step, recorded into the step's single compute pass: every
  * scheduled token of every sequence is one row (prefill chunks and decode tokens mixed), and K/V
  * are read and written through each token's block table. Owns no buffers: it reads the weights
- * (GpuWeights), the KV pool (GpuKvPool) and the step's activations (ActivationArena).
+ * (GpuWeights), the KV pool (GpuKvPool), the sequences' block tables (GpuSeqTables) and the
+ * step's activations and inputs (ActivationArena).
  *
  *   [block_copy per layer, for copy-on-write]
  *   embedding
  *   per layer: matmul qkv (fused RMSNorm) · rope_kv_write · paged_attention · matmul wo (+= x)
  *              · matmul w1|w3 (fused RMSNorm) · matmul w2 (fused SwiGLU, += x)
  *   matmul logits for the rows that need them (gathered, fused final RMSNorm) · argmax
+ *
+ * ForwardPrograms keeps that recording per step shape: a step of the same shape (token rows,
+ * logit rows, copies) on the same buffers replays it (StepEncoder.replay) instead of planning and
+ * looking up its ~33 dispatches again; only what changed per step (the inputs) is uploaded.
  */
 import { headSize as headSizeOf, kvDim as kvDimOf, type ModelConfig } from '../model/types.ts';
 import type { Activations } from './activations.ts';
@@ -19,10 +24,10 @@ import {
   encodeMatmul,
   encodePagedAttention,
   encodeRopeKvWrite,
-  type MatmulArgs,
 } from './kernels.ts';
 import type { GpuKvPool } from './kv-pool.ts';
-import type { StepEncoder } from './step.ts';
+import type { GpuSeqTables } from './seq-tables.ts';
+import { ProgramRecorder, type DispatchTarget, type GpuRuntime, type ResolvedDispatch } from './step.ts';
 import type { GpuWeights } from './weights.ts';
 
 export interface ForwardStep {
@@ -31,24 +36,15 @@ export interface ForwardStep {
   numCopies: number; // copy-on-write block copies (in act.copies)
 }
 
-/**
- * The matmul kernel for this shape. With batch invariance (the default) it is fixed per shape, so
- * a row's reduction order, and so its bits, never depend on how many rows share the step.
- */
-function strategy(batchInvariant: boolean, inDim: number, xStride = inDim): MatmulArgs['strategy'] {
-  if (!batchInvariant) return 'auto';
-  return inDim % 4 === 0 && xStride % 4 === 0 ? 'gemv' : 'tiled';
-}
-
 /** Records the step; true when it recorded logits and argmax (numRows rows in a.logits, a.argmax). */
 export function encodeForward(
-  step: StepEncoder,
+  step: DispatchTarget,
   c: ModelConfig,
   w: GpuWeights,
   kv: GpuKvPool,
+  tables: GpuSeqTables,
   a: Activations,
   n: ForwardStep,
-  batchInvariant: boolean,
 ): boolean {
   const dim = c.dim;
   const kvDim = kvDimOf(c);
@@ -71,7 +67,7 @@ export function encodeForward(
   for (let l = 0; l < c.numLayers; l++) {
     const lw = w.layers[l];
     // qkv = rmsnorm(x; rmsAtt) · [wq; wk; wv]ᵀ
-    encodeMatmul(step, { x: a.x, w: lw.wqkv, y: a.qkv, rows: T, inDim: dim, outDim: qkvStride, norm: { weight: lw.rmsAtt, eps: c.normEps }, strategy: strategy(batchInvariant, dim) });
+    encodeMatmul(step, { x: a.x, w: lw.wqkv, y: a.qkv, rows: T, inDim: dim, outDim: qkvStride, norm: { weight: lw.rmsAtt, eps: c.normEps } });
     // rotate q in place; write rotated k and v into this layer's cache at each token's slot
     encodeRopeKvWrite(step, { qkv: a.qkv, positions: a.positions, slots: a.slots, ropeTable: w.ropeTable, kCache: kv.k[l], vCache: kv.v[l], numTokens: T, dim, kvDim, headSize });
     // att = attention(q, this layer's cache), each token over its own positions via its block table
@@ -79,7 +75,7 @@ export function encodeForward(
       q: a.qkv,
       kCache: kv.k[l],
       vCache: kv.v[l],
-      blockTables: a.blockTables,
+      blockTables: tables.buffer,
       blockTableOffsets: a.tableOffsets,
       positions: a.positions,
       out: a.att,
@@ -91,11 +87,11 @@ export function encodeForward(
       qStride: qkvStride,
     });
     // x += att · woᵀ
-    encodeMatmul(step, { x: a.att, w: lw.wo, y: a.x, rows: T, inDim: dim, outDim: dim, accumulate: true, strategy: strategy(batchInvariant, dim) });
+    encodeMatmul(step, { x: a.att, w: lw.wo, y: a.x, rows: T, inDim: dim, outDim: dim, accumulate: true });
     // gateUp = rmsnorm(x; rmsFfn) · [w1; w3]ᵀ
-    encodeMatmul(step, { x: a.x, w: lw.w13, y: a.gateUp, rows: T, inDim: dim, outDim: 2 * c.hiddenDim, norm: { weight: lw.rmsFfn, eps: c.normEps }, strategy: strategy(batchInvariant, dim) });
+    encodeMatmul(step, { x: a.x, w: lw.w13, y: a.gateUp, rows: T, inDim: dim, outDim: 2 * c.hiddenDim, norm: { weight: lw.rmsFfn, eps: c.normEps } });
     // x += (silu(gate) * up) · w2ᵀ
-    encodeMatmul(step, { x: a.gateUp, w: lw.w2, y: a.x, rows: T, inDim: c.hiddenDim, outDim: dim, swigluInput: true, accumulate: true, strategy: strategy(batchInvariant, c.hiddenDim, 2 * c.hiddenDim) });
+    encodeMatmul(step, { x: a.gateUp, w: lw.w2, y: a.x, rows: T, inDim: c.hiddenDim, outDim: dim, swigluInput: true, accumulate: true });
   }
   if (n.numRows === 0) return false;
 
@@ -109,8 +105,64 @@ export function encodeForward(
     outDim: c.vocabSize,
     norm: { weight: w.rmsFinal, eps: c.normEps },
     rowIds: a.logitRows,
-    strategy: strategy(batchInvariant, dim),
   });
   encodeArgmax(step, { logits: a.logits, out: a.argmax, numRows: n.numRows, vocabSize: c.vocabSize });
   return true;
+}
+
+/** One step shape's forward pass, resolved (see ProgramRecorder). */
+export interface ForwardProgram {
+  readonly dispatches: readonly ResolvedDispatch[];
+  /** Whether it ends with logits and argmax (numRows rows in a.logits, a.argmax). */
+  readonly hasLogits: boolean;
+}
+
+/** Step shapes kept (least recently used dropped first): decode batches and prefill chunk sizes. */
+const MAX_PROGRAMS = 64;
+
+/**
+ * The forward pass recorded once per step shape and replayed. Valid for one set of buffers: the
+ * cache empties itself when the activation set, the KV pool, the block tables' buffer or the
+ * runtime's parameter generation changes (the weights live as long as the executor that holds this cache). Owns no buffers.
+ */
+export class ForwardPrograms {
+  private readonly programs = new Map<string, ForwardProgram>(); // key `${numTokens},${numRows},${numCopies}`
+  private act: Activations | null = null;
+  private kv: GpuKvPool | null = null;
+  private tables: GpuSeqTables | null = null;
+  private tablesGeneration = -1;
+  private paramsGeneration = -1;
+  /** Programs recorded (cache misses), for tests and benchmarks. */
+  numRecorded = 0;
+
+  constructor(
+    private readonly runtime: GpuRuntime,
+    private readonly c: ModelConfig,
+    private readonly w: GpuWeights,
+  ) {}
+
+  /** The program of this step shape; call after runtime.beginStep() (which may start a new parameter generation). */
+  get(kv: GpuKvPool, tables: GpuSeqTables, a: Activations, n: ForwardStep): ForwardProgram {
+    if (a !== this.act || kv !== this.kv || tables !== this.tables || tables.generation !== this.tablesGeneration || this.runtime.paramsGeneration !== this.paramsGeneration) {
+      this.programs.clear();
+      this.act = a;
+      this.kv = kv;
+      this.tables = tables;
+      this.tablesGeneration = tables.generation;
+      this.paramsGeneration = this.runtime.paramsGeneration;
+    }
+    const key = `${n.numTokens},${n.numRows},${n.numCopies}`;
+    let program = this.programs.get(key);
+    if (program) {
+      this.programs.delete(key); // re-inserted below: most recently used last
+    } else {
+      const recorder = new ProgramRecorder(this.runtime);
+      const hasLogits = encodeForward(recorder, this.c, this.w, kv, tables, a, n);
+      program = { dispatches: recorder.dispatches, hasLogits };
+      this.numRecorded++;
+      if (this.programs.size >= MAX_PROGRAMS) this.programs.delete(this.programs.keys().next().value!);
+    }
+    this.programs.set(key, program);
+    return program;
+  }
 }

@@ -26,7 +26,7 @@
  */
 import type { KernelName } from './kernel-names.ts';
 import type { BufferBinding, KernelRegistry, OverrideValues } from './registry.ts';
-import type { StepEncoder, Workgroups } from './step.ts';
+import type { DispatchTarget, Workgroups } from './step.ts';
 import { GPU_TUNING, type KernelTuning } from './tuning.ts';
 
 export interface DispatchPlan {
@@ -37,7 +37,7 @@ export interface DispatchPlan {
   params?: Record<string, number>;
 }
 
-export function encodePlan(step: StepEncoder, plan: DispatchPlan): void {
+export function encodePlan(step: DispatchTarget, plan: DispatchPlan): void {
   step.dispatch(plan.kernel, plan.bindings, plan.workgroups, { overrides: plan.overrides, params: plan.params });
 }
 
@@ -76,7 +76,7 @@ export function planEmbedding(a: EmbeddingArgs, tuning: Readonly<KernelTuning> =
   };
 }
 
-export const encodeEmbedding = (step: StepEncoder, a: EmbeddingArgs): void => encodePlan(step, planEmbedding(a, step.tuning));
+export const encodeEmbedding = (step: DispatchTarget, a: EmbeddingArgs): void => encodePlan(step, planEmbedding(a, step.tuning));
 
 // ---------------------------------------------------------------------------------------------
 
@@ -100,7 +100,7 @@ export function planRmsNorm(a: RmsNormArgs, tuning: Readonly<KernelTuning> = GPU
   };
 }
 
-export const encodeRmsNorm = (step: StepEncoder, a: RmsNormArgs): void => encodePlan(step, planRmsNorm(a, step.tuning));
+export const encodeRmsNorm = (step: DispatchTarget, a: RmsNormArgs): void => encodePlan(step, planRmsNorm(a, step.tuning));
 
 // ---------------------------------------------------------------------------------------------
 
@@ -124,8 +124,20 @@ export interface MatmulArgs {
   swigluInput?: boolean;
   /** Output row r reads X row rowIds[r]: [rows] u32. */
   rowIds?: BufferBinding;
-  /** 'auto' (default): gemv up to tuning.gemvMaxRows rows when inDim and xStride are multiples of 4. */
+  /**
+   * 'auto' (default): gemv up to tuning.gemvMaxRows rows when inDim and xStride are multiples of
+   * 4, tiled above. Either way a row's bits are the same: the tiled kernel reduces each output in
+   * the gemv kernel's order (LANES = the gemv plan's WG), so the choice never changes results.
+   */
   strategy?: 'auto' | 'gemv' | 'tiled';
+}
+
+/**
+ * The K split both matmul kernels reduce by: gemv's threads per workgroup (each thread one
+ * strided part of IN/4, then the parts summed in order), the tiled kernel's LANES.
+ */
+export function matmulLanes(inDim: number, tuning: Readonly<KernelTuning>): number {
+  return Math.min(tuning.gemvThreads, nextPow2(ceilDiv(inDim, 4)));
 }
 
 /**
@@ -156,16 +168,16 @@ export function planMatmul(a: MatmulArgs, tuning: Readonly<KernelTuning> = GPU_T
     ACCUMULATE: a.accumulate ?? false,
     EPS: a.norm?.eps ?? 1e-5,
   };
+  const lanes = matmulLanes(a.inDim, tuning);
   if (gemv) {
     const classes = tuning.gemvRowClasses;
     const rowsPerGroup = classes.find((n) => n >= a.rows) ?? classes[classes.length - 1];
     const cols = 4;
-    const threads = Math.min(tuning.gemvThreads, nextPow2(ceilDiv(a.inDim, 4)));
     return {
       kernel: 'matmul_gemv',
       bindings,
       workgroups: [ceilDiv(a.outDim, cols), ceilDiv(a.rows, rowsPerGroup)],
-      overrides: { ...common, ROWS: rowsPerGroup, COLS: cols, WG: threads },
+      overrides: { ...common, ROWS: rowsPerGroup, COLS: cols, WG: lanes },
       params: { rows: a.rows },
     };
   }
@@ -173,12 +185,12 @@ export function planMatmul(a: MatmulArgs, tuning: Readonly<KernelTuning> = GPU_T
     kernel: 'matmul_tiled',
     bindings,
     workgroups: [ceilDiv(a.outDim, 32), ceilDiv(a.rows, 32)],
-    overrides: common,
+    overrides: { ...common, LANES: lanes },
     params: { rows: a.rows },
   };
 }
 
-export const encodeMatmul = (step: StepEncoder, a: MatmulArgs): void => encodePlan(step, planMatmul(a, step.tuning));
+export const encodeMatmul = (step: DispatchTarget, a: MatmulArgs): void => encodePlan(step, planMatmul(a, step.tuning));
 
 // ---------------------------------------------------------------------------------------------
 
@@ -212,7 +224,7 @@ export function planRopeKvWrite(a: RopeKvWriteArgs, tuning: Readonly<KernelTunin
   };
 }
 
-export const encodeRopeKvWrite = (step: StepEncoder, a: RopeKvWriteArgs): void => encodePlan(step, planRopeKvWrite(a, step.tuning));
+export const encodeRopeKvWrite = (step: DispatchTarget, a: RopeKvWriteArgs): void => encodePlan(step, planRopeKvWrite(a, step.tuning));
 
 // ---------------------------------------------------------------------------------------------
 
@@ -271,7 +283,7 @@ export function planPagedAttention(a: PagedAttentionArgs, tuning: Readonly<Kerne
   };
 }
 
-export const encodePagedAttention = (step: StepEncoder, a: PagedAttentionArgs): void => encodePlan(step, planPagedAttention(a, step.tuning));
+export const encodePagedAttention = (step: DispatchTarget, a: PagedAttentionArgs): void => encodePlan(step, planPagedAttention(a, step.tuning));
 
 // ---------------------------------------------------------------------------------------------
 
@@ -295,7 +307,7 @@ export function planBlockCopy(a: BlockCopyArgs, tuning: Readonly<KernelTuning> =
   };
 }
 
-export const encodeBlockCopy = (step: StepEncoder, a: BlockCopyArgs): void => encodePlan(step, planBlockCopy(a, step.tuning));
+export const encodeBlockCopy = (step: DispatchTarget, a: BlockCopyArgs): void => encodePlan(step, planBlockCopy(a, step.tuning));
 
 // ---------------------------------------------------------------------------------------------
 
@@ -320,4 +332,4 @@ export function planArgmax(a: ArgmaxArgs, tuning: Readonly<KernelTuning> = GPU_T
   };
 }
 
-export const encodeArgmax = (step: StepEncoder, a: ArgmaxArgs): void => encodePlan(step, planArgmax(a, step.tuning));
+export const encodeArgmax = (step: DispatchTarget, a: ArgmaxArgs): void => encodePlan(step, planArgmax(a, step.tuning));

@@ -1,7 +1,9 @@
 /**
  * Flattens a StepPlan into the typed arrays the WebGPU forward pass uploads: one row per
  * scheduled token (sequences' tokens mixed in one batch), each with its own position, KV slot and
- * block table, plus the rows whose logits are needed. Pure: no GPU calls.
+ * block table, plus the rows whose logits are needed. Pure: no GPU calls. The executor packs into
+ * pooled arrays (PackInto) with the block tables already on the GPU; without them every array is
+ * new and the tables are concatenated into blockTables.
  */
 import type { StepPlan } from '../engine/types.ts';
 
@@ -10,9 +12,9 @@ export interface PackedStep {
   tokenIds: Uint32Array; // [numTokens]
   positions: Uint32Array; // [numTokens]
   slots: Uint32Array; // [numTokens] physical KV slot: block * blockSize + offset
-  /** Where the token's sequence's block table starts in blockTables. */
+  /** Where the token's sequence's block table starts in blockTables (or in GpuSeqTables, packed with PackInto). */
   tableOffsets: Uint32Array; // [numTokens]
-  blockTables: Uint32Array; // [sum of the sequences' table lengths]
+  blockTables: Uint32Array; // [sum of the sequences' table lengths]; empty when packed with PackInto
   /** Token rows whose logits are needed (a sequence's last scheduled token, or its last numLogitRows). */
   logitRows: Uint32Array; // [numLogitRows]
   logitSeqIds: number[]; // [numLogitRows] a sequence with several rows appears once per row, consecutively
@@ -20,15 +22,31 @@ export interface PackedStep {
   logitsWanted: boolean[]; // [numLogitRows]
 }
 
-export function packStep(plan: StepPlan, blockSize: number, vocabSize: number, maxPositions: number): PackedStep {
+/**
+ * Pooled per-token arrays to pack into (the executor's ActivationArena mirror), at least
+ * numTokens long, and where each sequence's block table already lies on the GPU (GpuSeqTables).
+ * With them packStep allocates no per-token arrays, returns views of these, and leaves
+ * blockTables empty.
+ */
+export interface PackInto {
+  tokenIds: Uint32Array; // [>= numTokens]
+  positions: Uint32Array; // [>= numTokens]
+  slots: Uint32Array; // [>= numTokens]
+  tableOffsets: Uint32Array; // [>= numTokens]
+}
+
+export function packStep(plan: StepPlan, blockSize: number, vocabSize: number, maxPositions: number, into?: PackInto, seqTableOffsets?: Uint32Array): PackedStep {
   const numTokens = plan.seqs.reduce((n, s) => n + s.tokenIds.length, 0);
-  const numTableEntries = plan.seqs.reduce((n, s) => n + s.blockTable.length, 0);
+  const numTableEntries = into ? 0 : plan.seqs.reduce((n, s) => n + s.blockTable.length, 0);
+  if (into && !(seqTableOffsets && seqTableOffsets.length >= plan.seqs.length && into.tokenIds.length >= numTokens)) {
+    throw new RangeError(`packStep: the pooled arrays have no room for ${numTokens} tokens of ${plan.seqs.length} sequences`);
+  }
   const p: PackedStep = {
     numTokens,
-    tokenIds: new Uint32Array(numTokens),
-    positions: new Uint32Array(numTokens),
-    slots: new Uint32Array(numTokens),
-    tableOffsets: new Uint32Array(numTokens),
+    tokenIds: into ? into.tokenIds.subarray(0, numTokens) : new Uint32Array(numTokens),
+    positions: into ? into.positions.subarray(0, numTokens) : new Uint32Array(numTokens),
+    slots: into ? into.slots.subarray(0, numTokens) : new Uint32Array(numTokens),
+    tableOffsets: into ? into.tableOffsets.subarray(0, numTokens) : new Uint32Array(numTokens),
     blockTables: new Uint32Array(numTableEntries),
     logitRows: new Uint32Array(plan.seqs.reduce((n, s) => n + (s.needsLogits ? Math.max(1, s.numLogitRows ?? 1) : 0), 0)),
     logitSeqIds: [],
@@ -36,7 +54,9 @@ export function packStep(plan: StepPlan, blockSize: number, vocabSize: number, m
   };
   let row = 0;
   let tableOffset = 0;
-  for (const seq of plan.seqs) {
+  for (let i = 0; i < plan.seqs.length; i++) {
+    const seq = plan.seqs[i];
+    if (seqTableOffsets) tableOffset = seqTableOffsets[i];
     if (seq.slots.length !== seq.tokenIds.length) {
       throw new Error(`sequence ${seq.seqId}: ${seq.tokenIds.length} tokens but ${seq.slots.length} slots`);
     }
@@ -45,7 +65,7 @@ export function packStep(plan: StepPlan, blockSize: number, vocabSize: number, m
     if (Math.floor(lastPos / blockSize) >= seq.blockTable.length) {
       throw new RangeError(`sequence ${seq.seqId}: position ${lastPos} is beyond its block table of ${seq.blockTable.length} blocks`);
     }
-    p.blockTables.set(seq.blockTable, tableOffset);
+    if (!into) p.blockTables.set(seq.blockTable, tableOffset);
     for (let k = 0; k < seq.tokenIds.length; k++) {
       const token = seq.tokenIds[k];
       if (!(token >= 0 && token < vocabSize)) throw new RangeError(`sequence ${seq.seqId}: token id ${token} is outside the vocabulary`);
@@ -73,7 +93,7 @@ export function packStep(plan: StepPlan, blockSize: number, vocabSize: number, m
         p.logitsWanted.push(seq.sampling.temperature > 0 || seq.constrained === true);
       }
     }
-    tableOffset += seq.blockTable.length;
+    if (!seqTableOffsets) tableOffset += seq.blockTable.length;
   }
   if (p.logitSeqIds.length !== p.logitRows.length) p.logitRows = p.logitRows.slice(0, p.logitSeqIds.length);
   return p;

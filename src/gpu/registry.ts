@@ -218,6 +218,13 @@ export class KernelRegistry {
     if (problems.length > 0) throw new Error(`WGSL compilation failed:\n${problems.join('\n')}`);
   }
 
+  /** Pipelines compiled for one kernel (its specialisations). */
+  pipelinesOf(name: KernelName): number {
+    let n = 0;
+    for (const key of this.pipelines.keys()) if (key.startsWith(`${name}(`)) n++;
+    return n;
+  }
+
   get stats(): RegistryStats {
     return { pipelines: this.pipelines.size, bindGroups: this.bindGroups.size, bindGroupMisses: this.bindGroupMisses };
   }

@@ -1,7 +1,7 @@
 /**
  * One engine step = one command encoder, ONE compute pass holding every dispatch, ONE submit,
  * then the step's readbacks mapped together. GpuRuntime owns what persists across steps (kernel
- * registry, per-dispatch parameter arena, readback staging pool, timestamp query sets);
+ * registry, parameter arena, readback staging pool, timestamp query sets);
  * StepEncoder records one step:
  *
  *   const step = runtime.beginStep({ timestamps: true });
@@ -14,12 +14,18 @@
  * barriers), so a whole forward pass can be one pass. copyBuffer() and read() end the current
  * pass (copies cannot sit inside a compute pass); put them before the first or after the last
  * dispatch to keep one pass.
+ *
+ * Hot path: a dispatch can be resolved once (GpuRuntime.resolve: pipeline, bind group and
+ * parameter slot looked up) into a ResolvedDispatch, and a list of them (a program, recorded with
+ * a ProgramRecorder) replayed into any later step with StepEncoder.replay(): three WebGPU calls
+ * per dispatch, no lookups, no allocation. Parameter slots are content-addressed and persistent:
+ * a `params` value is written to the arena once, when first seen, and never per step.
  */
 import { align4, BufferUsage, MAP_MODE_READ } from './buffers.ts';
 import type { ProfileSink } from '../engine/profile.ts';
 import type { GpuContext } from './device.ts';
 import type { KernelName, KernelSources } from './kernel-names.ts';
-import { KernelRegistry, PARAMS_SLOT_BYTES, type BufferBinding, type OverrideValues } from './registry.ts';
+import { KernelRegistry, PARAMS_SLOT_BYTES, type BufferBinding, type OverrideValues, type ParamField } from './registry.ts';
 import { GPU_TUNING, tuningFor, type KernelTuning } from './tuning.ts';
 
 /** A validation error raised by the WebGPU implementation while a step was recorded or run. */
@@ -38,8 +44,8 @@ export interface StepOptions {
   validate?: boolean;
   /**
    * Host-time profiling: submit() adds its parts to it (resolving timestamps and finish() to
-   * 'encode', the parameters' write to 'upload', queue.submit() to 'submit', the wait for the
-   * readbacks to 'readbackWait'). Absent: nothing is timed.
+   * 'encode', queue.submit() to 'submit', the wait for the readbacks to 'readbackWait'). Absent:
+   * nothing is timed.
    */
   profile?: ProfileSink;
 }
@@ -49,6 +55,24 @@ export interface DispatchOptions {
   overrides?: OverrideValues;
   /** Fields of the kernel's `params` uniform (per-step counts such as `rows`). */
   params?: Readonly<Record<string, number>>;
+}
+
+/** Where dispatches go: an open step (StepEncoder) or a program being recorded (ProgramRecorder). */
+export interface DispatchTarget {
+  readonly tuning: Readonly<KernelTuning>;
+  dispatch(kernel: KernelName, bindings: Readonly<Record<string, BufferBinding | undefined>>, workgroups: Workgroups, options?: DispatchOptions): void;
+}
+
+/** A dispatch with everything looked up: replayed as setPipeline, setBindGroup, dispatchWorkgroups. */
+export interface ResolvedDispatch {
+  readonly kernel: KernelName;
+  readonly pipeline: GPUComputePipeline;
+  readonly group: GPUBindGroup;
+  /** [the params slot's byte offset] for kernels with a params uniform, else null. */
+  readonly dynamicOffsets: readonly number[] | null;
+  readonly x: number;
+  readonly y: number;
+  readonly z: number;
 }
 
 export interface StepResult {
@@ -70,11 +94,12 @@ export interface StepResult {
 export type Workgroups = readonly [number] | readonly [number, number] | readonly [number, number, number];
 
 const SLOTS_PER_CHUNK = 64;
+/** Distinct params values kept before the arena starts over (a new paramsGeneration). */
+const MAX_PARAM_SLOTS = 64 * SLOTS_PER_CHUNK;
 const MAX_TIMED_PASSES = 16;
 
 interface ParamChunk {
-  buffer: GPUBuffer; // [SLOTS_PER_CHUNK, 256 bytes] uniform
-  data: ArrayBuffer; // CPU mirror written at submit
+  buffer: GPUBuffer; // [SLOTS_PER_CHUNK, 256 bytes] uniform; a slot is written once, when assigned
 }
 
 interface TimestampSet {
@@ -96,6 +121,15 @@ export class GpuRuntime {
   readonly hasTimestampQuery: boolean;
   readonly tuning: Readonly<KernelTuning>;
   private readonly paramChunks: ParamChunk[] = [];
+  /** Slot index by params content (the fields' 32-bit words); slots of one generation never change. */
+  private readonly paramSlots = new Map<string, number>();
+  private readonly paramWords = new ArrayBuffer(PARAMS_SLOT_BYTES);
+  private readonly paramView = new DataView(this.paramWords);
+  /**
+   * Bumped when the arena starts over (more than MAX_PARAM_SLOTS distinct values): resolved
+   * dispatches of an older generation point at slots that may hold other values now.
+   */
+  paramsGeneration = 0;
   private readonly stagingFree = new Map<number, GPUBuffer[]>();
   private readonly timestampFree: TimestampSet[] = [];
   private openStep: StepEncoder | null = null;
@@ -115,6 +149,12 @@ export class GpuRuntime {
   /** Starts recording a step. Only one step may be recorded at a time (submit() ends it). */
   beginStep(options: StepOptions = {}): StepEncoder {
     if (this.openStep) throw new Error('a step is already being recorded: submit it first');
+    if (this.paramSlots.size >= MAX_PARAM_SLOTS) {
+      // Between steps: every earlier step's slots were written before its submit, so rewriting
+      // them now cannot change what an earlier step reads.
+      this.paramSlots.clear();
+      this.paramsGeneration++;
+    }
     const step = new StepEncoder(this, options);
     this.openStep = step;
     return step;
@@ -124,6 +164,8 @@ export class GpuRuntime {
   destroy(): void {
     for (const c of this.paramChunks) c.buffer.destroy();
     this.paramChunks.length = 0;
+    this.paramSlots.clear();
+    this.paramsGeneration++;
     for (const list of this.stagingFree.values()) for (const b of list) b.destroy();
     this.stagingFree.clear();
     for (const t of this.timestampFree) {
@@ -140,8 +182,56 @@ export class GpuRuntime {
     if (this.openStep === step) this.openStep = null;
   }
 
-  /** @internal */
-  paramChunk(index: number): ParamChunk {
+  /**
+   * Resolves one dispatch: its pipeline (compiled on a miss), its bind group (cached by the
+   * buffers bound) and its parameter slot (written to the arena the first time this value is
+   * seen). Null for a dispatch with a zero workgroup count (nothing to run).
+   */
+  resolve(kernel: KernelName, bindings: Readonly<Record<string, BufferBinding | undefined>>, workgroups: Workgroups, options: DispatchOptions = {}): ResolvedDispatch | null {
+    const [x, y = 1, z = 1] = workgroups;
+    if (x === 0 || y === 0 || z === 0) return null;
+    const max = this.device.limits.maxComputeWorkgroupsPerDimension;
+    if (!(x <= max && y <= max && z <= max) || !Number.isInteger(x) || !Number.isInteger(y) || !Number.isInteger(z)) {
+      throw new RangeError(`${kernel}: workgroup counts [${x}, ${y}, ${z}] must be integers <= ${max}`);
+    }
+    const registry = this.registry;
+    const overrides = options.overrides ?? {};
+    const info = registry.info(kernel);
+    const pipeline = registry.pipeline(kernel, overrides);
+    let paramsBuffer: GPUBuffer | undefined;
+    let dynamicOffsets: number[] | null = null;
+    if (info.params.length > 0) {
+      const slot = this.paramSlot(kernel, info.params, options.params);
+      paramsBuffer = this.paramChunk(Math.floor(slot / SLOTS_PER_CHUNK)).buffer;
+      dynamicOffsets = [(slot % SLOTS_PER_CHUNK) * PARAMS_SLOT_BYTES];
+    }
+    const group = registry.bindGroup(kernel, bindings, overrides, paramsBuffer);
+    return { kernel, pipeline, group, dynamicOffsets, x, y, z };
+  }
+
+  /** The arena slot holding these params values (assigned and written on first use). */
+  private paramSlot(kernel: KernelName, fields: readonly ParamField[], params: Readonly<Record<string, number>> | undefined): number {
+    const view = this.paramView;
+    fields.forEach((field, i) => {
+      const value = params?.[field.name];
+      if (value === undefined) throw new Error(`${kernel}: params.${field.name} is missing`);
+      if (field.type === 'f32') view.setFloat32(i * 4, value, true);
+      else if (field.type === 'i32') view.setInt32(i * 4, value, true);
+      else view.setUint32(i * 4, value, true);
+    });
+    const words = new Uint32Array(this.paramWords, 0, fields.length);
+    const key = words.join(',');
+    let slot = this.paramSlots.get(key);
+    if (slot === undefined) {
+      slot = this.paramSlots.size;
+      this.paramSlots.set(key, slot);
+      const chunk = this.paramChunk(Math.floor(slot / SLOTS_PER_CHUNK));
+      this.device.queue.writeBuffer(chunk.buffer, (slot % SLOTS_PER_CHUNK) * PARAMS_SLOT_BYTES, this.paramWords, 0, fields.length * 4);
+    }
+    return slot;
+  }
+
+  private paramChunk(index: number): ParamChunk {
     while (this.paramChunks.length <= index) {
       this.paramChunks.push({
         buffer: this.device.createBuffer({
@@ -149,7 +239,6 @@ export class GpuRuntime {
           size: SLOTS_PER_CHUNK * PARAMS_SLOT_BYTES,
           usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST,
         }),
-        data: new ArrayBuffer(SLOTS_PER_CHUNK * PARAMS_SLOT_BYTES),
       });
     }
     return this.paramChunks[index];
@@ -194,7 +283,30 @@ interface PendingRead {
   sizeBytes: number;
 }
 
-export class StepEncoder {
+/**
+ * Records dispatches into a program (resolved once, replayed into many steps with
+ * StepEncoder.replay) instead of a step. What it resolves stays valid while the buffers it bound
+ * live and the runtime's paramsGeneration is the one it was recorded under.
+ */
+export class ProgramRecorder implements DispatchTarget {
+  readonly dispatches: ResolvedDispatch[] = [];
+  readonly paramsGeneration: number;
+
+  constructor(private readonly runtime: GpuRuntime) {
+    this.paramsGeneration = runtime.paramsGeneration;
+  }
+
+  get tuning(): Readonly<KernelTuning> {
+    return this.runtime.tuning;
+  }
+
+  dispatch(kernel: KernelName, bindings: Readonly<Record<string, BufferBinding | undefined>>, workgroups: Workgroups, options: DispatchOptions = {}): void {
+    const d = this.runtime.resolve(kernel, bindings, workgroups, options);
+    if (d) this.dispatches.push(d);
+  }
+}
+
+export class StepEncoder implements DispatchTarget {
   private readonly runtime: GpuRuntime;
   private readonly device: GPUDevice;
   private readonly encoder: GPUCommandEncoder;
@@ -204,7 +316,6 @@ export class StepEncoder {
   private pass: GPUComputePassEncoder | null = null;
   private numPasses = 0;
   private numTimedPasses = 0;
-  private numSlots = 0;
   private dispatches = 0;
   private readonly reads: PendingRead[] = [];
   private closed = false;
@@ -237,40 +348,26 @@ export class StepEncoder {
    */
   dispatch(kernel: KernelName, bindings: Readonly<Record<string, BufferBinding | undefined>>, workgroups: Workgroups, options: DispatchOptions = {}): void {
     this.assertOpen();
-    const [x, y = 1, z = 1] = workgroups;
-    if (x === 0 || y === 0 || z === 0) return;
-    const max = this.device.limits.maxComputeWorkgroupsPerDimension;
-    if (!(x <= max && y <= max && z <= max) || !Number.isInteger(x) || !Number.isInteger(y) || !Number.isInteger(z)) {
-      throw new RangeError(`${kernel}: workgroup counts [${x}, ${y}, ${z}] must be integers <= ${max}`);
-    }
-    const registry = this.runtime.registry;
-    const overrides = options.overrides ?? {};
-    const info = registry.info(kernel);
-    const pipeline = registry.pipeline(kernel, overrides);
+    const d = this.runtime.resolve(kernel, bindings, workgroups, options);
+    if (d) this.record(this.computePass(), d);
+  }
 
-    let paramsBuffer: GPUBuffer | undefined;
-    let dynamicOffset = 0;
-    if (info.params.length > 0) {
-      const slot = this.numSlots++;
-      const chunk = this.runtime.paramChunk(Math.floor(slot / SLOTS_PER_CHUNK));
-      dynamicOffset = (slot % SLOTS_PER_CHUNK) * PARAMS_SLOT_BYTES;
-      const view = new DataView(chunk.data, dynamicOffset, PARAMS_SLOT_BYTES);
-      info.params.forEach((field, i) => {
-        const value = options.params?.[field.name];
-        if (value === undefined) throw new Error(`${kernel}: params.${field.name} is missing`);
-        if (field.type === 'f32') view.setFloat32(i * 4, value, true);
-        else if (field.type === 'i32') view.setInt32(i * 4, value, true);
-        else view.setUint32(i * 4, value, true);
-      });
-      paramsBuffer = chunk.buffer;
-    }
-    const group = registry.bindGroup(kernel, bindings, overrides, paramsBuffer);
-
+  /**
+   * Records resolved dispatches (a program from ProgramRecorder) into the step's compute pass.
+   * They must come from this runtime, in its current paramsGeneration, with their buffers alive.
+   */
+  replay(dispatches: readonly ResolvedDispatch[]): void {
+    this.assertOpen();
+    if (dispatches.length === 0) return;
     const pass = this.computePass();
-    pass.setPipeline(pipeline);
-    if (paramsBuffer) pass.setBindGroup(0, group, [dynamicOffset]);
-    else pass.setBindGroup(0, group);
-    pass.dispatchWorkgroups(x, y, z);
+    for (const d of dispatches) this.record(pass, d);
+  }
+
+  private record(pass: GPUComputePassEncoder, d: ResolvedDispatch): void {
+    pass.setPipeline(d.pipeline);
+    if (d.dynamicOffsets) pass.setBindGroup(0, d.group, d.dynamicOffsets);
+    else pass.setBindGroup(0, d.group);
+    pass.dispatchWorkgroups(d.x, d.y, d.z);
     this.dispatches++;
   }
 
@@ -304,7 +401,7 @@ export class StepEncoder {
     this.runtime.stepClosed(this);
     const prof = this.profile;
     let t = prof ? performance.now() : 0;
-    const lap = (phase: 'encode' | 'upload' | 'submit' | 'readbackWait'): void => {
+    const lap = (phase: 'encode' | 'submit' | 'readbackWait'): void => {
       const now = performance.now();
       prof!.add(phase, now - t);
       t = now;
@@ -316,13 +413,6 @@ export class StepEncoder {
       this.encoder.resolveQuerySet(ts.querySet, 0, 2 * timedPasses, ts.resolve, 0);
       this.encoder.copyBufferToBuffer(ts.resolve, 0, ts.staging, 0, 2 * timedPasses * 8);
     }
-    if (prof) lap('encode');
-    for (let c = 0; c * SLOTS_PER_CHUNK < this.numSlots; c++) {
-      const chunk = this.runtime.paramChunk(c);
-      const used = Math.min(SLOTS_PER_CHUNK, this.numSlots - c * SLOTS_PER_CHUNK) * PARAMS_SLOT_BYTES;
-      this.device.queue.writeBuffer(chunk.buffer, 0, chunk.data, 0, used);
-    }
-    if (prof) lap('upload');
     const commands = this.encoder.finish();
     if (prof) lap('encode');
     this.device.queue.submit([commands]);

@@ -7,7 +7,11 @@
  * both profiles.
  */
 export interface KernelTuning {
-  /** matmul: above this many rows use the tiled kernel (when the gemv one applies). */
+  /**
+   * matmul: above this many rows use the tiled kernel (when the gemv one applies). Speed only:
+   * both kernels give the same bits (see matmul_tiled.wgsl). SwiftShader keeps gemv throughout:
+   * its tiled kernel (64 threads, barriers per K slice) measured no faster there.
+   */
   gemvMaxRows: number;
   /**
    * matmul_gemv token rows per workgroup (ROWS), ascending, each 1..8: a matmul of `rows` rows

@@ -234,8 +234,9 @@ export function engineSuite(label: string, getGpu: () => GPU, sources: KernelSou
     });
 
     it('bitwise batch invariance with real-GPU tuning: logits of a row do not depend on how many rows share the step', async () => {
-      // GPU_TUNING switches matmuls to the tiled kernel above 16 rows; the executor keeps one
-      // kernel per shape, so a sequence alone and in a 25-row step gets the same bits.
+      // GPU_TUNING switches matmuls to the tiled kernel above 16 rows (prefill); it reduces each
+      // output in the gemv kernel's order, so a sequence alone (gemv) and in a 25-row step
+      // (tiled) gets the same bits.
       const gpuRuntime = new GpuRuntime(ctx.device, sources, { tuning: GPU_TUNING });
       const bs = 4;
       const seq = (seqId: number, tokenIds: number[], table: number[]): ScheduledSeq => ({
@@ -260,7 +261,10 @@ export function engineSuite(label: string, getGpu: () => GPU, sources: KernelSou
         return out.outputs.find((o) => o.seqId === 0)!.logits!;
       };
       const alone = await run([seq(0, mine, [3, 4])]);
+      expect(mine.length).toBeLessThanOrEqual(GPU_TUNING.gemvMaxRows);
+      expect(gpuRuntime.registry.pipelinesOf('matmul_tiled')).toBe(0);
       const batched = await run([seq(1, other, [10, 11, 12, 13, 14, 15, 16, 17, 18]), seq(0, mine, [20, 21])]);
+      expect(gpuRuntime.registry.pipelinesOf('matmul_tiled')).toBeGreaterThan(0); // the 25-row prefill ran tiled
       const bits = (a: Float32Array) => Array.from(new Uint32Array(a.buffer, a.byteOffset, a.length));
       expect(bits(batched)).toEqual(bits(alone));
       gpuRuntime.destroy();

@@ -174,7 +174,7 @@ export function kernelSuite(label: string, getGpu: () => GPU | undefined, source
         { name: 'tiled, gathered rows + rmsnorm', rows: 34, inDim: 64, outDim: 100, strategy: 'tiled', norm: true, gatherFrom: 50 },
       ];
 
-      const tuned = cases.flatMap((c) => (c.strategy === 'gemv' ? TUNINGS.map((t) => ({ ...c, ...t })) : [{ ...c, ...TUNINGS[0] }]));
+      const tuned = cases.flatMap((c) => TUNINGS.map((t) => ({ ...c, ...t })));
       it.each(tuned)('$name ($tuningName)', async (c) => {
         const rng = new Prng(100 + c.rows * 7 + c.outDim);
         const xRows = c.gatherFrom ?? c.rows;
@@ -230,6 +230,58 @@ export function kernelSuite(label: string, getGpu: () => GPU | undefined, source
           }
         }
         expectClose(new Float32Array(got), expected, { tol: (i) => 1e-5 * magnitude[i] + 1e-6, what: c.name });
+      });
+
+      // The batch-invariance contract: the tiled kernel reduces every output in the gemv kernel's
+      // order, so the same row gives the same bits whichever kernel (whatever the batch) ran it.
+      // (Lanes of one vec4 each, as at 64 threads on IN = 64, sum in walk order either way; the
+      // 8-thread tuning and IN = 520 give lanes of several, where a wrong split shows.)
+      const invariance = [
+        { variant: 'plain, K split in 16 or 8', inDim: 64, outDim: 70 },
+        { variant: 'fused rmsnorm (QKV)', inDim: 64, outDim: 128, norm: true },
+        { variant: 'swiglu input + accumulate (w2: 43 vec4s, lanes left empty at 64 threads)', inDim: 172, outDim: 64, swiglu: true, accumulate: true },
+        { variant: 'gathered rows + rmsnorm (logits)', inDim: 64, outDim: 100, norm: true, gatherFrom: 50 },
+        { variant: 'K of 8 vec4s', inDim: 32, outDim: 33 },
+        { variant: 'K of 130 vec4s, lanes of unequal length', inDim: 520, outDim: 40, norm: true },
+      ].flatMap((v) => TUNINGS.map((t) => ({ ...v, ...t })));
+      it.each(invariance)('tiled = gemv bit for bit: $variant ($tuningName)', async (c) => {
+        const rows = 37; // two row tiles, the second partial; gemv: five 8-row groups
+        const rng = new Prng(500 + c.inDim + c.outDim);
+        const xRows = c.gatherFrom ?? rows;
+        const xStride = c.swiglu ? 2 * c.inDim : c.inDim;
+        const x = rng.floats(xRows * xStride, -2, 2);
+        const y0 = rng.floats(rows * c.outDim);
+        const common = {
+          x: upload(x),
+          w: upload(rng.floats(c.outDim * c.inDim)),
+          rows,
+          inDim: c.inDim,
+          outDim: c.outDim,
+          accumulate: c.accumulate,
+          norm: c.norm ? { weight: upload(rng.floats(c.inDim, 0.5, 1.5)), eps: 1e-5 } : undefined,
+          swigluInput: c.swiglu,
+          rowIds: c.gatherFrom ? upload(u32(Array.from({ length: rows }, () => rng.int(xRows)))) : undefined,
+        };
+        const yGemv = upload(Float32Array.from(y0));
+        const yTiled = upload(Float32Array.from(y0));
+        const gemv = planMatmul({ ...common, y: yGemv, strategy: 'gemv' }, c.tuning);
+        const tiled = planMatmul({ ...common, y: yTiled, strategy: 'tiled' }, c.tuning);
+        expect(gemv.kernel).toBe('matmul_gemv');
+        expect(tiled.kernel).toBe('matmul_tiled');
+        expect(tiled.overrides.LANES).toBe(gemv.overrides.WG);
+        const [a, b] = await runStep((s) => {
+          encodePlan(s, gemv);
+          encodePlan(s, tiled);
+        }, [yGemv, yTiled]);
+        const bitsA = new Uint32Array(a);
+        const bitsB = new Uint32Array(b);
+        let firstDiff = -1;
+        for (let i = 0; i < bitsA.length && firstDiff < 0; i++) if (bitsA[i] !== bitsB[i]) firstDiff = i;
+        if (firstDiff >= 0) {
+          expect.fail(`element ${firstDiff} (row ${Math.floor(firstDiff / c.outDim)}): gemv ${new Float32Array(a)[firstDiff]}, tiled ${new Float32Array(b)[firstDiff]}`);
+        }
+        // And not trivially equal: the outputs were written.
+        expect(new Float32Array(a).some((v, i) => v !== y0[i])).toBe(true);
       });
 
       it('chains 70 accumulating dispatches in one pass (parameter arena over one chunk)', async () => {

@@ -41,6 +41,24 @@ describe('packStep', () => {
     expect(() => packStep(plan([{ ...verify, numLogitRows: 5 }]), 4, 512, 512)).toThrow(/numLogitRows 5 for 4 tokens/);
   });
 
+  it('packs into pooled arrays (the inputs mirror of the executor) with table offsets from the persistent tables', () => {
+    const steps = plan([seq(7, [1, 50, 60, 70, 80], 0, [3, 9]), seq(8, [99], 6, [2, 5], true, warm), seq(9, [11, 12], 2, [4], false)]);
+    const fresh = packStep(steps, 4, 512, 512);
+    const pool = new Uint32Array(4 * 16).fill(777);
+    const into = { tokenIds: pool.subarray(0, 16), positions: pool.subarray(16, 32), slots: pool.subarray(32, 48), tableOffsets: pool.subarray(48, 64) };
+    const p = packStep(steps, 4, 512, 512, into, Uint32Array.from([128, 0, 64]));
+    expect(p.tokenIds.buffer).toBe(pool.buffer); // views of the pool, nothing per token allocated
+    expect([...pool.subarray(0, 8)]).toEqual([...fresh.tokenIds]);
+    expect([...pool.subarray(16, 24)]).toEqual([...fresh.positions]);
+    expect([...pool.subarray(32, 40)]).toEqual([...fresh.slots]);
+    expect([...p.tableOffsets]).toEqual([128, 128, 128, 128, 128, 0, 64, 64]);
+    expect(pool[8]).toBe(777); // nothing written past the step's tokens
+    expect(p.blockTables.length).toBe(0);
+    expect([...p.logitRows]).toEqual([...fresh.logitRows]);
+    expect(() => packStep(steps, 4, 512, 512, { ...into, tokenIds: pool.subarray(0, 4) }, Uint32Array.from([0, 0, 0]))).toThrow(/no room for 8 tokens/);
+    expect(() => packStep(steps, 4, 512, 512, into, Uint32Array.from([0, 0]))).toThrow(/of 3 sequences/);
+  });
+
   it('rejects plans the kernels would read out of bounds', () => {
     expect(() => packStep(plan([seq(1, [600], 0, [0])]), 4, 512, 512)).toThrow(/outside the vocabulary/);
     expect(() => packStep(plan([seq(1, [5, 6], 3, [0])]), 4, 512, 512)).toThrow(/beyond its block table/);
