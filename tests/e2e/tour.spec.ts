@@ -7,7 +7,7 @@
 import { expect, test, type Page, type TestInfo } from '@playwright/test';
 import { captureErrors, shoot, waitForModel } from './helpers.ts';
 
-const SCENARIO_IDS = ['static-vs-continuous', 'short-vs-long', 'priority-preemption', 'prefix-caching', 'kv-exhausted', 'traffic-spike', 'parallel-sampling', 'fairness', 'structured-output'];
+const SCENARIO_IDS = ['static-vs-continuous', 'short-vs-long', 'priority-preemption', 'prefix-caching', 'kv-exhausted', 'traffic-spike', 'parallel-sampling', 'fairness', 'speculative-decoding', 'structured-output'];
 
 const tourEl = (page: Page) => page.getByTestId('tour');
 
