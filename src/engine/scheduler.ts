@@ -15,9 +15,12 @@
  *  4. finished sequences and ended requests hold no blocks; the KV manager tracks no other
  *     sequences;
  *  5. running requests occupy at most maxNumSeqs sequence slots;
- *  6. the KV cache manager's own invariants hold.
+ *  6. the KV cache manager's own invariants hold;
+ *  7. LoRA: exactly the running requests with an adapter pin a slot, the one holding their adapter
+ *     (so a step's rows use at most maxLoras distinct adapters).
  */
-import type { BlockCopy, BlockSwap, ScheduledSeq, SeqOutput, StepOutput, StepPlan } from './types.ts';
+import type { BlockCopy, BlockSwap, LoraSlotLoad, ScheduledSeq, SeqOutput, StepOutput, StepPlan } from './types.ts';
+import { LoraSlotManager, type LoraEvent, type LoraSlotView } from './loraSlots.ts';
 import { KvCacheManager, type KvBlockView, type KvStats } from './kvCacheManager.ts';
 import { createPolicy, lastRankReason, type Policy } from './policies.ts';
 import { assertValidConfig, DEFAULT_SCHEDULER_CONFIG, validateLiveChanges, type SchedulerConfig } from './config.ts';
@@ -65,11 +68,15 @@ interface StepContext {
   swapOut: BlockSwap[];
   swapIn: BlockSwap[];
   numPreempted: number;
+  /** Adapters to load into slots before this step's forward pass. */
+  loraLoads: LoraSlotLoad[];
 }
 
 export class Scheduler {
   readonly config: SchedulerConfig;
   private readonly kv: KvCacheManager;
+  /** LoRA adapter slots (maxLoras): which adapter each holds, which running requests pin it. */
+  private readonly lora: LoraSlotManager;
   private policyImpl: Policy;
   /** Running requests, in admission order. */
   readonly running: Request[] = [];
@@ -110,6 +117,7 @@ export class Scheduler {
       enablePrefixCaching: c.enablePrefixCaching && c.batching === 'continuous',
     });
     this.policyImpl = createPolicy(c.policy, c.fairShare);
+    this.lora = new LoraSlotManager(c.maxLoras);
   }
 
   get policy(): Policy {
@@ -177,6 +185,24 @@ export class Scheduler {
   private shortfallText(who: string): string {
     const sf = this.kv.lastShortfall;
     return `${sf.numFree} free block${sf.numFree === 1 ? '' : 's'}, ${who} need${who === 'it' ? 's' : 's'} ${sf.numNeeded}`;
+  }
+
+  /** LoRA slot events since the last call (the engine drains them once per step). */
+  takeLoraEvents(): LoraEvent[] {
+    return this.lora.takeEvents();
+  }
+  /** The adapter slots as plain data, for snapshots. */
+  loraSlotView(): LoraSlotView[] {
+    return this.lora.view();
+  }
+  /** Adapter loads and evictions since the engine started. */
+  loraStats(): { numLoads: number; numEvictions: number } {
+    return { numLoads: this.lora.numLoads, numEvictions: this.lora.numEvictions };
+  }
+  /** Null when `req` can get its adapter's slot now (or needs none), else why not, in words. */
+  private loraWaitReason(req: Request): string | null {
+    if (req.adapter === null || this.lora.canAcquire(req.adapter)) return null;
+    return `its LoRA adapter ${req.adapter} is in no slot and all maxLoras ${this.config.maxLoras} slots are pinned by running requests (${this.lora.describePins()})`;
   }
 
   /** KV events since the last call (the engine drains them once per step). */
@@ -335,6 +361,7 @@ export class Scheduler {
       swapOut: [],
       swapIn: [],
       numPreempted: 0,
+      loraLoads: [],
     };
     let numPaddingTokens = 0;
     if (this.config.batching === 'static') numPaddingTokens = this.scheduleStatic(ctx, nowMs);
@@ -434,6 +461,11 @@ export class Scheduler {
       if (!cand) break;
       if (numSeqSlots + cand.numSeqSlots() > this.config.maxNumSeqs) {
         this.decideWaits(cand, `${numSeqSlots} of maxNumSeqs ${this.config.maxNumSeqs} sequence slots are taken and it needs ${cand.numSeqSlots()}`);
+        break;
+      }
+      const loraWait = this.loraWaitReason(cand);
+      if (loraWait) {
+        this.decideWaits(cand, loraWait);
         break;
       }
       if (cand === fromSwap) {
@@ -576,6 +608,7 @@ export class Scheduler {
       for (const w of work) ctx.budget += w.numNewTokens;
     }
     this.running.splice(this.running.indexOf(req), 1);
+    this.lora.release(req.requestId);
     req.numPreemptions++;
     this.numPreemptions++;
     ctx.numPreempted++;
@@ -635,6 +668,7 @@ export class Scheduler {
       this.policy.waiting.push(req);
     }
     this.kv.freeAll();
+    this.lora.clear();
   }
 
   private startRunning(req: Request, ctx: StepContext, nowMs: number, resumed: boolean): void {
@@ -647,6 +681,11 @@ export class Scheduler {
     req.state = 'running';
     this.running.push(req);
     ctx.protectedRequests.add(req);
+    if (req.adapter !== null) {
+      const got = this.lora.acquire(req.adapter, req.requestId);
+      if (!got) throw new Error(`${req.requestId} was admitted without a LoRA slot for ${req.adapter}`);
+      if (got.load) ctx.loraLoads.push({ slot: got.slot, adapter: req.adapter });
+    }
     if (Number.isNaN(req.firstScheduledMs)) req.firstScheduledMs = nowMs;
     this.emit({ type: 'scheduled', timeMs: nowMs, stepIndex: this.planningIndex, requestId: req.requestId, numCachedTokens: req.numCachedPromptTokens, resumed });
   }
@@ -677,6 +716,11 @@ export class Scheduler {
         }
         if (numSeqSlots + cand.n > this.config.maxNumSeqs) {
           this.decideWaits(cand, `the static batch is full (maxNumSeqs ${this.config.maxNumSeqs})`);
+          break;
+        }
+        const loraWait = this.loraWaitReason(cand);
+        if (loraWait) {
+          this.decideWaits(cand, loraWait);
           break;
         }
         this.policy.waiting.pop();
@@ -753,6 +797,7 @@ export class Scheduler {
           blockTable,
           needsLogits: startPosition + numNewTokens === seq.numTokens,
           sampling: seq.sampler.params,
+          ...(seq.request.adapter !== null ? { loraSlot: this.lora.slotOf(seq.request.requestId) } : {}),
         });
         copies.push(...w.copies);
         work.push(w);
@@ -771,6 +816,7 @@ export class Scheduler {
       numBatchedTokens: numPrefillTokens + numDecodeTokens,
     };
     if (numPaddingTokens > 0) plan.numPaddingTokens = numPaddingTokens;
+    if (ctx.loraLoads.length > 0) plan.loraLoads = ctx.loraLoads;
     return { plan, work, numPrefillTokens, numDecodeTokens };
   }
 
@@ -817,6 +863,7 @@ export class Scheduler {
   private end(req: Request, state: 'finished' | 'failed' | 'rejected', reason: Request['endReason'], nowMs: number): void {
     const i = this.running.indexOf(req);
     if (i >= 0) this.running.splice(i, 1);
+    this.lora.release(req.requestId);
     const j = this.swapped.indexOf(req);
     if (j >= 0) this.swapped.splice(j, 1);
     for (const s of req.seqs) {
@@ -864,6 +911,10 @@ export class Scheduler {
     }
     const numTracked = this.kv.numTrackedSeqs;
     if (numTracked !== numKvSeqs) throw new Error(`the KV cache manager tracks ${numTracked} sequences but live requests own ${numKvSeqs}`);
+    this.lora.assertInvariants(new Set(this.running.filter((r) => r.adapter !== null).map((r) => r.requestId)));
+    for (const r of this.running) {
+      if (r.adapter !== null && this.lora.slotHolding(r.adapter) !== this.lora.slotOf(r.requestId)) throw new Error(`running ${r.requestId} does not pin the slot of its adapter ${r.adapter}`);
+    }
     if (this.numRunningSeqSlots() > this.config.maxNumSeqs) throw new Error(`running requests take ${this.numRunningSeqSlots()} sequence slots (max ${this.config.maxNumSeqs})`);
   }
 }

@@ -399,7 +399,7 @@ export class TourWatcher {
   finish(snap: TourSnapshot): TourMoment | null {
     if (this.done) return null;
     const last = this.detectors[this.detectors.length - 1];
-    const text = last.find({ stepIndex: snap.stepIndex, startMs: 0, durationMs: 0, seqs: [], numPaddingTokens: 0, numCopies: 0, numSwapOut: 0, numSwapIn: 0, preempted: [], rejected: [], finished: [], kvEvents: [], decisions: [], tokenBudget: 0 }, snap, this.memory);
+    const text = last.find({ stepIndex: snap.stepIndex, startMs: 0, durationMs: 0, seqs: [], numPaddingTokens: 0, numCopies: 0, numSwapOut: 0, numSwapIn: 0, preempted: [], rejected: [], finished: [], kvEvents: [], loraEvents: [], decisions: [], tokenBudget: 0 }, snap, this.memory);
     if (text === null) return null;
     this.next = this.detectors.length;
     const moment: TourMoment = { id: last.id, stepIndex: snap.stepIndex, target: last.target, title: last.title, text };
