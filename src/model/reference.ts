@@ -13,8 +13,12 @@ import { argmax, loraAdd, matvec, rmsnorm, rope, softmax, swiglu } from './ops.t
 import { checkHostKvPool, headSize as headSizeOf, kvDim as kvDimOf, type Model } from './types.ts';
 import type { Executor, KvGeometry, LoraAdapter, LoraModule, SeqOutput, StepOutput, StepPlan } from '../engine/types.ts';
 
-/** Scratch buffers for one token's forward pass. */
-class Scratch {
+/**
+ * Scratch buffers for one token's forward pass. After forwardToken(..., wantLogits false), x is the
+ * final residual stream (before the final RMSNorm) and hb the last layer's FFN input to w2
+ * (silu(w1 x) * w3 x): scripts/make-adapters.ts trains a last-layer LoRA from them.
+ */
+export class Scratch {
   readonly x: Float32Array; // [dim] residual stream
   readonly xb: Float32Array; // [dim]
   readonly xb2: Float32Array; // [dim]
