@@ -16,6 +16,7 @@ export type LabSettings = Pick<
   | 'preemptionMode'
   | 'batching'
   | 'maxQueueLength'
+  | 'maxLoras'
 >;
 
 /** Sized for the real tiny model on a slow GPU: tens of 16-token blocks, so memory runs out. */
@@ -31,6 +32,7 @@ export const BASE_SETTINGS: LabSettings = {
   preemptionMode: 'recompute',
   batching: 'continuous',
   maxQueueLength: Infinity,
+  maxLoras: 4,
 };
 
 /** What differs from `base`, in a few words each (e.g. "preemption abort", "8 CPU blocks"). */
@@ -46,6 +48,7 @@ export function describeChanges(base: LabSettings, s: LabSettings): string[] {
   if (s.maxNumBatchedTokens !== base.maxNumBatchedTokens) out.push(`budget ${s.maxNumBatchedTokens}`);
   if (s.enableChunkedPrefill !== base.enableChunkedPrefill) out.push(`chunked prefill ${s.enableChunkedPrefill ? 'on' : 'off'}`);
   if (s.enablePrefixCaching !== base.enablePrefixCaching) out.push(`prefix cache ${s.enablePrefixCaching ? 'on' : 'off'}`);
+  if (s.maxLoras !== base.maxLoras) out.push(`${s.maxLoras} LoRA slots`);
   if (s.maxQueueLength !== base.maxQueueLength) out.push(Number.isFinite(s.maxQueueLength) ? `queue cap ${s.maxQueueLength}` : 'no queue cap');
   return out;
 }
@@ -63,6 +66,7 @@ const SETTING_LABELS: Record<keyof LabSettings, string> = {
   preemptionMode: 'preemption',
   batching: 'batching',
   maxQueueLength: 'queue cap',
+  maxLoras: 'LoRA slots',
 };
 
 /** Every setting in which two sides differ, e.g. { label: 'preemption', a: 'recompute', b: 'swap' }. */

@@ -37,6 +37,7 @@ const keys: Record<string, keyof LabSettings> = {
   preempt: 'preemptionMode',
   batching: 'batching',
   qcap: 'maxQueueLength',
+  loras: 'maxLoras',
 };
 
 /** Workload form fields; `w=1` alone marks a custom workload with every field at its default. */
@@ -81,6 +82,7 @@ function readSettings(q: URLSearchParams, prefix: string, base0: LabSettings): L
   if (b === 'continuous' || b === 'static') base.batching = b;
   const cap = intIn(get('qcap'), 0, 1000);
   if (cap !== undefined) base.maxQueueLength = cap > 0 ? cap : Infinity;
+  base.maxLoras = intIn(get('loras'), 0, 16) ?? base.maxLoras;
   return base;
 }
 

@@ -22,6 +22,8 @@ async function tourOf(scenarioId: string, useCompareA = false): Promise<TourMome
     config: { ...fullConfig(settings), maxModelLen: 512 },
     checkInvariants: true,
   });
+  // LoRA scenarios: the adapters their tenants name (the fake executor runs every row as the base model).
+  for (const t of s.workload.tenants ?? []) if (t.adapter) engine.registerAdapter({ name: t.adapter, rank: 4, scale: 2 });
   for (const spec of generateWorkload({ ...s.workload, vocabSize: 512 })) {
     engine.submit({ ...spec, maxTokens: Math.min(spec.maxTokens, 511 - spec.promptTokenIds.length), stopTokenIds: [1, 2] });
   }
