@@ -5,8 +5,11 @@
  *
  *   npm run -s generate -- --prompt "Once upon a time" --steps 256 --temperature 0
  */
-import { readFileSync } from 'node:fs';
-import { basename } from 'node:path';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { MAX_LORA_RANK } from '../src/engine/config.ts';
+import type { LoraAdapter } from '../src/engine/types.ts';
+import { readAdapterDir, shippedAdaptersDir } from './adapters.ts';
 import { Engine } from '../src/engine/engine.ts';
 import type { Executor } from '../src/engine/types.ts';
 import { effectiveSteps, generate, runcRequest, runcText } from '../src/model/generate.ts';
@@ -30,6 +33,11 @@ const usage = `usage: npm run -s generate -- [options]
   --backend B          cpu (the reference forward pass, default) or webgpu (the paged, batched engine)
   --prompts-file F     run every line of F as a prompt, all at once through continuous batching;
                        prints one JSON line per prompt, in input order: {"prompt": ..., "text": ...}
+  --lora NAME=DIR      register the PEFT LoRA adapter in DIR (adapter_config.json and
+                       adapter_model.safetensors) as NAME; repeatable. The adapters shipped in
+                       public/adapters/ (tom, happy, noise) are known by name without it
+  --model-adapter NAME run the prompt(s) with LoRA adapter NAME (through the engine, on either
+                       backend: each row adds its own x·A·B)
   --quiet              no stats on stderr
 A negative value may follow its option (--seed -5). Where a run.c rule changes a value, a note
 on stderr says so. A bad option is one line on stderr and exit status 2.`;
@@ -62,6 +70,8 @@ const args = parseCommandLine(process.argv.slice(2), {
   tokenizer: { type: 'string' },
   backend: { type: 'string' },
   'prompts-file': { type: 'string' },
+  lora: { type: 'string', multiple: true },
+  'model-adapter': { type: 'string' },
   quiet: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 });
@@ -113,6 +123,26 @@ try {
   fail((e as Error).message);
 }
 const { model, tokenizer } = loaded;
+
+// LoRA: --lora NAME=DIR adapters, then the shipped ones by name (only the one asked for is read).
+const loraDirs = new Map<string, string>();
+for (const item of args.lora ?? []) {
+  const eq = item.indexOf('=');
+  if (eq <= 0 || eq === item.length - 1) usageError(`--lora takes NAME=DIR, got ${JSON.stringify(item)}`);
+  loraDirs.set(item.slice(0, eq), item.slice(eq + 1));
+}
+const adapterName = args['model-adapter'];
+let adapters: LoraAdapter[] = [];
+try {
+  adapters = [...loraDirs].map(([name, dir]) => readAdapterDir(name, dir, model.config));
+  if (adapterName !== undefined && !loraDirs.has(adapterName)) {
+    const shipped = join(shippedAdaptersDir, adapterName);
+    if (!/^[\w.-]+$/.test(adapterName) || !existsSync(shipped)) usageError(`--model-adapter ${adapterName}: no such adapter (give --lora ${adapterName}=DIR, or one of: ${readdirSync(shippedAdaptersDir).filter((n) => !n.includes('.')).join(', ')})`);
+    adapters.push(readAdapterDir(adapterName, shipped, model.config));
+  }
+} catch (e) {
+  fail((e as Error).message);
+}
 const sampling = { temperature, topP, topK, seed };
 const started = performance.now();
 const seqLen = model.config.seqLen;
@@ -170,9 +200,13 @@ async function runEngine(promptList: string[]): Promise<Uint8Array[]> {
   const blockSize = 16;
   const requests = promptList.map((p) => runcRequest(tokenizer, p, steps, model.config.seqLen));
   const blocksNeeded = requests.reduce((n, r) => n + Math.ceil((r.promptTokenIds.length + r.maxTokens) / blockSize), 0);
+  const maxRank = Math.max(16, ...adapters.map((a) => a.rank));
+  if (maxRank > MAX_LORA_RANK) fail(`a LoRA adapter of rank ${maxRank} exceeds the kernels' ${MAX_LORA_RANK}`);
   const engine = new Engine({
     executor,
     config: {
+      maxLoras: Math.max(1, adapters.length),
+      maxLoraRank: maxRank,
       blockSize,
       numGpuBlocks: Math.max(8, Math.min(blocksNeeded, 4096)),
       numCpuBlocks: 0,
@@ -183,7 +217,8 @@ async function runEngine(promptList: string[]): Promise<Uint8Array[]> {
       maxModelLen: model.config.seqLen + 1,
     },
   });
-  const ids = requests.map((r) => (r.maxTokens > 0 ? engine.submit({ ...r, sampling }) : null));
+  for (const a of adapters) engine.registerAdapter(a);
+  const ids = requests.map((r) => (r.maxTokens > 0 ? engine.submit({ ...r, sampling, ...(adapterName ? { adapter: adapterName } : {}) }) : null));
   try {
     await engine.runUntilIdle();
   } catch (e) {
@@ -217,7 +252,7 @@ function stats(numPrompts: number, numTokens: number): void {
   if (args.quiet) return;
   const totalMs = performance.now() - started;
   process.stderr.write(
-    `backend ${backend}, ${model.source.name}: ${numPrompts} prompt(s), ${numTokens} tokens generated, ` +
+    `backend ${backend}, ${model.source.name}${adapterName ? ` + LoRA ${adapterName}` : ''}: ${numPrompts} prompt(s), ${numTokens} tokens generated, ` +
       `${totalMs.toFixed(1)} ms, achieved tok/s: ${(numTokens / (totalMs / 1000)).toFixed(1)}\n`,
   );
 }
@@ -237,7 +272,8 @@ if (args['prompts-file'] !== undefined) {
   const decoder = new TextDecoder();
   process.stdout.write(lines.map((p, i) => `${JSON.stringify({ prompt: p, text: decoder.decode(texts[i]) })}\n`).join(''));
   stats(lines.length, numGeneratedTokens);
-} else if (backend === 'webgpu') {
+} else if (backend === 'webgpu' || adapterName !== undefined) {
+  // An adapter runs through the engine on the CPU too (the reference adds each row's LoRA).
   checkPromptLength(args.prompt ?? '', 'the prompt ');
   const [bytes] = await runEngine([args.prompt ?? '']);
   process.stdout.write(bytes);
