@@ -13,6 +13,7 @@ import { replayEventLog } from '../../../src/engine/replay.ts';
 import { InvalidRequestError, Request } from '../../../src/engine/request.ts';
 import { validateEngineConfig, DEFAULT_SCHEDULER_CONFIG, type SchedulerConfig } from '../../../src/engine/config.ts';
 import type { StepOutput, StepPlan } from '../../../src/engine/types.ts';
+import { makeSavedRun, parseImport, replaySavedRun, serializeRun } from '../../../src/export/saved-run.ts';
 
 describe('LoraSlotManager', () => {
   it('loads into free slots, reuses a loaded adapter, evicts the least recently used unpinned one, refuses when all are pinned', () => {
@@ -140,5 +141,10 @@ describe('the scheduler with LoRA adapters', () => {
     const replayed = await replayEventLog(engine.eventLog, { config: { ...config, preemptionMode: 'swap', numGpuBlocks: 10 }, checkInvariants: true });
     expect(replayed.eventLog).toEqual(engine.eventLog);
     expect(replayed.snapshot(0).recentSteps.map((r) => r.loraEvents)).toEqual(engine.snapshot(0).recentSteps.map((r) => r.loraEvents));
+    // as a saved run: exported, imported (the schema knows adapterRegistered), replayed identically
+    const runConfig = { ...DEFAULT_SCHEDULER_CONFIG, ...config, preemptionMode: 'swap' as const, numGpuBlocks: 10 };
+    const imported = parseImport(serializeRun(makeSavedRun('lora', 'fake', runConfig, engine.eventLog)));
+    expect(imported.kind).toBe('run');
+    if (imported.kind === 'run') expect((await replaySavedRun(imported.run)).diff).toMatchObject({ equal: true, numEvents: engine.eventLog.length });
   });
 });
