@@ -173,8 +173,8 @@ export class EngineHost {
 
   /**
    * Reads a PEFT LoRA adapter (adapter_config.json text, adapter_model.safetensors bytes) for the
-   * loaded model and registers it as `name` (replacing one of that name). Throws a ModelFormatError
-   * for a file the model cannot take, a RangeError when adapters are off or its rank is too big.
+   * loaded model and registers it as `name`. Throws a ModelFormatError for a file the model cannot
+   * take, a RangeError when the name is taken, adapters are off or its rank is too big.
    */
   addAdapter(name: string, configJson: string, weights: Uint8Array): LoraAdapterInfo {
     const { engine, loaded } = this.require();

@@ -261,13 +261,15 @@ export class Engine {
    * Registers a LoRA adapter under its name, so requests may name it (`adapter`). Its weights go to
    * the executor (Executor.registerAdapter), which loads them into a slot when a plan says so; the
    * engine keeps only the name, rank and scale (a replay registers those alone). Logged as an input.
-   * Registering a name again replaces it (slots holding the old weights keep them until reloaded).
-   * Throws a RangeError when adapters are off (maxLoras 0) or its rank exceeds maxLoraRank.
+   * A name is registered once per engine (a slot may still hold its weights: replacing them under
+   * the same name would serve stale ones). Throws a RangeError for a name already registered, when
+   * adapters are off (maxLoras 0) or when its rank exceeds maxLoraRank.
    */
   registerAdapter(adapter: LoraAdapterInfo | LoraAdapter): void {
     const c = this.config;
     if (c.maxLoras === 0) throw new RangeError(`LoRA adapter ${adapter.name}: adapters are off (maxLoras is 0)`);
     if (typeof adapter.name !== 'string' || adapter.name.length === 0 || adapter.name.length > MAX_ID_LENGTH) throw new RangeError(`a LoRA adapter needs a name of 1 to ${MAX_ID_LENGTH} characters`);
+    if (this.adapters.has(adapter.name)) throw new RangeError(`LoRA adapter ${adapter.name} is already registered; give the new one another name`);
     if (!Number.isInteger(adapter.rank) || adapter.rank < 1 || adapter.rank > c.maxLoraRank) {
       throw new RangeError(`LoRA adapter ${adapter.name}: rank ${adapter.rank} exceeds maxLoraRank ${c.maxLoraRank} (raise maxLoraRank, up to ${MAX_LORA_RANK})`);
     }

@@ -120,9 +120,9 @@ export interface Executor {
    */
   warmUp?(shape: { maxTokens: number; maxSeqs: number }): Promise<void>;
   /**
-   * LoRA: keeps an adapter's weights in host memory under its name, for the plans' loraLoads
-   * (registering a name again replaces its weights; slots already loaded keep the old ones until
-   * they are loaded again). Executors without it run every row as the base model.
+   * LoRA: keeps an adapter's weights in host memory under its name, for the plans' loraLoads (the
+   * engine registers a name once; a new executor after a device loss gets them all again).
+   * Executors without it run every row as the base model.
    */
   registerAdapter?(adapter: LoraAdapter): void;
   dispose(): void;

@@ -121,6 +121,7 @@ describe('the scheduler with LoRA adapters', () => {
     expect(() => engine.submit({ promptTokenIds: [1, 2], maxTokens: 2, adapter: 'delta' })).toThrow(/unknown LoRA adapter "delta" \(loaded: alpha, beta, gamma\)/);
     expect(() => engine.submit({ promptTokenIds: [1, 2], maxTokens: 2, adapter: '' })).toThrow(/adapter must be a non-empty string/);
     expect(() => engine.registerAdapter({ name: 'big', rank: 9, scale: 1 })).toThrow(/rank 9 exceeds maxLoraRank 8/);
+    expect(() => engine.registerAdapter({ name: 'alpha', rank: 2, scale: 1 })).toThrow(/alpha is already registered/);
     const off = new Engine({ executor: new FakeExecutor(), config: { ...config, maxLoras: 0 }, clock: new VirtualClock() });
     expect(() => off.registerAdapter({ name: 'alpha', rank: 4, scale: 1 })).toThrow(/adapters are off/);
     expect(() => off.submit({ promptTokenIds: [1, 2], maxTokens: 2, adapter: 'alpha' })).toThrow(/none is loaded/);

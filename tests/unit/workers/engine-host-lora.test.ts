@@ -57,6 +57,7 @@ describe('EngineHost with LoRA adapters', () => {
     const mine = await textOf(host, { prompt: 'Once upon a time', max_tokens: 20, adapter: 'mine' });
     expect(mine).toContain('happy');
     expect(host.snapshot()!.adapters.map((a) => a.name).sort()).toEqual(['mine', 'tom']);
+    expect(() => host.addAdapter('mine', files('tom').config, files('tom').weights)).toThrow(/mine is already registered/);
     expect(() => host.addAdapter('bad', '{"r": 4, "target_modules": ["c_attn"]}', files('tom').weights)).toThrow(/target module "c_attn" is not one this model has/);
   });
 
