@@ -454,6 +454,8 @@ export class Scheduler {
     const swappedOrder = this.swapped.slice().sort((a, b) => this.policy.compare(a, b));
     let swapIdx = 0;
     let numSeqSlots = this.numRunningSeqSlots();
+    /** Waiting requests passed over this step because their adapter has no slot (as vLLM skips them). */
+    const skippedForLora: Request[] = [];
     while (ctx.budget > 0) {
       const fromSwap = swappedOrder[swapIdx];
       const fromWait = this.policy.waiting.peek();
@@ -465,8 +467,11 @@ export class Scheduler {
       }
       const loraWait = this.loraWaitReason(cand);
       if (loraWait) {
-        this.decideWaits(cand, loraWait);
-        break;
+        // Not head-of-line blocking: it keeps its place, and requests behind it may go first.
+        this.decideWaits(cand, `${loraWait}; requests behind it may go first`);
+        if (cand === fromSwap) swapIdx++;
+        else skippedForLora.push(this.policy.waiting.pop()!);
+        continue;
       }
       if (cand === fromSwap) {
         const seqIds = cand.activeSeqs().filter((s) => this.kv.location(s.seqId) === 'cpu').map((s) => s.seqId);
@@ -511,6 +516,7 @@ export class Scheduler {
       }
       numSeqSlots += cand.numSeqSlots();
     }
+    for (const r of skippedForLora) this.policy.waiting.push(r);
     if (ctx.budget <= 0) {
       const head = this.policy.waiting.peek();
       if (head) this.decideWaits(head, `the step's token budget (maxNumBatchedTokens ${this.config.maxNumBatchedTokens}) is used up`);

@@ -128,6 +128,25 @@ describe('the scheduler with LoRA adapters', () => {
     expect(validateEngineConfig({ ...DEFAULT_SCHEDULER_CONFIG, maxLoras: -1, maxLoraRank: 65 }).map((p) => p.key)).toEqual(['maxLoras', 'maxLoraRank']);
   });
 
+  it('a request waiting for a slot does not block those behind it (base and loaded adapters go first)', async () => {
+    const { engine, plans } = engineWithPlans({ maxLoras: 1 });
+    engine.submit({ requestId: 'a1', promptTokenIds: [1, 5, 6], maxTokens: 12, adapter: 'alpha' });
+    engine.submit({ requestId: 'b1', promptTokenIds: [1, 7, 8], maxTokens: 4, adapter: 'beta' });
+    engine.submit({ requestId: 'base', promptTokenIds: [1, 9, 10], maxTokens: 4 });
+    engine.submit({ requestId: 'a2', promptTokenIds: [1, 11, 12], maxTokens: 4, adapter: 'alpha' });
+    await engine.step();
+    expect(plans[0].seqs.map((q) => q.requestId)).toEqual(['a1', 'base', 'a2']);
+    const d = engine.snapshot(0).recentSteps[0].decisions.find((x) => x.requestId === 'b1')!;
+    expect(d.kind).toBe('waits');
+    expect(d.reason).toMatch(/b1 waits: its LoRA adapter beta is in no slot and all maxLoras 1 slots are pinned by running requests \(slot 0 alpha: a1\); requests behind it may go first/);
+    await engine.runUntilIdle();
+    expect(engine.getRequest('b1')!.state).toBe('finished');
+    // b1 ran only after every alpha request had let go of the one slot
+    const b1First = plans.findIndex((p) => p.seqs.some((q) => q.requestId === 'b1'));
+    expect(plans.slice(b1First).some((p) => p.seqs.some((q) => q.requestId === 'a1' || q.requestId === 'a2'))).toBe(false);
+    expect(plans[b1First].loraLoads).toEqual([{ slot: 0, adapter: 'beta' }]);
+  });
+
   it('keeps the prefix cache apart per adapter', () => {
     const spec = { promptTokenIds: [1, 2, 3], maxTokens: 1 };
     const keys = [undefined, 'alpha', 'beta'].map((adapter) => new Request({ ...spec, ...(adapter ? { adapter } : {}) }, 'x', 0, 0).cacheKey);
