@@ -26,6 +26,7 @@ import type { GpuContext } from './device.ts';
 import { ForwardPrograms } from './forward.ts';
 import { checkKvGeometry, GpuKvPool } from './kv-pool.ts';
 import { GpuLoraSlots } from './lora-slots.ts';
+import { planLoraBgmv, warmUp } from './kernels.ts';
 import { packStep } from './pack.ts';
 import type { GpuRuntime } from './step.ts';
 import { GpuSeqTables } from './seq-tables.ts';
@@ -239,6 +240,7 @@ export class GpuExecutor implements Executor {
       };
     };
     const empty = { copies: [], swapOut: [], swapIn: [] };
+    await this.warmUpLora();
     const prefill = Array.from({ length: numSeqs }, (_, i) => seq(i, 0, perSeq));
     await this.execute({ stepIndex: -3, seqs: prefill, numBatchedTokens: numSeqs * perSeq, ...empty });
     const spare = numSeqs * (blocksPerSeq + 1) - 1; // the last sequence's spare block, in no table
@@ -249,6 +251,29 @@ export class GpuExecutor implements Executor {
       const decode = Array.from({ length: rows }, (_, i) => seq(i, perSeq + k, 1));
       await this.execute({ stepIndex: k - numDecodeSteps, seqs: decode, numBatchedTokens: rows, ...empty, copies: k === 0 ? copies : [] });
     }
+  }
+
+  /**
+   * Compiles the LoRA gather's pipelines (one per projection shape: q, k|v, o, w1|w3, w2) without
+   * running them (no adapter is loaded yet), so the first step with adapter rows compiles nothing.
+   */
+  private async warmUpLora(): Promise<void> {
+    const slots = this.lora;
+    if (!slots?.buffer) return;
+    const c = this.model.config;
+    const kvDim = (c.dim * c.numKvHeads) / c.numHeads;
+    const qkvStride = c.dim + 2 * kvDim;
+    const b = slots.buffer; // compile only: the bindings are never used
+    const norm = { weight: b, eps: c.normEps };
+    const shapes = [
+      { inDim: c.dim, outDim: c.dim, yStride: qkvStride, norm },
+      { inDim: c.dim, outDim: kvDim, yStride: qkvStride, norm },
+      { inDim: c.dim, outDim: c.dim },
+      { inDim: c.dim, outDim: c.hiddenDim, yStride: 2 * c.hiddenDim, norm },
+      { inDim: c.hiddenDim, outDim: c.dim, swigluInput: true },
+    ];
+    const { rank, slotStride } = slots.layout;
+    await warmUp(this.runtime.registry, shapes.map((m) => planLoraBgmv({ x: b, lora: b, rowSlots: b, y: b, rows: 1, rank, slotStride, aOffset: 0, bOffset: 0, ...m })));
   }
 
   private async settlesAsLost(): Promise<boolean> {
