@@ -20,7 +20,7 @@ import { GPU_TUNING } from '../../src/gpu/tuning.ts';
 import type { ScheduledSeq } from '../../src/engine/types.ts';
 import { generate, runcRequest, runcText } from '../../src/model/generate.ts';
 import { loadModel, type LoadedModel } from '../../src/model/load.ts';
-import { ReferenceModel } from '../../src/model/reference.ts';
+import { CpuReferenceExecutor, ReferenceModel } from '../../src/model/reference.ts';
 import { mergeLora, readPeftAdapter } from '../../src/model/lora.ts';
 import type { LoraAdapter } from '../../src/engine/types.ts';
 import { createSampler } from '../../src/engine/sampler.ts';
@@ -258,7 +258,7 @@ export function engineSuite(label: string, getGpu: () => GPU, sources: KernelSou
       gpuRuntime.destroy();
     });
 
-    it('LoRA: one batch, many adapters — each request prints its merged model\'s solo text; base requests are unchanged', async () => {
+    it.each(['webgpu', 'cpu reference'] as const)('LoRA on the %s executor: one batch, many adapters — each request prints its merged model\'s solo text; base requests are unchanged', async (which) => {
       const adapters: LoraAdapter[] = [];
       for (const name of ['tom', 'happy', 'noise']) {
         const config = text(await files.read(`public/adapters/${name}/adapter_config.json`));
@@ -274,10 +274,13 @@ export function engineSuite(label: string, getGpu: () => GPU, sources: KernelSou
       ];
       const maxTokens = 24;
       const config = { blockSize: 8, numGpuBlocks: 64, numCpuBlocks: 0, maxNumBatchedTokens: 64, maxLoras: 2, maxLoraRank: 8 };
-      const run = async (which: typeof jobs) => {
-        const { engine } = newEngine(config);
+      const run = async (batch: typeof jobs) => {
+        const engine =
+          which === 'webgpu'
+            ? newEngine(config).engine
+            : new Engine({ executor: new CpuReferenceExecutor(loaded.model), config: { maxModelLen: 512, ...config }, checkInvariants: true });
         for (const a of adapters) engine.registerAdapter(a);
-        for (const j of which) engine.submit({ requestId: j.id, promptTokenIds: loaded.tokenizer.encode(j.prompt), maxTokens, ...(j.adapter ? { adapter: j.adapter } : {}) });
+        for (const j of batch) engine.submit({ requestId: j.id, promptTokenIds: loaded.tokenizer.encode(j.prompt), maxTokens, ...(j.adapter ? { adapter: j.adapter } : {}) });
         await engine.runUntilIdle();
         return engine;
       };
