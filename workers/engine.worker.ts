@@ -24,20 +24,23 @@ async function readShippedAdapter(name: string): Promise<{ config: string; weigh
   return { config: await config.text(), weights: new Uint8Array(await weights.arrayBuffer()) };
 }
 
-const host = new EngineHost({ gpu, kernelSources, readShippedAdapter });
+// XGrammar (structured output) loads on the first request that needs it: its own chunk, WASM inlined.
+const host = new EngineHost({ gpu, kernelSources, readShippedAdapter, xgrammar: () => import('@mlc-ai/web-xgrammar') });
+// The device comes up while the page asks for the model and the model downloads.
+host.prepare();
 
 const api: EngineApi = {
   probe: () => probeAdapter(gpu),
   async loadModel(source, onProgress) {
-    const modelBytes = await fetchBytes(source.modelUrl, onProgress);
-    const tokenizerBytes = source.tokenizerUrl ? await fetchBytes(source.tokenizerUrl) : undefined;
+    // Both downloads at once.
+    const [modelBytes, tokenizerBytes] = await Promise.all([fetchBytes(source.modelUrl, onProgress), source.tokenizerUrl ? fetchBytes(source.tokenizerUrl) : undefined]);
     return host.setModel(loadModel(modelBytes, source.name, tokenizerBytes));
   },
   // The page passes the buffers with Comlink.transfer (they are not copied).
   loadModelBytes: async (modelBytes, name, tokenizerBytes) => host.setModel(loadModel(modelBytes, name, tokenizerBytes)),
   submit: async (params, onEvent) => {
     await host.ensureAdapters([adapterOf(params)]);
-    return host.submit(params, onEvent);
+    return host.submitCompletion(params, onEvent);
   },
   cancel: async (requestId) => host.cancel(requestId),
   runScenario: async (run) => {

@@ -12,9 +12,10 @@ import type { EngineEvent } from '../src/engine/events.ts';
 import type { RequestSpec } from '../src/engine/request.ts';
 import type { LoraAdapterInfo } from '../src/engine/types.ts';
 import type { Backend } from '../src/gpu/executor-factory.ts';
-import type { CompletionParams, ScenarioRun, StreamEvent } from '../src/serve/requests.ts';
+import type { CompletionParams, JsonCheck, ScenarioRun, StreamEvent } from '../src/serve/requests.ts';
+import type { ResponseFormatParam } from '../src/serve/structured.ts';
 
-export type { CompletionParams, ScenarioRun, StreamEvent };
+export type { CompletionParams, JsonCheck, ResponseFormatParam, ScenarioRun, StreamEvent };
 export type { Backend };
 
 export interface HostStatus {
@@ -33,12 +34,28 @@ export interface HostStatus {
   warmUpMs: number | null;
 }
 
+/** A structured-output request as the views show it. */
+export interface StructuredView {
+  type: 'json_object' | 'json_schema';
+  /** json_schema: its name and its schema as JSON text. */
+  name: string | null;
+  schema: string | null;
+  /** Wall ms XGrammar took to compile the grammar (the compile this request waited for or reused). */
+  compileMs: number;
+  /** The grammar came from the cache (compiled for an earlier request with the same schema). */
+  cached: boolean;
+  /** Per sequence, once finished: parses and matches its schema, or why not. */
+  checks: JsonCheck[] | null;
+}
+
 /** What the views render each frame: the engine snapshot plus decoded text and host status. */
 export interface ViewSnapshot extends EngineSnapshot {
   /** requestId -> text of each sequence (decoded in the worker). */
   texts: Record<string, string[]>;
   /** requestId -> prompt text (for requests submitted as text). */
   prompts: Record<string, string>;
+  /** requestId -> structured output (requests with a response format; absent in replays). */
+  structured?: Record<string, StructuredView>;
   host: HostStatus;
   model: ModelSummary | null;
 }

@@ -8,6 +8,12 @@ import type { PreemptionMode } from './events.ts';
 
 export type BatchingMode = 'continuous' | 'static';
 
+/** Speculative decoding (vLLM's speculative_config.method): off, or n-gram prompt lookup. */
+export type SpeculativeMethod = 'off' | 'ngram';
+export const SPECULATIVE_METHODS: readonly SpeculativeMethod[] = ['off', 'ngram'];
+/** The most draft tokens a sequence may verify in one step. */
+export const MAX_NUM_SPECULATIVE_TOKENS = 16;
+
 export interface SchedulerConfig {
   blockSize: number;
   numGpuBlocks: number;
@@ -44,6 +50,19 @@ export interface SchedulerConfig {
   maxLoras: number;
   /** LoRA (vLLM's max_lora_rank): the largest rank an adapter may have (slots are sized for it). */
   maxLoraRank: number;
+  /**
+   * Speculative decoding (vLLM's speculative_config: method "ngram"): each running sequence's
+   * last n tokens (n from promptLookupMax down to promptLookupMin) are looked up in its prompt and
+   * output, and up to numSpeculativeTokens following tokens are verified in the same step.
+   * Continuous batching only; 'off' by default.
+   */
+  speculativeMethod: SpeculativeMethod;
+  /** vLLM's num_speculative_tokens: draft tokens per sequence per step at most (k). */
+  numSpeculativeTokens: number;
+  /** vLLM's prompt_lookup_max: the longest n-gram matched. */
+  promptLookupMax: number;
+  /** vLLM's prompt_lookup_min: the shortest n-gram matched. */
+  promptLookupMin: number;
 }
 
 /** The engine's settings: what a scheduler is built with. */
@@ -60,6 +79,12 @@ export const LIVE_CONFIG_KEYS: ReadonlySet<keyof SchedulerConfig> = new Set<keyo
   'maxQueueLength',
   'tenantMaxInFlight',
   'requestTimeoutMs',
+  // Drafts are planned step by step and leave nothing behind (rejected K/V is rolled back in the
+  // step that computed it), so speculation can be switched and tuned with requests in flight.
+  'speculativeMethod',
+  'numSpeculativeTokens',
+  'promptLookupMax',
+  'promptLookupMin',
 ]);
 
 /** The serving core's defaults (a mid-sized deployment; the simulator and the tests start here). */
@@ -82,6 +107,10 @@ export const DEFAULT_SCHEDULER_CONFIG: SchedulerConfig = {
   kvPreallocation: 'none',
   maxLoras: 4,
   maxLoraRank: 16,
+  speculativeMethod: 'off',
+  numSpeculativeTokens: 4,
+  promptLookupMax: 4,
+  promptLookupMin: 2,
 };
 
 /**
@@ -159,6 +188,19 @@ export function validateEngineConfig(c: SchedulerConfig): ConfigProblem[] {
   if (typeof c.tenantMaxInFlight !== 'object' || c.tenantMaxInFlight === null) add('tenantMaxInFlight', 'tenantMaxInFlight must be an object (tenant -> quota)');
   for (const [tenant, quota] of Object.entries(c.tenantMaxInFlight ?? {})) {
     if (!Number.isInteger(quota) || quota < 1) add('tenantMaxInFlight', `tenant ${tenant}'s quota must be a positive integer, got ${show(quota)}`);
+  }
+  if (!SPECULATIVE_METHODS.includes(c.speculativeMethod)) add('speculativeMethod', `unknown speculative method ${show(c.speculativeMethod)} (one of ${SPECULATIVE_METHODS.join(', ')})`);
+  if (!Number.isInteger(c.numSpeculativeTokens) || c.numSpeculativeTokens < 1 || c.numSpeculativeTokens > MAX_NUM_SPECULATIVE_TOKENS) {
+    add('numSpeculativeTokens', `numSpeculativeTokens must be an integer from 1 to ${MAX_NUM_SPECULATIVE_TOKENS}, got ${show(c.numSpeculativeTokens)}`);
+  }
+  const lookupOk = (key: 'promptLookupMax' | 'promptLookupMin') => {
+    const v = c[key];
+    const ok = Number.isInteger(v) && v >= 1 && v <= 64;
+    if (!ok) add(key, `${key} must be an integer from 1 to 64, got ${show(v)}`);
+    return ok;
+  };
+  if (lookupOk('promptLookupMax') && lookupOk('promptLookupMin') && c.promptLookupMin > c.promptLookupMax) {
+    add('promptLookupMin', `promptLookupMin (${c.promptLookupMin}) must be <= promptLookupMax (${c.promptLookupMax})`);
   }
   const f = c.fairShare;
   if (typeof f !== 'object' || f === null) add('fairShare', 'fairShare must be an object with token weights and tenant weights');

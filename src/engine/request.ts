@@ -8,6 +8,7 @@ import type { SamplingParams } from './types.ts';
 import type { KvSeq } from './kvCacheManager.ts';
 import { createSampler, type Sampler } from './sampler.ts';
 import { hashSalt } from './hash.ts';
+import { responseFormatProblems, type ResponseFormat, type TokenConstraint } from './constraint.ts';
 
 /** llama2.c models emit BOS (1) to end a story; EOS is 2. */
 export const DEFAULT_STOP_TOKEN_IDS: readonly number[] = [1, 2];
@@ -44,6 +45,12 @@ export interface RequestSpec {
    * model. Its K/V differ from the base model's, so it also salts the prefix cache.
    */
   adapter?: string;
+  /**
+   * Structured output (OpenAI's response_format). Recorded with the submit; the engine enforces
+   * it only through the TokenConstraints submit() is given (one per sequence), which the serve
+   * layer compiles from it. A replay takes the recorded tokens and needs none.
+   */
+  responseFormat?: ResponseFormat;
 }
 
 /** One thing wrong with a request, named by its field. */
@@ -67,7 +74,7 @@ export const MAX_STOP_TOKEN_IDS = 1024;
 
 const SPEC_KEYS: ReadonlySet<string> = new Set([
   'requestId', 'promptTokenIds', 'maxTokens', 'n', 'sampling', 'stopTokenIds', 'priority', 'tenant',
-  'deadlineMs', 'arrivalMs', 'predictedOutputTokens', 'cacheSalt', 'adapter',
+  'deadlineMs', 'arrivalMs', 'predictedOutputTokens', 'cacheSalt', 'adapter', 'responseFormat',
 ]);
 const SAMPLING_KEYS: ReadonlySet<string> = new Set(['temperature', 'topP', 'topK', 'seed']);
 
@@ -168,6 +175,7 @@ export function validateRequestSpec(spec: unknown, limits: RequestLimits = {}): 
   finite('arrivalMs');
   const d = r.deadlineMs;
   if (d !== undefined && !(typeof d === 'number' && d > 0 && !Number.isNaN(d))) add('deadlineMs', `deadlineMs must be a number > 0 (ms after arrival), got ${show(d)}`);
+  problems.push(...responseFormatProblems(r.responseFormat));
   return problems;
 }
 
@@ -190,6 +198,19 @@ export type RejectReason =
   | 'deadline_unmeetable'
   | 'invalid';
 
+/** The cost of a request's token masks. */
+export interface MaskStats {
+  /** Tokens sampled under a mask (every sequence). */
+  numTokens: number;
+  /** Host ms spent computing and applying masks (every sequence). */
+  totalMs: number;
+  /** Sequence 0: the fraction of the vocabulary allowed at each of its steps (the first MAX_MASK_HISTORY). */
+  allowedFractions: number[];
+}
+
+/** Allowed fractions kept per request. */
+export const MAX_MASK_HISTORY = 1024;
+
 export class Sequence implements KvSeq {
   readonly seqId: number;
   readonly request: Request;
@@ -204,6 +225,8 @@ export class Sequence implements KvSeq {
   finishReason: FinishReason | null = null;
   /** The stop token that ended it, when finishReason is 'stop'. */
   stopTokenId: number | null = null;
+  /** Structured output: the rule its next token must follow (null: free). */
+  constraint: TokenConstraint | null = null;
 
   constructor(seqId: number, request: Request, index: number, tokenIds: number[], blockHashes: number[], sampler: Sampler) {
     this.seqId = seqId;
@@ -262,15 +285,27 @@ export class Request {
   /** Gaps between consecutive output tokens of sequence 0 (ms). */
   readonly interTokenLatenciesMs: number[] = [];
   numPreemptions = 0;
+  /** Speculative decoding: draft tokens verified for this request's sequences, and how many were accepted. */
+  numDraftTokens = 0;
+  numAcceptedDraftTokens = 0;
   /** Tokens served from the prefix cache, summed over every (re)admission (prompt and generated). */
   numCachedPromptTokens = 0;
   /** Prompt tokens served from the prefix cache on the latest admission (never above the prompt). */
   numCachedPromptTokensLastAdmission = 0;
   /** Why it ended, for finished/failed/rejected requests. */
   endReason: FinishReason | FailReason | RejectReason | null = null;
+  /** Structured output: one constraint per sequence (index = sequence index), or null. */
+  readonly constraints: readonly TokenConstraint[] | null;
+  /** Structured output: what masking cost (every sequence) and allowed (sequence 0, per token). */
+  readonly mask: MaskStats | null;
+  /** Its constraints were freed (it ended). */
+  constraintsDisposed = false;
 
-  constructor(spec: RequestSpec, requestId: string, arrivalMs: number, order: number) {
+  constructor(spec: RequestSpec, requestId: string, arrivalMs: number, order: number, constraints: readonly TokenConstraint[] | null = null) {
     this.requestId = requestId;
+    this.constraints = constraints;
+    // A replay has the format but no constraints: it counts the recorded masks.
+    this.mask = constraints || spec.responseFormat ? { numTokens: 0, totalMs: 0, allowedFractions: [] } : null;
     this.spec = spec;
     this.promptTokenIds = spec.promptTokenIds;
     this.numPromptTokens = spec.promptTokenIds.length;
@@ -320,4 +355,12 @@ export class Request {
 export function createSequenceSampler(request: Request, index: number): Sampler {
   // Sample i of a request uses seed + i, so sample 0 matches a single-sequence run.
   return createSampler({ ...request.sampling, seed: request.sampling.seed + index });
+}
+
+/** Frees a request's constraints (once; they are dropped from its sequences). */
+export function disposeConstraints(request: Request): void {
+  if (!request.constraints || request.constraintsDisposed) return;
+  request.constraintsDisposed = true;
+  for (const c of request.constraints) c.dispose?.();
+  for (const s of request.seqs) s.constraint = null;
 }

@@ -33,9 +33,19 @@ export interface ScheduledSeq {
   blockTable: number[];
   /** True when the last scheduled token's row needs logits (prompt done, or a decode token). */
   needsLogits: boolean;
+  /**
+   * How many trailing rows need logits when needsLogits is set (absent: 1). Speculative decoding
+   * verifies a sequence's last token plus k draft tokens as k + 1 rows, each needing its logits.
+   */
+  numLogitRows?: number;
   sampling: SamplingParams;
   /** The GPU adapter slot whose LoRA every row of this sequence adds; absent (or -1): the base model. */
   loraSlot?: number;
+  /**
+   * Structured output: the sampler masks this row with the sequence's constraint, so the
+   * executor returns its full logits row (SeqOutput.logits) whatever the temperature.
+   */
+  constrained?: boolean;
 }
 
 export interface BlockCopy {
@@ -73,13 +83,23 @@ export interface StepPlan {
   loraLoads?: LoraSlotLoad[];
 }
 
-/** The output for one sequence whose plan entry had needsLogits. */
-export interface SeqOutput {
-  seqId: number;
+/** One logits row's result. */
+export interface LogitRow {
   /** Greedy choice, computed by the executor (on the GPU for the WebGPU engine). */
   argmax: number;
-  /** The full logits row [vocab]; present when sampling.temperature > 0 (or always, if cheap). */
+  /** The full logits row [vocab]; present when sampling.temperature > 0 or the row is constrained (or always, if cheap). */
   logits?: Float32Array;
+}
+
+/** The output for one sequence whose plan entry had needsLogits. */
+export interface SeqOutput extends LogitRow {
+  seqId: number;
+  /**
+   * Present when the plan entry had numLogitRows > 1: one entry per trailing row, in row order
+   * (its last entry is the argmax/logits above). Each row is what a plain decode row at that
+   * position would give.
+   */
+  rows?: LogitRow[];
 }
 
 export interface StepOutput {

@@ -256,6 +256,20 @@ const sampledPairs: Schema = {
   },
 };
 
+const draftTriples: Schema = {
+  type: 'array',
+  maxItems: 1_000_000,
+  optional: true,
+  items: {
+    type: 'custom',
+    describe: 'a [seqId, numDraftTokens, numAcceptedTokens] triple',
+    check: (v, path) =>
+      Array.isArray(v) && v.length === 3 && v.every((x) => Number.isSafeInteger(x) && (x as number) >= 0) && v[2] <= v[1]
+        ? []
+        : [{ path, message: `${path} must be a [seqId, numDraftTokens, numAcceptedTokens] triple of integers >= 0 with accepted <= drafts, got ${show(v)}` }],
+  },
+};
+
 const EVENT_SCHEMA: Schema = {
   type: 'union',
   tag: 'type',
@@ -301,6 +315,22 @@ const EVENT_SCHEMA: Schema = {
       numDecodeTokens: int0,
       numPaddingTokens: int0,
       sampled: sampledPairs,
+      masks: {
+        type: 'array',
+        optional: true,
+        maxItems: 1_000_000,
+        items: {
+          type: 'object',
+          fields: {
+            seqId: int0,
+            requestId,
+            ms: { type: 'number', min: 0, why: 'host ms the mask took' },
+            numAllowed: int0,
+            vocabSize: { type: 'number', integer: true, min: 1, why: 'the vocabulary the mask covers' },
+          },
+        },
+      },
+      drafts: draftTriples,
     }),
   },
 };

@@ -141,7 +141,7 @@ export function matmulLanes(inDim: number, tuning: Readonly<KernelTuning>): numb
 }
 
 /**
- * kernels/matmul_gemv.wgsl: dispatch (ceil(outDim / 4), ceil(rows / ROWS)), ROWS = 1, 2, 4 or 8
+ * kernels/matmul_gemv.wgsl: dispatch (ceil(outDim / 4), ceil(rows / ROWS)), ROWS from tuning.gemvRowClasses
  * by `rows`; kernels/matmul_tiled.wgsl: dispatch (ceil(outDim / 32), ceil(rows / 32)).
  */
 export function planMatmul(a: MatmulArgs, tuning: Readonly<KernelTuning> = GPU_TUNING): DispatchPlan {
@@ -170,7 +170,8 @@ export function planMatmul(a: MatmulArgs, tuning: Readonly<KernelTuning> = GPU_T
   };
   const lanes = matmulLanes(a.inDim, tuning);
   if (gemv) {
-    const rowsPerGroup = a.rows <= 1 ? 1 : a.rows <= 2 ? 2 : a.rows <= 4 ? 4 : 8;
+    const classes = tuning.gemvRowClasses;
+    const rowsPerGroup = classes.find((n) => n >= a.rows) ?? classes[classes.length - 1];
     const cols = 4;
     return {
       kernel: 'matmul_gemv',

@@ -11,7 +11,7 @@
  */
 import { argmax, loraAdd, matvec, rmsnorm, rope, softmax, swiglu } from './ops.ts';
 import { checkHostKvPool, headSize as headSizeOf, kvDim as kvDimOf, type Model } from './types.ts';
-import type { Executor, KvGeometry, LoraAdapter, LoraModule, SeqOutput, StepOutput, StepPlan } from '../engine/types.ts';
+import type { Executor, KvGeometry, LogitRow, LoraAdapter, LoraModule, SeqOutput, StepOutput, StepPlan } from '../engine/types.ts';
 
 /**
  * Scratch buffers for one token's forward pass. After forwardToken(..., wantLogits false), x is the
@@ -240,14 +240,21 @@ export class CpuReferenceExecutor implements Executor {
       const slot = seq.loraSlot ?? -1;
       const lora = slot >= 0 ? this.loraSlots[slot] : null;
       if (lora === undefined || (slot >= 0 && !lora)) throw new Error(`sequence ${seq.seqId}: adapter slot ${slot} holds no adapter`);
+      const rows: LogitRow[] = [];
       for (let k = 0; k < seq.tokenIds.length; k++) {
         const pos = seq.startPosition + k;
         if (seq.slots[k] !== slotOf(pos)) {
           throw new Error(`sequence ${seq.seqId}: slot ${seq.slots[k]} of position ${pos} disagrees with its block table`);
         }
-        const last = k === seq.tokenIds.length - 1;
-        const logits = forwardToken(this.model, this.scratch, this.pool, seq.tokenIds[k], pos, slotOf, last && seq.needsLogits, lora);
-        if (logits) outputs.push({ seqId: seq.seqId, argmax: argmax(logits), logits: logits.slice() });
+        // The trailing numLogitRows rows need logits (one, or a verified token and its drafts).
+        const wantLogits = seq.needsLogits && k >= seq.tokenIds.length - (seq.numLogitRows ?? 1);
+        const logits = forwardToken(this.model, this.scratch, this.pool, seq.tokenIds[k], pos, slotOf, wantLogits, lora);
+        if (logits) rows.push({ argmax: argmax(logits), logits: logits.slice() });
+      }
+      if (rows.length > 0) {
+        const out: SeqOutput = { seqId: seq.seqId, ...rows[rows.length - 1] };
+        if (rows.length > 1) out.rows = rows;
+        outputs.push(out);
       }
     }
     return { outputs, durationMs: performance.now() - started };

@@ -7,7 +7,7 @@
 import { expect, test, type Page, type TestInfo } from '@playwright/test';
 import { captureErrors, shoot, waitForModel } from './helpers.ts';
 
-const SCENARIO_IDS = ['static-vs-continuous', 'short-vs-long', 'priority-preemption', 'prefix-caching', 'kv-exhausted', 'traffic-spike', 'parallel-sampling', 'fairness', 'lora-tenants'];
+const SCENARIO_IDS = ['static-vs-continuous', 'short-vs-long', 'priority-preemption', 'prefix-caching', 'kv-exhausted', 'traffic-spike', 'parallel-sampling', 'fairness', 'structured-output', 'lora-tenants'];
 
 const tourEl = (page: Page) => page.getByTestId('tour');
 

@@ -23,6 +23,19 @@ const s = (o: Partial<LabSettings>): LabSettings => ({ ...BASE_SETTINGS, ...o })
 
 const staticSettings = s({ batching: 'static', maxNumSeqs: 8, numGpuBlocks: 96, enablePrefixCaching: false });
 const continuousSettings = s({ batching: 'continuous', maxNumSeqs: 8, numGpuBlocks: 96, enablePrefixCaching: false });
+const specOff = s({ numGpuBlocks: 96, maxNumSeqs: 8 });
+const specOn = s({ numGpuBlocks: 96, maxNumSeqs: 8, speculativeMethod: 'ngram', numSpeculativeTokens: 4 });
+
+/** The structured-output scenario's schema: bounded, so the tiny model finishes it in ~30 tokens. */
+export const STRUCTURED_SCHEMA: Record<string, unknown> = {
+  type: 'object',
+  properties: {
+    name: { type: 'string', maxLength: 10 },
+    age: { type: 'integer', minimum: 1, maximum: 12 },
+    mood: { enum: ['happy', 'sad', 'sleepy'] },
+  },
+  required: ['name', 'age', 'mood'],
+};
 
 export const SCENARIOS: Scenario[] = [
   {
@@ -168,6 +181,40 @@ export const SCENARIOS: Scenario[] = [
     compare: { a: { label: 'fcfs', settings: s({ policy: 'fcfs', numGpuBlocks: 48, maxNumSeqs: 6 }) }, b: { label: 'fair', settings: s({ policy: 'fair', numGpuBlocks: 48, maxNumSeqs: 6 }) } },
   },
   {
+    id: 'speculative-decoding',
+    short: 'speculation',
+    title: 'Speculative decoding (n-gram drafts)',
+    watch:
+      'Each decoding sequence looks its last few tokens up in its own prompt and output and proposes up to 4 tokens that followed them; the model checks them all in one step as extra rows. In the slot timeline green ticks are accepted drafts, red ones rejected (their K/V rolled back). Watch steps per sequence and tokens per step fall and rise, acceptance by position in the latency panel, and TPOT in Compare (speculation off vs on, greedy: same text).',
+    settings: specOn,
+    workload: {
+      seed: 91,
+      numRequests: 10,
+      arrival: { kind: 'poisson', ratePerS: 3 },
+      promptTokens: { kind: 'uniform', min: 24, max: 48 },
+      outputTokens: { kind: 'uniform', min: 96, max: 160 },
+    },
+    compare: { a: { label: 'no speculation', settings: specOff }, b: { label: 'n-gram, k = 4', settings: specOn } },
+  },
+  {
+    id: 'structured-output',
+    short: 'JSON',
+    title: 'Structured output (JSON) in a mixed batch',
+    watch:
+      'Half the requests must answer with JSON that follows a schema (name, age, mood); the rest write free text, in the same batches. Each constrained row\'s logits come back to the CPU, XGrammar masks every token the schema forbids, then the usual sampler picks. Watch the step inspector\'s token masks line (ms on the CPU, share of the vocabulary allowed) and open a JSON request: its output is validated, its mask cost per token shown.',
+    settings: s({ maxNumSeqs: 8, numGpuBlocks: 96 }),
+    workload: {
+      seed: 91,
+      numRequests: 16,
+      arrival: { kind: 'poisson', ratePerS: 6 },
+      promptTokens: { kind: 'uniform', min: 12, max: 28 },
+      outputTokens: { kind: 'uniform', min: 64, max: 96 },
+      temperature: 0.8,
+      structured: { fraction: 0.5, responseFormat: { type: 'json_schema', jsonSchema: { name: 'character', schema: STRUCTURED_SCHEMA } } },
+    },
+    compare: { a: { label: '8 slots', settings: s({ maxNumSeqs: 8, numGpuBlocks: 96 }) }, b: { label: '2 slots', settings: s({ maxNumSeqs: 2, numGpuBlocks: 96 }) } },
+  },
+  {
     id: 'lora-tenants',
     short: 'LoRA per customer',
     title: 'LoRA adapters per customer',
@@ -190,6 +237,7 @@ export const SCENARIOS: Scenario[] = [
     compare: { a: { label: '2 LoRA slots', settings: s({ maxLoras: 2, numGpuBlocks: 64, maxNumSeqs: 8 }) }, b: { label: '4 LoRA slots', settings: s({ maxLoras: 4, numGpuBlocks: 64, maxNumSeqs: 8 }) } },
   },
 ];
+
 
 export function scenarioById(id: string | null): Scenario | undefined {
   return SCENARIOS.find((x) => x.id === id);

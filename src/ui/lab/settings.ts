@@ -17,6 +17,10 @@ export type LabSettings = Pick<
   | 'batching'
   | 'maxQueueLength'
   | 'maxLoras'
+  | 'speculativeMethod'
+  | 'numSpeculativeTokens'
+  | 'promptLookupMax'
+  | 'promptLookupMin'
 >;
 
 /** Sized for the real tiny model on a slow GPU: tens of 16-token blocks, so memory runs out. */
@@ -33,6 +37,10 @@ export const BASE_SETTINGS: LabSettings = {
   batching: 'continuous',
   maxQueueLength: Infinity,
   maxLoras: 4,
+  speculativeMethod: 'off',
+  numSpeculativeTokens: DEFAULT_SCHEDULER_CONFIG.numSpeculativeTokens,
+  promptLookupMax: DEFAULT_SCHEDULER_CONFIG.promptLookupMax,
+  promptLookupMin: DEFAULT_SCHEDULER_CONFIG.promptLookupMin,
 };
 
 /** What differs from `base`, in a few words each (e.g. "preemption abort", "8 CPU blocks"). */
@@ -50,6 +58,9 @@ export function describeChanges(base: LabSettings, s: LabSettings): string[] {
   if (s.enablePrefixCaching !== base.enablePrefixCaching) out.push(`prefix cache ${s.enablePrefixCaching ? 'on' : 'off'}`);
   if (s.maxLoras !== base.maxLoras) out.push(`${s.maxLoras} LoRA slots`);
   if (s.maxQueueLength !== base.maxQueueLength) out.push(Number.isFinite(s.maxQueueLength) ? `queue cap ${s.maxQueueLength}` : 'no queue cap');
+  if (s.speculativeMethod !== base.speculativeMethod) out.push(s.speculativeMethod === 'off' ? 'no speculation' : `${s.speculativeMethod} speculation`);
+  if (s.numSpeculativeTokens !== base.numSpeculativeTokens) out.push(`k = ${s.numSpeculativeTokens} drafts`);
+  if (s.promptLookupMax !== base.promptLookupMax || s.promptLookupMin !== base.promptLookupMin) out.push(`lookup ${s.promptLookupMin}..${s.promptLookupMax}`);
   return out;
 }
 
@@ -67,6 +78,10 @@ const SETTING_LABELS: Record<keyof LabSettings, string> = {
   batching: 'batching',
   maxQueueLength: 'queue cap',
   maxLoras: 'LoRA slots',
+  speculativeMethod: 'speculation',
+  numSpeculativeTokens: 'draft tokens (k)',
+  promptLookupMax: 'lookup max n',
+  promptLookupMin: 'lookup min n',
 };
 
 /** Every setting in which two sides differ, e.g. { label: 'preemption', a: 'recompute', b: 'swap' }. */

@@ -308,6 +308,81 @@ const TOURS: Record<string, Detector[]> = {
     },
     wrapUp,
   ],
+  'structured-output': [
+    {
+      id: 'first-mask',
+      target: 'step-inspector',
+      title: 'A token mask',
+      find: (step) => {
+        const m = step.masks?.[0];
+        if (!m) return null;
+        const others = step.seqs.filter((q) => !step.masks!.some((x) => x.seqId === q.seqId)).length;
+        return `${m.requestId} must follow its JSON schema: before sampling, ${m.numAllowed} of ${m.vocabSize} tokens (${((100 * m.numAllowed) / m.vocabSize).toFixed(1)}%) were allowed, the rest masked out, in ${m.ms.toFixed(3)} ms. ${plural(others, 'other row')} in this step sampled freely.`;
+      },
+    },
+    {
+      id: 'mixed-batch',
+      target: 'slot-timeline',
+      title: 'Constrained and free rows share a step',
+      find: (step) => {
+        const masked = new Set((step.masks ?? []).map((m) => m.seqId));
+        const free = step.seqs.filter((q) => q.numDecodeTokens > 0 && !masked.has(q.seqId)).length;
+        if (masked.size < 2 || free < 1) return null;
+        const ms = (step.masks ?? []).reduce((a, m) => a + m.ms, 0);
+        return `Step ${step.stepIndex} decodes ${plural(masked.size, 'constrained row')} beside ${plural(free, 'free row')}: the masks cost ${ms.toFixed(3)} ms on the CPU in a ${step.durationMs.toFixed(1)} ms step; the free rows are untouched.`;
+      },
+    },
+    {
+      id: 'json-done',
+      target: 'request-table',
+      title: 'A JSON answer ends itself',
+      find: (_step, snap) => {
+        const r = snap.requests.find((x) => x.state === 'finished' && x.responseFormat && x.endReason === 'stop' && x.mask);
+        if (!r) return null;
+        const m = r.mask!;
+        return `${r.requestId} closed its JSON and the grammar then allowed only the end-of-text token: it finished (stop) after ${r.outputTokenIds[0].length} tokens, ${(m.totalMs / Math.max(1, m.numTokens)).toFixed(3)} ms of masking per token. Click it to see the validated JSON.`;
+        },
+      },
+      wrapUp,
+    ],
+  'speculative-decoding': [
+    {
+      id: 'first-drafts',
+      target: 'slot-timeline',
+      title: 'Drafts verified in the same step',
+      find: (step) => {
+        const v = step.seqs.find((x) => (x.numDraftTokens ?? 0) > 0);
+        if (!v) return null;
+        const k = v.numDraftTokens!;
+        const a = v.numAcceptedTokens ?? 0;
+        return `In step ${step.stepIndex} ${v.requestId} ran its newest token plus ${plural(k, 'draft token')} found earlier in its own text, ${k + 1} rows in one forward pass. ${a} matched the model, so it gained ${plural(a + 1, 'token')} this step (green ticks accepted, red rejected).`;
+      },
+    },
+    {
+      id: 'rollback',
+      target: 'kv-grid',
+      title: 'A rejected draft is rolled back',
+      find: (step) => {
+        const v = step.seqs.find((x) => (x.numDraftTokens ?? 0) > (x.numAcceptedTokens ?? 0));
+        if (!v) return null;
+        const rejected = v.numDraftTokens! - (v.numAcceptedTokens ?? 0);
+        const freed = kvCount(step, 'freed');
+        return `${v.requestId}'s draft ${(v.numAcceptedTokens ?? 0) + 1} of ${v.numDraftTokens} did not match in step ${step.stepIndex}: the K/V of its ${plural(rejected, 'rejected draft')} is discarded by moving its computed-token count back${freed > 0 ? `, and ${plural(freed, 'block')} that held only them went back to the pool` : ''}. Nothing rejected reaches the prefix cache.`;
+      },
+    },
+    {
+      id: 'acceptance',
+      target: 'latency-panel',
+      title: 'Acceptance by position',
+      find: (_step, snap) => {
+        const sp = snap.metrics.spec;
+        if (sp.numDrafts < 20) return null;
+        const byPos = sp.draftsPerPos.map((n, i) => `${Math.round((100 * sp.acceptedPerPos[i]) / n)}%`).join(', ');
+        return `${sp.numAcceptedTokens} of ${sp.numDraftTokens} draft tokens accepted so far (${Math.round(100 * sp.acceptanceRate)}%); by position ${byPos}: a later draft counts only if every one before it matched. A verification yields ${sp.meanAcceptedLength.toFixed(2)} tokens on average instead of 1.`;
+      },
+    },
+    wrapUp,
+  ],
   fairness: [
     {
       id: 'light-served',

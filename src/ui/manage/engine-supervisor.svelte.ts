@@ -20,7 +20,7 @@ import type { WorkloadSpec } from '../../engine/workload.ts';
 import type { SchedulerConfig } from '../../engine/scheduler.ts';
 import type { CompletionParams, EngineApi, EngineSettings, HostStatus, ModelSource, ModelSummary, ScenarioRun, StreamEvent, ViewSnapshot } from '../../../workers/protocol.ts';
 import { DEFAULT_HOST_SETTINGS } from '../../engine/config.ts';
-import { builtinModel, startEngineWorker, type EngineClient } from '../engine-client.ts';
+import { builtinModel, startEngineWorker, type EngineClient, type PreloadedModel } from '../engine-client.ts';
 import { ledgerKey, RequestLedger, type LedgerEntry } from './ledger.ts';
 import { deleteCachedModel, listCachedModels, putCachedModel, readCachedModel, type CachedModel } from './model-cache.ts';
 import { fitModel, MAX_MODEL_BYTES, MAX_TOKENIZER_BYTES, nameFromPath, peekRemoteConfig, pickFiles, type Fit } from './model-sources.ts';
@@ -57,6 +57,8 @@ interface Slot {
   generation: number;
   worker: Worker;
   client: EngineClient;
+  /** The built-in model, already being loaded into this worker (a prestarted worker). */
+  builtin: PreloadedModel | null;
   dead: Promise<never>;
   kill: (e: Error) => void;
 }
@@ -116,14 +118,14 @@ export class EngineSupervisor implements EngineApi {
   }
 
   private spawn(): Slot {
-    const { client, worker } = startEngineWorker();
+    const { client, worker, builtin } = startEngineWorker();
     let kill!: (e: Error) => void;
     const dead = new Promise<never>((_, reject) => (kill = reject));
     dead.catch(() => {});
     const generation = this.generation + 1;
     this.generation = generation;
     worker.addEventListener('error', (e) => this.note('error', `engine worker ${generation} reported an error: ${e.message || 'unknown error'}`));
-    return { generation, worker, client, dead, kill };
+    return { generation, worker, client, builtin, dead, kill };
   }
 
   /** A call into the current worker that fails (instead of hanging) if the worker dies meanwhile. */
@@ -159,8 +161,17 @@ export class EngineSupervisor implements EngineApi {
     this.slot = this.spawn();
     this.seenDeviceLosses = 0;
     const probe = this.probe().then((p) => (this.adapterProbe = p));
-    await this.call((c) => c.configure($state.snapshot(this.settings)));
-    await this.loadRef(this.modelRef);
+    const preloaded = this.modelRef.kind === 'builtin' ? this.slot.builtin : null;
+    if (preloaded) {
+      // The worker was asked for the built-in model as it started: adopt that load, then apply
+      // the settings (the host takes them live, or starts its engine again; no new warm-up).
+      await this.loadRef(this.modelRef, preloaded);
+      await this.call((c) => c.configure($state.snapshot(this.settings)));
+      await this.captureStartConfig();
+    } else {
+      await this.call((c) => c.configure($state.snapshot(this.settings)));
+      await this.loadRef(this.modelRef);
+    }
     await probe;
     this.phase = 'ready';
     this.lastAnswerMs = performance.now();
@@ -168,10 +179,14 @@ export class EngineSupervisor implements EngineApi {
     void this.refreshCache();
   }
 
-  private async loadRef(ref: ModelRef): Promise<ModelSummary> {
-    const progress = Comlink.proxy((p: FetchProgress) => (this.progress = { label: 'stories260K', fetch: p }));
+  private async loadRef(ref: ModelRef, preloaded: PreloadedModel | null = null): Promise<ModelSummary> {
+    const onProgress = (p: FetchProgress) => (this.progress = { label: 'stories260K', fetch: p });
+    const progress = Comlink.proxy(onProgress);
     let summary: ModelSummary;
-    if (ref.kind === 'builtin') {
+    if (preloaded) {
+      preloaded.onProgress(onProgress);
+      summary = await this.call(() => preloaded.summary);
+    } else if (ref.kind === 'builtin') {
       summary = await this.call((c) => c.loadModel(builtinModel, progress));
     } else if (ref.kind === 'cached') {
       const { modelBytes, tokenizerBytes } = await readCachedModel(ref.name);

@@ -76,7 +76,7 @@ describe('EngineHost with LoRA adapters', () => {
       ],
     };
     await host.ensureAdapters(workload.tenants.map((t) => t.adapter));
-    const ids = host.runScenario({ workload });
+    const ids = await host.runScenario({ workload });
     const end = Date.now() + 60_000;
     while (host.currentEngine!.hasWork()) {
       if (Date.now() > end) throw new Error('timed out');
