@@ -9,6 +9,9 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Engine } from '../../../src/engine/engine.ts';
+import { DEFAULT_SCHEDULER_CONFIG } from '../../../src/engine/config.ts';
+import { replayEventLog } from '../../../src/engine/replay.ts';
+import { makeSavedRun, parseImport, replaySavedRun, serializeRun } from '../../../src/export/saved-run.ts';
 import { VirtualClock } from '../../../src/engine/clock.ts';
 import type { LoraAdapter } from '../../../src/engine/types.ts';
 import { mergeLora, parseAdapterConfig, peftTensorName, readPeftAdapter } from '../../../src/model/lora.ts';
@@ -209,4 +212,32 @@ describe('the CPU reference with adapters', () => {
     expect(tomText).not.toContain('Lily');
     expect(engine.snapshot(0).loraStats.numEvictions).toBeGreaterThan(0);
   });
+
+  it('with speculative decoding (ngram, greedy): adapter rows verify their drafts with their LoRA, the texts stay the merged models\' own; the log replays', async () => {
+    const config = { blockSize: 8, numGpuBlocks: 64, numCpuBlocks: 0, maxNumBatchedTokens: 64, maxNumSeqs: 8, maxModelLen: 256, maxLoras: 2, maxLoraRank: 8, speculativeMethod: 'ngram' as const, numSpeculativeTokens: 4, promptLookupMax: 3, promptLookupMin: 1 };
+    const engine = new Engine({ executor: new CpuReferenceExecutor(model), config, clock: new VirtualClock(), checkInvariants: true });
+    for (const a of Object.values(adapters)) engine.registerAdapter(a);
+    const jobs = [
+      { id: 'base0', prompt: 'Once upon a time', adapter: undefined as string | undefined },
+      { id: 'tom0', prompt: 'Once upon a time', adapter: 'tom' },
+      { id: 'happy0', prompt: 'One day', adapter: 'happy' },
+      { id: 'noise0', prompt: 'One day', adapter: 'noise' },
+    ];
+    for (const j of jobs) engine.submit({ requestId: j.id, promptTokenIds: tokenizer.encode(j.prompt, true, false), maxTokens: 48, ...(j.adapter ? { adapter: j.adapter } : {}) });
+    await engine.runUntilIdle();
+    const merged = new Map(Object.entries(adapters).map(([n, a]) => [n, { ...model, weights: mergeLora(model.config, model.weights, a) }]));
+    for (const j of jobs) {
+      const got = engine.getRequest(j.id)!.seqs[0].outputTokenIds;
+      const want = greedyAlone(j.adapter ? merged.get(j.adapter)! : model, tokenizer.encode(j.prompt, true, false), 48);
+      expect(tokenizer.decode(got), j.id).toBe(tokenizer.decode(want));
+    }
+    const adapted = jobs.filter((j) => j.adapter).map((j) => engine.getRequest(j.id)!);
+    expect(adapted.reduce((n, r) => n + r.numAcceptedDraftTokens, 0)).toBeGreaterThan(0);
+    expect(engine.snapshot(0).loraStats.numEvictions).toBeGreaterThan(0);
+    const replayed = await replayEventLog(engine.eventLog, { config, checkInvariants: true });
+    expect(replayed.eventLog).toEqual(engine.eventLog);
+    const imported = parseImport(serializeRun(makeSavedRun('lora+spec', 'cpu', { ...DEFAULT_SCHEDULER_CONFIG, ...config }, engine.eventLog)));
+    expect(imported.kind).toBe('run');
+    if (imported.kind === 'run') expect((await replaySavedRun(imported.run)).diff).toMatchObject({ equal: true, numEvents: engine.eventLog.length });
+  }, 60_000);
 });

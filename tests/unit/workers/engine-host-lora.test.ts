@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadKernelSources } from '../../../src/gpu/kernel-sources.node.ts';
+import { loadXGrammarNode } from '../../../src/serve/xgrammar.node.ts';
 import { CompletionParamsError } from '../../../src/serve/requests.ts';
 import { EngineHost } from '../../../workers/engine-host.ts';
 import type { StreamEvent } from '../../../workers/protocol.ts';
@@ -87,4 +88,27 @@ describe('EngineHost with LoRA adapters', () => {
     expect(new Set(snap.requests.map((r) => r.adapter))).toEqual(new Set(['tom', 'happy']));
     expect(snap.loraStats.numEvictions).toBeGreaterThan(0); // one slot, two adapters
   });
+  it('a structured (response_format) request with an adapter: JSON from the adapted model, beside a speculative free request', async () => {
+    const host = new EngineHost({ gpu: undefined, kernelSources: loadKernelSources(), xgrammar: loadXGrammarNode, settings: { speculativeMethod: 'ngram' }, readShippedAdapter: async (name) => files(name) });
+    await host.setModel(builtin());
+    await host.ensureAdapters(['tom']);
+    const events: StreamEvent[] = [];
+    const id = await host.submitCompletion({ prompt: 'Lily', max_tokens: 60, temperature: 0, model: 'stories260K:tom', response_format: { type: 'json_object' } }, (e) => events.push(e));
+    const free = textOf(host, { prompt: 'Once upon a time', max_tokens: 40, temperature: 0, adapter: 'tom' });
+    await expect(host.submitCompletion({ prompt: 'x', adapter: 'nope', response_format: { type: 'json_object' } })).rejects.toThrow(CompletionParamsError);
+    expect(await free).toContain('Tom');
+    const end = Date.now() + 60_000;
+    while (!events.some((e) => e.type !== 'text')) {
+      if (Date.now() > end) throw new Error('timed out');
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    const done = events.at(-1)!;
+    expect(done.type).toBe('done');
+    if (done.type !== 'done') return;
+    expect(done.texts[0].startsWith('{')).toBe(true);
+    const view = host.snapshot(0)!.requests.find((r) => r.requestId === id)!;
+    expect(view.adapter).toBe('tom');
+    expect(view.responseFormat).toBe('json_object');
+    expect(view.mask!.numTokens).toBeGreaterThan(0);
+  }, 120_000);
 });
