@@ -5,15 +5,17 @@
  *
  *   npm run -s generate -- --prompt "Once upon a time" --steps 256 --temperature 0
  */
-import { readFileSync } from 'node:fs';
-import { basename } from 'node:path';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import type { LoraAdapter } from '../src/engine/types.ts';
+import { readAdapterDir, shippedAdaptersDir } from './adapters.ts';
 import { Engine } from '../src/engine/engine.ts';
 import type { Executor } from '../src/engine/types.ts';
 import { effectiveSteps, generate, runcRequest, runcText } from '../src/model/generate.ts';
 import { loadModel, type LoadedModel } from '../src/model/load.ts';
 import { CpuReferenceExecutor, ReferenceModel } from '../src/model/reference.ts';
 import { createSampler, isGreedyTemperature } from '../src/engine/sampler.ts';
-import { MAX_NUM_SPECULATIVE_TOKENS, validateEngineConfig, DEFAULT_SCHEDULER_CONFIG, type SchedulerConfig } from '../src/engine/config.ts';
+import { MAX_LORA_RANK, MAX_NUM_SPECULATIVE_TOKENS, validateEngineConfig, DEFAULT_SCHEDULER_CONFIG, type SchedulerConfig } from '../src/engine/config.ts';
 import { builtinModelPath, builtinTokenizerPath, fail, notice, parseCommandLine, parseNumber, readBytes, usageError } from './cli-args.ts';
 import type { ResponseFormat } from '../src/engine/constraint.ts';
 import { stopTokenIdsOf } from '../src/serve/requests.ts';
@@ -35,6 +37,11 @@ const usage = `usage: npm run -s generate -- [options]
   --backend B          cpu (the reference forward pass, default) or webgpu (the paged, batched engine)
   --prompts-file F     run every line of F as a prompt, all at once through continuous batching;
                        prints one JSON line per prompt, in input order: {"prompt": ..., "text": ...}
+  --lora NAME=DIR      register the PEFT LoRA adapter in DIR (adapter_config.json and
+                       adapter_model.safetensors) as NAME; repeatable. The adapters shipped in
+                       public/adapters/ (tom, happy, noise) are known by name without it
+  --model-adapter NAME run the prompt(s) with LoRA adapter NAME (through the engine, on either
+                       backend: each row adds its own x·A·B)
   --response-format F  json_object: the output is a JSON object (structured output, XGrammar);
                        json_schema: needs --json-schema. Only the generated JSON is printed (no
                        prompt), no whitespace outside strings; stderr says whether it is complete
@@ -78,6 +85,8 @@ const args = parseCommandLine(process.argv.slice(2), {
   tokenizer: { type: 'string' },
   backend: { type: 'string' },
   'prompts-file': { type: 'string' },
+  lora: { type: 'string', multiple: true },
+  'model-adapter': { type: 'string' },
   'response-format': { type: 'string' },
   'json-schema': { type: 'string' },
   speculative: { type: 'string' },
@@ -173,6 +182,26 @@ try {
   fail((e as Error).message);
 }
 const { model, tokenizer } = loaded;
+
+// LoRA: --lora NAME=DIR adapters, then the shipped ones by name (only the one asked for is read).
+const loraDirs = new Map<string, string>();
+for (const item of args.lora ?? []) {
+  const eq = item.indexOf('=');
+  if (eq <= 0 || eq === item.length - 1) usageError(`--lora takes NAME=DIR, got ${JSON.stringify(item)}`);
+  loraDirs.set(item.slice(0, eq), item.slice(eq + 1));
+}
+const adapterName = args['model-adapter'];
+let adapters: LoraAdapter[] = [];
+try {
+  adapters = [...loraDirs].map(([name, dir]) => readAdapterDir(name, dir, model.config));
+  if (adapterName !== undefined && !loraDirs.has(adapterName)) {
+    const shipped = join(shippedAdaptersDir, adapterName);
+    if (!/^[\w.-]+$/.test(adapterName) || !existsSync(shipped)) usageError(`--model-adapter ${adapterName}: no such adapter (give --lora ${adapterName}=DIR, or one of: ${readdirSync(shippedAdaptersDir).filter((n) => !n.includes('.')).join(', ')})`);
+    adapters.push(readAdapterDir(adapterName, shipped, model.config));
+  }
+} catch (e) {
+  fail((e as Error).message);
+}
 const sampling = { temperature, topP, topK, seed };
 const started = performance.now();
 const seqLen = model.config.seqLen;
@@ -247,7 +276,11 @@ async function runEngine(promptList: string[]): Promise<Uint8Array[]> {
   const blockSize = 16;
   const requests = promptList.map((p) => runcRequest(tokenizer, p, steps, model.config.seqLen));
   const blocksNeeded = requests.reduce((n, r) => n + Math.ceil((r.promptTokenIds.length + r.maxTokens) / blockSize), 0);
+  const maxRank = Math.max(16, ...adapters.map((a) => a.rank));
+  if (maxRank > MAX_LORA_RANK) fail(`a LoRA adapter of rank ${maxRank} exceeds the kernels' ${MAX_LORA_RANK}`);
   const config: Partial<SchedulerConfig> = {
+    maxLoras: Math.max(1, adapters.length),
+    maxLoraRank: maxRank,
     blockSize,
     numGpuBlocks: Math.max(8, Math.min(blocksNeeded, 4096)),
     numCpuBlocks: 0,
@@ -261,6 +294,8 @@ async function runEngine(promptList: string[]): Promise<Uint8Array[]> {
   const problems = validateEngineConfig({ ...DEFAULT_SCHEDULER_CONFIG, ...config });
   if (problems.length > 0) usageError(problems.map((p) => p.message).join('; '));
   const engine = new Engine({ executor, config });
+  for (const a of adapters) engine.registerAdapter(a);
+  const adapter = adapterName ? { adapter: adapterName } : {};
   let ids: (string | null)[];
   if (responseFormat) {
     const { loadXGrammarNode } = await import('../src/serve/xgrammar.node.ts');
@@ -280,10 +315,10 @@ async function runEngine(promptList: string[]): Promise<Uint8Array[]> {
         continue;
       }
       const { constraints } = await service.constraints(responseFormat, 1);
-      ids.push(engine.submit({ ...r, stopTokenIds: stopTokenIdsOf(loaded), sampling, responseFormat }, { constraints }));
+      ids.push(engine.submit({ ...r, stopTokenIds: stopTokenIdsOf(loaded), sampling, responseFormat, ...adapter }, { constraints }));
     }
   } else {
-    ids = requests.map((r) => (r.maxTokens > 0 ? engine.submit({ ...r, sampling }) : null));
+    ids = requests.map((r) => (r.maxTokens > 0 ? engine.submit({ ...r, sampling, ...adapter }) : null));
   }
   try {
     await engine.runUntilIdle();
@@ -335,7 +370,7 @@ function stats(numPrompts: number, numTokens: number): void {
   if (args.quiet) return;
   const totalMs = performance.now() - started;
   process.stderr.write(
-    `backend ${backend}, ${model.source.name}: ${numPrompts} prompt(s), ${numTokens} tokens generated, ` +
+    `backend ${backend}, ${model.source.name}${adapterName ? ` + LoRA ${adapterName}` : ''}: ${numPrompts} prompt(s), ${numTokens} tokens generated, ` +
       `${totalMs.toFixed(1)} ms, achieved tok/s: ${(numTokens / (totalMs / 1000)).toFixed(1)}\n`,
   );
 }
@@ -364,7 +399,8 @@ if (args['prompts-file'] !== undefined) {
   );
   structuredNotes();
   stats(lines.length, numGeneratedTokens);
-} else if (backend === 'webgpu' || responseFormat || speculativeMethod !== 'off') {
+} else if (backend === 'webgpu' || adapterName !== undefined || responseFormat || speculativeMethod !== 'off') {
+  // An adapter runs through the engine on the CPU too (the reference adds each row's LoRA).
   checkPromptLength(args.prompt ?? '', 'the prompt ');
   const [bytes] = await runEngine([args.prompt ?? '']);
   process.stdout.write(bytes);

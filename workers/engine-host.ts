@@ -11,7 +11,8 @@ import { assertValidConfig, DEFAULT_HOST_SETTINGS, DEFAULT_SCHEDULER_CONFIG, LIV
 import type { EngineEvent } from '../src/engine/events.ts';
 import type { RequestSpec } from '../src/engine/request.ts';
 import { listProblems } from '../src/engine/schema.ts';
-import type { Executor } from '../src/engine/types.ts';
+import type { Executor, LoraAdapter, LoraAdapterInfo } from '../src/engine/types.ts';
+import { readPeftAdapter } from '../src/model/lora.ts';
 import { ExecutorFactory } from '../src/gpu/executor-factory.ts';
 import type { KernelSources } from '../src/gpu/kernel-names.ts';
 import type { LoadedModel } from '../src/model/load.ts';
@@ -46,6 +47,11 @@ export interface HostOptions {
   /** Called after every step (the page pulls snapshots instead) — for Node drivers. */
   onStep?: () => void;
   /**
+   * The files of an adapter shipped with the app (public/adapters/<name>/), or null when there is
+   * none of that name: the worker fetches them, Node reads them from disk. Absent: none is shipped.
+   */
+  readShippedAdapter?: (name: string) => Promise<{ config: string; weights: Uint8Array } | null>;
+  /**
    * Loads XGrammar for structured output (the worker: a dynamic import of the package; Node:
    * src/serve/xgrammar.node.ts). Absent: requests with response_format are refused.
    */
@@ -67,6 +73,9 @@ export class EngineHost {
   private phase: HostStatus['phase'] = 'starting';
   private message: string | null = null;
   private numDeviceLosses = 0;
+  /** LoRA adapters read for the loaded model, by name; every new engine registers them all. */
+  private readonly adapters = new Map<string, LoraAdapter>();
+  private readonly readShippedAdapter: HostOptions['readShippedAdapter'];
   /** Executors whose pipelines were compiled and run once (warm-up happens once per executor). */
   private readonly warmed = new WeakSet<Executor>();
   /** How long the last warm-up took (wall ms), for the status line. */
@@ -77,6 +86,7 @@ export class EngineHost {
 
   constructor(options: HostOptions) {
     this.settings = { ...DEFAULT_HOST_SETTINGS, ...options.settings };
+    this.readShippedAdapter = options.readShippedAdapter;
     this.executors = new ExecutorFactory(options.gpu, options.kernelSources);
     this.loadXGrammar = options.xgrammar;
     this.loop = new RunLoop({ onError: (e) => this.failAll(`the engine stopped: ${e.message}`), onStep: options.onStep });
@@ -120,6 +130,7 @@ export class EngineHost {
     }
     this.message = this.executors.fallbackReason;
     this.stopEngine('the model was replaced');
+    this.adapters.clear(); // adapters belong to the model they were read for
     this.loaded = loaded;
     this.grammar = null;
     this.summary = summarizeModel(loaded.model);
@@ -179,11 +190,33 @@ export class EngineHost {
   submit(params: CompletionParams, onEvent?: (e: StreamEvent) => void): string {
     if (params?.response_format !== undefined) throw new Error('a request with response_format is submitted with submitCompletion (its grammar compiles first)');
     const { engine, loaded } = this.require();
-    const spec = completionSpec(params, this.newRequestId(), loaded);
+    const spec = completionSpec(params, this.newRequestId(), loaded, new Set(engine.config.maxLoras > 0 ? this.adapters.keys() : []));
     const requestId = engine.submit(spec);
     this.track(requestId, params.prompt, spec, params.stop ?? [], onEvent ?? null);
     this.loop.kick();
     return requestId;
+  }
+
+  /**
+   * Reads a PEFT LoRA adapter (adapter_config.json text, adapter_model.safetensors bytes) for the
+   * loaded model and registers it as `name`. Throws a ModelFormatError for a file the model cannot
+   * take, a RangeError when the name is taken, adapters are off or its rank is too big.
+   */
+  addAdapter(name: string, configJson: string, weights: Uint8Array): LoraAdapterInfo {
+    const { engine, loaded } = this.require();
+    const adapter = readPeftAdapter(name, configJson, weights, loaded.model.config, `${name}/adapter_model.safetensors`);
+    engine.registerAdapter(adapter); // throws (rank, maxLoras 0) before the host keeps it
+    this.adapters.set(name, adapter);
+    return { name, rank: adapter.rank, scale: adapter.scale };
+  }
+
+  /** Loads the shipped adapters among `names` that are not loaded yet (unknown names are left for submit to refuse). */
+  async ensureAdapters(names: Iterable<string | undefined>): Promise<void> {
+    for (const name of new Set(names)) {
+      if (name === undefined || this.adapters.has(name) || !this.readShippedAdapter) continue;
+      const files = await this.readShippedAdapter(name);
+      if (files) this.addAdapter(name, files.config, files.weights);
+    }
   }
 
   /**
@@ -194,7 +227,7 @@ export class EngineHost {
   async submitCompletion(params: CompletionParams, onEvent?: (e: StreamEvent) => void): Promise<string> {
     if (params?.response_format === undefined) return this.submit(params, onEvent);
     const { engine, loaded } = this.require();
-    const spec = completionSpec(params, this.newRequestId(), loaded);
+    const spec = completionSpec(params, this.newRequestId(), loaded, new Set(engine.config.maxLoras > 0 ? this.adapters.keys() : []));
     const format = spec.responseFormat!;
     const prepared = await this.prepareConstraints(format, spec.n ?? 1);
     if (this.engine !== engine) {
@@ -371,6 +404,7 @@ export class EngineHost {
       this.warmed.add(executor);
       this.warmUpMs = performance.now() - started;
     }
+    if (config.maxLoras > 0) for (const a of this.adapters.values()) engine.registerAdapter(a);
     engine.on((e) => this.onEngineEvent(e));
     this.engine = engine;
     let idle: { arrivalMs: number; sinceRealMs: number } | null = null;

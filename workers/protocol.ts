@@ -10,6 +10,7 @@ import type { ModelSummary } from '../src/model/summary.ts';
 import type { FetchProgress } from '../src/model/fetch.ts';
 import type { EngineEvent } from '../src/engine/events.ts';
 import type { RequestSpec } from '../src/engine/request.ts';
+import type { LoraAdapterInfo } from '../src/engine/types.ts';
 import type { Backend } from '../src/gpu/executor-factory.ts';
 import type { CompletionParams, JsonCheck, ScenarioRun, StreamEvent } from '../src/serve/requests.ts';
 import type { ResponseFormatParam } from '../src/serve/structured.ts';
@@ -89,6 +90,8 @@ export interface EngineApi {
   runScenario(run: ScenarioRun): Promise<string[]>;
   /** Submits an imported request trace (token ids), arrivals relative to now. */
   runTrace(requests: RequestSpec[]): Promise<string[]>;
+  /** LoRA: a PEFT adapter's files (adapter_config.json text, adapter_model.safetensors bytes) registered as `name`. */
+  loadAdapterBytes(name: string, configJson: string, weights: Uint8Array): Promise<LoraAdapterInfo>;
   /** Live where it can be (policy, budgets...); resolves true when the engine had to restart. */
   configure(settings: EngineSettings): Promise<boolean>;
   getSettings(): Promise<EngineSettings>;

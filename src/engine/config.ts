@@ -43,6 +43,14 @@ export interface SchedulerConfig {
    */
   kvPreallocation: 'none' | 'max-length';
   /**
+   * LoRA (vLLM's max_loras): GPU adapter slots, so distinct adapters in one step at most. A
+   * request for an adapter not in a slot waits until a slot is free of running requests; the
+   * least recently used unpinned adapter is evicted to load it. 0 turns adapters off.
+   */
+  maxLoras: number;
+  /** LoRA (vLLM's max_lora_rank): the largest rank an adapter may have (slots are sized for it). */
+  maxLoraRank: number;
+  /**
    * Speculative decoding (vLLM's speculative_config: method "ngram"): each running sequence's
    * last n tokens (n from promptLookupMax down to promptLookupMin) are looked up in its prompt and
    * output, and up to numSpeculativeTokens following tokens are verified in the same step.
@@ -97,6 +105,8 @@ export const DEFAULT_SCHEDULER_CONFIG: SchedulerConfig = {
   tenantMaxInFlight: {},
   requestTimeoutMs: Infinity,
   kvPreallocation: 'none',
+  maxLoras: 4,
+  maxLoraRank: 16,
   speculativeMethod: 'off',
   numSpeculativeTokens: 4,
   promptLookupMax: 4,
@@ -115,6 +125,11 @@ export const DEFAULT_HOST_SETTINGS: Readonly<Partial<SchedulerConfig>> = {
   maxNumSeqs: 32,
   preemptionMode: 'recompute',
 };
+
+/** Largest LoRA rank the kernels take (kernels/lora_bgmv.wgsl keeps A x in workgroup memory). */
+export const MAX_LORA_RANK = 64;
+/** Most adapter slots (each is a GPU buffer region sized for maxLoraRank). */
+export const MAX_LORAS = 64;
 
 /** Largest block the kernels take (tokens per block). */
 export const MAX_BLOCK_SIZE = 256;
@@ -162,6 +177,8 @@ export function validateEngineConfig(c: SchedulerConfig): ConfigProblem[] {
   if (!PREEMPTION_MODES.includes(c.preemptionMode)) add('preemptionMode', `unknown preemption mode ${show(c.preemptionMode)} (one of ${PREEMPTION_MODES.join(', ')})`);
   if (c.batching !== 'continuous' && c.batching !== 'static') add('batching', `batching must be continuous or static, got ${show(c.batching)}`);
   if (c.kvPreallocation !== 'none' && c.kvPreallocation !== 'max-length') add('kvPreallocation', `kvPreallocation must be none or max-length, got ${show(c.kvPreallocation)}`);
+  if (!Number.isInteger(c.maxLoras) || c.maxLoras < 0 || c.maxLoras > MAX_LORAS) add('maxLoras', `maxLoras must be an integer from 0 to ${MAX_LORAS}, got ${show(c.maxLoras)}`);
+  if (!Number.isInteger(c.maxLoraRank) || c.maxLoraRank < 1 || c.maxLoraRank > MAX_LORA_RANK) add('maxLoraRank', `maxLoraRank must be an integer from 1 to ${MAX_LORA_RANK}, got ${show(c.maxLoraRank)}`);
   if (!(typeof c.maxQueueLength === 'number' && c.maxQueueLength >= 0 && (Number.isInteger(c.maxQueueLength) || c.maxQueueLength === Infinity))) {
     add('maxQueueLength', `maxQueueLength must be an integer >= 0 or Infinity, got ${show(c.maxQueueLength)}`);
   }

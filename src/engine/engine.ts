@@ -4,10 +4,11 @@
  * a GPU while the UI keeps submitting. Every event goes to listeners and to an event log from
  * which replayEventLog() reproduces the run.
  */
-import type { Executor, SeqOutput, StepOutput } from './types.ts';
+import type { Executor, KvGeometry, LoraAdapter, LoraAdapterInfo, SeqOutput, StepOutput } from './types.ts';
+import type { LoraEvent, LoraSlotView } from './loraSlots.ts';
 import { Scheduler, isDecodeWork } from './scheduler.ts';
-import { DEFAULT_SCHEDULER_CONFIG, validateLiveChanges, type SchedulerConfig } from './config.ts';
-import { InvalidRequestError, Request, disposeConstraints, validateRequestSpec, type RequestProblem, type RequestSpec, type RequestState } from './request.ts';
+import { DEFAULT_SCHEDULER_CONFIG, MAX_LORA_RANK, validateLiveChanges, type SchedulerConfig } from './config.ts';
+import { InvalidRequestError, MAX_ID_LENGTH, Request, disposeConstraints, validateRequestSpec, type RequestProblem, type RequestSpec, type RequestState } from './request.ts';
 import type { TokenConstraint } from './constraint.ts';
 import type { StepMask } from './events.ts';
 import { MetricsCollector, type MetricsGauges, type MetricsSummary } from './metrics.ts';
@@ -82,6 +83,8 @@ export interface StepRecord extends StepView {
   finished: string[];
   /** What the KV cache manager did since the previous step, in order. */
   kvEvents: KvEvent[];
+  /** What the LoRA adapter slots did since the previous step (loads, evictions), in order. */
+  loraEvents: LoraEvent[];
   /** The scheduler's decisions since the previous step, each with its reason in words. */
   decisions: Decision[];
   /** The step's token budget (maxNumBatchedTokens when it was planned). */
@@ -124,6 +127,8 @@ export interface RequestView {
   numDraftTokens: number;
   numAcceptedDraftTokens: number;
   endReason: string | null;
+  /** Its LoRA adapter; null: the base model. */
+  adapter: string | null;
   /** Structured output: the response format's type, null for free text. */
   responseFormat: 'json_object' | 'json_schema' | null;
   /** Structured output: mask cost (every sequence) and the fraction allowed at each step (sequence 0). */
@@ -161,6 +166,12 @@ export interface EngineSnapshot {
   lastStep: StepRecord | null;
   metrics: MetricsSummary;
   fairShareCounters: Record<string, number>;
+  /** The LoRA adapter slots (maxLoras of them): what each holds, who uses it. */
+  loraSlots: LoraSlotView[];
+  /** Registered LoRA adapters, by name. */
+  adapters: LoraAdapterInfo[];
+  /** Adapter loads and evictions since the engine started. */
+  loraStats: { numLoads: number; numEvictions: number };
 }
 
 function defaultCheckInvariants(): boolean {
@@ -191,6 +202,8 @@ export class Engine {
   private readonly numRecentEnded: number;
   private readonly recentEnded: Request[] = [];
   private nextOrder = 0;
+  /** Registered LoRA adapters by name (with weights when they came with them; a replay has none). */
+  private readonly adapters = new Map<string, LoraAdapterInfo | LoraAdapter>();
   /** metrics.numSteps when the scheduler's service rates were last set. */
   private ratesAtStep = 0;
   private stepping = false;
@@ -229,9 +242,10 @@ export class Engine {
   async replaceExecutor(executor: Executor): Promise<void> {
     if (this.stepping) throw new Error('Engine.replaceExecutor() called while a step is in flight');
     const c = this.config;
-    await executor.configure({ blockSize: c.blockSize, numGpuBlocks: c.numGpuBlocks, numCpuBlocks: c.numCpuBlocks });
+    await executor.configure(geometryOf(c));
     this.executorImpl = executor;
     this.configured = true;
+    for (const a of this.adapters.values()) if ('layers' in a) executor.registerAdapter?.(a);
     this.requeueAfterExecutorLoss();
   }
 
@@ -257,7 +271,7 @@ export class Engine {
   async init(): Promise<void> {
     if (this.configured) return;
     const c = this.config;
-    await this.executor.configure({ blockSize: c.blockSize, numGpuBlocks: c.numGpuBlocks, numCpuBlocks: c.numCpuBlocks });
+    await this.executor.configure(geometryOf(c));
     this.configured = true;
   }
 
@@ -271,7 +285,7 @@ export class Engine {
    * fields (validateRequestSpec, token ids against the vocabulary) and a requestId already used.
    */
   check(spec: unknown, options: SubmitOptions = {}): RequestProblem[] {
-    const problems = validateRequestSpec(spec, { vocabSize: this.vocabSize });
+    const problems = validateRequestSpec(spec, { vocabSize: this.vocabSize, adapters: new Set(this.config.maxLoras > 0 ? this.adapters.keys() : []) });
     const id = (spec as { requestId?: unknown } | null)?.requestId;
     if (typeof id === 'string' && this.isKnownId(id)) problems.push({ field: 'requestId', message: `requestId ${JSON.stringify(id)} is already in use` });
     const s = spec as Partial<RequestSpec> | null;
@@ -285,6 +299,33 @@ export class Engine {
       problems.push({ field: 'responseFormat', message: 'responseFormat needs its compiled constraints (the serve layer compiles them: EngineHost.submitCompletion)' });
     }
     return problems;
+  }
+
+  /**
+   * Registers a LoRA adapter under its name, so requests may name it (`adapter`). Its weights go to
+   * the executor (Executor.registerAdapter), which loads them into a slot when a plan says so; the
+   * engine keeps only the name, rank and scale (a replay registers those alone). Logged as an input.
+   * A name is registered once per engine (a slot may still hold its weights: replacing them under
+   * the same name would serve stale ones). Throws a RangeError for a name already registered, when
+   * adapters are off (maxLoras 0) or when its rank exceeds maxLoraRank.
+   */
+  registerAdapter(adapter: LoraAdapterInfo | LoraAdapter): void {
+    const c = this.config;
+    if (c.maxLoras === 0) throw new RangeError(`LoRA adapter ${adapter.name}: adapters are off (maxLoras is 0)`);
+    if (typeof adapter.name !== 'string' || adapter.name.length === 0 || adapter.name.length > MAX_ID_LENGTH) throw new RangeError(`a LoRA adapter needs a name of 1 to ${MAX_ID_LENGTH} characters`);
+    if (this.adapters.has(adapter.name)) throw new RangeError(`LoRA adapter ${adapter.name} is already registered; give the new one another name`);
+    if (!Number.isInteger(adapter.rank) || adapter.rank < 1 || adapter.rank > c.maxLoraRank) {
+      throw new RangeError(`LoRA adapter ${adapter.name}: rank ${adapter.rank} exceeds maxLoraRank ${c.maxLoraRank} (raise maxLoraRank, up to ${MAX_LORA_RANK})`);
+    }
+    if (!Number.isFinite(adapter.scale)) throw new RangeError(`LoRA adapter ${adapter.name}: its scale must be finite, got ${adapter.scale}`);
+    if ('layers' in adapter) this.executorImpl.registerAdapter?.(adapter);
+    this.adapters.set(adapter.name, adapter);
+    this.emit({ type: 'adapterRegistered', timeMs: this.clock.nowMs(), stepIndex: this.scheduler.stepIndex, adapter: { name: adapter.name, rank: adapter.rank, scale: adapter.scale } });
+  }
+
+  /** Names of the registered LoRA adapters. */
+  get adapterNames(): string[] {
+    return [...this.adapters.keys()];
   }
 
   /**
@@ -624,6 +665,9 @@ export class Engine {
       lastStep: this.stepRecords.at(-1) ?? null,
       metrics: this.metricsSummary(),
       fairShareCounters: this.scheduler.policy.counters(),
+      loraSlots: this.scheduler.loraSlotView(),
+      adapters: [...this.adapters.values()].map(({ name, rank, scale }) => ({ name, rank, scale })),
+      loraStats: this.scheduler.loraStats(),
     };
   }
 
@@ -633,6 +677,7 @@ export class Engine {
       ...view,
       ...this.pendingRequestEvents,
       kvEvents: this.scheduler.takeKvEvents(),
+      loraEvents: this.scheduler.takeLoraEvents(),
       decisions: this.scheduler.takeDecisions(),
       tokenBudget: this.config.maxNumBatchedTokens,
     };
@@ -720,10 +765,16 @@ function requestView(r: Request): RequestView {
     numDraftTokens: r.numDraftTokens,
     numAcceptedDraftTokens: r.numAcceptedDraftTokens,
     endReason: r.endReason,
+    adapter: r.adapter,
     responseFormat: r.spec.responseFormat?.type ?? null,
     mask: r.mask ? { numTokens: r.mask.numTokens, totalMs: r.mask.totalMs, allowedFractions: r.mask.allowedFractions.slice() } : null,
     seqIds: r.seqs.map((s) => s.seqId),
     numComputedTokens: r.seqs.map((s) => s.numComputedTokens),
     outputTokenIds: r.seqs.map((s) => s.outputTokenIds),
   };
+}
+
+/** The executor's geometry from the engine's settings: the KV pools and the LoRA slots. */
+function geometryOf(c: SchedulerConfig): KvGeometry {
+  return { blockSize: c.blockSize, numGpuBlocks: c.numGpuBlocks, numCpuBlocks: c.numCpuBlocks, maxLoras: c.maxLoras, maxLoraRank: c.maxLoraRank };
 }

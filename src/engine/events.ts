@@ -4,6 +4,7 @@
  */
 import type { FailReason, FinishReason, RejectReason, RequestSpec } from './request.ts';
 import type { SchedulerConfig } from './scheduler.ts';
+import type { LoraAdapterInfo } from './types.ts';
 
 export type PreemptionMode = 'recompute' | 'swap' | 'abort';
 
@@ -22,6 +23,8 @@ export type EngineEvent =
   | { type: 'cancel'; timeMs: number; stepIndex: number; requestId: string }
   /** Input: scheduler settings changed while the engine runs (policy, budgets, preemption mode...). */
   | { type: 'reconfigure'; timeMs: number; stepIndex: number; changes: Partial<SchedulerConfig> }
+  /** Input: a LoRA adapter was registered (its name, rank and scale; the weights stay with the executor). */
+  | { type: 'adapterRegistered'; timeMs: number; stepIndex: number; adapter: LoraAdapterInfo }
   /** The request reached the scheduler and was queued. */
   | { type: 'queued'; timeMs: number; requestId: string }
   | { type: 'rejected'; timeMs: number; requestId: string; reason: RejectReason; detail: string }

@@ -200,6 +200,10 @@ export class EventLogReplay {
       } else if (e.type === 'executorReplaced') {
         clock.timeMs = e.timeMs;
         engine.requeueAfterExecutorLoss();
+      } else if (e.type === 'adapterRegistered') {
+        // The name, rank and scale: enough to admit and schedule its requests (tokens come from the log).
+        clock.timeMs = e.timeMs;
+        engine.registerAdapter(e.adapter);
       } else if ((e.type === 'submit' || e.type === 'cancel' || e.type === 'reconfigure') && e.stepIndex <= this.lastStepIndex) {
         this.apply(e);
       }

@@ -41,6 +41,11 @@ export interface RequestSpec {
   /** Prefix-cache salt: requests with different salts never share cached blocks. */
   cacheSalt?: string;
   /**
+   * LoRA adapter to run with (a name registered with Engine.registerAdapter); absent: the base
+   * model. Its K/V differ from the base model's, so it also salts the prefix cache.
+   */
+  adapter?: string;
+  /**
    * Structured output (OpenAI's response_format). Recorded with the submit; the engine enforces
    * it only through the TokenConstraints submit() is given (one per sequence), which the serve
    * layer compiles from it. A replay takes the recorded tokens and needs none.
@@ -58,6 +63,8 @@ export interface RequestProblem {
 export interface RequestLimits {
   /** Token ids must lie in 0 .. vocabSize-1 (unchecked when absent). */
   vocabSize?: number;
+  /** LoRA adapters a request may name (absent: any name passes; empty: none). */
+  adapters?: ReadonlySet<string>;
 }
 
 /** Longest requestId / tenant / cacheSalt accepted (they are keys and labels, not payloads). */
@@ -67,7 +74,7 @@ export const MAX_STOP_TOKEN_IDS = 1024;
 
 const SPEC_KEYS: ReadonlySet<string> = new Set([
   'requestId', 'promptTokenIds', 'maxTokens', 'n', 'sampling', 'stopTokenIds', 'priority', 'tenant',
-  'deadlineMs', 'arrivalMs', 'predictedOutputTokens', 'cacheSalt', 'responseFormat',
+  'deadlineMs', 'arrivalMs', 'predictedOutputTokens', 'cacheSalt', 'adapter', 'responseFormat',
 ]);
 const SAMPLING_KEYS: ReadonlySet<string> = new Set(['temperature', 'topP', 'topK', 'seed']);
 
@@ -117,6 +124,15 @@ export function validateRequestSpec(spec: unknown, limits: RequestLimits = {}): 
   text('requestId', true);
   text('tenant', true);
   text('cacheSalt', false);
+  const adapter = r.adapter;
+  if (adapter !== undefined) {
+    if (typeof adapter !== 'string' || adapter.length === 0 || adapter.length > MAX_ID_LENGTH) {
+      add('adapter', `adapter must be a non-empty string of at most ${MAX_ID_LENGTH} characters, got ${show(adapter)}`);
+    } else if (limits.adapters && !limits.adapters.has(adapter)) {
+      const known = [...limits.adapters];
+      add('adapter', `unknown LoRA adapter ${show(adapter)} (${known.length > 0 ? `loaded: ${known.join(', ')}` : 'none is loaded'})`);
+    }
+  }
   const V = limits.vocabSize;
   const tokenListProblem = (v: unknown[]): string | null => {
     for (let i = 0; i < v.length; i++) {
@@ -252,6 +268,8 @@ export class Request {
   readonly deadlineAtMs: number;
   readonly predictedOutputTokens: number;
   readonly cacheKey: number;
+  /** The LoRA adapter it runs with; null: the base model. */
+  readonly adapter: string | null;
   /** Submission order, the last tie-breaker of every policy. */
   readonly order: number;
   state: RequestState = 'pending';
@@ -300,7 +318,9 @@ export class Request {
     this.arrivalMs = arrivalMs;
     this.deadlineAtMs = spec.deadlineMs === undefined ? Infinity : arrivalMs + spec.deadlineMs;
     this.predictedOutputTokens = spec.predictedOutputTokens ?? spec.maxTokens;
-    this.cacheKey = hashSalt(spec.cacheSalt);
+    this.adapter = spec.adapter ?? null;
+    // An adapter's K/V are its own: its blocks never serve another adapter or the base model.
+    this.cacheKey = hashSalt(spec.adapter === undefined ? spec.cacheSalt : `${spec.cacheSalt ?? ''}\u0000lora:${spec.adapter}`);
     this.order = order;
   }
 

@@ -15,9 +15,12 @@
  *  4. finished sequences and ended requests hold no blocks; the KV manager tracks no other
  *     sequences;
  *  5. running requests occupy at most maxNumSeqs sequence slots;
- *  6. the KV cache manager's own invariants hold.
+ *  6. the KV cache manager's own invariants hold;
+ *  7. LoRA: exactly the running requests with an adapter pin a slot, the one holding their adapter
+ *     (so a step's rows use at most maxLoras distinct adapters).
  */
-import type { BlockCopy, BlockSwap, LogitRow, ScheduledSeq, SeqOutput, StepOutput, StepPlan } from './types.ts';
+import type { BlockCopy, BlockSwap, LogitRow, LoraSlotLoad, ScheduledSeq, SeqOutput, StepOutput, StepPlan } from './types.ts';
+import { LoraSlotManager, type LoraEvent, type LoraSlotView } from './loraSlots.ts';
 import { KvCacheManager, type KvBlockView, type KvStats } from './kvCacheManager.ts';
 import { createPolicy, lastRankReason, type Policy } from './policies.ts';
 import { assertValidConfig, DEFAULT_SCHEDULER_CONFIG, validateLiveChanges, type SchedulerConfig } from './config.ts';
@@ -89,11 +92,15 @@ interface StepContext {
   swapOut: BlockSwap[];
   swapIn: BlockSwap[];
   numPreempted: number;
+  /** Adapters to load into slots before this step's forward pass. */
+  loraLoads: LoraSlotLoad[];
 }
 
 export class Scheduler {
   readonly config: SchedulerConfig;
   private readonly kv: KvCacheManager;
+  /** LoRA adapter slots (maxLoras): which adapter each holds, which running requests pin it. */
+  private readonly lora: LoraSlotManager;
   private policyImpl: Policy;
   /** Running requests, in admission order. */
   readonly running: Request[] = [];
@@ -138,6 +145,7 @@ export class Scheduler {
       enablePrefixCaching: c.enablePrefixCaching && c.batching === 'continuous',
     });
     this.policyImpl = createPolicy(c.policy, c.fairShare);
+    this.lora = new LoraSlotManager(c.maxLoras);
   }
 
   get policy(): Policy {
@@ -205,6 +213,24 @@ export class Scheduler {
   private shortfallText(who: string): string {
     const sf = this.kv.lastShortfall;
     return `${sf.numFree} free block${sf.numFree === 1 ? '' : 's'}, ${who} need${who === 'it' ? 's' : 's'} ${sf.numNeeded}`;
+  }
+
+  /** LoRA slot events since the last call (the engine drains them once per step). */
+  takeLoraEvents(): LoraEvent[] {
+    return this.lora.takeEvents();
+  }
+  /** The adapter slots as plain data, for snapshots. */
+  loraSlotView(): LoraSlotView[] {
+    return this.lora.view();
+  }
+  /** Adapter loads and evictions since the engine started. */
+  loraStats(): { numLoads: number; numEvictions: number } {
+    return { numLoads: this.lora.numLoads, numEvictions: this.lora.numEvictions };
+  }
+  /** Null when `req` can get its adapter's slot now (or needs none), else why not, in words. */
+  private loraWaitReason(req: Request): string | null {
+    if (req.adapter === null || this.lora.canAcquire(req.adapter)) return null;
+    return `its LoRA adapter ${req.adapter} is in no slot and all maxLoras ${this.config.maxLoras} slots are pinned by running requests (${this.lora.describePins()})`;
   }
 
   /** KV events since the last call (the engine drains them once per step). */
@@ -365,6 +391,7 @@ export class Scheduler {
       swapOut: [],
       swapIn: [],
       numPreempted: 0,
+      loraLoads: [],
     };
     let numPaddingTokens = 0;
     if (this.config.batching === 'static') numPaddingTokens = this.scheduleStatic(ctx, nowMs);
@@ -578,6 +605,8 @@ export class Scheduler {
     const swappedOrder = this.swapped.slice().sort((a, b) => this.policy.compare(a, b));
     let swapIdx = 0;
     let numSeqSlots = this.numRunningSeqSlots();
+    /** Waiting requests passed over this step because their adapter has no slot (as vLLM skips them). */
+    const skippedForLora: Request[] = [];
     while (ctx.budget > 0) {
       const fromSwap = swappedOrder[swapIdx];
       const fromWait = this.policy.waiting.peek();
@@ -586,6 +615,14 @@ export class Scheduler {
       if (numSeqSlots + cand.numSeqSlots() > this.config.maxNumSeqs) {
         this.decideWaits(cand, `${numSeqSlots} of maxNumSeqs ${this.config.maxNumSeqs} sequence slots are taken and it needs ${cand.numSeqSlots()}`);
         break;
+      }
+      const loraWait = this.loraWaitReason(cand);
+      if (loraWait) {
+        // Not head-of-line blocking: it keeps its place, and requests behind it may go first.
+        this.decideWaits(cand, `${loraWait}; requests behind it may go first`);
+        if (cand === fromSwap) swapIdx++;
+        else skippedForLora.push(this.policy.waiting.pop()!);
+        continue;
       }
       if (cand === fromSwap) {
         const seqIds = cand.activeSeqs().filter((s) => this.kv.location(s.seqId) === 'cpu').map((s) => s.seqId);
@@ -630,6 +667,7 @@ export class Scheduler {
       }
       numSeqSlots += cand.numSeqSlots();
     }
+    for (const r of skippedForLora) this.policy.waiting.push(r);
     if (ctx.budget <= 0) {
       const head = this.policy.waiting.peek();
       let numDraft = 0;
@@ -770,6 +808,7 @@ export class Scheduler {
       for (const w of work) ctx.budget += w.numNewTokens;
     }
     this.running.splice(this.running.indexOf(req), 1);
+    this.lora.release(req.requestId);
     req.numPreemptions++;
     this.numPreemptions++;
     ctx.numPreempted++;
@@ -829,6 +868,7 @@ export class Scheduler {
       this.policy.waiting.push(req);
     }
     this.kv.freeAll();
+    this.lora.clear();
   }
 
   private startRunning(req: Request, ctx: StepContext, nowMs: number, resumed: boolean): void {
@@ -841,6 +881,11 @@ export class Scheduler {
     req.state = 'running';
     this.running.push(req);
     ctx.protectedRequests.add(req);
+    if (req.adapter !== null) {
+      const got = this.lora.acquire(req.adapter, req.requestId);
+      if (!got) throw new Error(`${req.requestId} was admitted without a LoRA slot for ${req.adapter}`);
+      if (got.load) ctx.loraLoads.push({ slot: got.slot, adapter: req.adapter });
+    }
     if (Number.isNaN(req.firstScheduledMs)) req.firstScheduledMs = nowMs;
     this.emit({ type: 'scheduled', timeMs: nowMs, stepIndex: this.planningIndex, requestId: req.requestId, numCachedTokens: req.numCachedPromptTokens, resumed });
   }
@@ -871,6 +916,11 @@ export class Scheduler {
         }
         if (numSeqSlots + cand.n > this.config.maxNumSeqs) {
           this.decideWaits(cand, `the static batch is full (maxNumSeqs ${this.config.maxNumSeqs})`);
+          break;
+        }
+        const loraWait = this.loraWaitReason(cand);
+        if (loraWait) {
+          this.decideWaits(cand, loraWait);
           break;
         }
         this.policy.waiting.pop();
@@ -949,6 +999,7 @@ export class Scheduler {
           needsLogits: startPosition + numNewTokens - draftTokenIds.length === seq.numTokens,
           ...(draftTokenIds.length > 0 ? { numLogitRows: draftTokenIds.length + 1 } : {}),
           sampling: seq.sampler.params,
+          ...(seq.request.adapter !== null ? { loraSlot: this.lora.slotOf(seq.request.requestId) } : {}),
         });
         if (seq.request.constraints) seqs[seqs.length - 1].constrained = true;
         copies.push(...w.copies);
@@ -969,6 +1020,7 @@ export class Scheduler {
       numBatchedTokens: numPrefillTokens + numDecodeTokens,
     };
     if (numPaddingTokens > 0) plan.numPaddingTokens = numPaddingTokens;
+    if (ctx.loraLoads.length > 0) plan.loraLoads = ctx.loraLoads;
     return { plan, work, numPrefillTokens, numDecodeTokens, numDraftTokens };
   }
 
@@ -1016,6 +1068,7 @@ export class Scheduler {
     disposeConstraints(req);
     const i = this.running.indexOf(req);
     if (i >= 0) this.running.splice(i, 1);
+    this.lora.release(req.requestId);
     const j = this.swapped.indexOf(req);
     if (j >= 0) this.swapped.splice(j, 1);
     for (const s of req.seqs) {
@@ -1063,6 +1116,10 @@ export class Scheduler {
     }
     const numTracked = this.kv.numTrackedSeqs;
     if (numTracked !== numKvSeqs) throw new Error(`the KV cache manager tracks ${numTracked} sequences but live requests own ${numKvSeqs}`);
+    this.lora.assertInvariants(new Set(this.running.filter((r) => r.adapter !== null).map((r) => r.requestId)));
+    for (const r of this.running) {
+      if (r.adapter !== null && this.lora.slotHolding(r.adapter) !== this.lora.slotOf(r.requestId)) throw new Error(`running ${r.requestId} does not pin the slot of its adapter ${r.adapter}`);
+    }
     if (this.numRunningSeqSlots() > this.config.maxNumSeqs) throw new Error(`running requests take ${this.numRunningSeqSlots()} sequence slots (max ${this.config.maxNumSeqs})`);
   }
 }

@@ -99,6 +99,8 @@ export interface TenantSpec {
   priority?: number;
   /** End-to-end deadline relative to arrival. */
   deadlineMs?: number;
+  /** LoRA adapter every request of this tenant runs with (a registered adapter name); absent: the base model. */
+  adapter?: string;
 }
 
 export interface WorkloadSpec {
@@ -208,6 +210,7 @@ const tenantSchema: ObjectSchema = {
     weight: { type: 'number', min: 0, exclusiveMin: true, max: 1e9, why: 'its relative share of the requests' },
     priority: { type: 'number', optional: true, why: 'lower runs first under the priority policy' },
     deadlineMs: { type: 'number', min: 0, exclusiveMin: true, max: 1e12, optional: true, why: 'ms after arrival' },
+    adapter: { type: 'string', minLength: 1, maxLength: MAX_ID_LENGTH, optional: true, why: "the LoRA adapter its requests name (the engine refuses unknown ones at submit)" },
   },
 };
 
@@ -372,6 +375,7 @@ export function generateWorkload(spec: WorkloadSpec): RequestSpec[] {
       r.tenant = tenant.name;
       if (tenant.priority !== undefined) r.priority = tenant.priority;
       if (tenant.deadlineMs !== undefined) r.deadlineMs = tenant.deadlineMs;
+      if (tenant.adapter !== undefined) r.adapter = tenant.adapter;
     }
     if (spec.parallelSampling && rng.next() < spec.parallelSampling.fraction) r.n = spec.parallelSampling.n;
     if (spec.temperature) r.sampling = { temperature: spec.temperature, seed: rng.int(1, 2 ** 31 - 1) };

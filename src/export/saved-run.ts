@@ -7,6 +7,7 @@
  * one), so numbers that are not finite are written as {"$num": "Infinity"} and read back.
  */
 import type { EngineEvent } from '../engine/events.ts';
+import { MAX_LORA_RANK } from '../engine/config.ts';
 import { replayEventLog } from '../engine/replay.ts';
 import { DEFAULT_SCHEDULER_CONFIG, validateEngineConfig, type SchedulerConfig } from '../engine/config.ts';
 import { validateTrace, validateWorkload, type WorkloadSpec } from '../engine/workload.ts';
@@ -294,6 +295,17 @@ const EVENT_SCHEMA: Schema = {
     failed: event({ requestId, reason: text(100) }),
     stepFailed: event({ startMs: timeMs, stepIndex: int0, message: text(100_000) }),
     executorReplaced: event({ stepIndex: int0 }),
+    adapterRegistered: event({
+      stepIndex: int0,
+      adapter: {
+        type: 'object',
+        fields: {
+          name: requestId,
+          rank: { type: 'number', integer: true, min: 1, max: MAX_LORA_RANK },
+          scale: { type: 'number', min: -1e9, max: 1e9 },
+        },
+      },
+    }),
     step: event({
       startMs: timeMs,
       stepIndex: int0,

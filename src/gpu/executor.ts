@@ -14,15 +14,18 @@
  *   GpuSeqTables    (seq-tables.ts)   the sequences' block tables, kept between steps, one per geometry
  *   CpuSwapPool     (swap.ts)         CPU swap space for that geometry (plain memory)
  *   ActivationArena (activations.ts)  per-step activations and inputs, grown as steps need
+ *   GpuLoraSlots    (lora-slots.ts)   the LoRA adapter slots (maxLoras regions), one per geometry;
+ *                                     registered adapters stay in host memory (a Map) until loaded
  * The executor holds one of each and, in dispose(), has each destroy its own group once.
  */
 import type { ProfileSink } from '../engine/profile.ts';
-import type { Executor, KvGeometry, LogitRow, SeqOutput, StepOutput, StepPlan } from '../engine/types.ts';
+import type { Executor, KvGeometry, LogitRow, LoraAdapter, SeqOutput, StepOutput, StepPlan } from '../engine/types.ts';
 import type { Model } from '../model/types.ts';
 import { ActivationArena, type Activations } from './activations.ts';
 import type { GpuContext } from './device.ts';
 import { encodeForward, ForwardPrograms } from './forward.ts';
 import { checkKvGeometry, GpuKvPool } from './kv-pool.ts';
+import { GpuLoraSlots } from './lora-slots.ts';
 import { packStep } from './pack.ts';
 import type { KernelName } from './kernel-names.ts';
 import type { OverrideValues } from './registry.ts';
@@ -64,6 +67,9 @@ export class GpuExecutor implements Executor {
   private kv: GpuKvPool | null = null; // set by configure()
   private swap: CpuSwapPool | null = null; // set by configure()
   private tables: GpuSeqTables | null = null; // set by configure()
+  private lora: GpuLoraSlots | null = null; // set by configure()
+  /** Registered LoRA adapters, by name (host memory; loaded into slots by the plans' loraLoads). */
+  private readonly adapters = new Map<string, LoraAdapter>();
   private disposed = false;
   private lostMessage: string | null = null;
   /** Dispatches recorded by the last step (for benchmarks). */
@@ -100,7 +106,13 @@ export class GpuExecutor implements Executor {
     this.kv = new GpuKvPool(this.device, this.model.config, geometry);
     this.tables = new GpuSeqTables(this.device, geometry.blockSize, this.model.config.seqLen);
     this.swap = new CpuSwapPool(this.kv);
+    this.lora?.destroy();
+    this.lora = new GpuLoraSlots(this.device, this.model.config, geometry.maxLoras ?? 0, geometry.maxLoraRank ?? 16, this.adapters);
     this.act.ensure(this.options.initialTokens ?? 64, 16, 16);
+  }
+
+  registerAdapter(adapter: LoraAdapter): void {
+    this.adapters.set(adapter.name, adapter);
   }
 
   private assertUsable(): void {
@@ -140,12 +152,26 @@ export class GpuExecutor implements Executor {
       const numTokens = packed.numTokens;
       const numRows = packed.logitRows.length;
       const numCopies = plan.copies.length;
-      this.act.upload(a, packed, plan.copies);
+      // LoRA: load the plan's adapters into their slots, then each token row's slot (or none)
+      const lora = this.lora!;
+      if (plan.loraLoads) lora.load(plan.loraLoads);
+      let hasLora = false;
+      if (plan.seqs.some((s) => (s.loraSlot ?? -1) >= 0)) {
+        let row = 0;
+        for (const s of plan.seqs) {
+          const slot = s.loraSlot ?? -1;
+          if (slot >= 0 && !lora.isLoaded(slot)) throw new Error(`sequence ${s.seqId}: adapter slot ${slot} holds no adapter`);
+          a.loraSlotsView.fill(slot >= 0 ? slot : 0xffffffff, row, row + s.tokenIds.length);
+          row += s.tokenIds.length;
+        }
+        hasLora = true;
+      }
+      this.act.upload(a, packed, plan.copies, hasLora);
       if (prof) lap('upload');
 
       const step = this.runtime.beginStep({ label: `step ${plan.stepIndex}`, timestamps: this.options.timestamps ?? true, validate: this.options.validate, profile: prof });
       // The forward pass of this step's shape, recorded on its first use and replayed after.
-      const program = this.programs.get(kv, this.tables!, a, { numTokens, numRows, numCopies });
+      const program = this.programs.get(kv, this.tables!, a, { numTokens, numRows, numCopies, lora: hasLora ? lora : null });
       step.replay(program.dispatches);
       const hasLogits = program.hasLogits;
       const argmaxRead = hasLogits ? step.read(a.argmax, numRows * 4) : -1;
@@ -224,7 +250,16 @@ export class GpuExecutor implements Executor {
     const sizes = [...new Set([8, 1, 4, 2, maxTokens].map((n) => Math.min(n, maxTokens)))];
     for (const [i, numTokens] of sizes.entries()) {
       const numRows = Math.min(numTokens, maxRows);
-      encodeForward(collector, c, this.weights, kv, tables, a, { numTokens, numRows, numCopies: i === 0 ? 1 : 0 });
+      encodeForward(collector, c, this.weights, kv, tables, a, { numTokens, numRows, numCopies: i === 0 ? 1 : 0, lora: null });
+    }
+    // LoRA: one forward pass with adapter rows in every (layer, module) records the gather's
+    // pipelines (one per projection shape: q, k|v, o, w1|w3, w2; independent of the row count), so
+    // no step with adapter rows compiles one. No adapter is loaded yet: only the shapes count.
+    const slots = this.lora;
+    if (slots?.buffer) {
+      const everyModule: GpuLoraSlots = Object.assign(Object.create(slots) as GpuLoraSlots, { uses: () => true });
+      const numTokens = sizes[0];
+      encodeForward(collector, c, this.weights, kv, tables, a, { numTokens, numRows: Math.min(numTokens, maxRows), numCopies: 0, lora: everyModule });
     }
     const registry = this.runtime.registry;
     await Promise.all([...specs.values()].map((s) => registry.pipelineAsync(s.kernel, s.overrides)));
@@ -249,6 +284,7 @@ export class GpuExecutor implements Executor {
     this.weights.destroy();
     this.kv?.destroy();
     this.tables?.destroy();
+    this.lora?.destroy();
     this.act.destroy();
   }
 }

@@ -31,12 +31,23 @@ export interface CompletionParams {
   tenant?: string;
   /** End-to-end deadline in ms after arrival. */
   deadline?: number;
+  /** OpenAI style: "<base model>:<adapter>" runs the request with that LoRA adapter ("stories260K:tom"). */
+  model?: string;
+  /** The LoRA adapter to run with (vLLM's lora request; the same as a model suffix). */
+  adapter?: string;
   /**
    * Structured output, as in OpenAI's API: {type: "json_object"} or {type: "json_schema",
    * json_schema: {name, schema, strict}}. The output follows the grammar XGrammar compiles from
    * it (src/serve/structured.ts): no whitespace outside strings, compact separators.
    */
   response_format?: ResponseFormatParam;
+}
+
+/** The adapter a completion names (its `adapter`, or the part of `model` after ':'), if any. */
+export function adapterOf(params: Pick<CompletionParams, 'model' | 'adapter'>): string | undefined {
+  if (params.adapter !== undefined) return params.adapter;
+  const m = typeof params.model === 'string' ? params.model.indexOf(':') : -1;
+  return m >= 0 ? params.model!.slice(m + 1) : undefined;
 }
 
 export type StreamEvent =
@@ -69,7 +80,7 @@ export function stopTokenIdsOf(loaded: LoadedModel): number[] {
 /** Longest prompt text accepted (characters); a longer one is refused before it is tokenized. */
 export const MAX_PROMPT_CHARS = 1_000_000;
 
-const COMPLETION_KEYS: ReadonlySet<string> = new Set(['prompt', 'max_tokens', 'temperature', 'top_p', 'top_k', 'seed', 'n', 'stop', 'stream', 'priority', 'tenant', 'deadline', 'response_format']);
+const COMPLETION_KEYS: ReadonlySet<string> = new Set(['prompt', 'max_tokens', 'temperature', 'top_p', 'top_k', 'seed', 'n', 'stop', 'stream', 'priority', 'tenant', 'deadline', 'model', 'adapter', 'response_format']);
 
 /** A structured output's check at its end. */
 export interface JsonCheck {
@@ -103,7 +114,7 @@ export class CompletionParamsError extends RangeError {
  * Every bad parameter is refused at once, all of them in one CompletionParamsError, each named
  * as the API names it (max_tokens, top_p...); the engine's own request check runs too.
  */
-export function completionSpec(params: CompletionParams, requestId: string, loaded: LoadedModel): RequestSpec {
+export function completionSpec(params: CompletionParams, requestId: string, loaded: LoadedModel, adapters?: ReadonlySet<string>): RequestSpec {
   const problems: { param: string; message: string }[] = [];
   const add = (param: string, message: string) => problems.push({ param, message });
   if (typeof params !== 'object' || params === null) throw new CompletionParamsError([{ param: 'request', message: 'the completion parameters must be an object' }]);
@@ -153,11 +164,16 @@ export function completionSpec(params: CompletionParams, requestId: string, load
     tenant: params.tenant,
     deadlineMs: params.deadline,
   };
+  if (params.model !== undefined && typeof params.model !== 'string') add('model', 'model must be a string ("<model>" or "<model>:<adapter>")');
+  const adapter = adapterOf(params);
+  const fromModel = typeof params.model === 'string' && params.model.includes(':') ? params.model.slice(params.model.indexOf(':') + 1) : undefined;
+  if (params.adapter !== undefined && fromModel !== undefined && fromModel !== params.adapter) add('adapter', `adapter ${JSON.stringify(params.adapter)} and model ${JSON.stringify(params.model)} name different adapters`);
+  if (adapter !== undefined) spec.adapter = adapter;
   if (spec.priority === undefined) delete spec.priority;
   if (spec.tenant === undefined) delete spec.tenant;
   if (spec.deadlineMs === undefined) delete spec.deadlineMs;
   if (responseFormat) spec.responseFormat = responseFormat;
-  for (const p of validateRequestSpec(spec, { vocabSize: loaded.model.config.vocabSize })) {
+  for (const p of validateRequestSpec(spec, { vocabSize: loaded.model.config.vocabSize, ...(adapters ? { adapters } : {}) })) {
     const param = API_NAMES[p.field] ?? p.field;
     if (problems.some((q) => q.param === param)) continue;
     add(param, p.message.replace(/^deadlineMs must be a number > 0 \(ms after arrival\)/, 'deadline must be > 0 ms'));

@@ -12,6 +12,7 @@ const SCENARIO_IDS = [
   'fairness',
   'speculative-decoding',
   'structured-output',
+  'lora-tenants',
 ];
 
 test('every scenario runs on the real model (keys 1–9, then a click), each screenshot saved', async ({ page }, testInfo) => {

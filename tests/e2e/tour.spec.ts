@@ -7,7 +7,7 @@
 import { expect, test, type Page, type TestInfo } from '@playwright/test';
 import { captureErrors, shoot, waitForModel } from './helpers.ts';
 
-const SCENARIO_IDS = ['static-vs-continuous', 'short-vs-long', 'priority-preemption', 'prefix-caching', 'kv-exhausted', 'traffic-spike', 'parallel-sampling', 'fairness', 'speculative-decoding', 'structured-output'];
+const SCENARIO_IDS = ['static-vs-continuous', 'short-vs-long', 'priority-preemption', 'prefix-caching', 'kv-exhausted', 'traffic-spike', 'parallel-sampling', 'fairness', 'speculative-decoding', 'structured-output', 'lora-tenants'];
 
 const tourEl = (page: Page) => page.getByTestId('tour');
 
@@ -69,6 +69,14 @@ test('a tour runs start to end by keyboard (scenario 5: the preemption and its r
   const errors = captureErrors(page);
   const seen = await runTour(page, testInfo, 'kv-exhausted', false);
   expect(seen).toEqual(['memory-short', 'first-preemption', 'resumed', 'summary']);
+  expect(errors).toEqual([]);
+});
+
+test('the LoRA scenario\'s tour: a load, one batch of many adapters, a wait for a slot, an eviction', async ({ page }, testInfo) => {
+  test.setTimeout(400_000);
+  const errors = captureErrors(page);
+  const seen = await runTour(page, testInfo, 'lora-tenants', false);
+  expect(seen).toEqual(['lora-load', 'lora-mixed', 'lora-wait', 'lora-evict', 'summary']);
   expect(errors).toEqual([]);
 });
 

@@ -3,7 +3,9 @@
  * invariance (many prompts of different lengths arriving at different steps, chunked prefill, a
  * shared prefix, forced preemption by recompute and by swap: each sequence prints exactly its
  * solo greedy text), n > 1 forks with copy-on-write equal to separate runs with the same seeds,
- * and a device loss injected mid-run (every request still completes, with the same text).
+ * a device loss injected mid-run (every request still completes, with the same text), and LoRA:
+ * a batch mixing three adapters (two slots) and base rows, each request's greedy text equal to the
+ * CPU reference alone with the adapter merged into its weights, base requests' tokens unchanged.
  * Run from engine.node.test.ts (Dawn for Node) and engine.browser.test.ts (Chromium).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,7 +20,9 @@ import { GPU_TUNING } from '../../src/gpu/tuning.ts';
 import type { ScheduledSeq } from '../../src/engine/types.ts';
 import { generate, runcRequest, runcText } from '../../src/model/generate.ts';
 import { loadModel, type LoadedModel } from '../../src/model/load.ts';
-import { ReferenceModel } from '../../src/model/reference.ts';
+import { CpuReferenceExecutor, ReferenceModel } from '../../src/model/reference.ts';
+import { mergeLora, readPeftAdapter } from '../../src/model/lora.ts';
+import type { LoraAdapter } from '../../src/engine/types.ts';
 import { createSampler } from '../../src/engine/sampler.ts';
 import { EngineHost } from '../../workers/engine-host.ts';
 import type { StreamEvent } from '../../workers/protocol.ts';
@@ -58,6 +62,9 @@ class CountingExecutor implements Executor {
   }
   configure(g: Parameters<Executor['configure']>[0]) {
     return this.inner.configure(g);
+  }
+  registerAdapter(a: LoraAdapter) {
+    this.inner.registerAdapter?.(a);
   }
   execute(plan: StepPlan) {
     this.numCopies += plan.copies.length;
@@ -268,6 +275,57 @@ export function engineSuite(label: string, getGpu: () => GPU, sources: KernelSou
       const bits = (a: Float32Array) => Array.from(new Uint32Array(a.buffer, a.byteOffset, a.length));
       expect(bits(batched)).toEqual(bits(alone));
       gpuRuntime.destroy();
+    });
+
+    it.each(['webgpu', 'cpu reference'] as const)('LoRA on the %s executor: one batch, many adapters — each request prints its merged model\'s solo text; base requests are unchanged', async (which) => {
+      const adapters: LoraAdapter[] = [];
+      for (const name of ['tom', 'happy', 'noise']) {
+        const config = text(await files.read(`public/adapters/${name}/adapter_config.json`));
+        adapters.push(readPeftAdapter(name, config, await files.read(`public/adapters/${name}/adapter_model.safetensors`), loaded.model.config));
+      }
+      const jobs = [
+        { id: 'base0', prompt: 'Once upon a time', adapter: undefined as string | undefined },
+        { id: 'tom0', prompt: 'Once upon a time', adapter: 'tom' },
+        { id: 'happy0', prompt: 'Once upon a time', adapter: 'happy' },
+        { id: 'base1', prompt: 'One day', adapter: undefined },
+        { id: 'noise0', prompt: 'One day', adapter: 'noise' },
+        { id: 'tom1', prompt: 'One day', adapter: 'tom' },
+      ];
+      const maxTokens = 24;
+      const config = { blockSize: 8, numGpuBlocks: 64, numCpuBlocks: 0, maxNumBatchedTokens: 64, maxLoras: 2, maxLoraRank: 8 };
+      const run = async (batch: typeof jobs) => {
+        const engine =
+          which === 'webgpu'
+            ? newEngine(config).engine
+            : new Engine({ executor: new CpuReferenceExecutor(loaded.model), config: { maxModelLen: 512, ...config }, checkInvariants: true });
+        for (const a of adapters) engine.registerAdapter(a);
+        for (const j of batch) engine.submit({ requestId: j.id, promptTokenIds: loaded.tokenizer.encode(j.prompt), maxTokens, ...(j.adapter ? { adapter: j.adapter } : {}) });
+        await engine.runUntilIdle();
+        return engine;
+      };
+      const mixed = await run(jobs);
+      const snap = mixed.snapshot(0);
+      expect(snap.loraStats.numEvictions, 'three adapters through two slots').toBeGreaterThan(0);
+      expect(snap.recentSteps.some((r) => r.seqs.some((s) => mixed.getRequest(s.requestId)!.adapter === null) && r.seqs.some((s) => mixed.getRequest(s.requestId)!.adapter !== null))).toBe(true);
+      for (const j of jobs) {
+        const m = j.adapter ? { ...loaded.model, weights: mergeLora(loaded.model.config, loaded.model.weights, adapters.find((a) => a.name === j.adapter)!) } : loaded.model;
+        const ref = new ReferenceModel(m);
+        const tokens = loaded.tokenizer.encode(j.prompt);
+        const want: number[] = [];
+        for (let pos = 0; want.length < maxTokens; pos++) {
+          const logits = ref.forward(tokens[pos], pos);
+          if (pos < tokens.length - 1) continue;
+          let best = 0;
+          for (let v = 1; v < logits.length; v++) if (logits[v] > logits[best]) best = v;
+          if (best === 1 || best === 2) break;
+          tokens.push(best);
+          want.push(best);
+        }
+        expect(loaded.tokenizer.decode(mixed.getRequest(j.id)!.seqs[0].outputTokenIds), j.id).toBe(loaded.tokenizer.decode(want));
+      }
+      expect(loaded.tokenizer.decode(mixed.getRequest('tom0')!.seqs[0].outputTokenIds)).toContain('Tom');
+      const baseOnly = await run(jobs.filter((j) => !j.adapter));
+      for (const id of ['base0', 'base1']) expect(mixed.getRequest(id)!.seqs[0].outputTokenIds, id).toEqual(baseOnly.getRequest(id)!.seqs[0].outputTokenIds);
     });
 
     it('speculative decoding (ngram, greedy): both golden texts byte for byte, batched together and with other prompts', async () => {

@@ -214,6 +214,28 @@ export const SCENARIOS: Scenario[] = [
     },
     compare: { a: { label: '8 slots', settings: s({ maxNumSeqs: 8, numGpuBlocks: 96 }) }, b: { label: '2 slots', settings: s({ maxNumSeqs: 2, numGpuBlocks: 96 }) } },
   },
+  {
+    id: 'lora-tenants',
+    short: 'LoRA per customer',
+    title: 'LoRA adapters per customer',
+    watch:
+      'Three customers bring their own LoRA adapter (tom renames Lily, happy loves the word "happy", noise is random) and a fourth uses the base model, all in one batch: each row adds its own x·A·B. There are only 2 adapter slots: watch the strip under the KV grid load and evict adapters, and the step inspector say who waits for a slot. Click a request to read its text; Compare runs 2 against 4 slots.',
+    settings: s({ maxLoras: 2, numGpuBlocks: 64, maxNumSeqs: 8 }),
+    workload: {
+      seed: 91,
+      numRequests: 20,
+      arrival: { kind: 'poisson', ratePerS: 6 },
+      promptTokens: { kind: 'uniform', min: 12, max: 28 },
+      outputTokens: { kind: 'uniform', min: 32, max: 64 },
+      tenants: [
+        { name: 'acme', weight: 1, adapter: 'tom' },
+        { name: 'globex', weight: 1, adapter: 'happy' },
+        { name: 'initech', weight: 1, adapter: 'noise' },
+        { name: 'base', weight: 1 },
+      ],
+    },
+    compare: { a: { label: '2 LoRA slots', settings: s({ maxLoras: 2, numGpuBlocks: 64, maxNumSeqs: 8 }) }, b: { label: '4 LoRA slots', settings: s({ maxLoras: 4, numGpuBlocks: 64, maxNumSeqs: 8 }) } },
+  },
 ];
 
 

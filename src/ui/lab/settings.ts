@@ -16,6 +16,7 @@ export type LabSettings = Pick<
   | 'preemptionMode'
   | 'batching'
   | 'maxQueueLength'
+  | 'maxLoras'
   | 'speculativeMethod'
   | 'numSpeculativeTokens'
   | 'promptLookupMax'
@@ -35,6 +36,7 @@ export const BASE_SETTINGS: LabSettings = {
   preemptionMode: 'recompute',
   batching: 'continuous',
   maxQueueLength: Infinity,
+  maxLoras: 4,
   speculativeMethod: 'off',
   numSpeculativeTokens: DEFAULT_SCHEDULER_CONFIG.numSpeculativeTokens,
   promptLookupMax: DEFAULT_SCHEDULER_CONFIG.promptLookupMax,
@@ -54,6 +56,7 @@ export function describeChanges(base: LabSettings, s: LabSettings): string[] {
   if (s.maxNumBatchedTokens !== base.maxNumBatchedTokens) out.push(`budget ${s.maxNumBatchedTokens}`);
   if (s.enableChunkedPrefill !== base.enableChunkedPrefill) out.push(`chunked prefill ${s.enableChunkedPrefill ? 'on' : 'off'}`);
   if (s.enablePrefixCaching !== base.enablePrefixCaching) out.push(`prefix cache ${s.enablePrefixCaching ? 'on' : 'off'}`);
+  if (s.maxLoras !== base.maxLoras) out.push(`${s.maxLoras} LoRA slots`);
   if (s.maxQueueLength !== base.maxQueueLength) out.push(Number.isFinite(s.maxQueueLength) ? `queue cap ${s.maxQueueLength}` : 'no queue cap');
   if (s.speculativeMethod !== base.speculativeMethod) out.push(s.speculativeMethod === 'off' ? 'no speculation' : `${s.speculativeMethod} speculation`);
   if (s.numSpeculativeTokens !== base.numSpeculativeTokens) out.push(`k = ${s.numSpeculativeTokens} drafts`);
@@ -74,6 +77,7 @@ const SETTING_LABELS: Record<keyof LabSettings, string> = {
   preemptionMode: 'preemption',
   batching: 'batching',
   maxQueueLength: 'queue cap',
+  maxLoras: 'LoRA slots',
   speculativeMethod: 'speculation',
   numSpeculativeTokens: 'draft tokens (k)',
   promptLookupMax: 'lookup max n',

@@ -417,6 +417,50 @@ const TOURS: Record<string, Detector[]> = {
     },
     wrapUp,
   ],
+  'lora-tenants': [
+    {
+      id: 'lora-load',
+      target: 'kv-grid',
+      title: 'An adapter is loaded into a slot',
+      find: (step) => {
+        const e = step.loraEvents.find((x) => x.type === 'loraLoaded');
+        return e && e.type === 'loraLoaded' ? `Step ${step.stepIndex} loads adapter ${e.adapter} into LoRA slot ${e.slot} for ${e.requestId}: its A and B go from host memory into the GPU slot before the forward pass (the strip under the KV grid).` : null;
+      },
+    },
+    {
+      id: 'lora-mixed',
+      target: 'slot-timeline',
+      title: 'One batch, many adapters',
+      find: (step, snap) => {
+        const adapterOf = (id: string) => snap.requests.find((r) => r.requestId === id)?.adapter ?? null;
+        const used = new Set(step.seqs.map((q) => adapterOf(q.requestId)));
+        const adapters = [...used].filter((a): a is string => a !== null);
+        if (adapters.length < 2 && !(adapters.length >= 1 && used.has(null))) return null;
+        return `Step ${step.stepIndex} runs ${plural(step.seqs.length, 'sequence')} in one batch: ${adapters.join(' and ')}${used.has(null) ? ' and the base model' : ''}. Every row adds its own x·A·B, gathered by its slot index; base rows skip it.`;
+      },
+    },
+    {
+      id: 'lora-wait',
+      target: 'step-inspector',
+      title: 'Waiting for an adapter slot',
+      find: (step) => {
+        const d = step.decisions.find((x) => x.kind === 'waits' && /LoRA adapter/.test(x.reason));
+        return d ? `${d.reason.length > 300 ? `${d.reason.slice(0, 300)}…` : d.reason}.` : null;
+      },
+    },
+    {
+      id: 'lora-evict',
+      target: 'kv-grid',
+      title: 'Least recently used adapter evicted',
+      find: (step) => {
+        const ev = step.loraEvents.find((x) => x.type === 'loraEvicted');
+        const load = step.loraEvents.find((x) => x.type === 'loraLoaded');
+        if (!ev || ev.type !== 'loraEvicted') return null;
+        return `Step ${step.stepIndex} evicts ${ev.adapter} from slot ${ev.slot} (no running request used it; the least recently used)${load && load.type === 'loraLoaded' ? ` to load ${load.adapter}` : ''}. With 2 slots for 3 adapters, loads and evictions repeat: Compare runs 4 slots.`;
+      },
+    },
+    wrapUp,
+  ],
 };
 
 /** Scenario ids that have a tour. */
@@ -474,7 +518,7 @@ export class TourWatcher {
   finish(snap: TourSnapshot): TourMoment | null {
     if (this.done) return null;
     const last = this.detectors[this.detectors.length - 1];
-    const text = last.find({ stepIndex: snap.stepIndex, startMs: 0, durationMs: 0, seqs: [], numPaddingTokens: 0, numCopies: 0, numSwapOut: 0, numSwapIn: 0, preempted: [], rejected: [], finished: [], kvEvents: [], decisions: [], tokenBudget: 0 }, snap, this.memory);
+    const text = last.find({ stepIndex: snap.stepIndex, startMs: 0, durationMs: 0, seqs: [], numPaddingTokens: 0, numCopies: 0, numSwapOut: 0, numSwapIn: 0, preempted: [], rejected: [], finished: [], kvEvents: [], loraEvents: [], decisions: [], tokenBudget: 0 }, snap, this.memory);
     if (text === null) return null;
     this.next = this.detectors.length;
     const moment: TourMoment = { id: last.id, stepIndex: snap.stepIndex, target: last.target, title: last.title, text };

@@ -38,6 +38,7 @@ const keys: Record<string, keyof LabSettings> = {
   preempt: 'preemptionMode',
   batching: 'batching',
   qcap: 'maxQueueLength',
+  loras: 'maxLoras',
   spec: 'speculativeMethod',
   k: 'numSpeculativeTokens',
   lmax: 'promptLookupMax',
@@ -86,6 +87,7 @@ function readSettings(q: URLSearchParams, prefix: string, base0: LabSettings): L
   if (b === 'continuous' || b === 'static') base.batching = b;
   const cap = intIn(get('qcap'), 0, 1000);
   if (cap !== undefined) base.maxQueueLength = cap > 0 ? cap : Infinity;
+  base.maxLoras = intIn(get('loras'), 0, 16) ?? base.maxLoras;
   const spec = get('spec');
   if (spec === 'off' || spec === 'ngram') base.speculativeMethod = spec;
   base.numSpeculativeTokens = intIn(get('k'), 1, MAX_NUM_SPECULATIVE_TOKENS) ?? base.numSpeculativeTokens;

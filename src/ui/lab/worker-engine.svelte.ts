@@ -252,6 +252,11 @@ export class WorkerEngine implements EngineDriver {
     return this.engine.submit(params, onEvent);
   }
 
+  /** Registers a PEFT LoRA adapter from its two files; resolves with its name, rank and scale. */
+  async loadAdapter(name: string, configJson: string, weights: Uint8Array): Promise<{ name: string; rank: number; scale: number }> {
+    return this.engine.loadAdapterBytes(name, configJson, weights);
+  }
+
   /** Submits the held prompts, in order; returns their submissions. */
   private submitHeld(): Promise<string>[] {
     return this.held.splice(0).map((h) => {

@@ -10,6 +10,7 @@
  * limits first; a load that fails leaves the previous model loaded.
  */
 import * as Comlink from 'comlink';
+import type { LoraAdapterInfo } from '../../engine/types.ts';
 import type { AdapterProbe } from '../../gpu/adapter.ts';
 import { fetchBytes, type FetchProgress } from '../../model/fetch.ts';
 import { peekModelConfig } from '../../model/peek.ts';
@@ -277,6 +278,13 @@ export class EngineSupervisor implements EngineApi {
 
   cancel(requestId: string): Promise<void> {
     return this.call((c) => c.cancel(requestId));
+  }
+
+  /** A PEFT LoRA adapter from files (the bytes are transferred, not copied). A restarted worker reloads only the shipped adapters. */
+  async loadAdapterBytes(name: string, configJson: string, weights: Uint8Array): Promise<LoraAdapterInfo> {
+    await this.start();
+    const w = Comlink.transfer(weights, [weights.buffer]);
+    return this.call((c) => c.loadAdapterBytes(name, configJson, w));
   }
 
   async runScenario(run: ScenarioRun, source: LedgerEntry['source'] = 'workload'): Promise<string[]> {

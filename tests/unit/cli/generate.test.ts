@@ -171,6 +171,24 @@ describe('generate: a prompt longer than the context is refused at once with its
   }, timeout);
 });
 
+describe('generate with LoRA adapters', () => {
+  it('--model-adapter tom (shipped) renames the girl; --lora NAME=DIR registers one; bad names and dirs are one line', async () => {
+    const plain = await generate('--prompt', 'Once upon a time', '--steps', '30', '--temperature', '0');
+    const tom = await generate('--prompt', 'Once upon a time', '--steps', '30', '--temperature', '0', '--model-adapter', 'tom');
+    const mine = await generate('--prompt', 'Once upon a time', '--steps', '30', '--temperature', '0', '--lora', `mine=${resolve(root, 'public/adapters/tom')}`, '--model-adapter', 'mine');
+    expect(plain.stdout).toContain('named Lily');
+    expect(tom.status).toBe(0);
+    expect(tom.stdout).toContain('named Tom');
+    expect(mine.stdout).toBe(tom.stdout);
+    const unknown = await generate(...base, '--model-adapter', 'nope');
+    expect(unknown.status).toBe(2);
+    expect(lines(unknown.stderr)).toEqual(['error: --model-adapter nope: no such adapter (give --lora nope=DIR, or one of: happy, noise, tom) (see --help)']);
+    const badDir = await generate(...base, '--lora', 'x=/nonexistent', '--model-adapter', 'x');
+    expect(badDir.status).toBe(1);
+    expect(lines(badDir.stderr)).toEqual(['error: LoRA adapter x: /nonexistent/adapter_config.json does not exist (a PEFT adapter directory holds adapter_config.json and adapter_model.safetensors)']);
+  }, 4 * timeout);
+});
+
 describe('generate: structured output (--response-format, --json-schema)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'servelab-json-'));
   const schemaFile = join(dir, 'kid.json');

@@ -49,6 +49,8 @@ async function tourOf(scenarioId: string, useCompareA = false): Promise<TourMome
     config: { ...fullConfig(settings), maxModelLen: 512 },
     checkInvariants: true,
   });
+  // LoRA scenarios: the adapters their tenants name (the fake executor runs every row as the base model).
+  for (const t of s.workload.tenants ?? []) if (t.adapter) engine.registerAdapter({ name: t.adapter, rank: 4, scale: 2 });
   for (const spec of generateWorkload({ ...s.workload, vocabSize: 512 })) {
     // Structured requests get a stand-in constraint (the fake model knows no grammar): it forbids
     // the tokens below 100 for 20 tokens, then allows only the stop tokens, as a grammar's end does.
