@@ -29,7 +29,7 @@ export interface LoraBenchInputs {
 const PROMPTS = ['Once upon a time', 'One day', 'There was a little girl', 'Once upon a time, there was', 'The sun was', 'Lily and Ben'];
 
 /** Greedy tokens of the CPU reference alone (stops at BOS/EOS, as requests do). */
-function greedyAlone(model: Model, prompt: readonly number[], maxTokens: number): number[] {
+export function greedyAlone(model: Model, prompt: readonly number[], maxTokens: number): number[] {
   const ref = new ReferenceModel(model);
   const tokens = prompt.slice();
   const out: number[] = [];

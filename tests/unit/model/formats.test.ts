@@ -4,7 +4,7 @@ import { readLlama2cCheckpoint } from '../../../src/model/llama2c.ts';
 import { readLlama2cTokenizer } from '../../../src/model/tokenizer.ts';
 import { loadModel } from '../../../src/model/load.ts';
 import { ModelFormatError } from '../../../src/model/types.ts';
-import { readModelFile } from './helpers.ts';
+import { formatError, readModelFile } from './helpers.ts';
 
 const bin = readModelFile('stories260K.bin');
 const tok = readModelFile('tok512.bin');
@@ -50,14 +50,7 @@ describe('model readers', () => {
 
 /** Expects a ModelFormatError whose message matches. */
 function rejects(fn: () => unknown, message: RegExp): void {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (e) {
-    caught = e;
-  }
-  expect(caught, 'should throw').toBeInstanceOf(ModelFormatError);
-  expect((caught as Error).message).toMatch(message);
+  expect(formatError(fn).message).toMatch(message);
 }
 
 function withHeader(values: Partial<Record<number, number>>): Uint8Array {

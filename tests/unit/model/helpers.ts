@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { expect } from 'vitest';
 import { loadModel, type LoadedModel } from '../../../src/model/load.ts';
+import { ModelFormatError } from '../../../src/model/types.ts';
 
 export const root = resolve(import.meta.dirname, '../../..');
 export const modelsDir = resolve(root, 'public/models');
@@ -23,3 +25,15 @@ export const golden = {
   onceUponATime: new Uint8Array(readFileSync(resolve(fixturesDir, 'stories260K.once-upon-a-time.t0.n256.txt'))),
   noPrompt: new Uint8Array(readFileSync(resolve(fixturesDir, 'stories260K.no-prompt.t0.n256.txt'))),
 };
+
+/** The ModelFormatError `fn` throws (failing the test when it throws anything else, or nothing). */
+export function formatError(fn: () => unknown): ModelFormatError {
+  let caught: unknown;
+  try {
+    fn();
+  } catch (e) {
+    caught = e;
+  }
+  expect(caught, 'should throw').toBeInstanceOf(ModelFormatError);
+  return caught as ModelFormatError;
+}

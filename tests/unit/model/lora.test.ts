@@ -15,27 +15,17 @@ import { makeSavedRun, parseImport, replaySavedRun, serializeRun } from '../../.
 import { VirtualClock } from '../../../src/engine/clock.ts';
 import type { LoraAdapter } from '../../../src/engine/types.ts';
 import { mergeLora, parseAdapterConfig, peftTensorName, readPeftAdapter } from '../../../src/model/lora.ts';
-import { argmax } from '../../../src/model/ops.ts';
-import { CpuReferenceExecutor, ReferenceModel } from '../../../src/model/reference.ts';
+import { CpuReferenceExecutor } from '../../../src/model/reference.ts';
 import { readSafetensors, writeSafetensors } from '../../../src/model/safetensors.ts';
-import { ModelFormatError, type Model } from '../../../src/model/types.ts';
-import { builtin, root } from './helpers.ts';
+import { ModelFormatError } from '../../../src/model/types.ts';
+import { builtin, formatError, root } from './helpers.ts';
+import { greedyAlone } from '../../../src/sim/bench/lora.ts';
 
 const adapterFiles = (name: string) => ({
   config: readFileSync(resolve(root, 'public/adapters', name, 'adapter_config.json'), 'utf8'),
   weights: new Uint8Array(readFileSync(resolve(root, 'public/adapters', name, 'adapter_model.safetensors'))),
 });
 
-function formatError(fn: () => unknown): ModelFormatError {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (e) {
-    caught = e;
-  }
-  expect(caught, 'should throw').toBeInstanceOf(ModelFormatError);
-  return caught as ModelFormatError;
-}
 
 /** A file from a header object and raw data bytes. */
 function rawFile(header: unknown, data: Uint8Array, headerLen?: number): Uint8Array {
@@ -168,20 +158,6 @@ describe('the CPU reference with adapters', () => {
     ['tom', 'happy', 'noise'].map((n) => [n, readPeftAdapter(n, adapterFiles(n).config, adapterFiles(n).weights, model.config)]),
   );
 
-  function greedyAlone(m: Model, prompt: number[], maxTokens: number): number[] {
-    const ref = new ReferenceModel(m);
-    const tokens = prompt.slice();
-    const out: number[] = [];
-    for (let pos = 0; out.length < maxTokens; pos++) {
-      const logits = ref.forward(tokens[pos], pos);
-      if (pos < tokens.length - 1) continue;
-      const next = argmax(logits);
-      if (next === 1 || next === 2) break;
-      tokens.push(next);
-      out.push(next);
-    }
-    return out;
-  }
 
   it('a mixed batch (three adapters, two slots, base rows) gives each request the greedy text of its merged model run alone', async () => {
     const engine = new Engine({

@@ -9,24 +9,13 @@ import { loadModel } from '../../../src/model/load.ts';
 import { readLlama2cTokenizer } from '../../../src/model/tokenizer.ts';
 import { ModelFormatError } from '../../../src/model/types.ts';
 import { ggufLayout } from './file-layout.ts';
-import { readModelFile } from './helpers.ts';
+import { formatError, readModelFile } from './helpers.ts';
 
 const bin = readModelFile('stories260K.bin');
 const tok = readModelFile('tok512.bin');
 const gguf = readModelFile('stories260K.gguf');
 const layout = ggufLayout(gguf);
 
-/** The ModelFormatError `fn` throws (failing the test when it throws anything else, or nothing). */
-function formatError(fn: () => unknown): ModelFormatError {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (e) {
-    caught = e;
-  }
-  expect(caught, 'should throw').toBeInstanceOf(ModelFormatError);
-  return caught as ModelFormatError;
-}
 
 function rejects(fn: () => unknown, message: RegExp): void {
   expect(formatError(fn).message).toMatch(message);
