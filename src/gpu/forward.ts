@@ -62,12 +62,12 @@ export function encodeForward(
   if (T === 0) return false;
 
   // x = embedding[token]
-  encodeEmbedding(step, { tokenIds: a.tokenIds, embedding: w.embedding, out: a.x, numTokens: T, dim });
+  encodeEmbedding(step, { tokenIds: a.tokenIds, embedding: w.embedding.buffer, weightType: w.embedding.type, out: a.x, numTokens: T, dim });
 
   for (let l = 0; l < c.numLayers; l++) {
     const lw = w.layers[l];
     // qkv = rmsnorm(x; rmsAtt) · [wq; wk; wv]ᵀ
-    encodeMatmul(step, { x: a.x, w: lw.wqkv, y: a.qkv, rows: T, inDim: dim, outDim: qkvStride, norm: { weight: lw.rmsAtt, eps: c.normEps } });
+    encodeMatmul(step, { x: a.x, w: lw.wqkv.buffer, weightType: lw.wqkv.type, y: a.qkv, rows: T, inDim: dim, outDim: qkvStride, norm: { weight: lw.rmsAtt, eps: c.normEps } });
     // rotate q in place; write rotated k and v into this layer's cache at each token's slot
     encodeRopeKvWrite(step, { qkv: a.qkv, positions: a.positions, slots: a.slots, ropeTable: w.ropeTable, kCache: kv.k[l], vCache: kv.v[l], numTokens: T, dim, kvDim, headSize });
     // att = attention(q, this layer's cache), each token over its own positions via its block table
@@ -87,18 +87,19 @@ export function encodeForward(
       qStride: qkvStride,
     });
     // x += att · woᵀ
-    encodeMatmul(step, { x: a.att, w: lw.wo, y: a.x, rows: T, inDim: dim, outDim: dim, accumulate: true });
+    encodeMatmul(step, { x: a.att, w: lw.wo.buffer, weightType: lw.wo.type, y: a.x, rows: T, inDim: dim, outDim: dim, accumulate: true });
     // gateUp = rmsnorm(x; rmsFfn) · [w1; w3]ᵀ
-    encodeMatmul(step, { x: a.x, w: lw.w13, y: a.gateUp, rows: T, inDim: dim, outDim: 2 * c.hiddenDim, norm: { weight: lw.rmsFfn, eps: c.normEps } });
+    encodeMatmul(step, { x: a.x, w: lw.w13.buffer, weightType: lw.w13.type, y: a.gateUp, rows: T, inDim: dim, outDim: 2 * c.hiddenDim, norm: { weight: lw.rmsFfn, eps: c.normEps } });
     // x += (silu(gate) * up) · w2ᵀ
-    encodeMatmul(step, { x: a.gateUp, w: lw.w2, y: a.x, rows: T, inDim: c.hiddenDim, outDim: dim, swigluInput: true, accumulate: true });
+    encodeMatmul(step, { x: a.gateUp, w: lw.w2.buffer, weightType: lw.w2.type, y: a.x, rows: T, inDim: c.hiddenDim, outDim: dim, swigluInput: true, accumulate: true });
   }
   if (n.numRows === 0) return false;
 
   // logits = rmsnorm(x[logitRows]; rmsFinal) · wclsᵀ; argmax per row
   encodeMatmul(step, {
     x: a.x,
-    w: w.wcls,
+    w: w.wcls.buffer,
+    weightType: w.wcls.type,
     y: a.logits,
     rows: n.numRows,
     inDim: dim,
