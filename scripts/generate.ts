@@ -11,6 +11,7 @@ import { Engine } from '../src/engine/engine.ts';
 import type { Executor } from '../src/engine/types.ts';
 import { effectiveSteps, generate, runcRequest, runcText } from '../src/model/generate.ts';
 import { loadModel, type LoadedModel } from '../src/model/load.ts';
+import { isWeightType, modelWeightBytes, modelWeightType, WEIGHT_TYPES } from '../src/model/quant.ts';
 import { CpuReferenceExecutor, ReferenceModel } from '../src/model/reference.ts';
 import { createSampler, isGreedyTemperature } from '../src/engine/sampler.ts';
 import { builtinModelPath, builtinTokenizerPath, fail, notice, parseCommandLine, parseNumber, readBytes, usageError } from './cli-args.ts';
@@ -28,6 +29,8 @@ const usage = `usage: npm run -s generate -- [options]
   --model FILE         llama2.c .bin or .gguf (default: the built-in stories260K.bin)
   --tokenizer FILE     llama2.c tokenizer for a .bin model (default: the built-in tok512.bin)
   --backend B          cpu (the reference forward pass, default) or webgpu (the paged, batched engine)
+  --quantize Q         quantize the f32 weights on load: q8_0 or q4_0 (ggml's blocks of 32; f32,
+                       the default, keeps them); a Q8_0/Q4_0 GGUF file loads as it is
   --prompts-file F     run every line of F as a prompt, all at once through continuous batching;
                        prints one JSON line per prompt, in input order: {"prompt": ..., "text": ...}
   --quiet              no stats on stderr
@@ -61,6 +64,7 @@ const args = parseCommandLine(process.argv.slice(2), {
   model: { type: 'string' },
   tokenizer: { type: 'string' },
   backend: { type: 'string' },
+  quantize: { type: 'string' },
   'prompts-file': { type: 'string' },
   quiet: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
@@ -72,6 +76,8 @@ if (args.help) {
 
 const backend = args.backend ?? 'cpu';
 if (backend !== 'cpu' && backend !== 'webgpu') usageError(`unknown --backend ${JSON.stringify(backend)} (available: cpu, webgpu)`);
+const quantize = args.quantize ?? 'f32';
+if (!isWeightType(quantize)) usageError(`unknown --quantize ${JSON.stringify(quantize)} (available: ${WEIGHT_TYPES.join(', ')})`);
 if (args['prompts-file'] !== undefined && args.prompt !== undefined) usageError('give either --prompt or --prompts-file, not both');
 
 // run.c's parameter rules, each said out loud: a negative temperature is 0, a top-p outside 0..1
@@ -108,7 +114,7 @@ const tokenizerBytes = args.tokenizer || !args.model ? readBytes(args.tokenizer 
 
 let loaded: LoadedModel;
 try {
-  loaded = loadModel(modelBytes, modelPath, tokenizerBytes, args.tokenizer ?? builtinTokenizerPath);
+  loaded = loadModel(modelBytes, modelPath, tokenizerBytes, args.tokenizer ?? builtinTokenizerPath, { quantize });
 } catch (e) {
   fail((e as Error).message);
 }
@@ -217,7 +223,7 @@ function stats(numPrompts: number, numTokens: number): void {
   if (args.quiet) return;
   const totalMs = performance.now() - started;
   process.stderr.write(
-    `backend ${backend}, ${model.source.name}: ${numPrompts} prompt(s), ${numTokens} tokens generated, ` +
+    `backend ${backend}, ${model.source.name} (${modelWeightType(model)} weights, ${modelWeightBytes(model)} bytes): ${numPrompts} prompt(s), ${numTokens} tokens generated, ` +
       `${totalMs.toFixed(1)} ms, achieved tok/s: ${(numTokens / (totalMs / 1000)).toFixed(1)}\n`,
   );
 }
