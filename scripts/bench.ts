@@ -8,6 +8,7 @@ import { writeFileSync } from 'node:fs';
 import { builtinModelPath, builtinTokenizerPath, fail, parseNumber, readBytes } from './cli-args.ts';
 import { formatTable, getBackend, getBench, listBackends, listBenches, registerBench } from '../src/sim/bench/index.ts';
 import { tokenizerBench } from '../src/sim/bench/tokenizer.ts';
+import { quantBench } from '../src/sim/bench/quant.ts';
 import { loadModel } from '../src/model/load.ts';
 
 // The built-in model's tokenizer (tok512.bin), read only when the tokenizer benchmark runs.
@@ -16,6 +17,14 @@ registerBench(
     name: 'tok512.bin',
     tokenizer: loadModel(readBytes(builtinModelPath, 'model'), builtinModelPath, readBytes(builtinTokenizerPath, 'tokenizer'), builtinTokenizerPath).tokenizer,
   })),
+);
+
+// The built-in model (f32) for the quantization benchmark.
+registerBench(
+  quantBench(() => {
+    const loaded = loadModel(readBytes(builtinModelPath, 'model'), builtinModelPath, readBytes(builtinTokenizerPath, 'tokenizer'), builtinTokenizerPath);
+    return { name: 'stories260K', ...loaded };
+  }),
 );
 
 function usage(): string {

@@ -78,9 +78,12 @@ export function matvecQ(
       const o = ((rowOffset + i) * nb + b) * bb;
       const d = halfToFloat(bytes[o] | (bytes[o + 1] << 8));
       const xb = xOffset + b * QK;
-      for (let j = 0; j < QK; j++) {
-        const q = q8 ? (bytes[o + 2 + j] << 24) >> 24 : (j < 16 ? bytes[o + 2 + j] & 15 : bytes[o + 2 + j - 16] >> 4) - 8;
-        acc = f(acc + f(f(q * d) * x[xb + j]));
+      const qs = o + 2;
+      if (q8) {
+        for (let j = 0; j < QK; j++) acc = f(acc + f(f(((bytes[qs + j] << 24) >> 24) * d) * x[xb + j]));
+      } else {
+        for (let j = 0; j < 16; j++) acc = f(acc + f(f(((bytes[qs + j] & 15) - 8) * d) * x[xb + j]));
+        for (let j = 0; j < 16; j++) acc = f(acc + f(f(((bytes[qs + j] >> 4) - 8) * d) * x[xb + 16 + j]));
       }
     }
     out[outOffset + i] = acc;
