@@ -180,7 +180,11 @@ export function quantBench(builtin: () => QuantBenchModel): BenchCommand {
       const synthNames = (ctx.options.models ?? 'stories15M,stories42M,stories110M').split(',').filter((s) => s !== '' && s !== 'none');
       for (const n of synthNames) if (!tinyllamaShapes[n]) throw new Error(`quant: unknown model ${JSON.stringify(n)} (${Object.keys(tinyllamaShapes).join(', ')}, or none)`);
       const { name, model, tokenizer } = builtin();
-      const prompts = storyPassages.map((p) => tokenizer.encode(p, true, false));
+      const numPrompts = Number(ctx.options.prompts ?? storyPassages.length);
+      if (!(Number.isInteger(numPrompts) && numPrompts >= 1 && numPrompts <= storyPassages.length)) {
+        throw new Error(`quant: --prompts must be an integer from 1 to ${storyPassages.length}`);
+      }
+      const prompts = storyPassages.slice(0, numPrompts).map((p) => tokenizer.encode(p, true, false));
       const machine = ctx.backend.describe ? await ctx.backend.describe() : ctx.backend.name;
       ctx.log(`quant: ${name} on ${ctx.backend.name}; ${prompts.length} story prompts x ${steps} positions; decode tok/s of one sequence`);
 
