@@ -10,9 +10,10 @@ const SCENARIO_IDS = [
   'traffic-spike',
   'parallel-sampling',
   'fairness',
+  'quantize-to-fit',
 ];
 
-test('every scenario runs on the real model (keys 1–8), each screenshot saved', async ({ page }, testInfo) => {
+test('every scenario runs on the real model (keys 1–9), each screenshot saved', async ({ page }, testInfo) => {
   test.setTimeout(300_000);
   const errors = captureErrors(page);
   await page.goto('/');
