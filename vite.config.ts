@@ -47,6 +47,9 @@ export default defineConfig({
           name: 'unit',
           include: ['tests/unit/**/*.test.ts'],
           environment: 'node',
+          // Real-model and fuzz tests do seconds of CPU work; on a shared 2-core machine under load
+          // the 5 s default failed them on time, not on an assertion (nothing here asserts speed).
+          testTimeout: 60_000,
         },
       },
       {

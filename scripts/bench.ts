@@ -9,14 +9,22 @@ import { builtinModelPath, builtinTokenizerPath, fail, parseNumber, readBytes } 
 import { formatTable, getBackend, getBench, listBackends, listBenches, registerBench } from '../src/sim/bench/index.ts';
 import { tokenizerBench } from '../src/sim/bench/tokenizer.ts';
 import { quantBench } from '../src/sim/bench/quant.ts';
+import { loraBench } from '../src/sim/bench/lora.ts';
+import { specBench } from '../src/sim/bench/spec.ts';
 import { loadModel } from '../src/model/load.ts';
+import { readShippedAdapters } from './adapters.ts';
 
-// The built-in model's tokenizer (tok512.bin), read only when the tokenizer benchmark runs.
+// The built-in model's tokenizer (tok512.bin), read only when the tokenizer or spec benchmark runs.
+const builtinTokenizer = () => loadModel(readBytes(builtinModelPath, 'model'), builtinModelPath, readBytes(builtinTokenizerPath, 'tokenizer'), builtinTokenizerPath).tokenizer;
+registerBench(tokenizerBench(() => ({ name: 'tok512.bin', tokenizer: builtinTokenizer() })));
+registerBench(specBench(builtinTokenizer));
+
+// LoRA: the built-in model and the adapters shipped in public/adapters/, read only when it runs.
 registerBench(
-  tokenizerBench(() => ({
-    name: 'tok512.bin',
-    tokenizer: loadModel(readBytes(builtinModelPath, 'model'), builtinModelPath, readBytes(builtinTokenizerPath, 'tokenizer'), builtinTokenizerPath).tokenizer,
-  })),
+  loraBench(() => {
+    const loaded = loadModel(readBytes(builtinModelPath, 'model'), builtinModelPath, readBytes(builtinTokenizerPath, 'tokenizer'), builtinTokenizerPath);
+    return { model: loaded.model, tokenizer: loaded.tokenizer, adapters: readShippedAdapters(loaded.model.config) };
+  }),
 );
 
 // The built-in model (f32) for the quantization benchmark.

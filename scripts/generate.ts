@@ -5,8 +5,10 @@
  *
  *   npm run -s generate -- --prompt "Once upon a time" --steps 256 --temperature 0
  */
-import { readFileSync } from 'node:fs';
-import { basename } from 'node:path';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import type { LoraAdapter } from '../src/engine/types.ts';
+import { readAdapterDir, shippedAdaptersDir } from './adapters.ts';
 import { Engine } from '../src/engine/engine.ts';
 import type { Executor } from '../src/engine/types.ts';
 import { effectiveSteps, generate, runcRequest, runcText } from '../src/model/generate.ts';
@@ -14,7 +16,12 @@ import { loadModel, type LoadedModel } from '../src/model/load.ts';
 import { isWeightType, modelWeightBytes, modelWeightType, WEIGHT_TYPES } from '../src/model/quant.ts';
 import { CpuReferenceExecutor, ReferenceModel } from '../src/model/reference.ts';
 import { createSampler, isGreedyTemperature } from '../src/engine/sampler.ts';
+import { MAX_LORA_RANK, MAX_NUM_SPECULATIVE_TOKENS, validateEngineConfig, DEFAULT_SCHEDULER_CONFIG, type SchedulerConfig } from '../src/engine/config.ts';
 import { builtinModelPath, builtinTokenizerPath, fail, notice, parseCommandLine, parseNumber, readBytes, usageError } from './cli-args.ts';
+import type { ResponseFormat } from '../src/engine/constraint.ts';
+import { stopTokenIdsOf } from '../src/serve/requests.ts';
+import { GrammarService, parseResponseFormat, ResponseFormatError } from '../src/serve/structured.ts';
+import { checkJsonOutput } from '../src/serve/json-check.ts';
 
 const usage = `usage: npm run -s generate -- [options]
   --prompt TEXT        the prompt (default: none, as run.c without -i)
@@ -33,6 +40,22 @@ const usage = `usage: npm run -s generate -- [options]
                        the default, keeps them); a Q8_0/Q4_0 GGUF file loads as it is
   --prompts-file F     run every line of F as a prompt, all at once through continuous batching;
                        prints one JSON line per prompt, in input order: {"prompt": ..., "text": ...}
+  --lora NAME=DIR      register the PEFT LoRA adapter in DIR (adapter_config.json and
+                       adapter_model.safetensors) as NAME; repeatable. The adapters shipped in
+                       public/adapters/ (tom, happy, noise) are known by name without it
+  --model-adapter NAME run the prompt(s) with LoRA adapter NAME (through the engine, on either
+                       backend: each row adds its own x·A·B)
+  --response-format F  json_object: the output is a JSON object (structured output, XGrammar);
+                       json_schema: needs --json-schema. Only the generated JSON is printed (no
+                       prompt), no whitespace outside strings; stderr says whether it is complete
+                       and valid. Runs on the engine (--backend cpu or webgpu)
+  --json-schema FILE   the output follows the JSON schema in FILE (implies --response-format json_schema)
+  --speculative M      speculative decoding: ngram (prompt lookup, as vLLM's method "ngram") or
+                       off (default); runs through the engine on either backend. Greedy output is
+                       byte-identical to a run without it
+  --num-speculative-tokens K   draft tokens per sequence per step, 1..${MAX_NUM_SPECULATIVE_TOKENS} (default 4)
+  --prompt-lookup-max N        longest n-gram matched against the prompt and output (default 4)
+  --prompt-lookup-min N        shortest n-gram matched (default 2)
   --quiet              no stats on stderr
 A negative value may follow its option (--seed -5). Where a run.c rule changes a value, a note
 on stderr says so. A bad option is one line on stderr and exit status 2.`;
@@ -66,6 +89,14 @@ const args = parseCommandLine(process.argv.slice(2), {
   backend: { type: 'string' },
   quantize: { type: 'string' },
   'prompts-file': { type: 'string' },
+  lora: { type: 'string', multiple: true },
+  'model-adapter': { type: 'string' },
+  'response-format': { type: 'string' },
+  'json-schema': { type: 'string' },
+  speculative: { type: 'string' },
+  'num-speculative-tokens': { type: 'string' },
+  'prompt-lookup-max': { type: 'string' },
+  'prompt-lookup-min': { type: 'string' },
   quiet: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 });
@@ -79,6 +110,44 @@ if (backend !== 'cpu' && backend !== 'webgpu') usageError(`unknown --backend ${J
 const quantize = args.quantize ?? 'f32';
 if (!isWeightType(quantize)) usageError(`unknown --quantize ${JSON.stringify(quantize)} (available: ${WEIGHT_TYPES.join(', ')})`);
 if (args['prompts-file'] !== undefined && args.prompt !== undefined) usageError('give either --prompt or --prompts-file, not both');
+/** Structured output: the response format asked for (null: free text, run.c's output). */
+const responseFormat: ResponseFormat | null = (() => {
+  const kind = args['response-format'] ?? (args['json-schema'] !== undefined ? 'json_schema' : undefined);
+  if (kind === undefined) return null;
+  if (kind !== 'json_object' && kind !== 'json_schema') usageError(`unknown --response-format ${JSON.stringify(kind)} (available: json_object, json_schema)`);
+  if (kind === 'json_object') {
+    if (args['json-schema'] !== undefined) usageError('--json-schema goes with --response-format json_schema, not json_object');
+    return { type: 'json_object' };
+  }
+  const file = args['json-schema'];
+  if (file === undefined) usageError('--response-format json_schema needs --json-schema FILE');
+  const text = new TextDecoder().decode(readBytes(file, 'JSON schema'));
+  let schema: unknown;
+  try {
+    schema = JSON.parse(text);
+  } catch (e) {
+    usageError(`--json-schema ${file} is not JSON: ${(e as Error).message}`);
+  }
+  try {
+    return parseResponseFormat({ type: 'json_schema', json_schema: { name: basename(file).replace(/\.[^.]*$/, '') || 'schema', schema } });
+  } catch (e) {
+    if (e instanceof ResponseFormatError) usageError(`--json-schema ${file}: ${e.message}`);
+    throw e;
+  }
+})();
+
+const speculativeMethod = args.speculative ?? 'off';
+if (speculativeMethod !== 'off' && speculativeMethod !== 'ngram') usageError(`unknown --speculative ${JSON.stringify(speculativeMethod)} (available: ngram, off)`);
+const speculative: Pick<SchedulerConfig, 'speculativeMethod' | 'numSpeculativeTokens' | 'promptLookupMax' | 'promptLookupMin'> = {
+  speculativeMethod,
+  numSpeculativeTokens: parseNumber('num-speculative-tokens', args['num-speculative-tokens'], DEFAULT_SCHEDULER_CONFIG.numSpeculativeTokens, { integer: true, min: 1, max: MAX_NUM_SPECULATIVE_TOKENS }),
+  promptLookupMax: parseNumber('prompt-lookup-max', args['prompt-lookup-max'], DEFAULT_SCHEDULER_CONFIG.promptLookupMax, { integer: true, min: 1, max: 64 }),
+  promptLookupMin: parseNumber('prompt-lookup-min', args['prompt-lookup-min'], DEFAULT_SCHEDULER_CONFIG.promptLookupMin, { integer: true, min: 1, max: 64 }),
+};
+if (speculative.promptLookupMin > speculative.promptLookupMax) usageError(`--prompt-lookup-min (${speculative.promptLookupMin}) must be <= --prompt-lookup-max (${speculative.promptLookupMax})`);
+if (speculativeMethod === 'off' && (args['num-speculative-tokens'] ?? args['prompt-lookup-max'] ?? args['prompt-lookup-min']) !== undefined) {
+  usageError('--num-speculative-tokens and --prompt-lookup-max/min need --speculative ngram');
+}
 
 // run.c's parameter rules, each said out loud: a negative temperature is 0, a top-p outside 0..1
 // is 0.9, negative steps are 0 (the whole context), a seed of 0 is the clock.
@@ -119,6 +188,26 @@ try {
   fail((e as Error).message);
 }
 const { model, tokenizer } = loaded;
+
+// LoRA: --lora NAME=DIR adapters, then the shipped ones by name (only the one asked for is read).
+const loraDirs = new Map<string, string>();
+for (const item of args.lora ?? []) {
+  const eq = item.indexOf('=');
+  if (eq <= 0 || eq === item.length - 1) usageError(`--lora takes NAME=DIR, got ${JSON.stringify(item)}`);
+  loraDirs.set(item.slice(0, eq), item.slice(eq + 1));
+}
+const adapterName = args['model-adapter'];
+let adapters: LoraAdapter[] = [];
+try {
+  adapters = [...loraDirs].map(([name, dir]) => readAdapterDir(name, dir, model.config));
+  if (adapterName !== undefined && !loraDirs.has(adapterName)) {
+    const shipped = join(shippedAdaptersDir, adapterName);
+    if (!/^[\w.-]+$/.test(adapterName) || !existsSync(shipped)) usageError(`--model-adapter ${adapterName}: no such adapter (give --lora ${adapterName}=DIR, or one of: ${readdirSync(shippedAdaptersDir).filter((n) => !n.includes('.')).join(', ')})`);
+    adapters.push(readAdapterDir(adapterName, shipped, model.config));
+  }
+} catch (e) {
+  fail((e as Error).message);
+}
 const sampling = { temperature, topP, topK, seed };
 const started = performance.now();
 const seqLen = model.config.seqLen;
@@ -147,6 +236,23 @@ function checkPromptLength(prompt: string, where: string): void {
 
 /** The paged, batched engine on the chosen executor: every prompt at once, run.c's text for each. */
 let numGeneratedTokens = 0;
+/** Structured output: per prompt, how it ended and what masking cost. */
+const structuredResults: { finishReason: string; maskMs: number; numMasked: number; text: string }[] = [];
+let compileMs = 0;
+
+/** One line on stderr per structured output: complete and valid, or cut by max tokens. */
+function structuredNotes(): void {
+  if (!responseFormat) return;
+  structuredResults.forEach((r, i) => {
+    const check = checkJsonOutput(r.text, responseFormat, r.finishReason);
+    const which = structuredResults.length > 1 ? `output ${i + 1}: ` : '';
+    notice(`${which}finish_reason ${r.finishReason}; JSON ${check.status}${check.message ? ` (${check.message})` : ''}`);
+  });
+  if (args.quiet) return;
+  const masked = structuredResults.reduce((a, r) => a + r.numMasked, 0);
+  const ms = structuredResults.reduce((a, r) => a + r.maskMs, 0);
+  process.stderr.write(`structured output: grammar compiled in ${compileMs.toFixed(0)} ms; ${masked} masked tokens, ${(masked ? ms / masked : 0).toFixed(3)} ms per mask\n`);
+}
 
 async function runEngine(promptList: string[]): Promise<Uint8Array[]> {
   let executor: Executor;
@@ -176,20 +282,50 @@ async function runEngine(promptList: string[]): Promise<Uint8Array[]> {
   const blockSize = 16;
   const requests = promptList.map((p) => runcRequest(tokenizer, p, steps, model.config.seqLen));
   const blocksNeeded = requests.reduce((n, r) => n + Math.ceil((r.promptTokenIds.length + r.maxTokens) / blockSize), 0);
-  const engine = new Engine({
-    executor,
-    config: {
-      blockSize,
-      numGpuBlocks: Math.max(8, Math.min(blocksNeeded, 4096)),
-      numCpuBlocks: 0,
-      maxNumBatchedTokens: 512,
-      maxNumSeqs: 64,
-      // run.c samples one token at the last position without feeding it back: a sequence may hold
-      // seqLen + 1 tokens, the last never computed (positions stay below seqLen).
-      maxModelLen: model.config.seqLen + 1,
-    },
-  });
-  const ids = requests.map((r) => (r.maxTokens > 0 ? engine.submit({ ...r, sampling }) : null));
+  const maxRank = Math.max(16, ...adapters.map((a) => a.rank));
+  if (maxRank > MAX_LORA_RANK) fail(`a LoRA adapter of rank ${maxRank} exceeds the kernels' ${MAX_LORA_RANK}`);
+  const config: Partial<SchedulerConfig> = {
+    maxLoras: Math.max(1, adapters.length),
+    maxLoraRank: maxRank,
+    blockSize,
+    numGpuBlocks: Math.max(8, Math.min(blocksNeeded, 4096)),
+    numCpuBlocks: 0,
+    maxNumBatchedTokens: 512,
+    maxNumSeqs: 64,
+    // run.c samples one token at the last position without feeding it back: a sequence may hold
+    // seqLen + 1 tokens, the last never computed (positions stay below seqLen).
+    maxModelLen: model.config.seqLen + 1,
+    ...speculative,
+  };
+  const problems = validateEngineConfig({ ...DEFAULT_SCHEDULER_CONFIG, ...config });
+  if (problems.length > 0) usageError(problems.map((p) => p.message).join('; '));
+  const engine = new Engine({ executor, config });
+  for (const a of adapters) engine.registerAdapter(a);
+  const adapter = adapterName ? { adapter: adapterName } : {};
+  let ids: (string | null)[];
+  if (responseFormat) {
+    const { loadXGrammarNode } = await import('../src/serve/xgrammar.node.ts');
+    const service = new GrammarService(await loadXGrammarNode(), tokenizer, stopTokenIdsOf(loaded));
+    const t0 = performance.now();
+    try {
+      await service.compile(responseFormat);
+    } catch (e) {
+      if (e instanceof ResponseFormatError) usageError(e.message);
+      throw e;
+    }
+    compileMs = performance.now() - t0;
+    ids = [];
+    for (const r of requests) {
+      if (r.maxTokens <= 0) {
+        ids.push(null);
+        continue;
+      }
+      const { constraints } = await service.constraints(responseFormat, 1);
+      ids.push(engine.submit({ ...r, stopTokenIds: stopTokenIdsOf(loaded), sampling, responseFormat, ...adapter }, { constraints }));
+    }
+  } else {
+    ids = requests.map((r) => (r.maxTokens > 0 ? engine.submit({ ...r, sampling, ...adapter }) : null));
+  }
   try {
     await engine.runUntilIdle();
   } catch (e) {
@@ -200,13 +336,30 @@ async function runEngine(promptList: string[]): Promise<Uint8Array[]> {
   let numOverflowed = 0;
   const texts = requests.map((r, i) => {
     const id = ids[i];
-    const seq = id === null ? undefined : engine.getRequest(id)!.seqs[0];
+    const req = id === null ? undefined : engine.getRequest(id)!;
+    const seq = req?.seqs[0];
     const sampled = seq?.outputTokenIds ?? [];
     numGeneratedTokens += sampled.length;
     numOverflowed += seq?.sampler.numOverflowedSteps ?? 0;
+    if (responseFormat) {
+      // Structured output: the generated text alone (it is the JSON), each piece after its predecessor.
+      const all = [...r.promptTokenIds, ...sampled];
+      const pieces = sampled.map((t, k) => tokenizer.pieceBytes(all[r.promptTokenIds.length + k - 1], t, false));
+      const bytes = Buffer.concat(pieces);
+      structuredResults.push({ finishReason: seq?.finishReason ?? 'length', maskMs: req?.mask?.totalMs ?? 0, numMasked: req?.mask?.numTokens ?? 0, text: new TextDecoder().decode(bytes) });
+      return new Uint8Array(bytes);
+    }
     return runcText(tokenizer, r.promptTokenIds, sampled, steps, model.config.seqLen);
   });
   overflowNotice(numOverflowed, numGeneratedTokens);
+  const spec = engine.metricsSummary().spec;
+  if (speculativeMethod !== 'off' && !args.quiet) {
+    process.stderr.write(
+      `speculative ngram (k ${speculative.numSpeculativeTokens}, lookup ${speculative.promptLookupMin}..${speculative.promptLookupMax}): ` +
+        `${spec.numAcceptedTokens} of ${spec.numDraftTokens} draft tokens accepted (${(100 * spec.acceptanceRate).toFixed(1)}%), ` +
+        `mean accepted length ${spec.meanAcceptedLength.toFixed(2)}, ${engine.metrics.numSteps} engine steps\n`,
+    );
+  }
   return texts;
 }
 
@@ -223,7 +376,7 @@ function stats(numPrompts: number, numTokens: number): void {
   if (args.quiet) return;
   const totalMs = performance.now() - started;
   process.stderr.write(
-    `backend ${backend}, ${model.source.name} (${modelWeightType(model)} weights, ${modelWeightBytes(model)} bytes): ${numPrompts} prompt(s), ${numTokens} tokens generated, ` +
+    `backend ${backend}, ${model.source.name} (${modelWeightType(model)} weights, ${modelWeightBytes(model)} bytes)${adapterName ? ` + LoRA ${adapterName}` : ''}: ${numPrompts} prompt(s), ${numTokens} tokens generated, ` +
       `${totalMs.toFixed(1)} ms, achieved tok/s: ${(numTokens / (totalMs / 1000)).toFixed(1)}\n`,
   );
 }
@@ -241,12 +394,24 @@ if (args['prompts-file'] !== undefined) {
   lines.forEach((line, i) => checkPromptLength(line, `the prompt on line ${i + 1} of ${args['prompts-file']} `));
   const texts = await runEngine(lines);
   const decoder = new TextDecoder();
-  process.stdout.write(lines.map((p, i) => `${JSON.stringify({ prompt: p, text: decoder.decode(texts[i]) })}\n`).join(''));
+  process.stdout.write(
+    lines
+      .map((p, i) => {
+        const line: Record<string, unknown> = { prompt: p, text: decoder.decode(texts[i]) };
+        if (responseFormat) line.finish_reason = structuredResults[i].finishReason;
+        return `${JSON.stringify(line)}\n`;
+      })
+      .join(''),
+  );
+  structuredNotes();
   stats(lines.length, numGeneratedTokens);
-} else if (backend === 'webgpu') {
+} else if (backend === 'webgpu' || adapterName !== undefined || responseFormat || speculativeMethod !== 'off') {
+  // An adapter runs through the engine on the CPU too (the reference adds each row's LoRA).
   checkPromptLength(args.prompt ?? '', 'the prompt ');
   const [bytes] = await runEngine([args.prompt ?? '']);
   process.stdout.write(bytes);
+  if (responseFormat) process.stdout.write('\n');
+  structuredNotes();
   stats(1, numGeneratedTokens);
 } else {
   checkPromptLength(args.prompt ?? '', 'the prompt ');

@@ -1,7 +1,9 @@
-import { mount } from 'svelte';
-import App from './ui/App.svelte';
+/**
+ * The page's entry, kept small: it starts the engine worker (boot.ts) and then loads the app as a
+ * chunk of its own, so the worker loads its script and brings the GPU up while the app's bundle
+ * downloads, parses and mounts.
+ */
+import './ui/boot.ts';
 import './ui/global.css';
 
-const target = document.getElementById('app');
-if (!target) throw new Error('servelab: #app element missing from index.html');
-export default mount(App, { target });
+void import('./ui/mount-app.ts');

@@ -11,16 +11,20 @@ import { assertValidConfig, DEFAULT_HOST_SETTINGS, DEFAULT_SCHEDULER_CONFIG, LIV
 import type { EngineEvent } from '../src/engine/events.ts';
 import type { RequestSpec } from '../src/engine/request.ts';
 import { listProblems } from '../src/engine/schema.ts';
-import type { Executor } from '../src/engine/types.ts';
+import type { Executor, LoraAdapter, LoraAdapterInfo } from '../src/engine/types.ts';
+import { readPeftAdapter } from '../src/model/lora.ts';
 import { ExecutorFactory } from '../src/gpu/executor-factory.ts';
 import type { KernelSources } from '../src/gpu/kernel-names.ts';
 import { applyModelOptions, type LoadedModel } from '../src/model/load.ts';
 import { summarizeModel, type ModelSummary } from '../src/model/summary.ts';
-import { completionSpec, scenarioSpecs, traceSpecs, type CompletionParams, type ScenarioRun, type StreamEvent } from '../src/serve/requests.ts';
+import { completionSpec, scenarioSpecs, stopTokenIdsOf, traceSpecs, type CompletionParams, type JsonCheck, type ScenarioRun, type StreamEvent } from '../src/serve/requests.ts';
+import { GrammarService, type XGrammarApi } from '../src/serve/structured.ts';
+import { checkJsonOutput } from '../src/serve/json-check.ts';
+import type { ResponseFormat, TokenConstraint } from '../src/engine/constraint.ts';
 import { RunLoop } from '../src/serve/run-loop.ts';
 import { TextStreamer } from '../src/serve/text-streamer.ts';
 import { isWeightType, WEIGHT_TYPES, type WeightType } from '../src/model/quant.ts';
-import type { EngineSettings, HostStatus, ViewSnapshot } from './protocol.ts';
+import type { EngineSettings, HostStatus, StructuredView, ViewSnapshot } from './protocol.ts';
 
 const geometryOf = (c: SchedulerConfig) => ({ blockSize: c.blockSize, numGpuBlocks: c.numGpuBlocks, numCpuBlocks: c.numCpuBlocks });
 
@@ -32,6 +36,9 @@ interface Tracked {
   onEvent: ((e: StreamEvent) => void) | null;
   /** Finished, failed or rejected (the engine said so). */
   ended: boolean;
+  /** Structured output: its format, compile figures and (at the end) each sequence's check. */
+  structured: StructuredView | null;
+  format: ResponseFormat | null;
 }
 
 export interface HostOptions {
@@ -42,6 +49,16 @@ export interface HostOptions {
   settings?: EngineSettings;
   /** Called after every step (the page pulls snapshots instead) — for Node drivers. */
   onStep?: () => void;
+  /**
+   * The files of an adapter shipped with the app (public/adapters/<name>/), or null when there is
+   * none of that name: the worker fetches them, Node reads them from disk. Absent: none is shipped.
+   */
+  readShippedAdapter?: (name: string) => Promise<{ config: string; weights: Uint8Array } | null>;
+  /**
+   * Loads XGrammar for structured output (the worker: a dynamic import of the package; Node:
+   * src/serve/xgrammar.node.ts). Absent: requests with response_format are refused.
+   */
+  xgrammar?: () => Promise<XGrammarApi>;
 }
 
 /** Ended requests whose text is kept (older ones are forgotten in long sessions). */
@@ -62,14 +79,22 @@ export class EngineHost {
   private phase: HostStatus['phase'] = 'starting';
   private message: string | null = null;
   private numDeviceLosses = 0;
+  /** LoRA adapters read for the loaded model, by name; every new engine registers them all. */
+  private readonly adapters = new Map<string, LoraAdapter>();
+  private readonly readShippedAdapter: HostOptions['readShippedAdapter'];
   /** Executors whose pipelines were compiled and run once (warm-up happens once per executor). */
   private readonly warmed = new WeakSet<Executor>();
   /** How long the last warm-up took (wall ms), for the status line. */
   private warmUpMs: number | null = null;
+  private readonly loadXGrammar: (() => Promise<XGrammarApi>) | undefined;
+  /** Structured output for the loaded model (built at the first response_format). */
+  private grammar: Promise<GrammarService> | null = null;
 
   constructor(options: HostOptions) {
     this.settings = { ...DEFAULT_HOST_SETTINGS, ...options.settings };
+    this.readShippedAdapter = options.readShippedAdapter;
     this.executors = new ExecutorFactory(options.gpu, options.kernelSources);
+    this.loadXGrammar = options.xgrammar;
     this.loop = new RunLoop({ onError: (e) => this.failAll(`the engine stopped: ${e.message}`), onStep: options.onStep });
   }
 
@@ -83,6 +108,11 @@ export class EngineHost {
       numDeviceLosses: this.numDeviceLosses,
       warmUpMs: this.warmUpMs,
     };
+  }
+
+  /** Starts acquiring the GPU device before a model is given (the worker calls it at once). */
+  prepare(): void {
+    this.executors.prepare();
   }
 
   get currentEngine(): Engine | null {
@@ -115,6 +145,12 @@ export class EngineHost {
     }
     this.message = this.executors.fallbackReason;
     this.stopEngine('the model was replaced');
+    // Adapters and the grammar compiler belong to the model they were read for; a change of the
+    // weights option alone (same original) keeps them: quantizing changes no shapes and no tokenizer.
+    if (original !== this.original) {
+      this.adapters.clear();
+      this.grammar = null;
+    }
     this.original = original;
     this.loaded = loaded;
     this.summary = summarizeModel(loaded.model);
@@ -175,25 +211,111 @@ export class EngineHost {
     return { ...this.settings };
   }
 
+  /**
+   * Queues a completion without response_format (synchronous: nothing to compile). A request
+   * with one goes through submitCompletion.
+   */
   submit(params: CompletionParams, onEvent?: (e: StreamEvent) => void): string {
+    if (params?.response_format !== undefined) throw new Error('a request with response_format is submitted with submitCompletion (its grammar compiles first)');
     const { engine, loaded } = this.require();
-    const spec = completionSpec(params, this.newRequestId(), loaded);
+    const spec = completionSpec(params, this.newRequestId(), loaded, new Set(engine.config.maxLoras > 0 ? this.adapters.keys() : []));
     const requestId = engine.submit(spec);
     this.track(requestId, params.prompt, spec, params.stop ?? [], onEvent ?? null);
     this.loop.kick();
     return requestId;
   }
 
-  /** Submits a generated workload, its arrivals relative to now. Returns the request ids. */
-  runScenario(run: ScenarioRun): string[] {
+  /**
+   * Reads a PEFT LoRA adapter (adapter_config.json text, adapter_model.safetensors bytes) for the
+   * loaded model and registers it as `name`. Throws a ModelFormatError for a file the model cannot
+   * take, a RangeError when the name is taken, adapters are off or its rank is too big.
+   */
+  addAdapter(name: string, configJson: string, weights: Uint8Array): LoraAdapterInfo {
     const { engine, loaded } = this.require();
-    return this.submitAll(scenarioSpecs(run, loaded, () => this.newRequestId(), engine.clock.nowMs()));
+    const adapter = readPeftAdapter(name, configJson, weights, loaded.model.config, `${name}/adapter_model.safetensors`);
+    engine.registerAdapter(adapter); // throws (rank, maxLoras 0) before the host keeps it
+    this.adapters.set(name, adapter);
+    return { name, rank: adapter.rank, scale: adapter.scale };
+  }
+
+  /** Loads the shipped adapters among `names` that are not loaded yet (unknown names are left for submit to refuse). */
+  async ensureAdapters(names: Iterable<string | undefined>): Promise<void> {
+    for (const name of new Set(names)) {
+      if (name === undefined || this.adapters.has(name) || !this.readShippedAdapter) continue;
+      const files = await this.readShippedAdapter(name);
+      if (files) this.addAdapter(name, files.config, files.weights);
+    }
+  }
+
+  /**
+   * Queues a completion, compiling its response_format first (XGrammar, cached by schema) and
+   * handing the engine one constraint per sequence. Parameter and schema problems reject at once;
+   * the engine runs on meanwhile.
+   */
+  async submitCompletion(params: CompletionParams, onEvent?: (e: StreamEvent) => void): Promise<string> {
+    if (params?.response_format === undefined) return this.submit(params, onEvent);
+    const { engine, loaded } = this.require();
+    const spec = completionSpec(params, this.newRequestId(), loaded, new Set(engine.config.maxLoras > 0 ? this.adapters.keys() : []));
+    const format = spec.responseFormat!;
+    const prepared = await this.prepareConstraints(format, spec.n ?? 1);
+    if (this.engine !== engine) {
+      for (const c of prepared.constraints) c.dispose?.();
+      throw new Error('the engine was replaced while the grammar compiled; nothing was submitted');
+    }
+    let requestId: string;
+    try {
+      requestId = engine.submit(spec, { constraints: prepared.constraints });
+    } catch (e) {
+      for (const c of prepared.constraints) c.dispose?.();
+      throw e;
+    }
+    this.track(requestId, params.prompt, spec, [], onEvent ?? null, { format, compileMs: prepared.compileMs, cached: prepared.cached });
+    this.loop.kick();
+    return requestId;
+  }
+
+  /** The grammar service of the loaded model (XGrammar loaded and its tokenizer info built once). */
+  private grammarService(): Promise<GrammarService> {
+    const load = this.loadXGrammar;
+    if (!load) return Promise.reject(new Error('structured output is not available here (no XGrammar loader was given to the engine host)'));
+    const loaded = this.loaded!;
+    this.grammar ??= load().then((api) => new GrammarService(api, loaded.tokenizer, stopTokenIdsOf(loaded)));
+    const p = this.grammar;
+    p.catch(() => {
+      if (this.grammar === p) this.grammar = null;
+    });
+    return p;
+  }
+
+  private async prepareConstraints(format: ResponseFormat, n: number): Promise<{ constraints: TokenConstraint[]; compileMs: number; cached: boolean }> {
+    const service = await this.grammarService();
+    const { constraints, compiled, cached } = await service.constraints(format, n);
+    return { constraints, compileMs: compiled.compileMs, cached };
+  }
+
+  /** Submits a generated workload, its arrivals relative to now (structured requests compiled first). Returns the request ids. */
+  async runScenario(run: ScenarioRun): Promise<string[]> {
+    const { engine, loaded } = this.require();
+    return this.submitPrepared(engine, scenarioSpecs(run, loaded, () => this.newRequestId(), engine.clock.nowMs()));
   }
 
   /** Submits recorded requests (an imported trace), their arrivals relative to now. Returns the request ids. */
-  runTrace(requests: RequestSpec[]): string[] {
+  async runTrace(requests: RequestSpec[]): Promise<string[]> {
     const { engine, loaded } = this.require();
-    return this.submitAll(traceSpecs(requests, loaded, () => this.newRequestId(), engine.clock.nowMs()));
+    return this.submitPrepared(engine, traceSpecs(requests, loaded, () => this.newRequestId(), engine.clock.nowMs()));
+  }
+
+  /** Compiles the constraints of the specs with a response format, then submits all or none. */
+  private async submitPrepared(engine: Engine, specs: RequestSpec[]): Promise<string[]> {
+    const prepared: ({ constraints: TokenConstraint[]; compileMs: number; cached: boolean } | null)[] = [];
+    try {
+      for (const spec of specs) prepared.push(spec.responseFormat ? await this.prepareConstraints(spec.responseFormat, spec.n ?? 1) : null);
+      if (this.engine !== engine) throw new Error('the engine was replaced while the grammars compiled; nothing was submitted');
+      return this.submitAll(specs, prepared);
+    } catch (e) {
+      for (const p of prepared) for (const c of p?.constraints ?? []) c.dispose?.();
+      throw e;
+    }
   }
 
   cancel(requestId: string): void {
@@ -235,13 +357,15 @@ export class EngineHost {
     const snap: EngineSnapshot = this.engine.snapshot(sinceStepIndex);
     const texts: Record<string, string[]> = {};
     const prompts: Record<string, string> = {};
+    const structured: Record<string, StructuredView> = {};
     for (const r of snap.requests) {
       const t = this.tracked.get(r.requestId);
       if (!t) continue;
       texts[r.requestId] = t.text.texts;
       if (t.prompt !== null) prompts[r.requestId] = t.prompt;
+      if (t.structured) structured[r.requestId] = t.structured;
     }
-    return { ...snap, texts, prompts, host: this.status, model: this.summary };
+    return { ...snap, texts, prompts, structured, host: this.status, model: this.summary };
   }
 
   prometheus(): string {
@@ -268,13 +392,15 @@ export class EngineHost {
   }
 
   /** Submits all of `specs` or none: any problem refuses the whole set, listing each (first 10). */
-  private submitAll(specs: RequestSpec[]): string[] {
+  private submitAll(specs: RequestSpec[], prepared: ({ constraints: TokenConstraint[]; compileMs: number; cached: boolean } | null)[] = []): string[] {
     const engine = this.engine!;
-    const problems = specs.flatMap((spec, i) => engine.check(spec).map((p) => ({ path: `request ${i}`, message: `request ${i}: ${p.message}` })));
+    const options = (i: number) => (prepared[i] ? { constraints: prepared[i].constraints } : {});
+    const problems = specs.flatMap((spec, i) => engine.check(spec, options(i)).map((p) => ({ path: `request ${i}`, message: `request ${i}: ${p.message}` })));
     if (problems.length > 0) throw new RangeError(listProblems('nothing was submitted', problems));
-    const ids = specs.map((spec) => {
-      const id = engine.submit(spec);
-      this.track(id, null, spec, [], null);
+    const ids = specs.map((spec, i) => {
+      const id = engine.submit(spec, options(i));
+      const p = prepared[i];
+      this.track(id, null, spec, [], null, p && spec.responseFormat ? { format: spec.responseFormat, compileMs: p.compileMs, cached: p.cached } : undefined);
       return id;
     });
     this.loop.kick();
@@ -307,6 +433,7 @@ export class EngineHost {
       this.warmed.add(executor);
       this.warmUpMs = performance.now() - started;
     }
+    if (config.maxLoras > 0) for (const a of this.adapters.values()) engine.registerAdapter(a);
     engine.on((e) => this.onEngineEvent(e));
     this.engine = engine;
     let idle: { arrivalMs: number; sinceRealMs: number } | null = null;
@@ -338,12 +465,30 @@ export class EngineHost {
       if (!t.ended) t.onEvent?.({ type: 'error', requestId: t.requestId, reason: 'engine_restarted', message: reason });
     }
     this.tracked.clear();
+    this.engine.releaseConstraints();
     this.engine = null;
   }
 
-  private track(requestId: string, prompt: string | null, spec: RequestSpec, stop: string[], onEvent: ((e: StreamEvent) => void) | null): void {
+  private track(
+    requestId: string,
+    prompt: string | null,
+    spec: RequestSpec,
+    stop: string[],
+    onEvent: ((e: StreamEvent) => void) | null,
+    grammar?: { format: ResponseFormat; compileMs: number; cached: boolean },
+  ): void {
     const text = new TextStreamer(this.loaded!.tokenizer, spec.promptTokenIds[spec.promptTokenIds.length - 1], spec.n ?? 1, stop);
-    this.tracked.set(requestId, { requestId, prompt, text, onEvent, ended: false });
+    const structured: StructuredView | null = grammar
+      ? {
+          type: grammar.format.type,
+          name: grammar.format.type === 'json_schema' ? grammar.format.jsonSchema.name : null,
+          schema: grammar.format.type === 'json_schema' ? JSON.stringify(grammar.format.jsonSchema.schema) : null,
+          compileMs: grammar.compileMs,
+          cached: grammar.cached,
+          checks: null,
+        }
+      : null;
+    this.tracked.set(requestId, { requestId, prompt, text, onEvent, ended: false, structured, format: grammar?.format ?? null });
     // Keep memory bounded in long sessions: forget the oldest ended requests.
     if (this.tracked.size > MAX_TRACKED) {
       for (const [id, t] of this.tracked) {
@@ -366,16 +511,25 @@ export class EngineHost {
     const t = this.tracked.get(e.requestId);
     if (!t) return;
     t.ended = true;
+    // Whatever the streamer still holds (a split UTF-8 character) comes out now, once.
+    const flushes = e.type === 'finished' || (e.type === 'failed' && e.reason === 'cancelled' && t.text.allStopped);
+    const rests = flushes ? t.text.texts.map((_, i) => t.text.flush(i)) : [];
+    let checks: JsonCheck[] | undefined;
+    if (t.format && t.structured && e.type === 'finished') {
+      const format = t.format;
+      checks = t.text.texts.map((text, i) => checkJsonOutput(text, format, e.reasons[i]));
+      t.structured.checks = checks;
+    }
     if (!t.onEvent) return;
     const stoppedAll = t.text.allStopped;
     if (e.type === 'finished' || (e.type === 'failed' && e.reason === 'cancelled' && stoppedAll)) {
       const n = t.text.texts.length;
       for (let i = 0; i < n; i++) {
-        const rest = t.text.flush(i);
+        const rest = rests[i];
         if (rest) t.onEvent({ type: 'text', requestId: e.requestId, seqIndex: i, delta: rest });
       }
       const reasons = Array.from({ length: n }, (_, i) => (t.text.stoppedByString(i) || e.type !== 'finished' ? 'stop' : e.reasons[i]));
-      t.onEvent({ type: 'done', requestId: e.requestId, texts: t.text.texts, reasons });
+      t.onEvent(checks ? { type: 'done', requestId: e.requestId, texts: t.text.texts, reasons, json: checks } : { type: 'done', requestId: e.requestId, texts: t.text.texts, reasons });
     } else if (e.type === 'rejected') {
       t.onEvent({ type: 'error', requestId: e.requestId, reason: e.reason, message: e.detail });
     } else {
@@ -391,6 +545,11 @@ export class EngineHost {
       if (!t.ended) t.onEvent?.({ type: 'error', requestId: t.requestId, reason: 'engine_error', message });
     }
     this.tracked.clear();
+    try {
+      this.engine?.releaseConstraints();
+    } catch {
+      // A step still in flight keeps its matchers; they are garbage then, not a second failure.
+    }
     this.engine = null;
     // A fresh engine on the same model, so the lab stays usable; the message says what happened.
     if (this.loaded && this.executors.executor) {

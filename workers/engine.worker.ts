@@ -8,24 +8,51 @@ import { kernelSources } from '../src/gpu/kernel-sources.ts';
 import { fetchBytes } from '../src/model/fetch.ts';
 import { loadModel } from '../src/model/load.ts';
 import { EngineHost } from './engine-host.ts';
+import { adapterOf } from '../src/serve/requests.ts';
 import type { EngineApi } from './protocol.ts';
 
 const gpu = (self.navigator as Navigator & { gpu?: GPU }).gpu;
-const host = new EngineHost({ gpu, kernelSources });
+/** The LoRA adapters shipped in public/adapters/ (made by scripts/make-adapters.ts), fetched when first named. */
+async function readShippedAdapter(name: string): Promise<{ config: string; weights: Uint8Array } | null> {
+  if (!/^[\w.-]+$/.test(name)) return null;
+  const base = `${import.meta.env.BASE_URL}adapters/${name}/`;
+  const config = await fetch(`${base}adapter_config.json`);
+  // A static host may answer an unknown path with the app's HTML page: only JSON counts.
+  if (!config.ok || !(config.headers.get('content-type') ?? '').includes('json')) return null;
+  const weights = await fetch(`${base}adapter_model.safetensors`);
+  if (!weights.ok) return null;
+  return { config: await config.text(), weights: new Uint8Array(await weights.arrayBuffer()) };
+}
+
+// XGrammar (structured output) loads on the first request that needs it: its own chunk, WASM inlined.
+const host = new EngineHost({ gpu, kernelSources, readShippedAdapter, xgrammar: () => import('@mlc-ai/web-xgrammar') });
+// The device comes up while the page asks for the model and the model downloads.
+host.prepare();
 
 const api: EngineApi = {
   probe: () => probeAdapter(gpu),
   async loadModel(source, onProgress) {
-    const modelBytes = await fetchBytes(source.modelUrl, onProgress);
-    const tokenizerBytes = source.tokenizerUrl ? await fetchBytes(source.tokenizerUrl) : undefined;
+    // Both downloads at once.
+    const [modelBytes, tokenizerBytes] = await Promise.all([fetchBytes(source.modelUrl, onProgress), source.tokenizerUrl ? fetchBytes(source.tokenizerUrl) : undefined]);
     return host.setModel(loadModel(modelBytes, source.name, tokenizerBytes));
   },
   // The page passes the buffers with Comlink.transfer (they are not copied).
   loadModelBytes: async (modelBytes, name, tokenizerBytes) => host.setModel(loadModel(modelBytes, name, tokenizerBytes)),
-  submit: async (params, onEvent) => host.submit(params, onEvent),
+  submit: async (params, onEvent) => {
+    await host.ensureAdapters([adapterOf(params)]);
+    return host.submitCompletion(params, onEvent);
+  },
   cancel: async (requestId) => host.cancel(requestId),
-  runScenario: async (run) => host.runScenario(run),
-  runTrace: async (requests) => host.runTrace(requests),
+  runScenario: async (run) => {
+    await host.ensureAdapters((run.workload.tenants ?? []).map((t) => t.adapter));
+    return host.runScenario(run);
+  },
+  runTrace: async (requests) => {
+    await host.ensureAdapters(requests.map((r) => r.adapter));
+    return host.runTrace(requests);
+  },
+  // The page passes the safetensors bytes with Comlink.transfer.
+  loadAdapterBytes: async (name, configJson, weights) => host.addAdapter(name, configJson, weights),
   configure: (settings) => host.configure(settings),
   getSettings: async () => host.getSettings(),
   pause: () => host.pause(),

@@ -11,10 +11,12 @@ import type { ModelSummary } from '../src/model/summary.ts';
 import type { FetchProgress } from '../src/model/fetch.ts';
 import type { EngineEvent } from '../src/engine/events.ts';
 import type { RequestSpec } from '../src/engine/request.ts';
+import type { LoraAdapterInfo } from '../src/engine/types.ts';
 import type { Backend } from '../src/gpu/executor-factory.ts';
-import type { CompletionParams, ScenarioRun, StreamEvent } from '../src/serve/requests.ts';
+import type { CompletionParams, JsonCheck, ScenarioRun, StreamEvent } from '../src/serve/requests.ts';
+import type { ResponseFormatParam } from '../src/serve/structured.ts';
 
-export type { CompletionParams, ScenarioRun, StreamEvent };
+export type { CompletionParams, JsonCheck, ResponseFormatParam, ScenarioRun, StreamEvent };
 export type { Backend };
 
 export interface HostStatus {
@@ -33,12 +35,28 @@ export interface HostStatus {
   warmUpMs: number | null;
 }
 
+/** A structured-output request as the views show it. */
+export interface StructuredView {
+  type: 'json_object' | 'json_schema';
+  /** json_schema: its name and its schema as JSON text. */
+  name: string | null;
+  schema: string | null;
+  /** Wall ms XGrammar took to compile the grammar (the compile this request waited for or reused). */
+  compileMs: number;
+  /** The grammar came from the cache (compiled for an earlier request with the same schema). */
+  cached: boolean;
+  /** Per sequence, once finished: parses and matches its schema, or why not. */
+  checks: JsonCheck[] | null;
+}
+
 /** What the views render each frame: the engine snapshot plus decoded text and host status. */
 export interface ViewSnapshot extends EngineSnapshot {
   /** requestId -> text of each sequence (decoded in the worker). */
   texts: Record<string, string[]>;
   /** requestId -> prompt text (for requests submitted as text). */
   prompts: Record<string, string>;
+  /** requestId -> structured output (requests with a response format; absent in replays). */
+  structured?: Record<string, StructuredView>;
   host: HostStatus;
   model: ModelSummary | null;
 }
@@ -78,6 +96,8 @@ export interface EngineApi {
   runScenario(run: ScenarioRun): Promise<string[]>;
   /** Submits an imported request trace (token ids), arrivals relative to now. */
   runTrace(requests: RequestSpec[]): Promise<string[]>;
+  /** LoRA: a PEFT adapter's files (adapter_config.json text, adapter_model.safetensors bytes) registered as `name`. */
+  loadAdapterBytes(name: string, configJson: string, weights: Uint8Array): Promise<LoraAdapterInfo>;
   /** Live where it can be (policy, budgets...); resolves true when the engine had to restart. */
   configure(settings: EngineSettings): Promise<boolean>;
   getSettings(): Promise<EngineSettings>;

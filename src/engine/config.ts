@@ -8,6 +8,12 @@ import type { PreemptionMode } from './events.ts';
 
 export type BatchingMode = 'continuous' | 'static';
 
+/** Speculative decoding (vLLM's speculative_config.method): off, or n-gram prompt lookup. */
+export type SpeculativeMethod = 'off' | 'ngram';
+export const SPECULATIVE_METHODS: readonly SpeculativeMethod[] = ['off', 'ngram'];
+/** The most draft tokens a sequence may verify in one step. */
+export const MAX_NUM_SPECULATIVE_TOKENS = 16;
+
 export interface SchedulerConfig {
   blockSize: number;
   numGpuBlocks: number;
@@ -36,6 +42,27 @@ export interface SchedulerConfig {
    * as contiguous allocators do; 'none' is paging proper (blocks on demand).
    */
   kvPreallocation: 'none' | 'max-length';
+  /**
+   * LoRA (vLLM's max_loras): GPU adapter slots, so distinct adapters in one step at most. A
+   * request for an adapter not in a slot waits until a slot is free of running requests; the
+   * least recently used unpinned adapter is evicted to load it. 0 turns adapters off.
+   */
+  maxLoras: number;
+  /** LoRA (vLLM's max_lora_rank): the largest rank an adapter may have (slots are sized for it). */
+  maxLoraRank: number;
+  /**
+   * Speculative decoding (vLLM's speculative_config: method "ngram"): each running sequence's
+   * last n tokens (n from promptLookupMax down to promptLookupMin) are looked up in its prompt and
+   * output, and up to numSpeculativeTokens following tokens are verified in the same step.
+   * Continuous batching only; 'off' by default.
+   */
+  speculativeMethod: SpeculativeMethod;
+  /** vLLM's num_speculative_tokens: draft tokens per sequence per step at most (k). */
+  numSpeculativeTokens: number;
+  /** vLLM's prompt_lookup_max: the longest n-gram matched. */
+  promptLookupMax: number;
+  /** vLLM's prompt_lookup_min: the shortest n-gram matched. */
+  promptLookupMin: number;
 }
 
 /** The engine's settings: what a scheduler is built with. */
@@ -52,6 +79,12 @@ export const LIVE_CONFIG_KEYS: ReadonlySet<keyof SchedulerConfig> = new Set<keyo
   'maxQueueLength',
   'tenantMaxInFlight',
   'requestTimeoutMs',
+  // Drafts are planned step by step and leave nothing behind (rejected K/V is rolled back in the
+  // step that computed it), so speculation can be switched and tuned with requests in flight.
+  'speculativeMethod',
+  'numSpeculativeTokens',
+  'promptLookupMax',
+  'promptLookupMin',
 ]);
 
 /** The serving core's defaults (a mid-sized deployment; the simulator and the tests start here). */
@@ -72,6 +105,12 @@ export const DEFAULT_SCHEDULER_CONFIG: SchedulerConfig = {
   tenantMaxInFlight: {},
   requestTimeoutMs: Infinity,
   kvPreallocation: 'none',
+  maxLoras: 4,
+  maxLoraRank: 16,
+  speculativeMethod: 'off',
+  numSpeculativeTokens: 4,
+  promptLookupMax: 4,
+  promptLookupMin: 2,
 };
 
 /**
@@ -86,6 +125,11 @@ export const DEFAULT_HOST_SETTINGS: Readonly<Partial<SchedulerConfig>> = {
   maxNumSeqs: 32,
   preemptionMode: 'recompute',
 };
+
+/** Largest LoRA rank the kernels take (kernels/lora_bgmv.wgsl keeps A x in workgroup memory). */
+export const MAX_LORA_RANK = 64;
+/** Most adapter slots (each is a GPU buffer region sized for maxLoraRank). */
+export const MAX_LORAS = 64;
 
 /** Largest block the kernels take (tokens per block). */
 export const MAX_BLOCK_SIZE = 256;
@@ -133,6 +177,8 @@ export function validateEngineConfig(c: SchedulerConfig): ConfigProblem[] {
   if (!PREEMPTION_MODES.includes(c.preemptionMode)) add('preemptionMode', `unknown preemption mode ${show(c.preemptionMode)} (one of ${PREEMPTION_MODES.join(', ')})`);
   if (c.batching !== 'continuous' && c.batching !== 'static') add('batching', `batching must be continuous or static, got ${show(c.batching)}`);
   if (c.kvPreallocation !== 'none' && c.kvPreallocation !== 'max-length') add('kvPreallocation', `kvPreallocation must be none or max-length, got ${show(c.kvPreallocation)}`);
+  if (!Number.isInteger(c.maxLoras) || c.maxLoras < 0 || c.maxLoras > MAX_LORAS) add('maxLoras', `maxLoras must be an integer from 0 to ${MAX_LORAS}, got ${show(c.maxLoras)}`);
+  if (!Number.isInteger(c.maxLoraRank) || c.maxLoraRank < 1 || c.maxLoraRank > MAX_LORA_RANK) add('maxLoraRank', `maxLoraRank must be an integer from 1 to ${MAX_LORA_RANK}, got ${show(c.maxLoraRank)}`);
   if (!(typeof c.maxQueueLength === 'number' && c.maxQueueLength >= 0 && (Number.isInteger(c.maxQueueLength) || c.maxQueueLength === Infinity))) {
     add('maxQueueLength', `maxQueueLength must be an integer >= 0 or Infinity, got ${show(c.maxQueueLength)}`);
   }
@@ -142,6 +188,19 @@ export function validateEngineConfig(c: SchedulerConfig): ConfigProblem[] {
   if (typeof c.tenantMaxInFlight !== 'object' || c.tenantMaxInFlight === null) add('tenantMaxInFlight', 'tenantMaxInFlight must be an object (tenant -> quota)');
   for (const [tenant, quota] of Object.entries(c.tenantMaxInFlight ?? {})) {
     if (!Number.isInteger(quota) || quota < 1) add('tenantMaxInFlight', `tenant ${tenant}'s quota must be a positive integer, got ${show(quota)}`);
+  }
+  if (!SPECULATIVE_METHODS.includes(c.speculativeMethod)) add('speculativeMethod', `unknown speculative method ${show(c.speculativeMethod)} (one of ${SPECULATIVE_METHODS.join(', ')})`);
+  if (!Number.isInteger(c.numSpeculativeTokens) || c.numSpeculativeTokens < 1 || c.numSpeculativeTokens > MAX_NUM_SPECULATIVE_TOKENS) {
+    add('numSpeculativeTokens', `numSpeculativeTokens must be an integer from 1 to ${MAX_NUM_SPECULATIVE_TOKENS}, got ${show(c.numSpeculativeTokens)}`);
+  }
+  const lookupOk = (key: 'promptLookupMax' | 'promptLookupMin') => {
+    const v = c[key];
+    const ok = Number.isInteger(v) && v >= 1 && v <= 64;
+    if (!ok) add(key, `${key} must be an integer from 1 to 64, got ${show(v)}`);
+    return ok;
+  };
+  if (lookupOk('promptLookupMax') && lookupOk('promptLookupMin') && c.promptLookupMin > c.promptLookupMax) {
+    add('promptLookupMin', `promptLookupMin (${c.promptLookupMin}) must be <= promptLookupMax (${c.promptLookupMax})`);
   }
   const f = c.fairShare;
   if (typeof f !== 'object' || f === null) add('fairShare', 'fairShare must be an object with token weights and tenant weights');

@@ -4,16 +4,20 @@
  * a GPU while the UI keeps submitting. Every event goes to listeners and to an event log from
  * which replayEventLog() reproduces the run.
  */
-import type { Executor, SeqOutput, StepOutput } from './types.ts';
+import type { Executor, KvGeometry, LoraAdapter, LoraAdapterInfo, SeqOutput, StepOutput } from './types.ts';
+import type { LoraEvent, LoraSlotView } from './loraSlots.ts';
 import { Scheduler, isDecodeWork } from './scheduler.ts';
-import { DEFAULT_SCHEDULER_CONFIG, validateLiveChanges, type SchedulerConfig } from './config.ts';
-import { InvalidRequestError, Request, validateRequestSpec, type RequestProblem, type RequestSpec, type RequestState } from './request.ts';
+import { DEFAULT_SCHEDULER_CONFIG, MAX_LORA_RANK, validateLiveChanges, type SchedulerConfig } from './config.ts';
+import { InvalidRequestError, MAX_ID_LENGTH, Request, disposeConstraints, validateRequestSpec, type RequestProblem, type RequestSpec, type RequestState } from './request.ts';
+import type { TokenConstraint } from './constraint.ts';
+import type { StepMask } from './events.ts';
 import { MetricsCollector, type MetricsGauges, type MetricsSummary } from './metrics.ts';
 import { RealClock, isVirtualClock, type Clock } from './clock.ts';
 import { Heap } from './heap.ts';
 import type { Decision, EngineEvent, EventListener, KvEvent } from './events.ts';
 import type { Sequence } from './request.ts';
 import type { ProfileSink } from './profile.ts';
+import { logitRowsOf, verifyDrafts, type VerifyResult } from './speculative.ts';
 
 export interface EngineOptions {
   executor: Executor;
@@ -28,6 +32,10 @@ export interface EngineOptions {
   checkInvariants?: boolean;
   /** Replay hook: a recorded token for (stepIndex, seqId) instead of sampling. */
   sampleOverride?: (stepIndex: number, seqId: number) => number | undefined;
+  /** Replay hook: the token masks a step applied, as recorded (the replay has no constraints). */
+  maskOverride?: (stepIndex: number) => readonly StepMask[] | undefined;
+  /** Replay hook: the recorded tokens and accepted-draft count for (stepIndex, seqId) instead of verifying drafts. */
+  verifyOverride?: (stepIndex: number, seqId: number) => VerifyResult | undefined;
   /** Ended requests kept in snapshots (default 64). */
   numRecentEndedInSnapshot?: number;
   /** Step records kept for the views (default 256). */
@@ -46,7 +54,12 @@ export interface StepSeqView {
   seqId: number;
   requestId: string;
   numPrefillTokens: number;
+  /** Decode rows, draft rows included. */
   numDecodeTokens: number;
+  /** Speculative decoding: draft tokens this sequence verified in the step (absent: none). */
+  numDraftTokens?: number;
+  /** Of those, how many were accepted (a prefix). */
+  numAcceptedTokens?: number;
 }
 
 export interface StepView {
@@ -70,12 +83,25 @@ export interface StepRecord extends StepView {
   finished: string[];
   /** What the KV cache manager did since the previous step, in order. */
   kvEvents: KvEvent[];
+  /** What the LoRA adapter slots did since the previous step (loads, evictions), in order. */
+  loraEvents: LoraEvent[];
   /** The scheduler's decisions since the previous step, each with its reason in words. */
   decisions: Decision[];
   /** The step's token budget (maxNumBatchedTokens when it was planned). */
   tokenBudget: number;
   /** Present when the executor failed this step: its message (the step's requests were requeued). */
   failed?: string;
+  /** Structured output: the token masks applied in this step (absent when none). */
+  masks?: StepMask[];
+}
+
+/** What Engine.submit takes beside the spec. */
+export interface SubmitOptions {
+  /**
+   * Structured output: one constraint per sequence (n of them), ready to use; the engine owns
+   * them once the request is taken (it disposes of them when the request ends).
+   */
+  constraints?: readonly TokenConstraint[];
 }
 
 export type StepOutcome = { kind: 'ran'; step: StepRecord } | { kind: 'idle'; nextArrivalMs: number | null };
@@ -97,7 +123,16 @@ export interface RequestView {
   /** Prompt tokens found in the prefix cache on the latest admission (at most numPromptTokens). */
   numCachedPromptTokensLastAdmission: number;
   numPreemptions: number;
+  /** Speculative decoding: draft tokens verified for it, and how many were accepted. */
+  numDraftTokens: number;
+  numAcceptedDraftTokens: number;
   endReason: string | null;
+  /** Its LoRA adapter; null: the base model. */
+  adapter: string | null;
+  /** Structured output: the response format's type, null for free text. */
+  responseFormat: 'json_object' | 'json_schema' | null;
+  /** Structured output: mask cost (every sequence) and the fraction allowed at each step (sequence 0). */
+  mask: { numTokens: number; totalMs: number; allowedFractions: number[] } | null;
   seqIds: number[];
   /** Per sequence. */
   numComputedTokens: number[];
@@ -131,6 +166,12 @@ export interface EngineSnapshot {
   lastStep: StepRecord | null;
   metrics: MetricsSummary;
   fairShareCounters: Record<string, number>;
+  /** The LoRA adapter slots (maxLoras of them): what each holds, who uses it. */
+  loraSlots: LoraSlotView[];
+  /** Registered LoRA adapters, by name. */
+  adapters: LoraAdapterInfo[];
+  /** Adapter loads and evictions since the engine started. */
+  loraStats: { numLoads: number; numEvictions: number };
 }
 
 function defaultCheckInvariants(): boolean {
@@ -155,10 +196,14 @@ export class Engine {
   private readonly recordEvents: boolean;
   private readonly checkInvariants: boolean;
   private readonly sampleOverride: EngineOptions['sampleOverride'];
+  private readonly maskOverride: EngineOptions['maskOverride'];
+  private readonly verifyOverride: EngineOptions['verifyOverride'];
   private readonly profile: ProfileSink | undefined;
   private readonly numRecentEnded: number;
   private readonly recentEnded: Request[] = [];
   private nextOrder = 0;
+  /** Registered LoRA adapters by name (with weights when they came with them; a replay has none). */
+  private readonly adapters = new Map<string, LoraAdapterInfo | LoraAdapter>();
   /** metrics.numSteps when the scheduler's service rates were last set. */
   private ratesAtStep = 0;
   private stepping = false;
@@ -177,6 +222,8 @@ export class Engine {
     this.recordEvents = options.recordEvents ?? true;
     this.checkInvariants = options.checkInvariants ?? defaultCheckInvariants();
     this.sampleOverride = options.sampleOverride;
+    this.maskOverride = options.maskOverride;
+    this.verifyOverride = options.verifyOverride;
     this.profile = options.profile;
     this.numRecentEnded = options.numRecentEndedInSnapshot ?? 64;
     this.numStepRecords = options.numStepRecords ?? 256;
@@ -195,9 +242,10 @@ export class Engine {
   async replaceExecutor(executor: Executor): Promise<void> {
     if (this.stepping) throw new Error('Engine.replaceExecutor() called while a step is in flight');
     const c = this.config;
-    await executor.configure({ blockSize: c.blockSize, numGpuBlocks: c.numGpuBlocks, numCpuBlocks: c.numCpuBlocks });
+    await executor.configure(geometryOf(c));
     this.executorImpl = executor;
     this.configured = true;
+    for (const a of this.adapters.values()) if ('layers' in a) executor.registerAdapter?.(a);
     this.requeueAfterExecutorLoss();
   }
 
@@ -223,7 +271,7 @@ export class Engine {
   async init(): Promise<void> {
     if (this.configured) return;
     const c = this.config;
-    await this.executor.configure({ blockSize: c.blockSize, numGpuBlocks: c.numGpuBlocks, numCpuBlocks: c.numCpuBlocks });
+    await this.executor.configure(geometryOf(c));
     this.configured = true;
   }
 
@@ -236,11 +284,48 @@ export class Engine {
    * Every problem that would make submit() refuse this spec ([] when it would be taken): its
    * fields (validateRequestSpec, token ids against the vocabulary) and a requestId already used.
    */
-  check(spec: unknown): RequestProblem[] {
-    const problems = validateRequestSpec(spec, { vocabSize: this.vocabSize });
+  check(spec: unknown, options: SubmitOptions = {}): RequestProblem[] {
+    const problems = validateRequestSpec(spec, { vocabSize: this.vocabSize, adapters: new Set(this.config.maxLoras > 0 ? this.adapters.keys() : []) });
     const id = (spec as { requestId?: unknown } | null)?.requestId;
     if (typeof id === 'string' && this.isKnownId(id)) problems.push({ field: 'requestId', message: `requestId ${JSON.stringify(id)} is already in use` });
+    const s = spec as Partial<RequestSpec> | null;
+    const n = s?.n ?? 1;
+    const cs = options.constraints;
+    if (cs !== undefined && cs.length !== n) {
+      problems.push({ field: 'constraints', message: `${cs.length} constraints for ${n} sequences (one per sequence)` });
+    }
+    // A replay takes its tokens from the log: there the format needs no constraint.
+    if (s?.responseFormat !== undefined && cs === undefined && !this.sampleOverride) {
+      problems.push({ field: 'responseFormat', message: 'responseFormat needs its compiled constraints (the serve layer compiles them: EngineHost.submitCompletion)' });
+    }
     return problems;
+  }
+
+  /**
+   * Registers a LoRA adapter under its name, so requests may name it (`adapter`). Its weights go to
+   * the executor (Executor.registerAdapter), which loads them into a slot when a plan says so; the
+   * engine keeps only the name, rank and scale (a replay registers those alone). Logged as an input.
+   * A name is registered once per engine (a slot may still hold its weights: replacing them under
+   * the same name would serve stale ones). Throws a RangeError for a name already registered, when
+   * adapters are off (maxLoras 0) or when its rank exceeds maxLoraRank.
+   */
+  registerAdapter(adapter: LoraAdapterInfo | LoraAdapter): void {
+    const c = this.config;
+    if (c.maxLoras === 0) throw new RangeError(`LoRA adapter ${adapter.name}: adapters are off (maxLoras is 0)`);
+    if (typeof adapter.name !== 'string' || adapter.name.length === 0 || adapter.name.length > MAX_ID_LENGTH) throw new RangeError(`a LoRA adapter needs a name of 1 to ${MAX_ID_LENGTH} characters`);
+    if (this.adapters.has(adapter.name)) throw new RangeError(`LoRA adapter ${adapter.name} is already registered; give the new one another name`);
+    if (!Number.isInteger(adapter.rank) || adapter.rank < 1 || adapter.rank > c.maxLoraRank) {
+      throw new RangeError(`LoRA adapter ${adapter.name}: rank ${adapter.rank} exceeds maxLoraRank ${c.maxLoraRank} (raise maxLoraRank, up to ${MAX_LORA_RANK})`);
+    }
+    if (!Number.isFinite(adapter.scale)) throw new RangeError(`LoRA adapter ${adapter.name}: its scale must be finite, got ${adapter.scale}`);
+    if ('layers' in adapter) this.executorImpl.registerAdapter?.(adapter);
+    this.adapters.set(adapter.name, adapter);
+    this.emit({ type: 'adapterRegistered', timeMs: this.clock.nowMs(), stepIndex: this.scheduler.stepIndex, adapter: { name: adapter.name, rank: adapter.rank, scale: adapter.scale } });
+  }
+
+  /** Names of the registered LoRA adapters. */
+  get adapterNames(): string[] {
+    return [...this.adapters.keys()];
   }
 
   /**
@@ -248,14 +333,14 @@ export class Engine {
    * A spec with any problem (see check()) is refused at once with an InvalidRequestError naming
    * each one; nothing of it enters the engine and no event is logged.
    */
-  submit(spec: RequestSpec): string {
-    const problems = this.check(spec);
+  submit(spec: RequestSpec, options: SubmitOptions = {}): string {
+    const problems = this.check(spec, options);
     if (problems.length > 0) throw new InvalidRequestError(problems, spec?.requestId !== undefined ? `request ${String(spec.requestId)}` : 'request');
     const order = this.nextOrder++;
     let requestId = spec.requestId ?? `req-${order}`;
     for (let k = 1; spec.requestId === undefined && this.isKnownId(requestId); k++) requestId = `req-${order}-${k}`;
     const arrivalMs = spec.arrivalMs ?? this.clock.nowMs();
-    const request = new Request(spec, requestId, arrivalMs, order);
+    const request = new Request(spec, requestId, arrivalMs, order, options.constraints ?? null);
     this.pending.push(request);
     this.pendingById.set(requestId, request);
     this.emit({
@@ -269,6 +354,16 @@ export class Engine {
 
   private isKnownId(requestId: string): boolean {
     return this.pendingById.has(requestId) || this.scheduler.requests.has(requestId);
+  }
+
+  /**
+   * Frees the constraints (grammar matchers) of every request still in the engine, for an engine
+   * being dropped with requests in flight (nothing else ends them). Not while a step runs.
+   */
+  releaseConstraints(): void {
+    if (this.stepping) throw new Error('Engine.releaseConstraints() called while a step is in flight');
+    for (const r of this.pendingById.values()) disposeConstraints(r);
+    for (const r of this.scheduler.live) disposeConstraints(r);
   }
 
   /** Cancels a request; takes effect now between steps, or right after the step in flight. */
@@ -406,11 +501,31 @@ export class Engine {
           return tokenId;
         };
       }
-      const sampled = this.scheduler.update(scheduled, output, endMs, sample);
+      const vOverride = this.verifyOverride;
+      const verify = (seq: Sequence, out: SeqOutput, drafts: readonly number[]): VerifyResult => {
+        const s0 = prof ? performance.now() : 0;
+        const result = vOverride?.(plan.stepIndex, seq.seqId) ?? verifyDrafts(seq.sampler, drafts, logitRowsOf(out));
+        if (prof) sampleMs += performance.now() - s0;
+        return result;
+      };
+      const { sampled, drafts } = this.scheduler.update(scheduled, output, endMs, sample, verify);
+      const recorded = this.maskOverride?.(plan.stepIndex);
+      if (recorded) this.scheduler.observeMasks(recorded);
+      const masks = this.scheduler.takeMasks();
+      for (const d of drafts) {
+        const v = seqViews.get(d.seqId);
+        if (v) {
+          v.numDraftTokens = d.numDraftTokens;
+          v.numAcceptedTokens = d.numAcceptedTokens;
+        }
+        this.metrics.observeDrafts(d.numDraftTokens, d.numAcceptedTokens);
+      }
+      const numRejectedDrafts = drafts.reduce((n, d) => n + d.numDraftTokens - d.numAcceptedTokens, 0);
       const touched = new Set<Request>();
       for (const w of scheduled.work) touched.add(w.seq.request);
       for (const r of touched) if (!r.isDone) this.metrics.observeProgress(r);
-      this.metrics.observeStep(endMs, output.durationMs, plan.seqs.length, scheduled.numPrefillTokens, scheduled.numDecodeTokens);
+      // Generation counts the tokens produced: a verified sequence's rows less its rejected drafts.
+      this.metrics.observeStep(endMs, output.durationMs, plan.seqs.length, scheduled.numPrefillTokens, scheduled.numDecodeTokens - numRejectedDrafts);
       if (prof) {
         prof.add('sample', sampleMs);
         t += sampleMs;
@@ -438,6 +553,8 @@ export class Engine {
         numDecodeTokens: scheduled.numDecodeTokens,
         numPaddingTokens: plan.numPaddingTokens ?? 0,
         sampled,
+        ...(masks.length > 0 ? { masks } : {}),
+        ...(drafts.length > 0 ? { drafts: drafts.map((d): [number, number, number] => [d.seqId, d.numDraftTokens, d.numAcceptedTokens]) } : {}),
       });
       for (const id of this.deferredCancels.splice(0)) this.applyCancel(id);
       if (this.checkInvariants) {
@@ -445,7 +562,7 @@ export class Engine {
         this.scheduler.assertInvariants();
         if (prof) lap('invariants');
       }
-      const record = this.recordStep(view);
+      const record = this.recordStep(view, undefined, masks);
       if (prof) lap('record');
       return { kind: 'ran', step: record };
     } finally {
@@ -548,18 +665,23 @@ export class Engine {
       lastStep: this.stepRecords.at(-1) ?? null,
       metrics: this.metricsSummary(),
       fairShareCounters: this.scheduler.policy.counters(),
+      loraSlots: this.scheduler.loraSlotView(),
+      adapters: [...this.adapters.values()].map(({ name, rank, scale }) => ({ name, rank, scale })),
+      loraStats: this.scheduler.loraStats(),
     };
   }
 
   /** Closes a step: its view, the request events and the KV events since the previous one. */
-  private recordStep(view: StepView, failed?: string): StepRecord {
+  private recordStep(view: StepView, failed?: string, masks: StepMask[] = []): StepRecord {
     const record: StepRecord = {
       ...view,
       ...this.pendingRequestEvents,
       kvEvents: this.scheduler.takeKvEvents(),
+      loraEvents: this.scheduler.takeLoraEvents(),
       decisions: this.scheduler.takeDecisions(),
       tokenBudget: this.config.maxNumBatchedTokens,
     };
+    if (masks.length > 0) record.masks = masks;
     if (failed !== undefined) record.failed = failed;
     this.pendingRequestEvents = { preempted: [], rejected: [], finished: [] };
     this.stepRecords.push(record);
@@ -574,6 +696,7 @@ export class Engine {
       // Not yet arrived: it goes straight to failed.
       this.pending.remove(r);
       this.pendingById.delete(requestId);
+      disposeConstraints(r);
       r.state = 'failed';
       r.endReason = 'cancelled';
       r.finishedMs = this.clock.nowMs();
@@ -639,9 +762,19 @@ function requestView(r: Request): RequestView {
     numCachedPromptTokens: r.numCachedPromptTokens,
     numCachedPromptTokensLastAdmission: r.numCachedPromptTokensLastAdmission,
     numPreemptions: r.numPreemptions,
+    numDraftTokens: r.numDraftTokens,
+    numAcceptedDraftTokens: r.numAcceptedDraftTokens,
     endReason: r.endReason,
+    adapter: r.adapter,
+    responseFormat: r.spec.responseFormat?.type ?? null,
+    mask: r.mask ? { numTokens: r.mask.numTokens, totalMs: r.mask.totalMs, allowedFractions: r.mask.allowedFractions.slice() } : null,
     seqIds: r.seqs.map((s) => s.seqId),
     numComputedTokens: r.seqs.map((s) => s.numComputedTokens),
     outputTokenIds: r.seqs.map((s) => s.outputTokenIds),
   };
+}
+
+/** The executor's geometry from the engine's settings: the KV pools and the LoRA slots. */
+function geometryOf(c: SchedulerConfig): KvGeometry {
+  return { blockSize: c.blockSize, numGpuBlocks: c.numGpuBlocks, numCpuBlocks: c.numCpuBlocks, maxLoras: c.maxLoras, maxLoraRank: c.maxLoraRank };
 }

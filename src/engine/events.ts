@@ -4,6 +4,7 @@
  */
 import type { FailReason, FinishReason, RejectReason, RequestSpec } from './request.ts';
 import type { SchedulerConfig } from './scheduler.ts';
+import type { LoraAdapterInfo } from './types.ts';
 
 export type PreemptionMode = 'recompute' | 'swap' | 'abort';
 
@@ -22,6 +23,8 @@ export type EngineEvent =
   | { type: 'cancel'; timeMs: number; stepIndex: number; requestId: string }
   /** Input: scheduler settings changed while the engine runs (policy, budgets, preemption mode...). */
   | { type: 'reconfigure'; timeMs: number; stepIndex: number; changes: Partial<SchedulerConfig> }
+  /** Input: a LoRA adapter was registered (its name, rank and scale; the weights stay with the executor). */
+  | { type: 'adapterRegistered'; timeMs: number; stepIndex: number; adapter: LoraAdapterInfo }
   /** The request reached the scheduler and was queued. */
   | { type: 'queued'; timeMs: number; requestId: string }
   | { type: 'rejected'; timeMs: number; requestId: string; reason: RejectReason; detail: string }
@@ -46,8 +49,15 @@ export type EngineEvent =
       numPrefillTokens: number;
       numDecodeTokens: number;
       numPaddingTokens: number;
-      /** Sampled token per seqId this step (including stop tokens), for replay. */
+      /**
+       * Sampled token per seqId this step (including stop tokens), for replay; a sequence that
+       * verified drafts has one entry per token it appended, in order.
+       */
       sampled: [seqId: number, tokenId: number][];
+      /** Structured output: the token masks applied (absent when none), so replays show them too. */
+      masks?: StepMask[];
+      /** Speculative decoding: per sequence that verified drafts, how many it scheduled and accepted (absent: none). */
+      drafts?: [seqId: number, numDraftTokens: number, numAcceptedTokens: number][];
     };
 
 export type EngineEventType = EngineEvent['type'];
@@ -80,3 +90,14 @@ export type KvEvent =
 
 export type KvEventType = KvEvent['type'];
 export type EventListener = (event: EngineEvent) => void;
+
+/** One token mask applied in a step (structured output). */
+export interface StepMask {
+  seqId: number;
+  requestId: string;
+  /** Host ms to compute the bitmask and apply it to the row. */
+  ms: number;
+  /** Tokens allowed, of vocabSize. */
+  numAllowed: number;
+  vocabSize: number;
+}

@@ -315,6 +315,22 @@ export class KvCacheManager {
     st.numCommittedBlocks = numFull;
   }
 
+  /**
+   * Speculative decoding's rollback: the sequence keeps slots for its first numSlots positions
+   * only (the K/V written for rejected drafts beyond them is discarded and will be overwritten);
+   * blocks that held nothing but rejected positions go back to the pool, tail first. Full blocks
+   * already offered to the prefix cache are never dropped (numSlots must cover them).
+   */
+  truncate(seq: KvSeq, numSlots: number): void {
+    const st = this.seqs.get(seq.seqId);
+    if (!st || st.location !== 'gpu') throw new Error(`seq ${seq.seqId} has no GPU blocks to truncate`);
+    if (!(Number.isInteger(numSlots) && numSlots >= 0 && numSlots <= st.numSlots)) throw new Error(`seq ${seq.seqId}: cannot truncate ${st.numSlots} slots to ${numSlots}`);
+    if (numSlots < st.numCommittedBlocks * this.blockSize) throw new Error(`seq ${seq.seqId}: truncating to ${numSlots} slots would drop committed blocks`);
+    const keep = Math.max(Math.ceil(numSlots / this.blockSize), st.numReservedBlocks);
+    while (st.blockTable.length > keep) this.pool.release(st.blockTable.pop()!);
+    st.numSlots = numSlots;
+  }
+
   /** A child shares all of the parent's blocks (including a partial last one) by reference. */
   fork(parent: KvSeq, child: KvSeq): void {
     const st = this.seqs.get(parent.seqId);

@@ -114,6 +114,26 @@ export interface MetricsSummary extends MetricsGauges {
   meanBatchSize: number;
   meanTokensPerStep: number;
   prefixCacheHitRate: number;
+  /** Speculative decoding since the first step (zeros without it). */
+  spec: SpecDecodeStats;
+}
+
+/** Speculative decoding counters (vLLM's spec_decode metrics) and what they mean. */
+export interface SpecDecodeStats {
+  /** vllm:spec_decode_num_drafts: verifications (a sequence's drafts in one step). */
+  numDrafts: number;
+  /** vllm:spec_decode_num_draft_tokens */
+  numDraftTokens: number;
+  /** vllm:spec_decode_num_accepted_tokens */
+  numAcceptedTokens: number;
+  /** vllm:spec_decode_num_accepted_tokens_per_pos: accepted drafts by position (0 = the first draft). */
+  acceptedPerPos: number[];
+  /** Drafts proposed by position (for the acceptance rate at each position). */
+  draftsPerPos: number[];
+  /** Accepted / draft tokens (0 when none). */
+  acceptanceRate: number;
+  /** Tokens a verification yields on average: 1 + accepted / drafts (vLLM's mean acceptance length; 0 when none). */
+  meanAcceptedLength: number;
 }
 
 export class MetricsCollector {
@@ -123,6 +143,11 @@ export class MetricsCollector {
   readonly tpotMs = new RollingWindow();
   readonly e2eMs = new RollingWindow();
   readonly batchSize = new RollingWindow(256);
+  numSpecDrafts = 0;
+  numSpecDraftTokens = 0;
+  numSpecAcceptedTokens = 0;
+  readonly specAcceptedPerPos: number[] = [];
+  readonly specDraftsPerPos: number[] = [];
   readonly tokensPerStep = new RollingWindow(256);
   readonly ttftHist = new Histogram(TTFT_BUCKETS_S);
   readonly itlHist = new Histogram(ITL_BUCKETS_S);
@@ -219,6 +244,29 @@ export class MetricsCollector {
     if (this.recentSteps.length > this.recentCapacity) this.recentSteps.shift();
   }
 
+  /** One sequence's verification in a step: numDraftTokens drafts, the first numAccepted of them accepted. */
+  observeDrafts(numDraftTokens: number, numAccepted: number): void {
+    this.numSpecDrafts++;
+    this.numSpecDraftTokens += numDraftTokens;
+    this.numSpecAcceptedTokens += numAccepted;
+    for (let i = 0; i < numDraftTokens; i++) {
+      this.specDraftsPerPos[i] = (this.specDraftsPerPos[i] ?? 0) + 1;
+      this.specAcceptedPerPos[i] = (this.specAcceptedPerPos[i] ?? 0) + (i < numAccepted ? 1 : 0);
+    }
+  }
+
+  specStats(): SpecDecodeStats {
+    return {
+      numDrafts: this.numSpecDrafts,
+      numDraftTokens: this.numSpecDraftTokens,
+      numAcceptedTokens: this.numSpecAcceptedTokens,
+      acceptedPerPos: this.specAcceptedPerPos.slice(),
+      draftsPerPos: this.specDraftsPerPos.slice(),
+      acceptanceRate: this.numSpecDraftTokens > 0 ? this.numSpecAcceptedTokens / this.numSpecDraftTokens : 0,
+      meanAcceptedLength: this.numSpecDrafts > 0 ? 1 + this.numSpecAcceptedTokens / this.numSpecDrafts : 0,
+    };
+  }
+
   observePreemption(): void {
     this.numPreemptions++;
   }
@@ -262,6 +310,7 @@ export class MetricsCollector {
       meanBatchSize: this.batchSize.stats().mean || 0,
       meanTokensPerStep: this.tokensPerStep.stats().mean || 0,
       prefixCacheHitRate: gauges.numPrefixQueryTokens > 0 ? gauges.numPrefixHitTokens / gauges.numPrefixQueryTokens : 0,
+      spec: this.specStats(),
     };
   }
 
@@ -296,6 +345,15 @@ export class MetricsCollector {
     counter('vllm:prompt_tokens', 'Number of prefill tokens processed.', this.totalPromptTokens);
     counter('vllm:generation_tokens', 'Number of generation tokens processed.', this.totalGenerationTokens);
     counter('vllm:request_success', 'Count of successfully processed requests.', this.finishedByReason, 'finished_reason');
+    counter('vllm:spec_decode_num_drafts', 'Number of spec decoding drafts.', this.numSpecDrafts);
+    counter('vllm:spec_decode_num_draft_tokens', 'Number of draft tokens.', this.numSpecDraftTokens);
+    counter('vllm:spec_decode_num_accepted_tokens', 'Number of accepted tokens.', this.numSpecAcceptedTokens);
+    counter(
+      'vllm:spec_decode_num_accepted_tokens_per_pos',
+      'Accepted tokens per draft position.',
+      Object.fromEntries(this.specAcceptedPerPos.map((n, i) => [String(i), n])),
+      'position',
+    );
     counter('servelab:request_rejected', 'Requests refused by admission control.', this.rejectionsByReason, 'reason');
     counter('servelab:request_failed', 'Requests cancelled, timed out or aborted.', this.failuresByReason, 'reason');
     histogram('vllm:time_to_first_token_seconds', 'Histogram of time to first token in seconds.', this.ttftHist);

@@ -49,7 +49,10 @@ class ReplayExecutor implements Executor {
       if (!s.needsLogits) continue;
       const tokenId = sampled.get(s.seqId);
       if (tokenId === undefined) throw new Error(`replay: step ${plan.stepIndex} recorded no token for seq ${s.seqId}; the run diverged`);
-      outputs.push({ seqId: s.seqId, argmax: tokenId });
+      const out: SeqOutput = { seqId: s.seqId, argmax: tokenId };
+      // Draft rows: the engine's verifyOverride takes the recorded tokens; the rows only keep the shape.
+      if ((s.numLogitRows ?? 1) > 1) out.rows = Array.from({ length: s.numLogitRows! }, () => ({ argmax: tokenId }));
+      outputs.push(out);
     }
     for (const e of this.duringStep.get(plan.stepIndex) ?? []) this.apply(e);
     this.clock.timeMs = rec.timeMs;
@@ -110,10 +113,17 @@ export class EventLogReplay {
       executor: new ReplayExecutor(steps, clock, duringStep, this.apply, failedSteps),
       clock,
       recordEvents: true,
+      maskOverride: (stepIndex) => steps.get(stepIndex)?.masks,
       sampleOverride: (stepIndex, seqId) => {
         const hit = steps.get(stepIndex)?.sampled.find(([id]) => id === seqId);
         if (!hit) throw new Error(`replay: step ${stepIndex} recorded no token for seq ${seqId}; the run diverged`);
         return hit[1];
+      },
+      verifyOverride: (stepIndex, seqId) => {
+        const rec = steps.get(stepIndex);
+        const draft = rec?.drafts?.find(([id]) => id === seqId);
+        if (!rec || !draft) throw new Error(`replay: step ${stepIndex} recorded no draft verification for seq ${seqId}; the run diverged`);
+        return { tokens: rec.sampled.filter(([id]) => id === seqId).map(([, t]) => t), numAccepted: draft[2] };
       },
     });
     // Admission and timeouts also run in steps that plan nothing, and those are not logged as
@@ -190,6 +200,10 @@ export class EventLogReplay {
       } else if (e.type === 'executorReplaced') {
         clock.timeMs = e.timeMs;
         engine.requeueAfterExecutorLoss();
+      } else if (e.type === 'adapterRegistered') {
+        // The name, rank and scale: enough to admit and schedule its requests (tokens come from the log).
+        clock.timeMs = e.timeMs;
+        engine.registerAdapter(e.adapter);
       } else if ((e.type === 'submit' || e.type === 'cancel' || e.type === 'reconfigure') && e.stepIndex <= this.lastStepIndex) {
         this.apply(e);
       }

@@ -8,6 +8,7 @@ import type { SamplingParams } from './types.ts';
 import type { KvSeq } from './kvCacheManager.ts';
 import { createSampler, type Sampler } from './sampler.ts';
 import { hashSalt } from './hash.ts';
+import { responseFormatProblems, type ResponseFormat, type TokenConstraint } from './constraint.ts';
 
 /** llama2.c models emit BOS (1) to end a story; EOS is 2. */
 export const DEFAULT_STOP_TOKEN_IDS: readonly number[] = [1, 2];
@@ -39,6 +40,17 @@ export interface RequestSpec {
   predictedOutputTokens?: number;
   /** Prefix-cache salt: requests with different salts never share cached blocks. */
   cacheSalt?: string;
+  /**
+   * LoRA adapter to run with (a name registered with Engine.registerAdapter); absent: the base
+   * model. Its K/V differ from the base model's, so it also salts the prefix cache.
+   */
+  adapter?: string;
+  /**
+   * Structured output (OpenAI's response_format). Recorded with the submit; the engine enforces
+   * it only through the TokenConstraints submit() is given (one per sequence), which the serve
+   * layer compiles from it. A replay takes the recorded tokens and needs none.
+   */
+  responseFormat?: ResponseFormat;
 }
 
 /** One thing wrong with a request, named by its field. */
@@ -51,6 +63,8 @@ export interface RequestProblem {
 export interface RequestLimits {
   /** Token ids must lie in 0 .. vocabSize-1 (unchecked when absent). */
   vocabSize?: number;
+  /** LoRA adapters a request may name (absent: any name passes; empty: none). */
+  adapters?: ReadonlySet<string>;
 }
 
 /** Longest requestId / tenant / cacheSalt accepted (they are keys and labels, not payloads). */
@@ -60,7 +74,7 @@ export const MAX_STOP_TOKEN_IDS = 1024;
 
 const SPEC_KEYS: ReadonlySet<string> = new Set([
   'requestId', 'promptTokenIds', 'maxTokens', 'n', 'sampling', 'stopTokenIds', 'priority', 'tenant',
-  'deadlineMs', 'arrivalMs', 'predictedOutputTokens', 'cacheSalt',
+  'deadlineMs', 'arrivalMs', 'predictedOutputTokens', 'cacheSalt', 'adapter', 'responseFormat',
 ]);
 const SAMPLING_KEYS: ReadonlySet<string> = new Set(['temperature', 'topP', 'topK', 'seed']);
 
@@ -110,6 +124,15 @@ export function validateRequestSpec(spec: unknown, limits: RequestLimits = {}): 
   text('requestId', true);
   text('tenant', true);
   text('cacheSalt', false);
+  const adapter = r.adapter;
+  if (adapter !== undefined) {
+    if (typeof adapter !== 'string' || adapter.length === 0 || adapter.length > MAX_ID_LENGTH) {
+      add('adapter', `adapter must be a non-empty string of at most ${MAX_ID_LENGTH} characters, got ${show(adapter)}`);
+    } else if (limits.adapters && !limits.adapters.has(adapter)) {
+      const known = [...limits.adapters];
+      add('adapter', `unknown LoRA adapter ${show(adapter)} (${known.length > 0 ? `loaded: ${known.join(', ')}` : 'none is loaded'})`);
+    }
+  }
   const V = limits.vocabSize;
   const tokenListProblem = (v: unknown[]): string | null => {
     for (let i = 0; i < v.length; i++) {
@@ -152,6 +175,7 @@ export function validateRequestSpec(spec: unknown, limits: RequestLimits = {}): 
   finite('arrivalMs');
   const d = r.deadlineMs;
   if (d !== undefined && !(typeof d === 'number' && d > 0 && !Number.isNaN(d))) add('deadlineMs', `deadlineMs must be a number > 0 (ms after arrival), got ${show(d)}`);
+  problems.push(...responseFormatProblems(r.responseFormat));
   return problems;
 }
 
@@ -174,6 +198,19 @@ export type RejectReason =
   | 'deadline_unmeetable'
   | 'invalid';
 
+/** The cost of a request's token masks. */
+export interface MaskStats {
+  /** Tokens sampled under a mask (every sequence). */
+  numTokens: number;
+  /** Host ms spent computing and applying masks (every sequence). */
+  totalMs: number;
+  /** Sequence 0: the fraction of the vocabulary allowed at each of its steps (the first MAX_MASK_HISTORY). */
+  allowedFractions: number[];
+}
+
+/** Allowed fractions kept per request. */
+export const MAX_MASK_HISTORY = 1024;
+
 export class Sequence implements KvSeq {
   readonly seqId: number;
   readonly request: Request;
@@ -188,6 +225,8 @@ export class Sequence implements KvSeq {
   finishReason: FinishReason | null = null;
   /** The stop token that ended it, when finishReason is 'stop'. */
   stopTokenId: number | null = null;
+  /** Structured output: the rule its next token must follow (null: free). */
+  constraint: TokenConstraint | null = null;
 
   constructor(seqId: number, request: Request, index: number, tokenIds: number[], blockHashes: number[], sampler: Sampler) {
     this.seqId = seqId;
@@ -229,6 +268,8 @@ export class Request {
   readonly deadlineAtMs: number;
   readonly predictedOutputTokens: number;
   readonly cacheKey: number;
+  /** The LoRA adapter it runs with; null: the base model. */
+  readonly adapter: string | null;
   /** Submission order, the last tie-breaker of every policy. */
   readonly order: number;
   state: RequestState = 'pending';
@@ -244,15 +285,27 @@ export class Request {
   /** Gaps between consecutive output tokens of sequence 0 (ms). */
   readonly interTokenLatenciesMs: number[] = [];
   numPreemptions = 0;
+  /** Speculative decoding: draft tokens verified for this request's sequences, and how many were accepted. */
+  numDraftTokens = 0;
+  numAcceptedDraftTokens = 0;
   /** Tokens served from the prefix cache, summed over every (re)admission (prompt and generated). */
   numCachedPromptTokens = 0;
   /** Prompt tokens served from the prefix cache on the latest admission (never above the prompt). */
   numCachedPromptTokensLastAdmission = 0;
   /** Why it ended, for finished/failed/rejected requests. */
   endReason: FinishReason | FailReason | RejectReason | null = null;
+  /** Structured output: one constraint per sequence (index = sequence index), or null. */
+  readonly constraints: readonly TokenConstraint[] | null;
+  /** Structured output: what masking cost (every sequence) and allowed (sequence 0, per token). */
+  readonly mask: MaskStats | null;
+  /** Its constraints were freed (it ended). */
+  constraintsDisposed = false;
 
-  constructor(spec: RequestSpec, requestId: string, arrivalMs: number, order: number) {
+  constructor(spec: RequestSpec, requestId: string, arrivalMs: number, order: number, constraints: readonly TokenConstraint[] | null = null) {
     this.requestId = requestId;
+    this.constraints = constraints;
+    // A replay has the format but no constraints: it counts the recorded masks.
+    this.mask = constraints || spec.responseFormat ? { numTokens: 0, totalMs: 0, allowedFractions: [] } : null;
     this.spec = spec;
     this.promptTokenIds = spec.promptTokenIds;
     this.numPromptTokens = spec.promptTokenIds.length;
@@ -265,7 +318,9 @@ export class Request {
     this.arrivalMs = arrivalMs;
     this.deadlineAtMs = spec.deadlineMs === undefined ? Infinity : arrivalMs + spec.deadlineMs;
     this.predictedOutputTokens = spec.predictedOutputTokens ?? spec.maxTokens;
-    this.cacheKey = hashSalt(spec.cacheSalt);
+    this.adapter = spec.adapter ?? null;
+    // An adapter's K/V are its own: its blocks never serve another adapter or the base model.
+    this.cacheKey = hashSalt(spec.adapter === undefined ? spec.cacheSalt : `${spec.cacheSalt ?? ''}\u0000lora:${spec.adapter}`);
     this.order = order;
   }
 
@@ -300,4 +355,12 @@ export class Request {
 export function createSequenceSampler(request: Request, index: number): Sampler {
   // Sample i of a request uses seed + i, so sample 0 matches a single-sequence run.
   return createSampler({ ...request.sampling, seed: request.sampling.seed + index });
+}
+
+/** Frees a request's constraints (once; they are dropped from its sequences). */
+export function disposeConstraints(request: Request): void {
+  if (!request.constraints || request.constraintsDisposed) return;
+  request.constraintsDisposed = true;
+  for (const c of request.constraints) c.dispose?.();
+  for (const s of request.seqs) s.constraint = null;
 }

@@ -15,17 +15,23 @@
  *  4. finished sequences and ended requests hold no blocks; the KV manager tracks no other
  *     sequences;
  *  5. running requests occupy at most maxNumSeqs sequence slots;
- *  6. the KV cache manager's own invariants hold.
+ *  6. the KV cache manager's own invariants hold;
+ *  7. LoRA: exactly the running requests with an adapter pin a slot, the one holding their adapter
+ *     (so a step's rows use at most maxLoras distinct adapters).
  */
-import type { BlockCopy, BlockSwap, ScheduledSeq, SeqOutput, StepOutput, StepPlan } from './types.ts';
+import type { BlockCopy, BlockSwap, LogitRow, LoraSlotLoad, ScheduledSeq, SeqOutput, StepOutput, StepPlan } from './types.ts';
+import { LoraSlotManager, type LoraEvent, type LoraSlotView } from './loraSlots.ts';
 import { KvCacheManager, type KvBlockView, type KvStats } from './kvCacheManager.ts';
 import { createPolicy, lastRankReason, type Policy } from './policies.ts';
 import { assertValidConfig, DEFAULT_SCHEDULER_CONFIG, validateLiveChanges, type SchedulerConfig } from './config.ts';
-import { Request, Sequence, createSequenceSampler, type FailReason, type FinishReason, type RejectReason } from './request.ts';
-import type { Decision, EngineEvent, KvEvent, PreemptionMode } from './events.ts';
+import { MAX_MASK_HISTORY, Request, Sequence, createSequenceSampler, disposeConstraints, type FailReason, type FinishReason, type RejectReason } from './request.ts';
+import { applyBitmask, bitmaskWords } from './constraint.ts';
+import type { Decision, EngineEvent, KvEvent, PreemptionMode, StepMask } from './events.ts';
 import { Heap } from './heap.ts';
+import { logitRowsOf, proposeNgram, verifyDrafts, type VerifyResult } from './speculative.ts';
 
 export { DEFAULT_SCHEDULER_CONFIG, LIVE_CONFIG_KEYS, type BatchingMode, type SchedulerConfig } from './config.ts';
+export type { StepMask } from './events.ts';
 
 /** One sequence's work this step. */
 export interface SeqWork {
@@ -35,14 +41,35 @@ export interface SeqWork {
   copies: BlockCopy[];
   /** Prompt tokens this allocation took from the prefix cache (startPosition, for a new seq). */
   numCachedTokens: number;
+  /**
+   * Speculative decoding: draft tokens computed after the sequence's last token (their rows are
+   * the last numNewTokens - 1 of the work; [] for ordinary work).
+   */
+  draftTokenIds: number[];
 }
+
+/** One sequence's speculative verification in a step. */
+export interface DraftOutcome {
+  seqId: number;
+  requestId: string;
+  /** Draft tokens scheduled (proposed and given rows). */
+  numDraftTokens: number;
+  /** Drafts accepted (a prefix of them). */
+  numAcceptedTokens: number;
+}
+
+/** Replay: the tokens a sequence appended in a step and how many drafts they accepted. */
+export type VerifyFn = (seq: Sequence, out: SeqOutput, drafts: readonly number[]) => VerifyResult;
 
 /** A scheduled step: the executor's plan plus what update() needs. */
 export interface ScheduledStep {
   plan: StepPlan;
   work: SeqWork[];
   numPrefillTokens: number;
+  /** Decode rows, draft rows included. */
   numDecodeTokens: number;
+  /** Draft rows (part of numDecodeTokens). */
+  numDraftTokens: number;
 }
 
 /**
@@ -65,11 +92,15 @@ interface StepContext {
   swapOut: BlockSwap[];
   swapIn: BlockSwap[];
   numPreempted: number;
+  /** Adapters to load into slots before this step's forward pass. */
+  loraLoads: LoraSlotLoad[];
 }
 
 export class Scheduler {
   readonly config: SchedulerConfig;
   private readonly kv: KvCacheManager;
+  /** LoRA adapter slots (maxLoras): which adapter each holds, which running requests pin it. */
+  private readonly lora: LoraSlotManager;
   private policyImpl: Policy;
   /** Running requests, in admission order. */
   readonly running: Request[] = [];
@@ -99,6 +130,10 @@ export class Scheduler {
   private staticBatch: Request[] = [];
   private staticPaddedPromptLen = 0;
   private readonly staticProgress = new Map<Request, number>();
+  /** Structured output: masks applied since the last takeMasks(), for the step record. */
+  private masks: StepMask[] = [];
+  /** One bitmask buffer, reused for every constrained row. */
+  private bitmask = new Int32Array(0);
 
   constructor(config: Partial<SchedulerConfig>, private readonly emit: (e: EngineEvent) => void = () => {}) {
     this.config = assertValidConfig({ ...DEFAULT_SCHEDULER_CONFIG, ...config });
@@ -110,6 +145,7 @@ export class Scheduler {
       enablePrefixCaching: c.enablePrefixCaching && c.batching === 'continuous',
     });
     this.policyImpl = createPolicy(c.policy, c.fairShare);
+    this.lora = new LoraSlotManager(c.maxLoras);
   }
 
   get policy(): Policy {
@@ -179,6 +215,24 @@ export class Scheduler {
     return `${sf.numFree} free block${sf.numFree === 1 ? '' : 's'}, ${who} need${who === 'it' ? 's' : 's'} ${sf.numNeeded}`;
   }
 
+  /** LoRA slot events since the last call (the engine drains them once per step). */
+  takeLoraEvents(): LoraEvent[] {
+    return this.lora.takeEvents();
+  }
+  /** The adapter slots as plain data, for snapshots. */
+  loraSlotView(): LoraSlotView[] {
+    return this.lora.view();
+  }
+  /** Adapter loads and evictions since the engine started. */
+  loraStats(): { numLoads: number; numEvictions: number } {
+    return { numLoads: this.lora.numLoads, numEvictions: this.lora.numEvictions };
+  }
+  /** Null when `req` can get its adapter's slot now (or needs none), else why not, in words. */
+  private loraWaitReason(req: Request): string | null {
+    if (req.adapter === null || this.lora.canAcquire(req.adapter)) return null;
+    return `its LoRA adapter ${req.adapter} is in no slot and all maxLoras ${this.config.maxLoras} slots are pinned by running requests (${this.lora.describePins()})`;
+  }
+
   /** KV events since the last call (the engine drains them once per step). */
   takeKvEvents(): KvEvent[] {
     return this.kv.takeEvents();
@@ -210,6 +264,7 @@ export class Scheduler {
     const c = this.config;
     const P = request.numPromptTokens;
     const reject = (reason: RejectReason, detail: string) => {
+      disposeConstraints(request);
       request.state = 'rejected';
       request.endReason = reason;
       request.finishedMs = nowMs;
@@ -241,6 +296,7 @@ export class Scheduler {
     }
 
     const seq = new Sequence(this.nextSeqId++, request, 0, request.promptTokenIds.slice(), [], createSequenceSampler(request, 0));
+    seq.constraint = request.constraints?.[0] ?? null;
     request.seqs.push(seq);
     this.seqById.set(seq.seqId, seq);
     this.requests.set(request.requestId, request);
@@ -335,6 +391,7 @@ export class Scheduler {
       swapOut: [],
       swapIn: [],
       numPreempted: 0,
+      loraLoads: [],
     };
     let numPaddingTokens = 0;
     if (this.config.batching === 'static') numPaddingTokens = this.scheduleStatic(ctx, nowMs);
@@ -348,14 +405,17 @@ export class Scheduler {
     output: StepOutput,
     nowMs: number,
     sample: (seq: Sequence, out: SeqOutput) => number = (seq, out) => seq.sampler.sample(out),
-  ): [number, number][] {
+    verify: VerifyFn = (seq, out, drafts) => verifyDrafts(seq.sampler, drafts, logitRowsOf(out)),
+  ): { sampled: [number, number][]; drafts: DraftOutcome[] } {
     const outBySeq = new Map(output.outputs.map((o) => [o.seqId, o]));
     const sampled: [number, number][] = [];
+    const drafts: DraftOutcome[] = [];
     const served = new Map<Request, [number, number]>();
     for (const w of step.work) {
       const seq = w.seq;
       if (seq.isFinished || seq.request.isDone) continue;
-      seq.numComputedTokens = w.startPosition + w.numNewTokens;
+      // Draft positions count once verified (below); until then only the real tokens are computed.
+      seq.numComputedTokens = w.startPosition + w.numNewTokens - w.draftTokenIds.length;
       this.kv.commitComputed(seq, seq.numComputedTokens);
       const isDecode = isDecodeWork(w);
       const acc = served.get(seq.request) ?? [0, 0];
@@ -366,15 +426,21 @@ export class Scheduler {
     for (const w of step.work) {
       const seq = w.seq;
       if (seq.isFinished || seq.request.isDone) continue;
-      if (w.startPosition + w.numNewTokens !== seq.numTokens) continue;
+      if (w.startPosition + w.numNewTokens - w.draftTokenIds.length !== seq.numTokens) continue;
       const out = outBySeq.get(seq.seqId);
       if (!out) throw new Error(`step ${step.plan.stepIndex}: the executor returned no output for seq ${seq.seqId}, which needed logits`);
       const req = seq.request;
+      if (w.draftTokenIds.length > 0) {
+        const verified = seq.constraint ? this.maskedDraftOutput(seq, out, w.draftTokenIds, step.plan.stepIndex) : out;
+        this.applyVerified(seq, w, verify(seq, verified, w.draftTokenIds), nowMs, sampled, drafts);
+        continue;
+      }
       let targets = [seq];
       if (!req.forked) {
         req.forked = true;
         for (let i = 1; i < req.n; i++) {
           const child = new Sequence(this.nextSeqId++, req, i, seq.tokenIds.slice(), seq.blockHashes.slice(), createSequenceSampler(req, i));
+          child.constraint = req.constraints?.[i] ?? null;
           this.kv.fork(seq, child);
           child.numComputedTokens = seq.numComputedTokens;
           req.seqs.push(child);
@@ -383,12 +449,124 @@ export class Scheduler {
         targets = req.seqs.slice();
       }
       for (const t of targets) {
-        const tokenId = sample(t, out);
+        const c = t.constraint;
+        const tokenId = sample(t, c ? this.maskedOutput(t, out, step.plan.stepIndex) : out);
+        if (c && !c.acceptToken(tokenId)) {
+          throw new Error(`step ${step.plan.stepIndex}: seq ${t.seqId} (${req.requestId}) sampled token ${tokenId}, which its constraint refuses`);
+        }
         sampled.push([t.seqId, tokenId]);
         this.appendToken(t, tokenId, nowMs);
+        // A grammar ends by accepting a stop token (appendToken has finished the sequence then);
+        // a constraint that ends otherwise ends its sequence too.
+        if (c && !t.isFinished && c.isTerminated()) this.finishSeq(t, 'stop', nowMs);
       }
     }
-    return sampled;
+    return { sampled, drafts };
+  }
+
+  /**
+   * A verified draft step: appends the accepted drafts and the target's token (stopping early
+   * when the sequence finishes), then rolls the KV back to the accepted positions: the slots of
+   * rejected drafts are dropped, blocks that held only them are freed, and the prefix cache is
+   * offered only blocks of accepted tokens.
+   */
+  private applyVerified(seq: Sequence, w: SeqWork, result: VerifyResult, nowMs: number, sampled: [number, number][], drafts: DraftOutcome[]): void {
+    const numDraft = w.draftTokenIds.length;
+    const { tokens, numAccepted } = result;
+    if (!(Number.isInteger(numAccepted) && numAccepted >= 0 && numAccepted <= numDraft && tokens.length >= 1 && tokens.length <= numAccepted + 1)) {
+      throw new Error(`seq ${seq.seqId}: a verification of ${numDraft} drafts returned ${tokens.length} tokens with ${numAccepted} accepted`);
+    }
+    drafts.push({ seqId: seq.seqId, requestId: seq.request.requestId, numDraftTokens: numDraft, numAcceptedTokens: numAccepted });
+    seq.request.numDraftTokens += numDraft;
+    seq.request.numAcceptedDraftTokens += numAccepted;
+    const computedBefore = seq.numComputedTokens;
+    const c = seq.constraint;
+    for (const tokenId of tokens) {
+      if (c && !c.acceptToken(tokenId)) {
+        throw new Error(`seq ${seq.seqId} (${seq.request.requestId}) verified token ${tokenId}, which its constraint refuses`);
+      }
+      sampled.push([seq.seqId, tokenId]);
+      this.appendToken(seq, tokenId, nowMs);
+      if (seq.isFinished || seq.request.isDone) return; // its blocks are freed
+    }
+    seq.numComputedTokens = computedBefore + numAccepted;
+    this.kv.truncate(seq, seq.numComputedTokens);
+    this.kv.commitComputed(seq, seq.numComputedTokens);
+    if (c && c.isTerminated()) this.finishSeq(seq, 'stop', nowMs);
+  }
+
+  /**
+   * Structured output with drafts: each verification row masked by the constraint in the state
+   * that row continues (row i after drafts 1..i, accepted tentatively and rolled back after), so
+   * greedy verification compares drafts with the masked argmax and rejection sampling draws from
+   * the masked distribution: the tokens are what the constrained sequence would sample without
+   * speculation. The proposer already cut the drafts at the first token the constraint refuses.
+   */
+  private maskedDraftOutput(seq: Sequence, out: SeqOutput, draftTokenIds: readonly number[], stepIndex: number): SeqOutput {
+    const c = seq.constraint!;
+    const rows = logitRowsOf(out);
+    const masked: LogitRow[] = [];
+    let numAccepted = 0;
+    try {
+      for (let i = 0; i < rows.length; i++) {
+        const m = this.maskedOutput(seq, { seqId: out.seqId, ...rows[i] }, stepIndex);
+        masked.push({ argmax: m.argmax, logits: m.logits });
+        if (i === draftTokenIds.length) break;
+        if (!c.acceptToken(draftTokenIds[i])) {
+          throw new Error(`step ${stepIndex}: seq ${seq.seqId}'s draft token ${draftTokenIds[i]} is refused by its constraint (the proposer checks drafts)`);
+        }
+        numAccepted++;
+      }
+    } finally {
+      if (numAccepted > 0) c.rollback(numAccepted);
+    }
+    const last = masked[masked.length - 1];
+    return { seqId: out.seqId, argmax: last.argmax, logits: last.logits, rows: masked };
+  }
+
+  /** Drains the masks applied since the last call (the engine does, once per step). */
+  takeMasks(): StepMask[] {
+    const m = this.masks;
+    this.masks = [];
+    return m;
+  }
+
+  /**
+   * A constrained sequence's output with every token its constraint forbids at -Infinity (a
+   * copy: n > 1 siblings share one row) and the masked argmax, so any sampler draws only
+   * allowed tokens. Timed (host ms) into the request's and the step's mask figures.
+   */
+  private maskedOutput(seq: Sequence, out: SeqOutput, stepIndex: number): SeqOutput {
+    const t0 = performance.now();
+    if (!out.logits) {
+      throw new Error(`step ${stepIndex}: seq ${seq.seqId} is constrained but the executor returned no logits row (ScheduledSeq.constrained asks for one)`);
+    }
+    const V = out.logits.length;
+    const words = bitmaskWords(V);
+    if (this.bitmask.length !== words) this.bitmask = new Int32Array(words);
+    this.bitmask.fill(0);
+    seq.constraint!.fillNextTokenBitmask(this.bitmask);
+    const logits = out.logits.slice();
+    const { numAllowed, argmax } = applyBitmask(logits, this.bitmask);
+    if (numAllowed === 0) throw new Error(`step ${stepIndex}: seq ${seq.seqId}'s constraint allows no token`);
+    const ms = performance.now() - t0;
+    this.observeMasks([{ seqId: seq.seqId, requestId: seq.request.requestId, ms, numAllowed, vocabSize: V }]);
+    return { seqId: out.seqId, argmax, logits };
+  }
+
+  /** Counts masks into their requests' figures and the step's list (a replay hands in recorded ones). */
+  observeMasks(masks: readonly StepMask[]): void {
+    for (const m of masks) {
+      // By request: a sequence that ended in this step has already left seqById.
+      const seq = this.requests.get(m.requestId)?.seqs.find((x) => x.seqId === m.seqId);
+      const stats = seq?.request.mask;
+      if (seq && stats) {
+        stats.numTokens++;
+        stats.totalMs += m.ms;
+        if (seq.index === 0 && stats.allowedFractions.length < MAX_MASK_HISTORY) stats.allowedFractions.push(m.numAllowed / m.vocabSize);
+      }
+      this.masks.push(m);
+    }
   }
 
   private scheduleContinuous(ctx: StepContext, nowMs: number): void {
@@ -427,6 +605,8 @@ export class Scheduler {
     const swappedOrder = this.swapped.slice().sort((a, b) => this.policy.compare(a, b));
     let swapIdx = 0;
     let numSeqSlots = this.numRunningSeqSlots();
+    /** Waiting requests passed over this step because their adapter has no slot (as vLLM skips them). */
+    const skippedForLora: Request[] = [];
     while (ctx.budget > 0) {
       const fromSwap = swappedOrder[swapIdx];
       const fromWait = this.policy.waiting.peek();
@@ -435,6 +615,14 @@ export class Scheduler {
       if (numSeqSlots + cand.numSeqSlots() > this.config.maxNumSeqs) {
         this.decideWaits(cand, `${numSeqSlots} of maxNumSeqs ${this.config.maxNumSeqs} sequence slots are taken and it needs ${cand.numSeqSlots()}`);
         break;
+      }
+      const loraWait = this.loraWaitReason(cand);
+      if (loraWait) {
+        // Not head-of-line blocking: it keeps its place, and requests behind it may go first.
+        this.decideWaits(cand, `${loraWait}; requests behind it may go first`);
+        if (cand === fromSwap) swapIdx++;
+        else skippedForLora.push(this.policy.waiting.pop()!);
+        continue;
       }
       if (cand === fromSwap) {
         const seqIds = cand.activeSeqs().filter((s) => this.kv.location(s.seqId) === 'cpu').map((s) => s.seqId);
@@ -479,9 +667,14 @@ export class Scheduler {
       }
       numSeqSlots += cand.numSeqSlots();
     }
+    for (const r of skippedForLora) this.policy.waiting.push(r);
     if (ctx.budget <= 0) {
       const head = this.policy.waiting.peek();
-      if (head) this.decideWaits(head, `the step's token budget (maxNumBatchedTokens ${this.config.maxNumBatchedTokens}) is used up`);
+      let numDraft = 0;
+      for (const ws of ctx.scheduled.values()) for (const w of ws) numDraft += w.draftTokenIds.length;
+      // Speculation's draft rows count against the budget like any other row.
+      const drafts = numDraft > 0 ? `, ${numDraft} of it by speculative draft tokens` : '';
+      if (head) this.decideWaits(head, `the step's token budget (maxNumBatchedTokens ${this.config.maxNumBatchedTokens}) is used up${drafts}`);
     }
   }
 
@@ -538,11 +731,50 @@ export class Scheduler {
     if (numNew <= 0 || (!this.config.enableChunkedPrefill && numNew < remaining)) return 'no-budget';
     const reserve =
       this.config.kvPreallocation === 'max-length' ? Math.min(seq.request.numPromptTokens + seq.request.maxTokens, this.config.maxModelLen) : 0;
-    const alloc = this.kv.allocateSlots(seq, numNew, cached, reserve);
+    // A decode step may carry draft tokens; when memory cannot hold them it runs without (drafts never preempt).
+    const draftTokenIds = numNew === 1 && remaining === 1 && seq.numOutputTokens > 0 ? this.proposeDrafts(seq, budget - 1) : [];
+    let withDrafts = draftTokenIds;
+    let alloc = withDrafts.length > 0 ? this.kv.allocateSlots(seq, numNew + withDrafts.length, cached, reserve) : null;
+    if (!alloc) {
+      withDrafts = [];
+      alloc = this.kv.allocateSlots(seq, numNew, cached, reserve);
+    }
     if (!alloc) return 'no-memory';
     // Cache hits count as computed; a recompute or a rollback resets this to 0.
     if (cached.length > 0) seq.numComputedTokens = start;
-    return { seq, startPosition: start, numNewTokens: numNew, copies: alloc.copies, numCachedTokens: cached.length > 0 ? start : 0 };
+    return { seq, startPosition: start, numNewTokens: numNew + withDrafts.length, copies: alloc.copies, numCachedTokens: cached.length > 0 ? start : 0, draftTokenIds: withDrafts };
+  }
+
+  /**
+   * The draft tokens a decoding sequence verifies this step: the proposer's plain token list,
+   * cut to the budget left after its own token, to what its max_tokens and the context can still
+   * take (the step appends the accepted drafts plus one), and to numSpeculativeTokens; a
+   * constrained sequence's drafts end before the first token its grammar refuses.
+   */
+  private proposeDrafts(seq: Sequence, budgetLeft: number): number[] {
+    const c = this.config;
+    if (c.speculativeMethod !== 'ngram' || c.batching !== 'continuous') return [];
+    const room = Math.min(budgetLeft, seq.request.maxTokens - seq.numOutputTokens - 1, c.maxModelLen - seq.numTokens - 1, c.numSpeculativeTokens);
+    if (room <= 0) return [];
+    const drafts = proposeNgram(seq.tokenIds, room, c.promptLookupMax, c.promptLookupMin);
+    const constraint = seq.constraint;
+    if (!constraint || drafts.length === 0) return drafts;
+    // Structured output: drafts up to the first token the grammar refuses, and none that would end
+    // the grammar (every verification row then has a next-token mask). Checked and rolled back.
+    let ok = 0;
+    try {
+      while (ok < drafts.length && constraint.acceptToken(drafts[ok])) {
+        ok++;
+        if (constraint.isTerminated()) {
+          ok--;
+          constraint.rollback(1);
+          break;
+        }
+      }
+    } finally {
+      if (ok > 0) constraint.rollback(ok);
+    }
+    return drafts.slice(0, ok);
   }
 
   private commitWork(ctx: StepContext, req: Request, work: SeqWork[]): void {
@@ -576,6 +808,7 @@ export class Scheduler {
       for (const w of work) ctx.budget += w.numNewTokens;
     }
     this.running.splice(this.running.indexOf(req), 1);
+    this.lora.release(req.requestId);
     req.numPreemptions++;
     this.numPreemptions++;
     ctx.numPreempted++;
@@ -635,6 +868,7 @@ export class Scheduler {
       this.policy.waiting.push(req);
     }
     this.kv.freeAll();
+    this.lora.clear();
   }
 
   private startRunning(req: Request, ctx: StepContext, nowMs: number, resumed: boolean): void {
@@ -647,6 +881,11 @@ export class Scheduler {
     req.state = 'running';
     this.running.push(req);
     ctx.protectedRequests.add(req);
+    if (req.adapter !== null) {
+      const got = this.lora.acquire(req.adapter, req.requestId);
+      if (!got) throw new Error(`${req.requestId} was admitted without a LoRA slot for ${req.adapter}`);
+      if (got.load) ctx.loraLoads.push({ slot: got.slot, adapter: req.adapter });
+    }
     if (Number.isNaN(req.firstScheduledMs)) req.firstScheduledMs = nowMs;
     this.emit({ type: 'scheduled', timeMs: nowMs, stepIndex: this.planningIndex, requestId: req.requestId, numCachedTokens: req.numCachedPromptTokens, resumed });
   }
@@ -677,6 +916,11 @@ export class Scheduler {
         }
         if (numSeqSlots + cand.n > this.config.maxNumSeqs) {
           this.decideWaits(cand, `the static batch is full (maxNumSeqs ${this.config.maxNumSeqs})`);
+          break;
+        }
+        const loraWait = this.loraWaitReason(cand);
+        if (loraWait) {
+          this.decideWaits(cand, loraWait);
           break;
         }
         this.policy.waiting.pop();
@@ -735,9 +979,10 @@ export class Scheduler {
     const copies: BlockCopy[] = [];
     let numPrefillTokens = 0;
     let numDecodeTokens = 0;
+    let numDraftTokens = 0;
     for (const ws of ctx.scheduled.values()) {
       for (const w of ws) {
-        const { seq, startPosition, numNewTokens } = w;
+        const { seq, startPosition, numNewTokens, draftTokenIds } = w;
         const blockTable = this.kv.blockTable(seq.seqId).slice();
         const slots = new Array<number>(numNewTokens);
         for (let k = 0; k < numNewTokens; k++) {
@@ -747,17 +992,21 @@ export class Scheduler {
         seqs.push({
           seqId: seq.seqId,
           requestId: seq.request.requestId,
-          tokenIds: seq.tokenIds.slice(startPosition, startPosition + numNewTokens),
+          tokenIds: seq.tokenIds.slice(startPosition, startPosition + numNewTokens - draftTokenIds.length).concat(draftTokenIds),
           startPosition,
           slots,
           blockTable,
-          needsLogits: startPosition + numNewTokens === seq.numTokens,
+          needsLogits: startPosition + numNewTokens - draftTokenIds.length === seq.numTokens,
+          ...(draftTokenIds.length > 0 ? { numLogitRows: draftTokenIds.length + 1 } : {}),
           sampling: seq.sampler.params,
+          ...(seq.request.adapter !== null ? { loraSlot: this.lora.slotOf(seq.request.requestId) } : {}),
         });
+        if (seq.request.constraints) seqs[seqs.length - 1].constrained = true;
         copies.push(...w.copies);
         work.push(w);
         if (isDecodeWork(w)) numDecodeTokens += numNewTokens;
         else numPrefillTokens += numNewTokens;
+        numDraftTokens += draftTokenIds.length;
       }
     }
     const isEmpty = seqs.length === 0 && ctx.swapOut.length === 0 && ctx.swapIn.length === 0 && numPaddingTokens === 0;
@@ -771,7 +1020,8 @@ export class Scheduler {
       numBatchedTokens: numPrefillTokens + numDecodeTokens,
     };
     if (numPaddingTokens > 0) plan.numPaddingTokens = numPaddingTokens;
-    return { plan, work, numPrefillTokens, numDecodeTokens };
+    if (ctx.loraLoads.length > 0) plan.loraLoads = ctx.loraLoads;
+    return { plan, work, numPrefillTokens, numDecodeTokens, numDraftTokens };
   }
 
   private appendToken(seq: Sequence, tokenId: number, nowMs: number): void {
@@ -815,8 +1065,10 @@ export class Scheduler {
 
   /** Takes a request out of every queue and frees its memory. */
   private end(req: Request, state: 'finished' | 'failed' | 'rejected', reason: Request['endReason'], nowMs: number): void {
+    disposeConstraints(req);
     const i = this.running.indexOf(req);
     if (i >= 0) this.running.splice(i, 1);
+    this.lora.release(req.requestId);
     const j = this.swapped.indexOf(req);
     if (j >= 0) this.swapped.splice(j, 1);
     for (const s of req.seqs) {
@@ -864,11 +1116,15 @@ export class Scheduler {
     }
     const numTracked = this.kv.numTrackedSeqs;
     if (numTracked !== numKvSeqs) throw new Error(`the KV cache manager tracks ${numTracked} sequences but live requests own ${numKvSeqs}`);
+    this.lora.assertInvariants(new Set(this.running.filter((r) => r.adapter !== null).map((r) => r.requestId)));
+    for (const r of this.running) {
+      if (r.adapter !== null && this.lora.slotHolding(r.adapter) !== this.lora.slotOf(r.requestId)) throw new Error(`running ${r.requestId} does not pin the slot of its adapter ${r.adapter}`);
+    }
     if (this.numRunningSeqSlots() > this.config.maxNumSeqs) throw new Error(`running requests take ${this.numRunningSeqSlots()} sequence slots (max ${this.config.maxNumSeqs})`);
   }
 }
 
-/** A decode token: the newest sampled token of a sequence, fed for the first time. */
+/** A decode token: the newest sampled token of a sequence, fed for the first time (with its drafts, if any). */
 export function isDecodeWork(w: SeqWork): boolean {
-  return w.numNewTokens === 1 && w.seq.numOutputTokens > 0 && w.startPosition === w.seq.numTokens - 1;
+  return w.numNewTokens - w.draftTokenIds.length === 1 && w.seq.numOutputTokens > 0 && w.startPosition === w.seq.numTokens - 1;
 }

@@ -33,7 +33,19 @@ export interface ScheduledSeq {
   blockTable: number[];
   /** True when the last scheduled token's row needs logits (prompt done, or a decode token). */
   needsLogits: boolean;
+  /**
+   * How many trailing rows need logits when needsLogits is set (absent: 1). Speculative decoding
+   * verifies a sequence's last token plus k draft tokens as k + 1 rows, each needing its logits.
+   */
+  numLogitRows?: number;
   sampling: SamplingParams;
+  /** The GPU adapter slot whose LoRA every row of this sequence adds; absent (or -1): the base model. */
+  loraSlot?: number;
+  /**
+   * Structured output: the sampler masks this row with the sequence's constraint, so the
+   * executor returns its full logits row (SeqOutput.logits) whatever the temperature.
+   */
+  constrained?: boolean;
 }
 
 export interface BlockCopy {
@@ -67,15 +79,27 @@ export interface StepPlan {
    * executor may skip them. Absent means 0.
    */
   numPaddingTokens?: number;
+  /** LoRA: adapters to load into their slots before the forward pass (after the memory moves). Absent means none. */
+  loraLoads?: LoraSlotLoad[];
+}
+
+/** One logits row's result. */
+export interface LogitRow {
+  /** Greedy choice, computed by the executor (on the GPU for the WebGPU engine). */
+  argmax: number;
+  /** The full logits row [vocab]; present when sampling.temperature > 0 or the row is constrained (or always, if cheap). */
+  logits?: Float32Array;
 }
 
 /** The output for one sequence whose plan entry had needsLogits. */
-export interface SeqOutput {
+export interface SeqOutput extends LogitRow {
   seqId: number;
-  /** Greedy choice, computed by the executor (on the GPU for the WebGPU engine). */
-  argmax: number;
-  /** The full logits row [vocab]; present when sampling.temperature > 0 (or always, if cheap). */
-  logits?: Float32Array;
+  /**
+   * Present when the plan entry had numLogitRows > 1: one entry per trailing row, in row order
+   * (its last entry is the argmax/logits above). Each row is what a plain decode row at that
+   * position would give.
+   */
+  rows?: LogitRow[];
 }
 
 export interface StepOutput {
@@ -93,6 +117,10 @@ export interface KvGeometry {
   blockSize: number;
   numGpuBlocks: number;
   numCpuBlocks: number;
+  /** LoRA adapter slots the plans' loraSlot indices range over (absent: 0, no adapters). */
+  maxLoras?: number;
+  /** Largest adapter rank a slot must hold. */
+  maxLoraRank?: number;
 }
 
 export interface Executor {
@@ -111,5 +139,46 @@ export interface Executor {
    * writes is never read (every position is written before it is attended to).
    */
   warmUp?(shape: { maxTokens: number; maxSeqs: number }): Promise<void>;
+  /**
+   * LoRA: keeps an adapter's weights in host memory under its name, for the plans' loraLoads (the
+   * engine registers a name once; a new executor after a device loss gets them all again).
+   * Executors without it run every row as the base model.
+   */
+  registerAdapter?(adapter: LoraAdapter): void;
   dispose(): void;
+}
+
+/**
+ * LoRA (low-rank adapters). The projections an adapter may change, by their llama2.c names;
+ * PEFT's llama names map onto them as q_proj -> q, k_proj -> k, v_proj -> v, o_proj -> o,
+ * gate_proj -> w1, down_proj -> w2, up_proj -> w3 (src/model/lora.ts reads the files).
+ */
+export const LORA_MODULES = ['q', 'k', 'v', 'o', 'w1', 'w2', 'w3'] as const;
+export type LoraModule = (typeof LORA_MODULES)[number];
+
+/** One projection's low-rank update: W' = W + scale · B · A. */
+export interface LoraModuleWeights {
+  a: Float32Array; // [rank, inDim]
+  b: Float32Array; // [outDim, rank]
+}
+
+/** What the engine needs to know of an adapter (it never reads the weights). */
+export interface LoraAdapterInfo {
+  /** The name requests use (`adapter: "name"` or `model: "base:name"`). */
+  name: string;
+  rank: number;
+  /** lora_alpha / r (or / sqrt(r) for rsLoRA): the factor of B · A. */
+  scale: number;
+}
+
+/** An adapter with its weights, as executors take it (Executor.registerAdapter). */
+export interface LoraAdapter extends LoraAdapterInfo {
+  /** Per layer, the modules it changes (absent modules are unchanged). */
+  layers: Partial<Record<LoraModule, LoraModuleWeights>>[]; // [numLayers]
+}
+
+/** Before a step's forward pass: put adapter `adapter` into GPU adapter slot `slot`. */
+export interface LoraSlotLoad {
+  slot: number;
+  adapter: string;
 }

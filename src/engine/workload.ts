@@ -3,6 +3,7 @@
  * times; the same spec and seed always give the same list.
  */
 import { MAX_ID_LENGTH, validateRequestSpec, type RequestLimits, type RequestSpec } from './request.ts';
+import { responseFormatProblems, type ResponseFormat } from './constraint.ts';
 import { check, InvalidInputError, show, type ArraySchema, type NumberSchema, type ObjectSchema, type Problem, type Schema, type UnionSchema } from './schema.ts';
 
 /** mulberry32: a small, fast, seeded 32-bit generator (workloads only; sampling has its own). */
@@ -98,6 +99,8 @@ export interface TenantSpec {
   priority?: number;
   /** End-to-end deadline relative to arrival. */
   deadlineMs?: number;
+  /** LoRA adapter every request of this tenant runs with (a registered adapter name); absent: the base model. */
+  adapter?: string;
 }
 
 export interface WorkloadSpec {
@@ -120,6 +123,11 @@ export interface WorkloadSpec {
    * request for shortest-job-first; absent means no prediction (SJF falls back to maxTokens).
    */
   predictionNoiseSigma?: number;
+  /**
+   * A fraction of requests asks for structured output in this format (the serve layer compiles
+   * its grammar before they are submitted); the others generate free text.
+   */
+  structured?: { fraction: number; responseFormat: ResponseFormat };
 }
 
 /** Requests one workload generates at most. */
@@ -202,6 +210,7 @@ const tenantSchema: ObjectSchema = {
     weight: { type: 'number', min: 0, exclusiveMin: true, max: 1e9, why: 'its relative share of the requests' },
     priority: { type: 'number', optional: true, why: 'lower runs first under the priority policy' },
     deadlineMs: { type: 'number', min: 0, exclusiveMin: true, max: 1e12, optional: true, why: 'ms after arrival' },
+    adapter: { type: 'string', minLength: 1, maxLength: MAX_ID_LENGTH, optional: true, why: "the LoRA adapter its requests name (the engine refuses unknown ones at submit)" },
   },
 };
 
@@ -277,6 +286,18 @@ export const WORKLOAD_SCHEMA: ObjectSchema = {
     },
     temperature: { type: 'number', min: 0, max: 10, optional: true, why: 'the sampling temperature of every request (0: greedy)' },
     predictionNoiseSigma: { type: 'number', min: 0, max: 3, optional: true, why: 'the log-normal noise of the output-length prediction' },
+    structured: {
+      type: 'object',
+      optional: true,
+      fields: {
+        fraction: fraction('the share of requests that ask for structured output'),
+        responseFormat: {
+          type: 'custom',
+          describe: 'a response format ({type: "json_object"} or {type: "json_schema", jsonSchema: {name, schema}})',
+          check: (v, path) => responseFormatProblems(v, path).map((p) => ({ path: p.field, message: p.message })),
+        },
+      },
+    },
   },
   refine: (o, path) => {
     const worst = worstCasePromptTokens(o as unknown as WorkloadSpec);
@@ -319,6 +340,7 @@ export function validateWorkload(spec: unknown): WorkloadSpec {
 export function generateWorkload(spec: WorkloadSpec): RequestSpec[] {
   validateWorkload(spec);
   const rng = new Rng(spec.seed);
+  const structuredRng = new Rng((spec.seed ^ 0x5f3759df) >>> 0);
   const vocab = spec.vocabSize ?? 512;
   const token = () => rng.int(3, vocab - 1);
   const numPrefixes = spec.sharedPrefix?.numPrefixes ?? 1;
@@ -353,6 +375,7 @@ export function generateWorkload(spec: WorkloadSpec): RequestSpec[] {
       r.tenant = tenant.name;
       if (tenant.priority !== undefined) r.priority = tenant.priority;
       if (tenant.deadlineMs !== undefined) r.deadlineMs = tenant.deadlineMs;
+      if (tenant.adapter !== undefined) r.adapter = tenant.adapter;
     }
     if (spec.parallelSampling && rng.next() < spec.parallelSampling.fraction) r.n = spec.parallelSampling.n;
     if (spec.temperature) r.sampling = { temperature: spec.temperature, seed: rng.int(1, 2 ** 31 - 1) };
@@ -360,6 +383,8 @@ export function generateWorkload(spec: WorkloadSpec): RequestSpec[] {
       const predicted = Math.round(maxTokens * Math.exp(spec.predictionNoiseSigma * rng.normal()));
       r.predictedOutputTokens = Math.min(Number.MAX_SAFE_INTEGER, Math.max(1, predicted));
     }
+    // Its own generator: the other requests' fields are what the workload gives without it.
+    if (spec.structured && structuredRng.next() < spec.structured.fraction) r.responseFormat = structuredClone(spec.structured.responseFormat);
     out.push(r);
   }
   return out;

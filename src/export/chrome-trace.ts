@@ -155,6 +155,9 @@ export function chromeTrace(events: readonly EngineEvent[], meta: Record<string,
       case 'reconfigure':
         out.push({ name: 'reconfigure', cat: 'input', ph: 'i', s: 't', ts: us(e.timeMs, t0), pid: ENGINE_PID, tid: STEPS_TID, args: { ...e.changes } });
         break;
+      case 'adapterRegistered':
+        out.push({ name: `adapter ${e.adapter.name} registered`, cat: 'input', ph: 'i', s: 't', ts: us(e.timeMs, t0), pid: ENGINE_PID, tid: STEPS_TID, args: { ...e.adapter } });
+        break;
       case 'stepFailed':
         out.push(stepSlice(`step ${e.stepIndex} failed`, e, { stepIndex: e.stepIndex, message: e.message }));
         break;

@@ -7,6 +7,7 @@
  * one), so numbers that are not finite are written as {"$num": "Infinity"} and read back.
  */
 import type { EngineEvent } from '../engine/events.ts';
+import { MAX_LORA_RANK } from '../engine/config.ts';
 import { replayEventLog } from '../engine/replay.ts';
 import { DEFAULT_SCHEDULER_CONFIG, validateEngineConfig, type SchedulerConfig } from '../engine/config.ts';
 import { validateTrace, validateWorkload, type WorkloadSpec } from '../engine/workload.ts';
@@ -255,6 +256,20 @@ const sampledPairs: Schema = {
   },
 };
 
+const draftTriples: Schema = {
+  type: 'array',
+  maxItems: 1_000_000,
+  optional: true,
+  items: {
+    type: 'custom',
+    describe: 'a [seqId, numDraftTokens, numAcceptedTokens] triple',
+    check: (v, path) =>
+      Array.isArray(v) && v.length === 3 && v.every((x) => Number.isSafeInteger(x) && (x as number) >= 0) && v[2] <= v[1]
+        ? []
+        : [{ path, message: `${path} must be a [seqId, numDraftTokens, numAcceptedTokens] triple of integers >= 0 with accepted <= drafts, got ${show(v)}` }],
+  },
+};
+
 const EVENT_SCHEMA: Schema = {
   type: 'union',
   tag: 'type',
@@ -280,6 +295,17 @@ const EVENT_SCHEMA: Schema = {
     failed: event({ requestId, reason: text(100) }),
     stepFailed: event({ startMs: timeMs, stepIndex: int0, message: text(100_000) }),
     executorReplaced: event({ stepIndex: int0 }),
+    adapterRegistered: event({
+      stepIndex: int0,
+      adapter: {
+        type: 'object',
+        fields: {
+          name: requestId,
+          rank: { type: 'number', integer: true, min: 1, max: MAX_LORA_RANK },
+          scale: { type: 'number', min: -1e9, max: 1e9 },
+        },
+      },
+    }),
     step: event({
       startMs: timeMs,
       stepIndex: int0,
@@ -289,6 +315,22 @@ const EVENT_SCHEMA: Schema = {
       numDecodeTokens: int0,
       numPaddingTokens: int0,
       sampled: sampledPairs,
+      masks: {
+        type: 'array',
+        optional: true,
+        maxItems: 1_000_000,
+        items: {
+          type: 'object',
+          fields: {
+            seqId: int0,
+            requestId,
+            ms: { type: 'number', min: 0, why: 'host ms the mask took' },
+            numAllowed: int0,
+            vocabSize: { type: 'number', integer: true, min: 1, why: 'the vocabulary the mask covers' },
+          },
+        },
+      },
+      drafts: draftTriples,
     }),
   },
 };

@@ -10,7 +10,9 @@
  * CPU mirror is one pooled Uint32Array that packStep fills in place (no per-step allocation) and
  * that upload() sends with ONE queue.writeBuffer of the used span:
  *
- *   inputs  [tokenIds T | positions T | slots T | tableOffsets T | logitRows R | copies 2C] u32
+ *   inputs  [tokenIds T | positions T | slots T | tableOffsets T | logitRows R | copies 2C | loraSlots T] u32
+ *
+ * (loraSlots is sent only by steps with adapter rows: the executor fills it, upload() extends the write.)
  */
 import type { BlockCopy } from '../engine/types.ts';
 import { kvDim as kvDimOf, type ModelConfig } from '../model/types.ts';
@@ -40,9 +42,12 @@ export interface Activations {
   tableOffsets: InputRange; // [T] u32, where the token's sequence's row starts in GpuSeqTables
   logitRows: InputRange; // [R] u32
   copies: InputRange; // [C, 2] u32 (src block, dst block)
-  /** The inputs' CPU mirror, [4T + R + 2C] u32, and packStep's views into its token sections. */
+  loraSlots: InputRange; // [T] u32 LoRA adapter slot per token row, 0xffffffff = base model
+  /** The inputs' CPU mirror, [5T + R + 2C] u32, and packStep's views into its token sections. */
   inputData: Uint32Array<ArrayBuffer>;
   into: PackInto;
+  /** The CPU mirror's loraSlots section. */
+  loraSlotsView: Uint32Array;
 }
 
 /** Powers of two, at least 64 elements: every section starts on a 256-byte boundary. */
@@ -75,7 +80,7 @@ export class ActivationArena {
       this.owned.push(buffer);
       return buffer;
     };
-    const inputWords = 4 * t + r + 2 * cp;
+    const inputWords = 5 * t + r + 2 * cp;
     const inputs = buf(inputWords, 'step inputs');
     const inputData = new Uint32Array(inputWords);
     let at = 0; // words
@@ -91,6 +96,7 @@ export class ActivationArena {
     const tableOffsets = section(t);
     const logitRows = section(r); // filled from PackedStep.logitRows in upload()
     const copies = section(2 * cp);
+    const loraSlots = section(t);
     this.current = {
       capacityTokens: t,
       capacityRows: r,
@@ -107,6 +113,8 @@ export class ActivationArena {
       tableOffsets: tableOffsets.range,
       logitRows: logitRows.range,
       copies: copies.range,
+      loraSlots: loraSlots.range,
+      loraSlotsView: loraSlots.view,
       inputData,
       into: { tokenIds: tokenIds.view, positions: positions.view, slots: slots.view, tableOffsets: tableOffsets.view },
     };
@@ -117,14 +125,15 @@ export class ActivationArena {
    * Sends a step's inputs (packed into a.into by packStep, plus the block copies) with one
    * queue.writeBuffer of the sections the step uses.
    */
-  upload(a: Activations, packed: PackedStep, copies: readonly BlockCopy[]): void {
+  upload(a: Activations, packed: PackedStep, copies: readonly BlockCopy[], withLoraSlots = false): void {
     a.inputData.set(packed.logitRows, a.logitRows.offset / 4);
     const copiesAt = a.copies.offset / 4;
     copies.forEach((cp, i) => {
       a.inputData[copiesAt + 2 * i] = cp.srcBlock;
       a.inputData[copiesAt + 2 * i + 1] = cp.dstBlock;
     });
-    const end = copies.length > 0 ? copiesAt + 2 * copies.length
+    const end = withLoraSlots ? a.loraSlots.offset / 4 + packed.numTokens
+      : copies.length > 0 ? copiesAt + 2 * copies.length
       : packed.logitRows.length > 0 ? a.logitRows.offset / 4 + packed.logitRows.length
       : packed.numTokens > 0 ? a.tableOffsets.offset / 4 + packed.numTokens
       : 0;

@@ -32,6 +32,20 @@ export class ExecutorFactory {
     private readonly kernelSources: KernelSources,
   ) {}
 
+  /** The device being acquired ahead of the first create() (see prepare()). */
+  private acquiring: Promise<GpuContext> | null = null;
+
+  /**
+   * Starts acquiring the device now, so that it comes up while the model downloads (a software
+   * adapter takes ~0.5 s to start); the next create() takes it. Safe to call more than once; a
+   * failure here surfaces in create() (which then falls back to the CPU reference).
+   */
+  prepare(): void {
+    if (!this.gpu || this.acquiring || (this.ctx && !this.ctx.isLost)) return;
+    this.acquiring = acquireDevice(this.gpu);
+    this.acquiring.catch(() => {});
+  }
+
   /** The executor models run on now (null before the first create()). */
   get executor(): Executor | null {
     return this.current;
@@ -82,7 +96,10 @@ export class ExecutorFactory {
     if (this.gpu) {
       try {
         if (!this.ctx || this.ctx.isLost) {
-          this.ctx = await acquireDevice(this.gpu);
+          const acquiring = this.acquiring;
+          this.acquiring = null;
+          this.ctx = await (acquiring ?? acquireDevice(this.gpu));
+          if (this.ctx.isLost) this.ctx = await acquireDevice(this.gpu);
           this.runtime = GpuRuntime.fromContext(this.ctx, this.kernelSources);
         }
         const executor = new GpuExecutor(this.ctx, this.runtime!, model);

@@ -14,17 +14,22 @@
  *   GpuSeqTables    (seq-tables.ts)   the sequences' block tables, kept between steps, one per geometry
  *   CpuSwapPool     (swap.ts)         CPU swap space for that geometry (plain memory)
  *   ActivationArena (activations.ts)  per-step activations and inputs, grown as steps need
+ *   GpuLoraSlots    (lora-slots.ts)   the LoRA adapter slots (maxLoras regions), one per geometry;
+ *                                     registered adapters stay in host memory (a Map) until loaded
  * The executor holds one of each and, in dispose(), has each destroy its own group once.
  */
 import type { ProfileSink } from '../engine/profile.ts';
-import type { Executor, KvGeometry, SeqOutput, StepOutput, StepPlan } from '../engine/types.ts';
+import type { Executor, KvGeometry, LogitRow, LoraAdapter, SeqOutput, StepOutput, StepPlan } from '../engine/types.ts';
 import type { Model } from '../model/types.ts';
 import { ActivationArena, type Activations } from './activations.ts';
 import type { GpuContext } from './device.ts';
-import { ForwardPrograms } from './forward.ts';
+import { encodeForward, ForwardPrograms } from './forward.ts';
 import { checkKvGeometry, GpuKvPool } from './kv-pool.ts';
+import { GpuLoraSlots } from './lora-slots.ts';
 import { packStep } from './pack.ts';
-import type { GpuRuntime } from './step.ts';
+import type { KernelName } from './kernel-names.ts';
+import type { OverrideValues } from './registry.ts';
+import type { DispatchTarget, GpuRuntime } from './step.ts';
 import { GpuSeqTables } from './seq-tables.ts';
 import { CpuSwapPool } from './swap.ts';
 import { GpuWeights } from './weights.ts';
@@ -62,6 +67,9 @@ export class GpuExecutor implements Executor {
   private kv: GpuKvPool | null = null; // set by configure()
   private swap: CpuSwapPool | null = null; // set by configure()
   private tables: GpuSeqTables | null = null; // set by configure()
+  private lora: GpuLoraSlots | null = null; // set by configure()
+  /** Registered LoRA adapters, by name (host memory; loaded into slots by the plans' loraLoads). */
+  private readonly adapters = new Map<string, LoraAdapter>();
   private disposed = false;
   private lostMessage: string | null = null;
   /** Dispatches recorded by the last step (for benchmarks). */
@@ -109,7 +117,13 @@ export class GpuExecutor implements Executor {
     this.kv = new GpuKvPool(this.device, this.model.config, geometry);
     this.tables = new GpuSeqTables(this.device, geometry.blockSize, this.model.config.seqLen);
     this.swap = new CpuSwapPool(this.kv);
+    this.lora?.destroy();
+    this.lora = new GpuLoraSlots(this.device, this.model.config, geometry.maxLoras ?? 0, geometry.maxLoraRank ?? 16, this.adapters);
     this.act.ensure(this.options.initialTokens ?? 64, 16, 16);
+  }
+
+  registerAdapter(adapter: LoraAdapter): void {
+    this.adapters.set(adapter.name, adapter);
   }
 
   private assertUsable(): void {
@@ -149,12 +163,26 @@ export class GpuExecutor implements Executor {
       const numTokens = packed.numTokens;
       const numRows = packed.logitRows.length;
       const numCopies = plan.copies.length;
-      this.act.upload(a, packed, plan.copies);
+      // LoRA: load the plan's adapters into their slots, then each token row's slot (or none)
+      const lora = this.lora!;
+      if (plan.loraLoads) lora.load(plan.loraLoads);
+      let hasLora = false;
+      if (plan.seqs.some((s) => (s.loraSlot ?? -1) >= 0)) {
+        let row = 0;
+        for (const s of plan.seqs) {
+          const slot = s.loraSlot ?? -1;
+          if (slot >= 0 && !lora.isLoaded(slot)) throw new Error(`sequence ${s.seqId}: adapter slot ${slot} holds no adapter`);
+          a.loraSlotsView.fill(slot >= 0 ? slot : 0xffffffff, row, row + s.tokenIds.length);
+          row += s.tokenIds.length;
+        }
+        hasLora = true;
+      }
+      this.act.upload(a, packed, plan.copies, hasLora);
       if (prof) lap('upload');
 
       const step = this.runtime.beginStep({ label: `step ${plan.stepIndex}`, timestamps: this.options.timestamps ?? true, validate: this.options.validate, profile: prof });
       // The forward pass of this step's shape, recorded on its first use and replayed after.
-      const program = this.programs.get(kv, this.tables!, a, { numTokens, numRows, numCopies });
+      const program = this.programs.get(kv, this.tables!, a, { numTokens, numRows, numCopies, lora: hasLora ? lora : null });
       step.replay(program.dispatches);
       const hasLogits = program.hasLogits;
       const argmaxRead = hasLogits ? step.read(a.argmax, numRows * 4) : -1;
@@ -170,10 +198,17 @@ export class GpuExecutor implements Executor {
       if (argmaxRead >= 0) {
         const argmax = new Uint32Array(result.reads[argmaxRead]);
         const logits = logitsRead >= 0 ? new Float32Array(result.reads[logitsRead]) : null;
+        // A sequence verifying drafts has consecutive rows: one output with every row, the last on top.
+        let rows: LogitRow[] = [];
         packed.logitSeqIds.forEach((seqId, r) => {
-          const out: SeqOutput = { seqId, argmax: argmax[r] };
-          if (logits && packed.logitsWanted[r]) out.logits = logits.slice(r * c.vocabSize, (r + 1) * c.vocabSize);
+          const row: LogitRow = { argmax: argmax[r] };
+          if (logits && packed.logitsWanted[r]) row.logits = logits.slice(r * c.vocabSize, (r + 1) * c.vocabSize);
+          rows.push(row);
+          if (packed.logitSeqIds[r + 1] === seqId) return;
+          const out: SeqOutput = { seqId, ...row };
+          if (rows.length > 1) out.rows = rows;
           outputs.push(out);
+          rows = [];
         });
       }
       this.lastGpuTimeMs = result.gpuTimeMs;
@@ -194,46 +229,52 @@ export class GpuExecutor implements Executor {
   }
 
   /**
-   * Runs throwaway steps on the configured pool: a prefill of up to `maxTokens` rows over up to
-   * `maxSeqs` sequences (greedy and sampled rows, so both readbacks), then decode steps of every
-   * row-count class the kernels specialise for (8+, 4, 2, 1 rows), the first with a
-   * copy-on-write copy. Every pipeline a step can use is compiled and the activation buffers
-   * grow to the largest step before any measured step.
+   * Gets every pipeline a step can use compiled, and the activation buffers sized for the largest
+   * step, before any measured step — without running a step. The forward pass of each step
+   * shape that selects different specialisations (token rows and logit rows in the kernels'
+   * row-count classes 1, 2, 4, 8+, the largest step, a copy-on-write copy) is recorded into a
+   * collector that only notes each dispatch's kernel and override values (no GPU work, no
+   * buffers touched); the distinct specialisations are then compiled with
+   * createComputePipelineAsync, all asked for at once (a driver may compile them in parallel;
+   * Chromium on SwiftShader compiled them one after another, ~90 ms of CPU each on a quiet
+   * 2-core machine). Steps find them in the registry's cache afterwards.
    */
   async warmUp(shape: { maxTokens: number; maxSeqs: number }): Promise<void> {
     const kv = this.kv;
     if (!kv) throw new Error('the GPU executor needs configure() before warmUp()');
-    const { blockSize, numGpuBlocks } = kv.geometry;
     const c = this.model.config;
-    const numSeqs = Math.max(1, Math.min(shape.maxSeqs, shape.maxTokens, Math.floor(numGpuBlocks / 2)));
-    const blocksPerSeq = Math.max(1, Math.floor(numGpuBlocks / numSeqs) - 1);
-    const numDecodeSteps = 4;
-    const perSeq = Math.max(1, Math.min(Math.floor(shape.maxTokens / numSeqs), c.seqLen - 1 - numDecodeSteps, blocksPerSeq * blockSize - numDecodeSteps));
-    const sampling = (i: number) => ({ temperature: i % 2 === 0 ? 0 : 1, topP: 1, topK: 0, seed: i });
-    const seq = (i: number, start: number, n: number) => {
-      const blockTable = Array.from({ length: Math.ceil((start + n) / blockSize) }, (_, k) => i * (blocksPerSeq + 1) + k);
-      return {
-        seqId: i,
-        requestId: 'warm-up',
-        tokenIds: Array.from({ length: n }, (_, k) => 1 + ((i + k) % (c.vocabSize - 1))),
-        startPosition: start,
-        slots: Array.from({ length: n }, (_, k) => blockTable[Math.floor((start + k) / blockSize)] * blockSize + ((start + k) % blockSize)),
-        blockTable,
-        needsLogits: true,
-        sampling: sampling(i),
-      };
+    const maxTokens = Math.max(1, shape.maxTokens);
+    const maxRows = Math.max(1, Math.min(shape.maxSeqs, maxTokens));
+    const a = this.act.ensure(maxTokens, maxRows, 1);
+    const tables = this.tables!;
+    const specs = new Map<string, { kernel: KernelName; overrides: OverrideValues }>();
+    const collector: DispatchTarget = {
+      tuning: this.runtime.tuning,
+      dispatch: (kernel, _bindings, _workgroups, options = {}) => {
+        const overrides = options.overrides ?? {};
+        specs.set(`${kernel}:${JSON.stringify(overrides)}`, { kernel, overrides });
+      },
     };
-    const empty = { copies: [], swapOut: [], swapIn: [] };
-    const prefill = Array.from({ length: numSeqs }, (_, i) => seq(i, 0, perSeq));
-    await this.execute({ stepIndex: -3, seqs: prefill, numBatchedTokens: numSeqs * perSeq, ...empty });
-    const spare = numSeqs * (blocksPerSeq + 1) - 1; // the last sequence's spare block, in no table
-    const copies = spare > 0 && spare < numGpuBlocks ? [{ srcBlock: 0, dstBlock: spare }] : [];
-    const sizes = [numSeqs, 4, 2, 1];
-    for (let k = 0; k < numDecodeSteps; k++) {
-      const rows = Math.min(numSeqs, sizes[k]);
-      const decode = Array.from({ length: rows }, (_, i) => seq(i, perSeq + k, 1));
-      await this.execute({ stepIndex: k - numDecodeSteps, seqs: decode, numBatchedTokens: rows, ...empty, copies: k === 0 ? copies : [] });
+    // Small shapes first: the registry compiles in the order asked, and a first prompt needs them.
+    // The matmuls pick gemv (by row-count class) or the tiled kernel by rows, so these sizes
+    // reach every specialisation a step up to maxTokens rows can use.
+    const sizes = [...new Set([8, 1, 4, 2, maxTokens].map((n) => Math.min(n, maxTokens)))];
+    for (const [i, numTokens] of sizes.entries()) {
+      const numRows = Math.min(numTokens, maxRows);
+      encodeForward(collector, c, this.weights, kv, tables, a, { numTokens, numRows, numCopies: i === 0 ? 1 : 0, lora: null });
     }
+    // LoRA: one forward pass with adapter rows in every (layer, module) records the gather's
+    // pipelines (one per projection shape: q, k|v, o, w1|w3, w2; independent of the row count), so
+    // no step with adapter rows compiles one. No adapter is loaded yet: only the shapes count.
+    const slots = this.lora;
+    if (slots?.buffer) {
+      const everyModule: GpuLoraSlots = Object.assign(Object.create(slots) as GpuLoraSlots, { uses: () => true });
+      const numTokens = sizes[0];
+      encodeForward(collector, c, this.weights, kv, tables, a, { numTokens, numRows: Math.min(numTokens, maxRows), numCopies: 0, lora: everyModule });
+    }
+    const registry = this.runtime.registry;
+    await Promise.all([...specs.values()].map((s) => registry.pipelineAsync(s.kernel, s.overrides)));
+    this.assertUsable();
   }
 
   private async settlesAsLost(): Promise<boolean> {
@@ -254,6 +295,7 @@ export class GpuExecutor implements Executor {
     this.weights.destroy();
     this.kv?.destroy();
     this.tables?.destroy();
+    this.lora?.destroy();
     this.act.destroy();
   }
 }

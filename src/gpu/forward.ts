@@ -9,6 +9,8 @@
  *   embedding
  *   per layer: matmul qkv (fused RMSNorm) · rope_kv_write · paged_attention · matmul wo (+= x)
  *              · matmul w1|w3 (fused RMSNorm) · matmul w2 (fused SwiGLU, += x)
+ *              with adapter rows (LoRA): after each projection, lora_bgmv adds every row's own
+ *              scale · B (A input) for the (layer, module)s a loaded adapter changes (base rows skip)
  *   matmul logits for the rows that need them (gathered, fused final RMSNorm) · argmax
  *
  * ForwardPrograms keeps that recording per step shape: a step of the same shape (token rows,
@@ -16,17 +18,20 @@
  * looking up its ~33 dispatches again; only what changed per step (the inputs) is uploaded.
  */
 import { headSize as headSizeOf, kvDim as kvDimOf, type ModelConfig } from '../model/types.ts';
+import type { LoraModule } from '../engine/types.ts';
 import type { Activations } from './activations.ts';
 import {
   encodeArgmax,
   encodeBlockCopy,
   encodeEmbedding,
+  encodeLoraBgmv,
   encodeMatmul,
   encodePagedAttention,
   encodeRopeKvWrite,
 } from './kernels.ts';
 import type { GpuKvPool } from './kv-pool.ts';
 import type { GpuSeqTables } from './seq-tables.ts';
+import type { GpuLoraSlots } from './lora-slots.ts';
 import { ProgramRecorder, type DispatchTarget, type GpuRuntime, type ResolvedDispatch } from './step.ts';
 import type { GpuWeights } from './weights.ts';
 
@@ -34,6 +39,8 @@ export interface ForwardStep {
   numTokens: number; // rows of x: every scheduled token
   numRows: number; // rows that need logits (gathered through act.logitRows)
   numCopies: number; // copy-on-write block copies (in act.copies)
+  /** LoRA: the adapter slots when some row uses one (rows' slots in act.loraSlots); null: a base-only step. */
+  lora: GpuLoraSlots | null;
 }
 
 /** Records the step; true when it recorded logits and argmax (numRows rows in a.logits, a.argmax). */
@@ -61,6 +68,15 @@ export function encodeForward(
   }
   if (T === 0) return false;
 
+  // LoRA of one (layer, module), when a loaded adapter changes it: y[:, cols] += scale_row · B (A input_row)
+  const slots = n.lora;
+  type LoraIo = Pick<Parameters<typeof encodeLoraBgmv>[1], 'x' | 'y' | 'inDim' | 'outDim' | 'yStride' | 'yOffset' | 'norm' | 'swigluInput'>;
+  const lora = (m: LoraModule, layer: number, io: LoraIo): void => {
+    if (!slots?.buffer || !slots.uses(layer, m)) return;
+    const o = slots.layout.offsets[layer][m];
+    encodeLoraBgmv(step, { ...io, lora: slots.buffer, rowSlots: a.loraSlots, rows: T, rank: slots.layout.rank, slotStride: slots.layout.slotStride, aOffset: o.a, bOffset: o.b });
+  };
+
   // x = embedding[token]
   encodeEmbedding(step, { tokenIds: a.tokenIds, embedding: w.embedding.buffer, weightType: w.embedding.type, out: a.x, numTokens: T, dim });
 
@@ -68,6 +84,10 @@ export function encodeForward(
     const lw = w.layers[l];
     // qkv = rmsnorm(x; rmsAtt) · [wq; wk; wv]ᵀ
     encodeMatmul(step, { x: a.x, w: lw.wqkv.buffer, weightType: lw.wqkv.type, y: a.qkv, rows: T, inDim: dim, outDim: qkvStride, norm: { weight: lw.rmsAtt, eps: c.normEps } });
+    const attNorm = { weight: lw.rmsAtt, eps: c.normEps };
+    lora('q', l, { x: a.x, y: a.qkv, inDim: dim, outDim: dim, yStride: qkvStride, yOffset: 0, norm: attNorm });
+    lora('k', l, { x: a.x, y: a.qkv, inDim: dim, outDim: kvDim, yStride: qkvStride, yOffset: dim, norm: attNorm });
+    lora('v', l, { x: a.x, y: a.qkv, inDim: dim, outDim: kvDim, yStride: qkvStride, yOffset: dim + kvDim, norm: attNorm });
     // rotate q in place; write rotated k and v into this layer's cache at each token's slot
     encodeRopeKvWrite(step, { qkv: a.qkv, positions: a.positions, slots: a.slots, ropeTable: w.ropeTable, kCache: kv.k[l], vCache: kv.v[l], numTokens: T, dim, kvDim, headSize });
     // att = attention(q, this layer's cache), each token over its own positions via its block table
@@ -88,10 +108,15 @@ export function encodeForward(
     });
     // x += att · woᵀ
     encodeMatmul(step, { x: a.att, w: lw.wo.buffer, weightType: lw.wo.type, y: a.x, rows: T, inDim: dim, outDim: dim, accumulate: true });
+    lora('o', l, { x: a.att, y: a.x, inDim: dim, outDim: dim });
     // gateUp = rmsnorm(x; rmsFfn) · [w1; w3]ᵀ
     encodeMatmul(step, { x: a.x, w: lw.w13.buffer, weightType: lw.w13.type, y: a.gateUp, rows: T, inDim: dim, outDim: 2 * c.hiddenDim, norm: { weight: lw.rmsFfn, eps: c.normEps } });
+    const ffnNorm = { weight: lw.rmsFfn, eps: c.normEps };
+    lora('w1', l, { x: a.x, y: a.gateUp, inDim: dim, outDim: c.hiddenDim, yStride: 2 * c.hiddenDim, yOffset: 0, norm: ffnNorm });
+    lora('w3', l, { x: a.x, y: a.gateUp, inDim: dim, outDim: c.hiddenDim, yStride: 2 * c.hiddenDim, yOffset: c.hiddenDim, norm: ffnNorm });
     // x += (silu(gate) * up) · w2ᵀ
     encodeMatmul(step, { x: a.gateUp, w: lw.w2.buffer, weightType: lw.w2.type, y: a.x, rows: T, inDim: c.hiddenDim, outDim: dim, swigluInput: true, accumulate: true });
+    lora('w2', l, { x: a.gateUp, y: a.x, inDim: c.hiddenDim, outDim: dim, swigluInput: true });
   }
   if (n.numRows === 0) return false;
 
@@ -152,7 +177,8 @@ export class ForwardPrograms {
       this.tablesGeneration = tables.generation;
       this.paramsGeneration = this.runtime.paramsGeneration;
     }
-    const key = `${n.numTokens},${n.numRows},${n.numCopies}`;
+    // A LoRA step also keys on which (layer, module)s the loaded adapters change (their dispatches).
+    const key = `${n.numTokens},${n.numRows},${n.numCopies}${n.lora ? `,${n.lora.maskKey}` : ''}`;
     let program = this.programs.get(key);
     if (program) {
       this.programs.delete(key); // re-inserted below: most recently used last

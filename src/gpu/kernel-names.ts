@@ -3,6 +3,7 @@ export const KERNEL_NAMES = [
   'argmax',
   'block_copy',
   'embedding',
+  'lora_bgmv',
   'matmul_gemv',
   'matmul_tiled',
   'paged_attention',

@@ -6,6 +6,7 @@
 import argmax from '../../kernels/argmax.wgsl?raw';
 import blockCopy from '../../kernels/block_copy.wgsl?raw';
 import embedding from '../../kernels/embedding.wgsl?raw';
+import loraBgmv from '../../kernels/lora_bgmv.wgsl?raw';
 import matmulGemv from '../../kernels/matmul_gemv.wgsl?raw';
 import matmulTiled from '../../kernels/matmul_tiled.wgsl?raw';
 import pagedAttention from '../../kernels/paged_attention.wgsl?raw';
@@ -17,6 +18,7 @@ export const kernelSources: KernelSources = {
   argmax,
   block_copy: blockCopy,
   embedding,
+  lora_bgmv: loraBgmv,
   matmul_gemv: matmulGemv,
   matmul_tiled: matmulTiled,
   paged_attention: pagedAttention,

@@ -159,7 +159,7 @@ export function matmulLanes(inDim: number, tuning: Readonly<KernelTuning>): numb
 }
 
 /**
- * kernels/matmul_gemv.wgsl: dispatch (ceil(outDim / 4), ceil(rows / ROWS)), ROWS = 1, 2, 4 or 8
+ * kernels/matmul_gemv.wgsl: dispatch (ceil(outDim / 4), ceil(rows / ROWS)), ROWS from tuning.gemvRowClasses
  * by `rows`; kernels/matmul_tiled.wgsl: dispatch (ceil(outDim / 32), ceil(rows / 32)).
  */
 export function planMatmul(a: MatmulArgs, tuning: Readonly<KernelTuning> = GPU_TUNING): DispatchPlan {
@@ -191,7 +191,8 @@ export function planMatmul(a: MatmulArgs, tuning: Readonly<KernelTuning> = GPU_T
   };
   const lanes = matmulLanes(a.inDim, tuning);
   if (gemv) {
-    const rowsPerGroup = a.rows <= 1 ? 1 : a.rows <= 2 ? 2 : a.rows <= 4 ? 4 : 8;
+    const classes = tuning.gemvRowClasses;
+    const rowsPerGroup = classes.find((n) => n >= a.rows) ?? classes[classes.length - 1];
     const cols = 4;
     return {
       kernel: 'matmul_gemv',
@@ -353,3 +354,58 @@ export function planArgmax(a: ArgmaxArgs, tuning: Readonly<KernelTuning> = GPU_T
 }
 
 export const encodeArgmax = (step: DispatchTarget, a: ArgmaxArgs): void => encodePlan(step, planArgmax(a, step.tuning));
+
+// ---------------------------------------------------------------------------------------------
+
+export interface LoraBgmvArgs {
+  x: BufferBinding; // [rows, xStride] the projection's input (before its norm, or [gate | up])
+  lora: BufferBinding; // [numSlots, slotStride] adapter slots (lora-slots.ts layout)
+  rowSlots: BufferBinding; // [rows] u32, 0xffffffff = base model
+  y: BufferBinding; // [rows, yStride] the projection's output, += at columns yOffset..yOffset+outDim
+  rows: number;
+  inDim: number;
+  outDim: number;
+  /** Padded rank of every slot (maxLoraRank). */
+  rank: number;
+  slotStride: number;
+  /** Where this (layer, module)'s A [rank, inDim] and B [outDim, rank] start in a slot (floats). */
+  aOffset: number;
+  bOffset: number;
+  yOffset?: number;
+  xStride?: number;
+  yStride?: number;
+  norm?: { weight: BufferBinding; eps: number };
+  swigluInput?: boolean;
+}
+
+/** kernels/lora_bgmv.wgsl: dispatch (rows); one workgroup per row, base rows return at once. */
+export function planLoraBgmv(a: LoraBgmvArgs, tuning: Readonly<KernelTuning> = GPU_TUNING): DispatchPlan {
+  const xStride = a.xStride ?? (a.swigluInput ? 2 * a.inDim : a.inDim);
+  const yStride = a.yStride ?? a.outDim;
+  const yOffset = a.yOffset ?? 0;
+  assertPositiveInts('lora_bgmv', { rows: a.rows, inDim: a.inDim, outDim: a.outDim, rank: a.rank, slotStride: a.slotStride, aOffset: a.aOffset, bOffset: a.bOffset, yOffset, xStride, yStride });
+  if (a.norm && a.swigluInput) throw new Error('lora_bgmv: norm and swigluInput cannot be combined');
+  if (a.rank < 1 || a.rank > 64) throw new RangeError(`lora_bgmv: rank ${a.rank} must be 1..64`);
+  if (yOffset + a.outDim > yStride) throw new RangeError(`lora_bgmv: columns ${yOffset}..${yOffset + a.outDim} exceed yStride ${yStride}`);
+  void tuning; // one fixed size: RANK threads must exist for the shrink
+  return {
+    kernel: 'lora_bgmv',
+    bindings: { x: a.x, normWeight: a.norm?.weight, lora: a.lora, rowSlots: a.rowSlots, y: a.y },
+    workgroups: [a.rows],
+    overrides: {
+      IN: a.inDim,
+      OUT: a.outDim,
+      RANK: a.rank,
+      SLOT_STRIDE: a.slotStride,
+      X_STRIDE: xStride,
+      Y_STRIDE: yStride,
+      EPS: a.norm?.eps ?? 1e-5,
+      WG: 64,
+      NORM_INPUT: a.norm !== undefined,
+      SWIGLU_INPUT: a.swigluInput ?? false,
+    },
+    params: { rows: a.rows, aOffset: a.aOffset, bOffset: a.bOffset, yOffset },
+  };
+}
+
+export const encodeLoraBgmv = (step: DispatchTarget, a: LoraBgmvArgs): void => encodePlan(step, planLoraBgmv(a, step.tuning));

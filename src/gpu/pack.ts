@@ -15,9 +15,9 @@ export interface PackedStep {
   /** Where the token's sequence's block table starts in blockTables (or in GpuSeqTables, packed with PackInto). */
   tableOffsets: Uint32Array; // [numTokens]
   blockTables: Uint32Array; // [sum of the sequences' table lengths]; empty when packed with PackInto
-  /** Token rows whose logits are needed (each a sequence's last scheduled token). */
+  /** Token rows whose logits are needed (a sequence's last scheduled token, or its last numLogitRows). */
   logitRows: Uint32Array; // [numLogitRows]
-  logitSeqIds: number[]; // [numLogitRows]
+  logitSeqIds: number[]; // [numLogitRows] a sequence with several rows appears once per row, consecutively
   /** Whether that row's full logits must come back to the CPU (non-greedy sampling). */
   logitsWanted: boolean[]; // [numLogitRows]
 }
@@ -48,7 +48,7 @@ export function packStep(plan: StepPlan, blockSize: number, vocabSize: number, m
     slots: into ? into.slots.subarray(0, numTokens) : new Uint32Array(numTokens),
     tableOffsets: into ? into.tableOffsets.subarray(0, numTokens) : new Uint32Array(numTokens),
     blockTables: new Uint32Array(numTableEntries),
-    logitRows: new Uint32Array(plan.seqs.filter((s) => s.needsLogits).length),
+    logitRows: new Uint32Array(plan.seqs.reduce((n, s) => n + (s.needsLogits ? Math.max(1, s.numLogitRows ?? 1) : 0), 0)),
     logitSeqIds: [],
     logitsWanted: [],
   };
@@ -81,9 +81,17 @@ export function packStep(plan: StepPlan, blockSize: number, vocabSize: number, m
       row++;
     }
     if (seq.needsLogits && seq.tokenIds.length > 0) {
-      p.logitRows[p.logitSeqIds.length] = row - 1;
-      p.logitSeqIds.push(seq.seqId);
-      p.logitsWanted.push(seq.sampling.temperature > 0);
+      // The trailing numLogitRows rows (a verified token and its drafts), in row order.
+      const numRows = seq.numLogitRows ?? 1;
+      if (!(Number.isInteger(numRows) && numRows >= 1 && numRows <= seq.tokenIds.length)) {
+        throw new RangeError(`sequence ${seq.seqId}: numLogitRows ${numRows} for ${seq.tokenIds.length} tokens`);
+      }
+      for (let r = numRows; r >= 1; r--) {
+        p.logitRows[p.logitSeqIds.length] = row - r;
+        p.logitSeqIds.push(seq.seqId);
+        // Sampled rows and constrained rows (masked on the CPU, greedy too) come back whole.
+        p.logitsWanted.push(seq.sampling.temperature > 0 || seq.constrained === true);
+      }
     }
     if (!seqTableOffsets) tableOffset += seq.blockTable.length;
   }

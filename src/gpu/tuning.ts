@@ -13,6 +13,12 @@ export interface KernelTuning {
    * its tiled kernel (64 threads, barriers per K slice) measured no faster there.
    */
   gemvMaxRows: number;
+  /**
+   * matmul_gemv token rows per workgroup (ROWS), ascending, each 1..8: a matmul of `rows` rows
+   * uses the smallest class >= rows, else the largest. Each class is a pipeline per matmul shape
+   * to compile; a row's arithmetic is the same in every class (batch invariance holds).
+   */
+  gemvRowClasses: readonly number[];
   /** matmul_gemv threads per workgroup (at most; fewer when inDim / 4 is smaller). */
   gemvThreads: number;
   /** paged_attention threads per workgroup (at least headSize). */
@@ -21,10 +27,14 @@ export interface KernelTuning {
   rowThreads: number;
 }
 
-export const GPU_TUNING: Readonly<KernelTuning> = { gemvMaxRows: 16, gemvThreads: 64, attentionThreads: 64, rowThreads: 64 };
+export const GPU_TUNING: Readonly<KernelTuning> = { gemvMaxRows: 16, gemvRowClasses: [1, 2, 4, 8], gemvThreads: 64, attentionThreads: 64, rowThreads: 64 };
 
 export const SOFTWARE_TUNING: Readonly<KernelTuning> = {
   gemvMaxRows: Number.POSITIVE_INFINITY,
+  // Two classes, not four: a software adapter spends ~50-100 ms of CPU compiling each pipeline
+  // (5 matmul shapes x 4 classes was 20 of the 25 pipelines compiled before the first step), and
+  // on a CPU a wider ROWS saves little (W comes from cache) while its unused rows cost arithmetic.
+  gemvRowClasses: [1, 4],
   gemvThreads: 8,
   attentionThreads: 8,
   rowThreads: 16,

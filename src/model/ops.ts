@@ -142,3 +142,35 @@ export function argmax(x: Float32Array, offset = 0, size = x.length - offset): n
   }
   return best;
 }
+
+/**
+ * LoRA on one row (the CPU twin of kernels/lora_bgmv.wgsl): y[i] += scale · sum_k B[i, k] · u[k]
+ * with u = A x, A [rank, inDim], B [outDim, rank]; y and x at the offsets. `u` is scratch of at
+ * least `rank` floats. In float32, in the kernel's order: u[k] summed over j in order, then each
+ * output's sum over k in order, times scale, added to y.
+ */
+export function loraAdd(
+  y: Float32Array,
+  x: Float32Array,
+  a: Float32Array,
+  b: Float32Array,
+  rank: number,
+  inDim: number,
+  outDim: number,
+  scale: number,
+  u: Float32Array,
+  yOffset = 0,
+  xOffset = 0,
+): void {
+  for (let k = 0; k < rank; k++) {
+    let acc = 0;
+    for (let j = 0; j < inDim; j++) acc = f(acc + f(a[k * inDim + j] * x[xOffset + j]));
+    u[k] = acc;
+  }
+  const s = f(scale);
+  for (let i = 0; i < outDim; i++) {
+    let acc = 0;
+    for (let k = 0; k < rank; k++) acc = f(acc + f(b[i * rank + k] * u[k]));
+    y[yOffset + i] = f(y[yOffset + i] + f(s * acc));
+  }
+}

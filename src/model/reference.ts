@@ -9,13 +9,17 @@
  * The K/V cache is addressed by slot, so the same code serves a contiguous cache (slot = pos) and
  * the paged cache of CpuReferenceExecutor (slot = blockTable[pos / blockSize] * blockSize + pos % blockSize).
  */
-import { argmax, matvec, matvecQ, rmsnorm, rope, softmax, swiglu } from './ops.ts';
+import { argmax, loraAdd, matvec, matvecQ, rmsnorm, rope, softmax, swiglu } from './ops.ts';
 import { dequantizeRow, type QuantizedMatrix } from './quant.ts';
 import { checkHostKvPool, headSize as headSizeOf, kvDim as kvDimOf, type Model } from './types.ts';
-import type { Executor, KvGeometry, SeqOutput, StepOutput, StepPlan } from '../engine/types.ts';
+import type { Executor, KvGeometry, LogitRow, LoraAdapter, LoraModule, SeqOutput, StepOutput, StepPlan } from '../engine/types.ts';
 
-/** Scratch buffers for one token's forward pass. */
-class Scratch {
+/**
+ * Scratch buffers for one token's forward pass. After forwardToken(..., wantLogits false), x is the
+ * final residual stream (before the final RMSNorm) and hb the last layer's FFN input to w2
+ * (silu(w1 x) * w3 x): scripts/make-adapters.ts trains a last-layer LoRA from them.
+ */
+export class Scratch {
   readonly x: Float32Array; // [dim] residual stream
   readonly xb: Float32Array; // [dim]
   readonly xb2: Float32Array; // [dim]
@@ -26,6 +30,7 @@ class Scratch {
   readonly v: Float32Array; // [kvDim]
   readonly att: Float32Array; // [seqLen]
   readonly logits: Float32Array; // [vocab]
+  readonly loraU: Float32Array; // [64] LoRA's A x (ranks up to MAX_LORA_RANK)
 
   constructor(model: Model) {
     const c = model.config;
@@ -40,6 +45,7 @@ class Scratch {
     this.v = new Float32Array(kvDim);
     this.att = new Float32Array(c.seqLen);
     this.logits = new Float32Array(c.vocabSize);
+    this.loraU = new Float32Array(64);
   }
 }
 
@@ -68,6 +74,7 @@ export function forwardToken(
   pos: number,
   slotOf: (position: number) => number,
   wantLogits: boolean,
+  lora: LoraAdapter | null = null,
 ): Float32Array | null {
   const c = model.config;
   const w = model.weights;
@@ -97,6 +104,15 @@ export function forwardToken(
     mv(s.q, s.xb, lw.wq, ql?.wq, dim, dim);
     mv(s.k, s.xb, lw.wk, ql?.wk, dim, kvDim);
     mv(s.v, s.xb, lw.wv, ql?.wv, dim, kvDim);
+    const ll = lora?.layers[l];
+    // LoRA: each projection's output += scale · B (A input), from the projection's own input
+    const addLora = (m: LoraModule, y: Float32Array, x: Float32Array, inDim: number, outDim: number) => {
+      const u = ll?.[m];
+      if (u) loraAdd(y, x, u.a, u.b, lora!.rank, inDim, outDim, lora!.scale, s.loraU);
+    };
+    addLora('q', s.q, s.xb, dim, dim);
+    addLora('k', s.k, s.xb, dim, kvDim);
+    addLora('v', s.v, s.xb, dim, kvDim);
     rope(s.q, 0, dim, headSize, pos, c.ropeTheta);
     rope(s.k, 0, kvDim, headSize, pos, c.ropeTheta);
     const kc = kv.k[l];
@@ -122,13 +138,17 @@ export function forwardToken(
       }
     }
     mv(s.xb2, s.xb, lw.wo, ql?.wo, dim, dim);
+    addLora('o', s.xb2, s.xb, dim, dim);
     for (let i = 0; i < dim; i++) s.x[i] += s.xb2[i]; // Float32Array stores round each sum
 
     rmsnorm(s.xb, s.x, lw.rmsFfn, dim, c.normEps);
     mv(s.hb, s.xb, lw.w1, ql?.w1, dim, c.hiddenDim);
     mv(s.hb2, s.xb, lw.w3, ql?.w3, dim, c.hiddenDim);
+    addLora('w1', s.hb, s.xb, dim, c.hiddenDim);
+    addLora('w3', s.hb2, s.xb, dim, c.hiddenDim);
     swiglu(s.hb, s.hb2, c.hiddenDim);
     mv(s.xb, s.hb, lw.w2, ql?.w2, c.hiddenDim, dim);
+    addLora('w2', s.xb, s.hb, c.hiddenDim, dim);
     for (let i = 0; i < dim; i++) s.x[i] += s.xb[i];
   }
   if (!wantLogits) return null;
@@ -163,6 +183,9 @@ export class CpuReferenceExecutor implements Executor {
   private geometry: KvGeometry = { blockSize: 16, numGpuBlocks: 0, numCpuBlocks: 0 };
   private pool: KvStore;
   private swapPool: KvStore;
+  /** Registered adapters by name (host memory), and what each adapter slot holds. */
+  private readonly adapters = new Map<string, LoraAdapter>();
+  private loraSlots: (LoraAdapter | null)[] = [];
 
   constructor(readonly model: Model) {
     this.vocabSize = model.config.vocabSize;
@@ -186,8 +209,13 @@ export class CpuReferenceExecutor implements Executor {
     this.checkGeometry(geometry);
     const { blockSize, numGpuBlocks, numCpuBlocks } = geometry;
     this.geometry = { ...geometry };
+    this.loraSlots = [];
     this.pool = createKvStore(this.model, numGpuBlocks * blockSize);
     this.swapPool = createKvStore(this.model, numCpuBlocks * blockSize);
+  }
+
+  registerAdapter(adapter: LoraAdapter): void {
+    this.adapters.set(adapter.name, adapter);
   }
 
   private moveBlock(from: KvStore, fromBlock: number, to: KvStore, toBlock: number): void {
@@ -203,6 +231,11 @@ export class CpuReferenceExecutor implements Executor {
     for (const s of plan.swapOut) this.moveBlock(this.pool, s.gpuBlock, this.swapPool, s.cpuBlock);
     for (const s of plan.swapIn) this.moveBlock(this.swapPool, s.cpuBlock, this.pool, s.gpuBlock);
     for (const cp of plan.copies) this.moveBlock(this.pool, cp.srcBlock, this.pool, cp.dstBlock);
+    for (const load of plan.loraLoads ?? []) {
+      const adapter = this.adapters.get(load.adapter);
+      if (!adapter) throw new Error(`step ${plan.stepIndex}: adapter ${load.adapter} was never registered with this executor`);
+      this.loraSlots[load.slot] = adapter;
+    }
     const bs = this.geometry.blockSize;
     const outputs: SeqOutput[] = [];
     for (const seq of plan.seqs) {
@@ -212,20 +245,31 @@ export class CpuReferenceExecutor implements Executor {
         if (block === undefined) throw new RangeError(`sequence ${seq.seqId}: position ${p} is beyond its block table`);
         return block * bs + (p % bs);
       };
+      const slot = seq.loraSlot ?? -1;
+      const lora = slot >= 0 ? this.loraSlots[slot] : null;
+      if (lora === undefined || (slot >= 0 && !lora)) throw new Error(`sequence ${seq.seqId}: adapter slot ${slot} holds no adapter`);
+      const rows: LogitRow[] = [];
       for (let k = 0; k < seq.tokenIds.length; k++) {
         const pos = seq.startPosition + k;
         if (seq.slots[k] !== slotOf(pos)) {
           throw new Error(`sequence ${seq.seqId}: slot ${seq.slots[k]} of position ${pos} disagrees with its block table`);
         }
-        const last = k === seq.tokenIds.length - 1;
-        const logits = forwardToken(this.model, this.scratch, this.pool, seq.tokenIds[k], pos, slotOf, last && seq.needsLogits);
-        if (logits) outputs.push({ seqId: seq.seqId, argmax: argmax(logits), logits: logits.slice() });
+        // The trailing numLogitRows rows need logits (one, or a verified token and its drafts).
+        const wantLogits = seq.needsLogits && k >= seq.tokenIds.length - (seq.numLogitRows ?? 1);
+        const logits = forwardToken(this.model, this.scratch, this.pool, seq.tokenIds[k], pos, slotOf, wantLogits, lora);
+        if (logits) rows.push({ argmax: argmax(logits), logits: logits.slice() });
+      }
+      if (rows.length > 0) {
+        const out: SeqOutput = { seqId: seq.seqId, ...rows[rows.length - 1] };
+        if (rows.length > 1) out.rows = rows;
+        outputs.push(out);
       }
     }
     return { outputs, durationMs: performance.now() - started };
   }
 
   dispose(): void {
+    this.loraSlots = [];
     this.pool = createKvStore(this.model, 0);
     this.swapPool = createKvStore(this.model, 0);
   }

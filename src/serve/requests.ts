@@ -9,6 +9,7 @@ import { listProblems } from '../engine/schema.ts';
 import { generateWorkload, type WorkloadSpec } from '../engine/workload.ts';
 import type { LoadedModel } from '../model/load.ts';
 import { storyPromptTokens } from './story-prompts.ts';
+import { parseResponseFormat, ResponseFormatError, type ResponseFormatParam } from './structured.ts';
 
 /** OpenAI-style completion parameters, plus the serving lab's own. */
 export interface CompletionParams {
@@ -30,11 +31,35 @@ export interface CompletionParams {
   tenant?: string;
   /** End-to-end deadline in ms after arrival. */
   deadline?: number;
+  /** OpenAI style: "<base model>:<adapter>" runs the request with that LoRA adapter ("stories260K:tom"). */
+  model?: string;
+  /** The LoRA adapter to run with (vLLM's lora request; the same as a model suffix). */
+  adapter?: string;
+  /**
+   * Structured output, as in OpenAI's API: {type: "json_object"} or {type: "json_schema",
+   * json_schema: {name, schema, strict}}. The output follows the grammar XGrammar compiles from
+   * it (src/serve/structured.ts): no whitespace outside strings, compact separators.
+   */
+  response_format?: ResponseFormatParam;
+}
+
+/** The adapter a completion names (its `adapter`, or the part of `model` after ':'), if any. */
+export function adapterOf(params: Pick<CompletionParams, 'model' | 'adapter'>): string | undefined {
+  if (params.adapter !== undefined) return params.adapter;
+  const m = typeof params.model === 'string' ? params.model.indexOf(':') : -1;
+  return m >= 0 ? params.model!.slice(m + 1) : undefined;
 }
 
 export type StreamEvent =
   | { type: 'text'; requestId: string; seqIndex: number; delta: string }
-  | { type: 'done'; requestId: string; texts: string[]; reasons: string[] }
+  | {
+      type: 'done';
+      requestId: string;
+      texts: string[];
+      reasons: string[];
+      /** Structured output: per sequence, the parsed JSON's problems ([] when it is valid) or why it is incomplete. */
+      json?: JsonCheck[];
+    }
   | { type: 'error'; requestId: string; reason: string; message: string };
 
 export interface ScenarioRun {
@@ -55,7 +80,15 @@ export function stopTokenIdsOf(loaded: LoadedModel): number[] {
 /** Longest prompt text accepted (characters); a longer one is refused before it is tokenized. */
 export const MAX_PROMPT_CHARS = 1_000_000;
 
-const COMPLETION_KEYS: ReadonlySet<string> = new Set(['prompt', 'max_tokens', 'temperature', 'top_p', 'top_k', 'seed', 'n', 'stop', 'stream', 'priority', 'tenant', 'deadline']);
+const COMPLETION_KEYS: ReadonlySet<string> = new Set(['prompt', 'max_tokens', 'temperature', 'top_p', 'top_k', 'seed', 'n', 'stop', 'stream', 'priority', 'tenant', 'deadline', 'model', 'adapter', 'response_format']);
+
+/** A structured output's check at its end. */
+export interface JsonCheck {
+  /** 'valid': parses and matches the schema; 'incomplete': max_tokens ran out first; 'invalid': it does not (never expected). */
+  status: 'valid' | 'incomplete' | 'invalid';
+  /** What is wrong (incomplete: that the JSON was cut off). */
+  message: string | null;
+}
 
 /** The request spec's fields as the completion API names them (for messages). */
 const API_NAMES: Record<string, string> = {
@@ -81,7 +114,7 @@ export class CompletionParamsError extends RangeError {
  * Every bad parameter is refused at once, all of them in one CompletionParamsError, each named
  * as the API names it (max_tokens, top_p...); the engine's own request check runs too.
  */
-export function completionSpec(params: CompletionParams, requestId: string, loaded: LoadedModel): RequestSpec {
+export function completionSpec(params: CompletionParams, requestId: string, loaded: LoadedModel, adapters?: ReadonlySet<string>): RequestSpec {
   const problems: { param: string; message: string }[] = [];
   const add = (param: string, message: string) => problems.push({ param, message });
   if (typeof params !== 'object' || params === null) throw new CompletionParamsError([{ param: 'request', message: 'the completion parameters must be an object' }]);
@@ -95,6 +128,16 @@ export function completionSpec(params: CompletionParams, requestId: string, load
     add('stop', 'stop must be a list of strings (at most 16, none empty)');
   }
   if (params.stream !== undefined && typeof params.stream !== 'boolean') add('stream', `stream must be true or false, got ${String(params.stream)}`);
+  let responseFormat: RequestSpec['responseFormat'];
+  if (params.response_format !== undefined) {
+    try {
+      responseFormat = parseResponseFormat(params.response_format);
+    } catch (e) {
+      if (!(e instanceof ResponseFormatError)) throw e;
+      add('response_format', e.message);
+    }
+    if (params.stop !== undefined) add('stop', 'stop strings cannot be combined with response_format (the grammar decides where the output ends)');
+  }
   let promptTokenIds: number[] = [];
   if (typeof params.prompt !== 'string') add('prompt', 'prompt must be a string');
   else if (params.prompt.length > MAX_PROMPT_CHARS) add('prompt', `the prompt is ${params.prompt.length} characters; at most ${MAX_PROMPT_CHARS}`);
@@ -121,10 +164,16 @@ export function completionSpec(params: CompletionParams, requestId: string, load
     tenant: params.tenant,
     deadlineMs: params.deadline,
   };
+  if (params.model !== undefined && typeof params.model !== 'string') add('model', 'model must be a string ("<model>" or "<model>:<adapter>")');
+  const adapter = adapterOf(params);
+  const fromModel = typeof params.model === 'string' && params.model.includes(':') ? params.model.slice(params.model.indexOf(':') + 1) : undefined;
+  if (params.adapter !== undefined && fromModel !== undefined && fromModel !== params.adapter) add('adapter', `adapter ${JSON.stringify(params.adapter)} and model ${JSON.stringify(params.model)} name different adapters`);
+  if (adapter !== undefined) spec.adapter = adapter;
   if (spec.priority === undefined) delete spec.priority;
   if (spec.tenant === undefined) delete spec.tenant;
   if (spec.deadlineMs === undefined) delete spec.deadlineMs;
-  for (const p of validateRequestSpec(spec, { vocabSize: loaded.model.config.vocabSize })) {
+  if (responseFormat) spec.responseFormat = responseFormat;
+  for (const p of validateRequestSpec(spec, { vocabSize: loaded.model.config.vocabSize, ...(adapters ? { adapters } : {}) })) {
     const param = API_NAMES[p.field] ?? p.field;
     if (problems.some((q) => q.param === param)) continue;
     add(param, p.message.replace(/^deadlineMs must be a number > 0 \(ms after arrival\)/, 'deadline must be > 0 ms'));

@@ -4,7 +4,7 @@
  * stop token, so output lengths are exactly maxTokens. Lets the real scheduler run a 70B model on
  * eight GPUs in virtual time.
  */
-import type { Executor, KvGeometry, SeqOutput, StepOutput, StepPlan } from '../engine/types.ts';
+import type { Executor, KvGeometry, LogitRow, SeqOutput, StepOutput, StepPlan } from '../engine/types.ts';
 import type { HardwareSpec, ModelSpec } from './presets.ts';
 import { stepCost, type CostOptions, type ParallelConfig, type StepCost } from './costModel.ts';
 
@@ -61,17 +61,25 @@ export class SimExecutor implements Executor {
     const vocab = Math.min(this.model.vocabSize, 32000);
     for (const s of plan.seqs) {
       if (!s.needsLogits) continue;
-      numLogitRows++;
-      const position = s.startPosition + s.tokenIds.length;
-      let argmax = 3 + ((Math.imul(s.seqId + 1, 2654435761) ^ Math.imul(position, 40503)) >>> 0) % (vocab - 3);
-      const eos = this.eosPosition?.(s.requestId);
-      if (eos !== undefined && position >= eos) argmax = EOS_TOKEN_ID;
-      const out: SeqOutput = { seqId: s.seqId, argmax };
-      if (s.sampling.temperature > 0) {
-        const logits = new Float32Array(SIM_LOGITS_SIZE);
-        for (let i = 0; i < SIM_LOGITS_SIZE; i++) logits[i] = ((argmax * (i + 7)) % 13) / 13;
-        out.logits = logits;
+      // Draft verification asks for several trailing rows; each costs an LM-head row.
+      const numRows = s.numLogitRows ?? 1;
+      numLogitRows += numRows;
+      const rows: LogitRow[] = [];
+      for (let r = 0; r < numRows; r++) {
+        const position = s.startPosition + s.tokenIds.length - (numRows - 1 - r);
+        let argmax = 3 + ((Math.imul(s.seqId + 1, 2654435761) ^ Math.imul(position, 40503)) >>> 0) % (vocab - 3);
+        const eos = this.eosPosition?.(s.requestId);
+        if (eos !== undefined && position >= eos) argmax = EOS_TOKEN_ID;
+        const row: LogitRow = { argmax };
+        if (s.sampling.temperature > 0) {
+          const logits = new Float32Array(SIM_LOGITS_SIZE);
+          for (let i = 0; i < SIM_LOGITS_SIZE; i++) logits[i] = ((argmax * (i + 7)) % 13) / 13;
+          row.logits = logits;
+        }
+        rows.push(row);
       }
+      const out: SeqOutput = { seqId: s.seqId, ...rows[numRows - 1] };
+      if (numRows > 1) out.rows = rows;
       outputs.push(out);
     }
     const cost = stepCost(

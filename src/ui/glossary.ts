@@ -106,7 +106,16 @@ export const GLOSSARY = {
   },
   tokenBudget: {
     term: 'token budget',
-    definition: 'The most tokens one engine step may process (prefill tokens plus one per decoding sequence).',
+    definition: 'The most tokens one engine step may process (prefill tokens plus one per decoding sequence, plus its draft tokens under speculation).',
+  },
+  speculative: {
+    term: 'speculative decoding',
+    definition:
+      'Guess the next few tokens cheaply (n-gram: copy what followed the last words earlier in the prompt or output), then check all guesses in one step as extra rows. Matching guesses are kept, plus one token from the model; the K/V of rejected ones is rolled back. Greedy output is unchanged.',
+  },
+  acceptance: {
+    term: 'acceptance rate',
+    definition: 'Accepted draft tokens / draft tokens verified. Mean accepted length: tokens a verification yields on average (accepted drafts + 1).',
   },
   throughput: {
     term: 'throughput',

@@ -75,6 +75,38 @@ test.describe('the live lab on the real model', () => {
     expect(errors).toEqual([]);
   });
 
+  test('a prompt sent while the engine is still starting is answered in the first run, ahead of its requests', async ({ page }, testInfo) => {
+    const errors = captureErrors(page);
+    // The model's download is held until the prompt has been sent, so the engine is surely still
+    // starting when it is.
+    let sent!: () => void;
+    const promptSent = new Promise<void>((resolve) => (sent = resolve));
+    await page.context().route('**/models/stories260K.bin', async (route) => {
+      await promptSent;
+      await route.continue();
+    });
+    await page.goto('/?scenario=short-vs-long');
+    // The start-up card says what is happening; Send works already.
+    await expect(page.getByTestId('startup')).toContainText('Starting the engine');
+    await expect(page.getByTestId('startup')).toContainText('downloading stories260K');
+    await shoot(page, testInfo, 'lab-starting');
+    await page.getByTestId('prompt-input').fill('Once upon a time');
+    await page.getByTestId('prompt-box').getByLabel('max tokens').fill('12');
+    await page.getByTestId('prompt-send').click();
+    await expect(page.getByTestId('prompt-where')).toContainText('waiting for the model to load');
+    sent();
+    const out = page.getByTestId('prompt-output');
+    // Not ended by the first run's engine restart: it streams and finishes.
+    await expect(out).toHaveAttribute('data-status', 'done', { timeout: 90_000 });
+    await expect(out.locator('.gen')).not.toBeEmpty();
+    await expect(page.getByTestId('startup')).toHaveCount(0);
+    // It went into the run's engine before the scenario's own requests: the first request id.
+    const id = await out.getAttribute('data-request-id');
+    expect(id).toBe('r1');
+    await expect(page.getByTestId('run-label')).toContainText('8 vs 400 output tokens');
+    expect(errors).toEqual([]);
+  });
+
   test('compare mode runs two engines side by side on the same workload', async ({ page }, testInfo) => {
     const errors = captureErrors(page);
     await page.goto('/?view=compare&scenario=static-vs-continuous');

@@ -10,16 +10,20 @@ const SCENARIO_IDS = [
   'traffic-spike',
   'parallel-sampling',
   'fairness',
+  'speculative-decoding',
+  'structured-output',
+  'lora-tenants',
   'quantize-to-fit',
 ];
 
-test('every scenario runs on the real model (keys 1–9), each screenshot saved', async ({ page }, testInfo) => {
+test('every scenario runs on the real model (keys 1–9, then a click), each screenshot saved', async ({ page }, testInfo) => {
   test.setTimeout(300_000);
   const errors = captureErrors(page);
   await page.goto('/');
   await waitForModel(page);
   for (const [i, id] of SCENARIO_IDS.entries()) {
-    await page.keyboard.press(String(i + 1));
+    if (i < 9) await page.keyboard.press(String(i + 1));
+    else await page.getByTestId(`scenario-${id}`).click();
     await expect(page).toHaveURL(new RegExp(`scenario=${id}`));
     await expect(page.getByTestId(`scenario-${id}`)).toHaveAttribute('aria-pressed', 'true');
     await expect(page.getByTestId('scenario-text')).not.toBeEmpty();

@@ -4,12 +4,11 @@
  * engine and prints each prompt's single-prompt text, in input order.
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { readFileSync } from 'node:fs';
 import { writeQuantizedGguf } from '../unit/model/gguf-writer.ts';
 
 const run = promisify(execFile);
@@ -56,5 +55,19 @@ describe('npm run generate on the webgpu backend', () => {
     expect(fromFile).toBe(onLoadCpu);
     expect(onLoadCpu).not.toBe(f32);
     await expect(generate('--model', file, '--quantize', 'q8_0', ...args)).rejects.toThrow(/already quantized/);
+  });
+});
+
+describe('npm run generate --speculative ngram on the webgpu backend', () => {
+  it('with --temperature 0 prints the golden text byte for byte, alone and batched', async () => {
+    const spec = ['--speculative', 'ngram', '--num-speculative-tokens', '4'];
+    const golden = readFileSync(resolve(root, 'tests/fixtures/stories260K.once-upon-a-time.t0.n256.txt'), 'utf8');
+    const goldenNone = readFileSync(resolve(root, 'tests/fixtures/stories260K.no-prompt.t0.n256.txt'), 'utf8');
+    expect(await generate('--backend', 'webgpu', '--prompt', 'Once upon a time', '--steps', '256', '--temperature', '0', ...spec)).toBe(golden);
+    const dir = mkdtempSync(join(tmpdir(), 'servelab-'));
+    const file = join(dir, 'prompts.txt');
+    writeFileSync(file, 'Once upon a time\n\n');
+    const out = await generate('--backend', 'webgpu', '--prompts-file', file, '--steps', '256', '--temperature', '0', ...spec);
+    expect(out.trimEnd().split('\n').map((l) => (JSON.parse(l) as { text: string }).text)).toEqual([golden, goldenNone]);
   });
 });

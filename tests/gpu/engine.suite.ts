@@ -3,7 +3,9 @@
  * invariance (many prompts of different lengths arriving at different steps, chunked prefill, a
  * shared prefix, forced preemption by recompute and by swap: each sequence prints exactly its
  * solo greedy text), n > 1 forks with copy-on-write equal to separate runs with the same seeds,
- * and a device loss injected mid-run (every request still completes, with the same text).
+ * a device loss injected mid-run (every request still completes, with the same text), and LoRA:
+ * a batch mixing three adapters (two slots) and base rows, each request's greedy text equal to the
+ * CPU reference alone with the adapter merged into its weights, base requests' tokens unchanged.
  * Run from engine.node.test.ts (Dawn for Node) and engine.browser.test.ts (Chromium).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,9 +20,11 @@ import { GPU_TUNING } from '../../src/gpu/tuning.ts';
 import type { ScheduledSeq } from '../../src/engine/types.ts';
 import { generate, runcRequest, runcText } from '../../src/model/generate.ts';
 import { loadModel, type LoadedModel } from '../../src/model/load.ts';
-import { ReferenceModel } from '../../src/model/reference.ts';
+import { CpuReferenceExecutor, ReferenceModel } from '../../src/model/reference.ts';
 import { modelWeightBytes, quantizeModel, type WeightType } from '../../src/model/quant.ts';
 import type { Model } from '../../src/model/types.ts';
+import { mergeLora, readPeftAdapter } from '../../src/model/lora.ts';
+import type { LoraAdapter } from '../../src/engine/types.ts';
 import { createSampler } from '../../src/engine/sampler.ts';
 import { EngineHost } from '../../workers/engine-host.ts';
 import type { StreamEvent } from '../../workers/protocol.ts';
@@ -61,11 +65,33 @@ class CountingExecutor implements Executor {
   configure(g: Parameters<Executor['configure']>[0]) {
     return this.inner.configure(g);
   }
+  registerAdapter(a: LoraAdapter) {
+    this.inner.registerAdapter?.(a);
+  }
   execute(plan: StepPlan) {
     this.numCopies += plan.copies.length;
     this.numSwapOut += plan.swapOut.length;
     this.numSwapIn += plan.swapIn.length;
     this.maxSeqsPerStep = Math.max(this.maxSeqsPerStep, plan.seqs.length);
+    return this.inner.execute(plan);
+  }
+  dispose() {
+    this.inner.dispose();
+  }
+}
+
+/** Records the most logits rows one sequence asked for in a step (draft verification). */
+class DraftRowCounter implements Executor {
+  maxRowsPerSeq = 0;
+  constructor(readonly inner: Executor) {}
+  get name() {
+    return this.inner.name;
+  }
+  configure(g: Parameters<Executor['configure']>[0]) {
+    return this.inner.configure(g);
+  }
+  execute(plan: StepPlan) {
+    for (const s of plan.seqs) if (s.needsLogits) this.maxRowsPerSeq = Math.max(this.maxRowsPerSeq, s.numLogitRows ?? 1);
     return this.inner.execute(plan);
   }
   dispose() {
@@ -280,6 +306,136 @@ export function engineSuite(label: string, getGpu: () => GPU, sources: KernelSou
       });
       while (engine.hasWork()) await engine.step();
       ids.forEach(({ id, tokens }, i) => expect(runcOutput(engine, id, tokens, tokens.length - 1 + maxNewTokens), chosen[i]).toBe(expected[i]));
+    });
+
+    it.each(['webgpu', 'cpu reference'] as const)('LoRA on the %s executor: one batch, many adapters — each request prints its merged model\'s solo text; base requests are unchanged', async (which) => {
+      const adapters: LoraAdapter[] = [];
+      for (const name of ['tom', 'happy', 'noise']) {
+        const config = text(await files.read(`public/adapters/${name}/adapter_config.json`));
+        adapters.push(readPeftAdapter(name, config, await files.read(`public/adapters/${name}/adapter_model.safetensors`), loaded.model.config));
+      }
+      const jobs = [
+        { id: 'base0', prompt: 'Once upon a time', adapter: undefined as string | undefined },
+        { id: 'tom0', prompt: 'Once upon a time', adapter: 'tom' },
+        { id: 'happy0', prompt: 'Once upon a time', adapter: 'happy' },
+        { id: 'base1', prompt: 'One day', adapter: undefined },
+        { id: 'noise0', prompt: 'One day', adapter: 'noise' },
+        { id: 'tom1', prompt: 'One day', adapter: 'tom' },
+      ];
+      const maxTokens = 24;
+      const config = { blockSize: 8, numGpuBlocks: 64, numCpuBlocks: 0, maxNumBatchedTokens: 64, maxLoras: 2, maxLoraRank: 8 };
+      const run = async (batch: typeof jobs) => {
+        const engine =
+          which === 'webgpu'
+            ? newEngine(config).engine
+            : new Engine({ executor: new CpuReferenceExecutor(loaded.model), config: { maxModelLen: 512, ...config }, checkInvariants: true });
+        for (const a of adapters) engine.registerAdapter(a);
+        for (const j of batch) engine.submit({ requestId: j.id, promptTokenIds: loaded.tokenizer.encode(j.prompt), maxTokens, ...(j.adapter ? { adapter: j.adapter } : {}) });
+        await engine.runUntilIdle();
+        return engine;
+      };
+      const mixed = await run(jobs);
+      const snap = mixed.snapshot(0);
+      expect(snap.loraStats.numEvictions, 'three adapters through two slots').toBeGreaterThan(0);
+      expect(snap.recentSteps.some((r) => r.seqs.some((s) => mixed.getRequest(s.requestId)!.adapter === null) && r.seqs.some((s) => mixed.getRequest(s.requestId)!.adapter !== null))).toBe(true);
+      for (const j of jobs) {
+        const m = j.adapter ? { ...loaded.model, weights: mergeLora(loaded.model.config, loaded.model.weights, adapters.find((a) => a.name === j.adapter)!) } : loaded.model;
+        const ref = new ReferenceModel(m);
+        const tokens = loaded.tokenizer.encode(j.prompt);
+        const want: number[] = [];
+        for (let pos = 0; want.length < maxTokens; pos++) {
+          const logits = ref.forward(tokens[pos], pos);
+          if (pos < tokens.length - 1) continue;
+          let best = 0;
+          for (let v = 1; v < logits.length; v++) if (logits[v] > logits[best]) best = v;
+          if (best === 1 || best === 2) break;
+          tokens.push(best);
+          want.push(best);
+        }
+        expect(loaded.tokenizer.decode(mixed.getRequest(j.id)!.seqs[0].outputTokenIds), j.id).toBe(loaded.tokenizer.decode(want));
+      }
+      expect(loaded.tokenizer.decode(mixed.getRequest('tom0')!.seqs[0].outputTokenIds)).toContain('Tom');
+      const baseOnly = await run(jobs.filter((j) => !j.adapter));
+      for (const id of ['base0', 'base1']) expect(mixed.getRequest(id)!.seqs[0].outputTokenIds, id).toEqual(baseOnly.getRequest(id)!.seqs[0].outputTokenIds);
+    });
+
+    it('speculative decoding (ngram, greedy): both golden texts byte for byte, batched together and with other prompts', async () => {
+      const rows = new DraftRowCounter(new GpuExecutor(ctx, runtime, loaded.model, { validate: true }));
+      const config: Partial<SchedulerConfig> = { maxModelLen: 512, blockSize: 16, numGpuBlocks: 96, numCpuBlocks: 0, speculativeMethod: 'ngram', numSpeculativeTokens: 4, promptLookupMax: 4, promptLookupMin: 2 };
+      const engine = new Engine({ executor: rows, config, checkInvariants: true });
+      const a = runcRequest(loaded.tokenizer, 'Once upon a time', 256, 512);
+      const b = runcRequest(loaded.tokenizer, '', 256, 512);
+      const idA = engine.submit({ ...a, sampling: { temperature: 0 } });
+      const idB = engine.submit({ ...b, sampling: { temperature: 0 } });
+      const others = prompts.slice(1, 4).map((p) => {
+        const r = runcRequest(loaded.tokenizer, p, loaded.tokenizer.encode(p).length - 1 + maxNewTokens, 512);
+        return { p, r, id: engine.submit({ ...r, sampling: { temperature: 0 } }) };
+      });
+      await engine.runUntilIdle();
+      expect(runcOutput(engine, idA, a.promptTokenIds, 256)).toBe(text(golden.once));
+      expect(runcOutput(engine, idB, b.promptTokenIds, 256)).toBe(text(golden.none));
+      for (const o of others) expect(runcOutput(engine, o.id, o.r.promptTokenIds, o.r.promptTokenIds.length + maxNewTokens)).toBe(solo.get(o.p));
+      const spec = engine.metricsSummary().spec;
+      expect(spec.numAcceptedTokens).toBeGreaterThan(0);
+      expect(spec.numAcceptedTokens).toBeLessThan(spec.numDraftTokens);
+      expect(rows.maxRowsPerSeq).toBeGreaterThan(1); // draft rows really ran on the GPU
+    });
+
+    itFull('speculative decoding (ngram, greedy): the golden text alone, k = 1 and k = 6', async () => {
+      for (const k of [1, 6]) {
+        const { engine } = newEngine({ blockSize: 16, numGpuBlocks: 64, numCpuBlocks: 0, speculativeMethod: 'ngram', numSpeculativeTokens: k, promptLookupMax: 3, promptLookupMin: 1 });
+        const a = runcRequest(loaded.tokenizer, 'Once upon a time', 256, 512);
+        const idA = engine.submit({ ...a, sampling: { temperature: 0 } });
+        await engine.runUntilIdle();
+        expect(runcOutput(engine, idA, a.promptTokenIds, 256), `k = ${k}`).toBe(text(golden.once));
+        expect(engine.metricsSummary().spec.numAcceptedTokens).toBeGreaterThan(0);
+      }
+    });
+
+    it('a verification row gives bitwise the logits of a plain decode row (real-GPU tuning, mixed with a prefill)', async () => {
+      const gpuRuntime = new GpuRuntime(ctx.device, sources, { tuning: GPU_TUNING });
+      const bs = 4;
+      const sampling = { temperature: 1, topP: 1, topK: 0, seed: 1 };
+      const tokens = loaded.tokenizer.encode('Once upon a time, there was a little');
+      const table = [5, 6, 7, 8, 9, 10, 11, 12];
+      const seq = (seqId: number, toks: number[], start: number, tbl: number[], numLogitRows?: number): ScheduledSeq => ({
+        seqId,
+        requestId: `r${seqId}`,
+        tokenIds: toks.slice(start),
+        startPosition: start,
+        slots: toks.slice(start).map((_, k) => tbl[Math.floor((start + k) / bs)] * bs + ((start + k) % bs)),
+        blockTable: tbl,
+        needsLogits: true,
+        sampling,
+        ...(numLogitRows ? { numLogitRows } : {}),
+      });
+      const plan = (stepIndex: number, seqs: ScheduledSeq[]) => ({ stepIndex, seqs, copies: [], swapOut: [], swapIn: [], numBatchedTokens: seqs.reduce((n, x) => n + x.tokenIds.length, 0) });
+      const n = tokens.length;
+      const k = 4;
+      const prefixLen = n - k;
+      const bits = (a: Float32Array) => Array.from(new Uint32Array(a.buffer, a.byteOffset, a.length));
+      // Plain: prefill the prefix, then decode the last k tokens one row per step.
+      const plain = new GpuExecutor(ctx, gpuRuntime, loaded.model, { validate: true });
+      plain.configure({ blockSize: bs, numGpuBlocks: 40, numCpuBlocks: 0 });
+      await plain.execute(plan(1, [seq(0, tokens.slice(0, prefixLen), 0, table)]));
+      const decoded: number[][] = [];
+      for (let i = 0; i < k; i++) {
+        const out = await plain.execute(plan(2 + i, [seq(0, tokens.slice(0, prefixLen + i + 1), prefixLen + i, table)]));
+        decoded.push(bits(out.outputs[0].logits!));
+      }
+      plain.dispose();
+      // Verification: the same k tokens as k rows of one step, next to another sequence's prefill.
+      const verify = new GpuExecutor(ctx, gpuRuntime, loaded.model, { validate: true });
+      verify.configure({ blockSize: bs, numGpuBlocks: 40, numCpuBlocks: 0 });
+      await verify.execute(plan(1, [seq(0, tokens.slice(0, prefixLen), 0, table)]));
+      const other = loaded.tokenizer.encode('The little dog ran to the park and played with a big red ball');
+      const out = await verify.execute(plan(2, [seq(1, other, 0, [20, 21, 22, 23, 24, 25, 26, 27]), seq(0, tokens, prefixLen, table, k)]));
+      verify.dispose();
+      const mine = out.outputs.find((o) => o.seqId === 0)!;
+      expect(mine.rows).toHaveLength(k);
+      mine.rows!.forEach((row, i) => expect(bits(row.logits!), `row ${i}`).toEqual(decoded[i]));
+      expect(bits(mine.logits!)).toEqual(decoded[k - 1]);
+      gpuRuntime.destroy();
     });
 
     it('a device lost mid-run: the host recovers and every request completes with its solo text', async () => {

@@ -93,6 +93,37 @@ describe('the executor host path (Dawn for Node)', () => {
     tables.destroy();
   });
 
+  it('LoRA: warm-up compiles the gather\'s pipelines, so steps with adapter rows compile none; base rows keep their bits beside adapter rows', async () => {
+    const runtime = GpuRuntime.fromContext(ctx, loadKernelSources());
+    const ex = new GpuExecutor(ctx, runtime, loaded.model, { validate: true });
+    const bs = 4;
+    ex.configure({ blockSize: bs, numGpuBlocks: 64, numCpuBlocks: 0, maxLoras: 2, maxLoraRank: 8 });
+    await ex.warmUp({ maxTokens: 16, maxSeqs: 4 });
+    const compiled = runtime.registry.pipelinesOf('lora_bgmv');
+    expect(compiled).toBe(5); // q, k|v, o, w1|w3, w2
+    const c = loaded.model.config;
+    const rank = 2;
+    const layers = Array.from({ length: c.numLayers }, (_, l) => ({
+      q: { a: new Float32Array(rank * c.dim).fill(0.01 * (l + 1)), b: new Float32Array(c.dim * rank).fill(0.02) },
+      w2: { a: new Float32Array(rank * c.hiddenDim).fill(0.01), b: new Float32Array(c.dim * rank).fill(-0.03) },
+    }));
+    ex.registerAdapter({ name: 'x', rank, scale: 1.5, layers });
+    const prompt = loaded.tokenizer.encode('Once upon a time');
+    const logitsOf = async (withAdapter: boolean) => {
+      const a = { ...seq(0, prompt, 0, [10, 11, 12, 13, 14], bs), sampling: { ...greedy, temperature: 1 } };
+      const b = { ...seq(1, prompt, 0, [20, 21, 22, 23, 24], bs), sampling: { ...greedy, temperature: 1 }, ...(withAdapter ? { loraSlot: 1 } : {}) };
+      const out = await ex.execute({ ...plan(1, [a, b]), ...(withAdapter ? { loraLoads: [{ slot: 1, adapter: 'x' }] } : {}) });
+      return out.outputs.map((o) => Array.from(new Uint32Array(o.logits!.buffer, o.logits!.byteOffset, o.logits!.length)));
+    };
+    const [baseAlone, twinAlone] = await logitsOf(false);
+    const [baseBeside, adapted] = await logitsOf(true);
+    expect(baseBeside).toEqual(baseAlone); // bit for bit
+    expect(adapted).not.toEqual(twinAlone); // the adapter row changed
+    expect(runtime.registry.pipelinesOf('lora_bgmv')).toBe(compiled);
+    ex.dispose();
+    runtime.destroy();
+  });
+
   it('steady decode steps replay their program: no new pipelines, bind groups or parameter slots, one input write per step', async () => {
     const runtime = GpuRuntime.fromContext(ctx, loadKernelSources());
     const bs = 4;

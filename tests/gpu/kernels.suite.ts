@@ -13,6 +13,7 @@
  *   quantized weights (Q8_0, Q4_0): the embedding exact (dequantized rows of quant.ts); matmuls
  *     against ops.matvecQ with the f32 matmul's tolerance (dequantization is exact in f32), and
  *     bit for bit equal to the f32 kernel run on the dequantized matrix.
+ *   lora_bgmv: |gpu - ref| <= 2e-5 * max(1, |ref|); base rows (no slot) exactly untouched.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as ops from '../../src/model/ops.ts';
@@ -22,6 +23,7 @@ import { KERNEL_NAMES, type KernelSources } from '../../src/gpu/kernel-names.ts'
 import {
   encodeBlockCopy,
   encodeEmbedding,
+  encodeLoraBgmv,
   encodeMatmul,
   encodePlan,
   encodeRopeKvWrite,
@@ -662,6 +664,68 @@ export function kernelSuite(label: string, getGpu: () => GPU | undefined, source
         });
         expectClose(new Float32Array(got), expected, { tol: () => 2e-5, what: 'attention output' });
       });
+    });
+
+    it.each([
+      { mode: 'plain (wo)', inDim: 64, outDim: 64, xStride: 64, yStride: 64, yOffset: 0 },
+      { mode: 'norm (k of qkv)', inDim: 64, outDim: 32, xStride: 64, yStride: 128, yOffset: 64 },
+      { mode: 'swiglu (w2)', inDim: 172, outDim: 64, xStride: 344, yStride: 64, yOffset: 0 },
+    ])('lora_bgmv adds each row its own adapter\'s scale·B(A x), skips base rows ($mode)', async ({ mode, inDim, outDim, xStride, yStride, yOffset }) => {
+      const rng = new Prng(77 + inDim + yOffset);
+      const R = 8; // padded rank of every slot
+      const ranks = [8, 3, 5]; // slot 1 and 2 hold smaller ranks, zero-padded
+      const scales = [2, 0.5, -1.25];
+      const aOffset = 4;
+      const bOffset = aOffset + R * inDim;
+      const slotStride = bOffset + outDim * R + 4;
+      const lora = new Float32Array(3 * slotStride);
+      const A: Float32Array[] = [];
+      const B: Float32Array[] = [];
+      ranks.forEach((r, s) => {
+        A.push(rng.floats(r * inDim, -0.5, 0.5));
+        B.push(rng.floats(outDim * r, -0.5, 0.5));
+        lora[s * slotStride] = scales[s];
+        lora.set(A[s], s * slotStride + aOffset);
+        for (let i = 0; i < outDim; i++) for (let k = 0; k < r; k++) lora[s * slotStride + bOffset + i * R + k] = B[s][i * r + k];
+      });
+      const NO = 0xffffffff;
+      const rowSlots = [0, NO, 1, 0, NO, 2, 2];
+      const rows = rowSlots.length;
+      const x = rng.floats(rows * xStride, -2, 2);
+      const normW = rng.floats(inDim, 0.5, 1.5);
+      const y0 = rng.floats(rows * yStride, -1, 1);
+      const y = upload(y0.slice());
+      const norm = mode.startsWith('norm') ? { weight: upload(normW), eps: 1e-5 } : undefined;
+      const swigluInput = mode.startsWith('swiglu');
+      const [got] = await runStep(
+        (s) => encodeLoraBgmv(s, { x: upload(x), lora: upload(lora), rowSlots: upload(u32(rowSlots)), y, rows, inDim, outDim, rank: R, slotStride, aOffset, bOffset, yOffset, xStride, yStride, norm, swigluInput }),
+        [y],
+      );
+      const expected = y0.slice();
+      const xin = new Float32Array(inDim);
+      const gate = new Float32Array(inDim);
+      const u = new Float32Array(R);
+      rowSlots.forEach((slot, t) => {
+        if (slot === NO) return;
+        if (norm) ops.rmsnorm(xin, x, normW, inDim, 1e-5, 0, t * xStride);
+        else if (swigluInput) {
+          gate.set(x.subarray(t * xStride, t * xStride + inDim));
+          ops.swiglu(gate, x.subarray(t * xStride + inDim, t * xStride + 2 * inDim), inDim);
+          xin.set(gate);
+        } else xin.set(x.subarray(t * xStride, t * xStride + inDim));
+        ops.loraAdd(expected, xin, A[slot], B[slot], ranks[slot], inDim, outDim, scales[slot], u, t * yStride + yOffset);
+      });
+      const actual = new Float32Array(got);
+      expectClose(actual, expected, { tol: (i) => 2e-5 * Math.max(1, Math.abs(expected[i])), what: `lora_bgmv ${mode}` });
+      for (let t = 0; t < rows; t++) {
+        const row = (a: Float32Array) => Array.from(a.subarray(t * yStride, (t + 1) * yStride));
+        if (rowSlots[t] === NO) expect(row(actual), `base row ${t} untouched`).toEqual(row(y0));
+        else {
+          expect(row(actual).some((v, i) => v !== y0[t * yStride + i]), `adapter row ${t} changed`).toBe(true);
+          // columns outside yOffset..yOffset+outDim are untouched
+          for (let i = 0; i < yStride; i++) if (i < yOffset || i >= yOffset + outDim) expect(actual[t * yStride + i]).toBe(y0[t * yStride + i]);
+        }
+      }
     });
 
     it('block_copy copies K and V of each (src, dst) block pair and nothing else', async () => {

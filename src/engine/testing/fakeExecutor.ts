@@ -9,7 +9,7 @@
  * swap, a bad prefix-cache hit) changes the generated tokens, and reading a never-written slot
  * throws. fakeNextToken() gives the same token from a plain token list, the reference.
  */
-import type { Executor, KvGeometry, SeqOutput, StepOutput, StepPlan } from '../types.ts';
+import type { Executor, KvGeometry, LogitRow, SeqOutput, StepOutput, StepPlan } from '../types.ts';
 import { hashBlockTokens } from '../hash.ts';
 
 export interface FakeExecutorOptions {
@@ -18,8 +18,15 @@ export interface FakeExecutorOptions {
   /** When set, contexts whose hash falls in 1/stopEvery of the space yield this token. */
   stopTokenId?: number;
   stopEvery?: number;
-  /** Also return a logits row (needed for temperature > 0). */
+  /** Also return a logits row (needed for temperature > 0; constrained rows always get one). */
   emitLogits?: boolean;
+  /**
+   * When set, the next token mostly repeats the one repeatPeriod positions back (3 times in 4,
+   * by the context hash), so n-gram drafts are often, not always, right (speculative decoding tests).
+   */
+  repeatPeriod?: number;
+  /** With repeatPeriod: always repeat (exactly periodic output, so every n-gram draft is right). */
+  repeatExact?: boolean;
   /** Step duration (default 1 ms + 0.01 ms per token). */
   durationMs?: (plan: StepPlan) => number;
 }
@@ -32,12 +39,14 @@ function contextHash(tokens: ArrayLike<number>, length: number): number {
 
 /** The token the fake model emits after this context (the reference for tests). */
 export function fakeNextToken(context: readonly number[], options: FakeExecutorOptions = {}): number {
-  return nextFromHash(contextHash(context, context.length), options);
+  return nextFromHash(contextHash(context, context.length), options, context, context.length);
 }
 
-function nextFromHash(h: number, options: FakeExecutorOptions): number {
+function nextFromHash(h: number, options: FakeExecutorOptions, context: ArrayLike<number>, length: number): number {
   const vocab = options.vocabSize ?? 64;
   if (options.stopTokenId !== undefined && h % (options.stopEvery ?? 16) === 0) return options.stopTokenId;
+  const period = options.repeatPeriod;
+  if (period !== undefined && length >= period && (options.repeatExact || Math.floor(h / 3) % 4 !== 0)) return context[length - period];
   return 3 + (Math.floor(h / 7) % (vocab - 3));
 }
 
@@ -98,17 +107,26 @@ export class FakeExecutor implements Executor {
     const outputs: SeqOutput[] = [];
     for (const seq of plan.seqs) {
       if (!seq.needsLogits) continue;
-      const length = seq.startPosition + seq.tokenIds.length;
-      const context = new Int32Array(length);
-      for (let p = 0; p < length; p++) {
+      const fullLength = seq.startPosition + seq.tokenIds.length;
+      const context = new Int32Array(fullLength);
+      for (let p = 0; p < fullLength; p++) {
         const v = this.gpu[seq.blockTable[Math.floor(p / bs)] * bs + (p % bs)];
         if (v === EMPTY) throw new Error(`seq ${seq.seqId} reads position ${p}, which was never written`);
         context[p] = v;
       }
-      const h = contextHash(context, length);
-      const argmax = nextFromHash(h, this.options);
-      const out: SeqOutput = { seqId: seq.seqId, argmax };
-      if (this.options.emitLogits) out.logits = fakeLogits(h, argmax, this.options.vocabSize ?? 64);
+      // One row per trailing logits row (draft verification), each seeing the context up to it.
+      const numRows = seq.numLogitRows ?? 1;
+      const rows: LogitRow[] = [];
+      for (let r = 0; r < numRows; r++) {
+        const length = fullLength - (numRows - 1 - r);
+        const h = contextHash(context, length);
+        const argmax = nextFromHash(h, this.options, context, length);
+        const row: LogitRow = { argmax };
+        if (this.options.emitLogits || seq.constrained) row.logits = fakeLogits(h, argmax, this.options.vocabSize ?? 64);
+        rows.push(row);
+      }
+      const out: SeqOutput = { seqId: seq.seqId, ...rows[numRows - 1] };
+      if (numRows > 1) out.rows = rows;
       outputs.push(out);
     }
     const durationMs = this.options.durationMs ? this.options.durationMs(plan) : 1 + 0.01 * numTokens;

@@ -25,6 +25,19 @@ const s = (o: Partial<LabSettings>): LabSettings => ({ ...BASE_SETTINGS, ...o })
 
 const staticSettings = s({ batching: 'static', maxNumSeqs: 8, numGpuBlocks: 96, enablePrefixCaching: false });
 const continuousSettings = s({ batching: 'continuous', maxNumSeqs: 8, numGpuBlocks: 96, enablePrefixCaching: false });
+const specOff = s({ numGpuBlocks: 96, maxNumSeqs: 8 });
+const specOn = s({ numGpuBlocks: 96, maxNumSeqs: 8, speculativeMethod: 'ngram', numSpeculativeTokens: 4 });
+
+/** The structured-output scenario's schema: bounded, so the tiny model finishes it in ~30 tokens. */
+export const STRUCTURED_SCHEMA: Record<string, unknown> = {
+  type: 'object',
+  properties: {
+    name: { type: 'string', maxLength: 10 },
+    age: { type: 'integer', minimum: 1, maximum: 12 },
+    mood: { enum: ['happy', 'sad', 'sleepy'] },
+  },
+  required: ['name', 'age', 'mood'],
+};
 
 /** The built-in model's shape (stories260K), for the memory-budget scenario's arithmetic. */
 const STORIES260K: ModelConfig = { dim: 64, hiddenDim: 172, numLayers: 5, numHeads: 8, numKvHeads: 4, vocabSize: 512, seqLen: 512, normEps: Math.fround(1e-5), ropeTheta: 10000, sharedClassifier: true };
@@ -177,6 +190,62 @@ export const SCENARIOS: Scenario[] = [
     compare: { a: { label: 'fcfs', settings: s({ policy: 'fcfs', numGpuBlocks: 48, maxNumSeqs: 6 }) }, b: { label: 'fair', settings: s({ policy: 'fair', numGpuBlocks: 48, maxNumSeqs: 6 }) } },
   },
   {
+    id: 'speculative-decoding',
+    short: 'speculation',
+    title: 'Speculative decoding (n-gram drafts)',
+    watch:
+      'Each decoding sequence looks its last few tokens up in its own prompt and output and proposes up to 4 tokens that followed them; the model checks them all in one step as extra rows. In the slot timeline green ticks are accepted drafts, red ones rejected (their K/V rolled back). Watch steps per sequence and tokens per step fall and rise, acceptance by position in the latency panel, and TPOT in Compare (speculation off vs on, greedy: same text).',
+    settings: specOn,
+    workload: {
+      seed: 91,
+      numRequests: 10,
+      arrival: { kind: 'poisson', ratePerS: 3 },
+      promptTokens: { kind: 'uniform', min: 24, max: 48 },
+      outputTokens: { kind: 'uniform', min: 96, max: 160 },
+    },
+    compare: { a: { label: 'no speculation', settings: specOff }, b: { label: 'n-gram, k = 4', settings: specOn } },
+  },
+  {
+    id: 'structured-output',
+    short: 'JSON',
+    title: 'Structured output (JSON) in a mixed batch',
+    watch:
+      'Half the requests must answer with JSON that follows a schema (name, age, mood); the rest write free text, in the same batches. Each constrained row\'s logits come back to the CPU, XGrammar masks every token the schema forbids, then the usual sampler picks. Watch the step inspector\'s token masks line (ms on the CPU, share of the vocabulary allowed) and open a JSON request: its output is validated, its mask cost per token shown.',
+    settings: s({ maxNumSeqs: 8, numGpuBlocks: 96 }),
+    workload: {
+      seed: 91,
+      numRequests: 16,
+      arrival: { kind: 'poisson', ratePerS: 6 },
+      promptTokens: { kind: 'uniform', min: 12, max: 28 },
+      outputTokens: { kind: 'uniform', min: 64, max: 96 },
+      temperature: 0.8,
+      structured: { fraction: 0.5, responseFormat: { type: 'json_schema', jsonSchema: { name: 'character', schema: STRUCTURED_SCHEMA } } },
+    },
+    compare: { a: { label: '8 slots', settings: s({ maxNumSeqs: 8, numGpuBlocks: 96 }) }, b: { label: '2 slots', settings: s({ maxNumSeqs: 2, numGpuBlocks: 96 }) } },
+  },
+  {
+    id: 'lora-tenants',
+    short: 'LoRA per customer',
+    title: 'LoRA adapters per customer',
+    watch:
+      'Three customers bring their own LoRA adapter (tom renames Lily, happy loves the word "happy", noise is random) and a fourth uses the base model, all in one batch: each row adds its own x·A·B. There are only 2 adapter slots: watch the strip under the KV grid load and evict adapters, and the step inspector say who waits for a slot. Click a request to read its text; Compare runs 2 against 4 slots.',
+    settings: s({ maxLoras: 2, numGpuBlocks: 64, maxNumSeqs: 8 }),
+    workload: {
+      seed: 91,
+      numRequests: 20,
+      arrival: { kind: 'poisson', ratePerS: 6 },
+      promptTokens: { kind: 'uniform', min: 12, max: 28 },
+      outputTokens: { kind: 'uniform', min: 32, max: 64 },
+      tenants: [
+        { name: 'acme', weight: 1, adapter: 'tom' },
+        { name: 'globex', weight: 1, adapter: 'happy' },
+        { name: 'initech', weight: 1, adapter: 'noise' },
+        { name: 'base', weight: 1 },
+      ],
+    },
+    compare: { a: { label: '2 LoRA slots', settings: s({ maxLoras: 2, numGpuBlocks: 64, maxNumSeqs: 8 }) }, b: { label: '4 LoRA slots', settings: s({ maxLoras: 4, numGpuBlocks: 64, maxNumSeqs: 8 }) } },
+  },
+  {
     id: 'quantize-to-fit',
     short: 'quantize',
     title: 'Quantize to fit more users',
@@ -193,6 +262,7 @@ export const SCENARIOS: Scenario[] = [
     compare: { a: { label: `f32 weights, ${budgetSplit('f32').numBlocks} KV blocks`, settings: quantSettings('f32') }, b: { label: `Q4_0 weights, ${budgetSplit('q4_0').numBlocks} KV blocks`, settings: quantSettings('q4_0') } },
   },
 ];
+
 
 export function scenarioById(id: string | null): Scenario | undefined {
   return SCENARIOS.find((x) => x.id === id);

@@ -18,6 +18,11 @@ export type LabSettings = Pick<
   | 'preemptionMode'
   | 'batching'
   | 'maxQueueLength'
+  | 'maxLoras'
+  | 'speculativeMethod'
+  | 'numSpeculativeTokens'
+  | 'promptLookupMax'
+  | 'promptLookupMin'
 > & {
   /** A model option, not an engine setting: the f32 model, or quantized on load (the host rebuilds the model). */
   weights: WeightType;
@@ -37,6 +42,11 @@ export const BASE_SETTINGS: LabSettings = {
   batching: 'continuous',
   maxQueueLength: Infinity,
   weights: 'f32',
+  maxLoras: 4,
+  speculativeMethod: 'off',
+  numSpeculativeTokens: DEFAULT_SCHEDULER_CONFIG.numSpeculativeTokens,
+  promptLookupMax: DEFAULT_SCHEDULER_CONFIG.promptLookupMax,
+  promptLookupMin: DEFAULT_SCHEDULER_CONFIG.promptLookupMin,
 };
 
 /** What differs from `base`, in a few words each (e.g. "preemption abort", "8 CPU blocks"). */
@@ -53,7 +63,11 @@ export function describeChanges(base: LabSettings, s: LabSettings): string[] {
   if (s.maxNumBatchedTokens !== base.maxNumBatchedTokens) out.push(`budget ${s.maxNumBatchedTokens}`);
   if (s.enableChunkedPrefill !== base.enableChunkedPrefill) out.push(`chunked prefill ${s.enableChunkedPrefill ? 'on' : 'off'}`);
   if (s.enablePrefixCaching !== base.enablePrefixCaching) out.push(`prefix cache ${s.enablePrefixCaching ? 'on' : 'off'}`);
+  if (s.maxLoras !== base.maxLoras) out.push(`${s.maxLoras} LoRA slots`);
   if (s.maxQueueLength !== base.maxQueueLength) out.push(Number.isFinite(s.maxQueueLength) ? `queue cap ${s.maxQueueLength}` : 'no queue cap');
+  if (s.speculativeMethod !== base.speculativeMethod) out.push(s.speculativeMethod === 'off' ? 'no speculation' : `${s.speculativeMethod} speculation`);
+  if (s.numSpeculativeTokens !== base.numSpeculativeTokens) out.push(`k = ${s.numSpeculativeTokens} drafts`);
+  if (s.promptLookupMax !== base.promptLookupMax || s.promptLookupMin !== base.promptLookupMin) out.push(`lookup ${s.promptLookupMin}..${s.promptLookupMax}`);
   return out;
 }
 
@@ -71,6 +85,11 @@ const SETTING_LABELS: Record<keyof LabSettings, string> = {
   batching: 'batching',
   maxQueueLength: 'queue cap',
   weights: 'weights',
+  maxLoras: 'LoRA slots',
+  speculativeMethod: 'speculation',
+  numSpeculativeTokens: 'draft tokens (k)',
+  promptLookupMax: 'lookup max n',
+  promptLookupMin: 'lookup min n',
 };
 
 /** Every setting in which two sides differ, e.g. { label: 'preemption', a: 'recompute', b: 'swap' }. */

@@ -7,7 +7,7 @@
 import { hsl } from 'd3';
 import type { RequestView } from '../../engine/engine.ts';
 import type { Decision } from '../../engine/events.ts';
-import type { HostStatus, ModelSummary, StepRecord, ViewSnapshot } from '../../../workers/protocol.ts';
+import type { HostStatus, ModelSummary, StepRecord, StructuredView, ViewSnapshot } from '../../../workers/protocol.ts';
 
 /** A snapshot from either engine: the simulated one has no host, no model file and no text. */
 export type LabSnapshot = Omit<ViewSnapshot, 'host' | 'model'> & { host: HostStatus | null; model: ModelSummary | null };
@@ -23,6 +23,9 @@ export interface TimelineCell {
   numTokens: number;
   /** First step of this sequence in this slot (a join). */
   joined: boolean;
+  /** Speculative decoding: draft tokens verified in this cell, and how many were accepted (0 and 0 without). */
+  numDraftTokens: number;
+  numAcceptedTokens: number;
 }
 
 export interface TimelineColumn {
@@ -60,6 +63,8 @@ export interface RequestRecord {
   view: RequestView;
   texts: string[];
   prompt: string | null;
+  /** Structured output: its format, compile figures and end-of-request JSON checks (null: free text, or a replay). */
+  structured: StructuredView | null;
   /** Engine times of preemptions and of the following resumption (NaN while still out). */
   preemptions: { atMs: number; resumedMs: number }[];
   /** The scheduler's decisions naming this request, oldest first (the same words in a row are one entry). */
@@ -194,12 +199,12 @@ export class LabState {
         const known = source?.record(r.requestId);
         const order = known ? known.order : this.nextOrder;
         this.nextOrder = Math.max(this.nextOrder, order + 1);
-        rec = { requestId: r.requestId, order, color: known?.color ?? requestColor(order), view: r, texts: [], prompt: null, preemptions: [], decisions: [] };
+        rec = { requestId: r.requestId, order, color: known?.color ?? requestColor(order), view: r, texts: [], prompt: null, structured: null, preemptions: [], decisions: [] };
         this.records.set(r.requestId, rec);
       }
       for (const seqId of r.seqIds) this.seqToRequest.set(seqId, r.requestId);
       // A new object per update: the views' keyed lists see the change.
-      rec = { ...rec, view: r, texts: s.texts[r.requestId] ?? rec.texts, prompt: s.prompts[r.requestId] ?? rec.prompt };
+      rec = { ...rec, view: r, texts: s.texts[r.requestId] ?? rec.texts, prompt: s.prompts[r.requestId] ?? rec.prompt, structured: s.structured?.[r.requestId] ?? rec.structured };
       this.records.set(r.requestId, rec);
     }
     if (s.recentSteps.length > 0) {
@@ -303,7 +308,16 @@ export class LabState {
       }
       this.lastSeenStep.set(q.seqId, st.stepIndex);
       const kind: CellKind = q.numPrefillTokens > 0 ? 'prefill' : 'decode';
-      cells.push({ slot, requestId: q.requestId, seqId: q.seqId, kind, numTokens: q.numPrefillTokens + q.numDecodeTokens, joined });
+      cells.push({
+        slot,
+        requestId: q.requestId,
+        seqId: q.seqId,
+        kind,
+        numTokens: q.numPrefillTokens + q.numDecodeTokens,
+        joined,
+        numDraftTokens: q.numDraftTokens ?? 0,
+        numAcceptedTokens: q.numAcceptedTokens ?? 0,
+      });
     }
     const finishedSlots: number[] = [];
     const preemptedSlots: number[] = [];
@@ -334,7 +348,7 @@ export class LabState {
     if (isStatic) {
       // A static batch holds its slots until every member is done: finished members ride along as padding.
       if (this.slotOfSeq.size === 0) this.padSlots.clear();
-      else for (const slot of this.padSlots) cells.push({ slot, requestId: '', seqId: -1, kind: 'pad', numTokens: 0, joined: false });
+      else for (const slot of this.padSlots) cells.push({ slot, requestId: '', seqId: -1, kind: 'pad', numTokens: 0, joined: false, numDraftTokens: 0, numAcceptedTokens: 0 });
     } else {
       this.padSlots.clear();
     }

@@ -308,37 +308,77 @@ const TOURS: Record<string, Detector[]> = {
     },
     wrapUp,
   ],
-  'quantize-to-fit': [
+  'structured-output': [
     {
-      id: 'memory-full',
-      target: 'kv-grid',
-      title: 'The KV cache is full',
-      find: (_step, snap) => {
-        const held = snap.gpuBlocks.refCount.filter((n) => n > 0).length;
-        const total = snap.gpuBlocks.refCount.length;
-        if (total === 0 || held < total) return null;
-        return `Every one of the ${total} KV blocks is held, by ${plural(snap.queues.running.length, 'running sequence')}: what the budget leaves beside the weights caps how many users run at once. Compare: f32 weights leave fewer blocks in the same budget.`;
-      },
-    },
-    {
-      id: 'memory-bound',
+      id: 'first-mask',
       target: 'step-inspector',
-      title: 'Memory, not compute, says no',
+      title: 'A token mask',
       find: (step) => {
-        const d = step.decisions.find((x) => x.kind === 'preempted' || (x.kind === 'waits' && /block|memory/.test(x.reason)));
-        return d ? `${d.reason}. ${step.seqs.length} sequences ran in step ${step.stepIndex}; more blocks would have let more in.` : null;
+        const m = step.masks?.[0];
+        if (!m) return null;
+        const others = step.seqs.filter((q) => !step.masks!.some((x) => x.seqId === q.seqId)).length;
+        return `${m.requestId} must follow its JSON schema: before sampling, ${m.numAllowed} of ${m.vocabSize} tokens (${((100 * m.numAllowed) / m.vocabSize).toFixed(1)}%) were allowed, the rest masked out, in ${m.ms.toFixed(3)} ms. ${plural(others, 'other row')} in this step sampled freely.`;
       },
     },
     {
-      id: 'most-running',
+      id: 'mixed-batch',
       target: 'slot-timeline',
-      title: 'Sequences at once',
-      track: (step, mem) => {
-        mem.marks.maxRunning = Math.max(mem.marks.maxRunning ?? 0, step.seqs.length);
+      title: 'Constrained and free rows share a step',
+      find: (step) => {
+        const masked = new Set((step.masks ?? []).map((m) => m.seqId));
+        const free = step.seqs.filter((q) => q.numDecodeTokens > 0 && !masked.has(q.seqId)).length;
+        if (masked.size < 2 || free < 1) return null;
+        const ms = (step.masks ?? []).reduce((a, m) => a + m.ms, 0);
+        return `Step ${step.stepIndex} decodes ${plural(masked.size, 'constrained row')} beside ${plural(free, 'free row')}: the masks cost ${ms.toFixed(3)} ms on the CPU in a ${step.durationMs.toFixed(1)} ms step; the free rows are untouched.`;
       },
-      find: (_step, snap, mem) => {
-        if (snap.metrics.numFinished < 8) return null;
-        return `${snap.metrics.numFinished} requests finished so far, at most ${plural(mem.marks.maxRunning ?? 0, 'sequence')} in one step. Quantized weights buy that room; the quality they cost is measured by npm run bench -- quant.`;
+    },
+    {
+      id: 'json-done',
+      target: 'request-table',
+      title: 'A JSON answer ends itself',
+      find: (_step, snap) => {
+        const r = snap.requests.find((x) => x.state === 'finished' && x.responseFormat && x.endReason === 'stop' && x.mask);
+        if (!r) return null;
+        const m = r.mask!;
+        return `${r.requestId} closed its JSON and the grammar then allowed only the end-of-text token: it finished (stop) after ${r.outputTokenIds[0].length} tokens, ${(m.totalMs / Math.max(1, m.numTokens)).toFixed(3)} ms of masking per token. Click it to see the validated JSON.`;
+        },
+      },
+      wrapUp,
+    ],
+  'speculative-decoding': [
+    {
+      id: 'first-drafts',
+      target: 'slot-timeline',
+      title: 'Drafts verified in the same step',
+      find: (step) => {
+        const v = step.seqs.find((x) => (x.numDraftTokens ?? 0) > 0);
+        if (!v) return null;
+        const k = v.numDraftTokens!;
+        const a = v.numAcceptedTokens ?? 0;
+        return `In step ${step.stepIndex} ${v.requestId} ran its newest token plus ${plural(k, 'draft token')} found earlier in its own text, ${k + 1} rows in one forward pass. ${a} matched the model, so it gained ${plural(a + 1, 'token')} this step (green ticks accepted, red rejected).`;
+      },
+    },
+    {
+      id: 'rollback',
+      target: 'kv-grid',
+      title: 'A rejected draft is rolled back',
+      find: (step) => {
+        const v = step.seqs.find((x) => (x.numDraftTokens ?? 0) > (x.numAcceptedTokens ?? 0));
+        if (!v) return null;
+        const rejected = v.numDraftTokens! - (v.numAcceptedTokens ?? 0);
+        const freed = kvCount(step, 'freed');
+        return `${v.requestId}'s draft ${(v.numAcceptedTokens ?? 0) + 1} of ${v.numDraftTokens} did not match in step ${step.stepIndex}: the K/V of its ${plural(rejected, 'rejected draft')} is discarded by moving its computed-token count back${freed > 0 ? `, and ${plural(freed, 'block')} that held only them went back to the pool` : ''}. Nothing rejected reaches the prefix cache.`;
+      },
+    },
+    {
+      id: 'acceptance',
+      target: 'latency-panel',
+      title: 'Acceptance by position',
+      find: (_step, snap) => {
+        const sp = snap.metrics.spec;
+        if (sp.numDrafts < 20) return null;
+        const byPos = sp.draftsPerPos.map((n, i) => `${Math.round((100 * sp.acceptedPerPos[i]) / n)}%`).join(', ');
+        return `${sp.numAcceptedTokens} of ${sp.numDraftTokens} draft tokens accepted so far (${Math.round(100 * sp.acceptanceRate)}%); by position ${byPos}: a later draft counts only if every one before it matched. A verification yields ${sp.meanAcceptedLength.toFixed(2)} tokens on average instead of 1.`;
       },
     },
     wrapUp,
@@ -373,6 +413,85 @@ const TOURS: Record<string, Detector[]> = {
         const light = ttftsOf(snap.requests.filter((r) => r.tenant === 'light'));
         if (heavy.length < 4 || light.length < 2) return null;
         return `TTFT median so far: light ${ms(median(light))}, heavy ${ms(median(heavy))}, although heavy sends four times as many requests.`;
+      },
+    },
+    wrapUp,
+  ],
+  'lora-tenants': [
+    {
+      id: 'lora-load',
+      target: 'kv-grid',
+      title: 'An adapter is loaded into a slot',
+      find: (step) => {
+        const e = step.loraEvents.find((x) => x.type === 'loraLoaded');
+        return e && e.type === 'loraLoaded' ? `Step ${step.stepIndex} loads adapter ${e.adapter} into LoRA slot ${e.slot} for ${e.requestId}: its A and B go from host memory into the GPU slot before the forward pass (the strip under the KV grid).` : null;
+      },
+    },
+    {
+      id: 'lora-mixed',
+      target: 'slot-timeline',
+      title: 'One batch, many adapters',
+      find: (step, snap) => {
+        const adapterOf = (id: string) => snap.requests.find((r) => r.requestId === id)?.adapter ?? null;
+        const used = new Set(step.seqs.map((q) => adapterOf(q.requestId)));
+        const adapters = [...used].filter((a): a is string => a !== null);
+        if (adapters.length < 2 && !(adapters.length >= 1 && used.has(null))) return null;
+        return `Step ${step.stepIndex} runs ${plural(step.seqs.length, 'sequence')} in one batch: ${adapters.join(' and ')}${used.has(null) ? ' and the base model' : ''}. Every row adds its own x·A·B, gathered by its slot index; base rows skip it.`;
+      },
+    },
+    {
+      id: 'lora-wait',
+      target: 'step-inspector',
+      title: 'Waiting for an adapter slot',
+      find: (step) => {
+        const d = step.decisions.find((x) => x.kind === 'waits' && /LoRA adapter/.test(x.reason));
+        return d ? `${d.reason.length > 300 ? `${d.reason.slice(0, 300)}…` : d.reason}.` : null;
+      },
+    },
+    {
+      id: 'lora-evict',
+      target: 'kv-grid',
+      title: 'Least recently used adapter evicted',
+      find: (step) => {
+        const ev = step.loraEvents.find((x) => x.type === 'loraEvicted');
+        const load = step.loraEvents.find((x) => x.type === 'loraLoaded');
+        if (!ev || ev.type !== 'loraEvicted') return null;
+        return `Step ${step.stepIndex} evicts ${ev.adapter} from slot ${ev.slot} (no running request used it; the least recently used)${load && load.type === 'loraLoaded' ? ` to load ${load.adapter}` : ''}. With 2 slots for 3 adapters, loads and evictions repeat: Compare runs 4 slots.`;
+      },
+    },
+    wrapUp,
+  ],
+  'quantize-to-fit': [
+    {
+      id: 'memory-full',
+      target: 'kv-grid',
+      title: 'The KV cache is full',
+      find: (_step, snap) => {
+        const held = snap.gpuBlocks.refCount.filter((n) => n > 0).length;
+        const total = snap.gpuBlocks.refCount.length;
+        if (total === 0 || held < total) return null;
+        return `Every one of the ${total} KV blocks is held, by ${plural(snap.queues.running.length, 'running sequence')}: what the budget leaves beside the weights caps how many users run at once. Compare: f32 weights leave fewer blocks in the same budget.`;
+      },
+    },
+    {
+      id: 'memory-bound',
+      target: 'step-inspector',
+      title: 'Memory, not compute, says no',
+      find: (step) => {
+        const d = step.decisions.find((x) => x.kind === 'preempted' || (x.kind === 'waits' && /block|memory/.test(x.reason)));
+        return d ? `${d.reason}. ${step.seqs.length} sequences ran in step ${step.stepIndex}; more blocks would have let more in.` : null;
+      },
+    },
+    {
+      id: 'most-running',
+      target: 'slot-timeline',
+      title: 'Sequences at once',
+      track: (step, mem) => {
+        mem.marks.maxRunning = Math.max(mem.marks.maxRunning ?? 0, step.seqs.length);
+      },
+      find: (_step, snap, mem) => {
+        if (snap.metrics.numFinished < 8) return null;
+        return `${snap.metrics.numFinished} requests finished so far, at most ${plural(mem.marks.maxRunning ?? 0, 'sequence')} in one step. Quantized weights buy that room; the quality they cost is measured by npm run bench -- quant.`;
       },
     },
     wrapUp,
@@ -434,7 +553,7 @@ export class TourWatcher {
   finish(snap: TourSnapshot): TourMoment | null {
     if (this.done) return null;
     const last = this.detectors[this.detectors.length - 1];
-    const text = last.find({ stepIndex: snap.stepIndex, startMs: 0, durationMs: 0, seqs: [], numPaddingTokens: 0, numCopies: 0, numSwapOut: 0, numSwapIn: 0, preempted: [], rejected: [], finished: [], kvEvents: [], decisions: [], tokenBudget: 0 }, snap, this.memory);
+    const text = last.find({ stepIndex: snap.stepIndex, startMs: 0, durationMs: 0, seqs: [], numPaddingTokens: 0, numCopies: 0, numSwapOut: 0, numSwapIn: 0, preempted: [], rejected: [], finished: [], kvEvents: [], loraEvents: [], decisions: [], tokenBudget: 0 }, snap, this.memory);
     if (text === null) return null;
     this.next = this.detectors.length;
     const moment: TourMoment = { id: last.id, stepIndex: snap.stepIndex, target: last.target, title: last.title, text };

@@ -5,6 +5,7 @@
  * validated on the way in (anything out of range is ignored, never trusted).
  */
 import { POLICY_NAMES, type PolicyName } from '../../engine/policies.ts';
+import { MAX_NUM_SPECULATIVE_TOKENS } from '../../engine/config.ts';
 import { SCENARIOS, scenarioById } from './scenarios.ts';
 import { isWeightType } from '../../model/quant.ts';
 import { BASE_SETTINGS, BASE_WORKLOAD_FORM, clampWorkloadForm, type LabSettings, type WorkloadForm } from './settings.ts';
@@ -39,6 +40,11 @@ const keys: Record<string, keyof LabSettings> = {
   batching: 'batching',
   qcap: 'maxQueueLength',
   wt: 'weights',
+  loras: 'maxLoras',
+  spec: 'speculativeMethod',
+  k: 'numSpeculativeTokens',
+  lmax: 'promptLookupMax',
+  lmin: 'promptLookupMin',
 };
 
 /** Workload form fields; `w=1` alone marks a custom workload with every field at its default. */
@@ -85,6 +91,17 @@ function readSettings(q: URLSearchParams, prefix: string, base0: LabSettings): L
   if (isWeightType(wt)) base.weights = wt;
   const cap = intIn(get('qcap'), 0, 1000);
   if (cap !== undefined) base.maxQueueLength = cap > 0 ? cap : Infinity;
+  base.maxLoras = intIn(get('loras'), 0, 16) ?? base.maxLoras;
+  const spec = get('spec');
+  if (spec === 'off' || spec === 'ngram') base.speculativeMethod = spec;
+  base.numSpeculativeTokens = intIn(get('k'), 1, MAX_NUM_SPECULATIVE_TOKENS) ?? base.numSpeculativeTokens;
+  const lmax = intIn(get('lmax'), 1, 64) ?? base.promptLookupMax;
+  const lmin = intIn(get('lmin'), 1, 64) ?? base.promptLookupMin;
+  // A pair out of order is ignored as a whole (the engine would refuse it).
+  if (lmin <= lmax) {
+    base.promptLookupMax = lmax;
+    base.promptLookupMin = lmin;
+  }
   return base;
 }
 

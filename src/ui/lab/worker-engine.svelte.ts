@@ -62,6 +62,11 @@ export class WorkerEngine implements EngineDriver {
   private readonly governor = new FrameGovernor();
   /** A reset, pause or step asked for by the user is shown at once, whatever the governor says. */
   private urgent = false;
+  /** The configuration being applied (configure()), if any. */
+  private configuring: Promise<void> | null = null;
+  /** Prompts submitted while a configuration was being applied, in order. */
+  private held: { params: CompletionParams; onEvent: (e: StreamEvent) => void; resolve: (id: Promise<string>) => void }[] = [];
+
   /** Resolves the promises of pause() and step() once the state they asked for is shown. */
   private shownWaiters: { stepIndex: number; resolve: () => void }[] = [];
 
@@ -183,8 +188,33 @@ export class WorkerEngine implements EngineDriver {
     return new Promise((resolve) => this.shownWaiters.push({ stepIndex, resolve }));
   }
 
-  /** A fresh engine with these settings (requests in flight end) and clear views. */
-  async configure(settings: LabSettings): Promise<void> {
+  /**
+   * A fresh engine with these settings (requests in flight end) and clear views. Configurations
+   * apply one after the other; prompts submitted meanwhile are held (see submit()) and go into
+   * the new engine before configure() resolves, so before a run's own requests.
+   */
+  configure(settings: LabSettings): Promise<void> {
+    const run = (this.configuring ?? Promise.resolve())
+      .catch(() => {})
+      .then(async () => {
+        try {
+          await this.applySettings(settings);
+        } finally {
+          await Promise.allSettled(this.submitHeld());
+        }
+      });
+    this.configuring = run;
+    const clear = () => {
+      if (this.configuring !== run) return;
+      this.configuring = null;
+      // Prompts that came while the held ones were being submitted.
+      this.submitHeld();
+    };
+    run.then(clear, clear);
+    return run;
+  }
+
+  private async applySettings(settings: LabSettings): Promise<void> {
     await this.engine.start();
     this.busy = true;
     try {
@@ -210,9 +240,30 @@ export class WorkerEngine implements EngineDriver {
     return ids;
   }
 
+  /**
+   * Submits a prompt. One typed while the engine starts or a run is being set up (the first
+   * scenario starts as soon as the model is ready) is held and goes into that run's engine ahead
+   * of the run's own requests, instead of into the engine the run is about to replace (which
+   * would end it with 'engine_restarted').
+   */
   async submit(params: CompletionParams, onEvent: (e: StreamEvent) => void): Promise<string> {
     await this.engine.start();
+    if (this.configuring) return new Promise<string>((resolve) => this.held.push({ params, onEvent, resolve }));
     return this.engine.submit(params, onEvent);
+  }
+
+  /** Registers a PEFT LoRA adapter from its two files; resolves with its name, rank and scale. */
+  async loadAdapter(name: string, configJson: string, weights: Uint8Array): Promise<{ name: string; rank: number; scale: number }> {
+    return this.engine.loadAdapterBytes(name, configJson, weights);
+  }
+
+  /** Submits the held prompts, in order; returns their submissions. */
+  private submitHeld(): Promise<string>[] {
+    return this.held.splice(0).map((h) => {
+      const id = this.engine.submit(h.params, h.onEvent);
+      h.resolve(id);
+      return id;
+    });
   }
 
   cancel(requestId: string): void {

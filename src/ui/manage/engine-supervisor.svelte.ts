@@ -10,6 +10,7 @@
  * limits first; a load that fails leaves the previous model loaded.
  */
 import * as Comlink from 'comlink';
+import type { LoraAdapterInfo } from '../../engine/types.ts';
 import type { AdapterProbe } from '../../gpu/adapter.ts';
 import { fetchBytes, type FetchProgress } from '../../model/fetch.ts';
 import { peekModelConfig } from '../../model/peek.ts';
@@ -19,7 +20,7 @@ import type { WorkloadSpec } from '../../engine/workload.ts';
 import type { SchedulerConfig } from '../../engine/scheduler.ts';
 import type { CompletionParams, EngineApi, EngineSettings, HostStatus, ModelSource, ModelSummary, ScenarioRun, StreamEvent, ViewSnapshot } from '../../../workers/protocol.ts';
 import { DEFAULT_HOST_SETTINGS } from '../../engine/config.ts';
-import { builtinModel, startEngineWorker, type EngineClient } from '../engine-client.ts';
+import { builtinModel, startEngineWorker, type EngineClient, type PreloadedModel } from '../engine-client.ts';
 import { ledgerKey, RequestLedger, type LedgerEntry } from './ledger.ts';
 import { deleteCachedModel, listCachedModels, putCachedModel, readCachedModel, type CachedModel } from './model-cache.ts';
 import { fitModel, MAX_MODEL_BYTES, MAX_TOKENIZER_BYTES, nameFromPath, peekRemoteConfig, pickFiles, type Fit } from './model-sources.ts';
@@ -56,6 +57,8 @@ interface Slot {
   generation: number;
   worker: Worker;
   client: EngineClient;
+  /** The built-in model, already being loaded into this worker (a prestarted worker). */
+  builtin: PreloadedModel | null;
   dead: Promise<never>;
   kill: (e: Error) => void;
 }
@@ -115,14 +118,14 @@ export class EngineSupervisor implements EngineApi {
   }
 
   private spawn(): Slot {
-    const { client, worker } = startEngineWorker();
+    const { client, worker, builtin } = startEngineWorker();
     let kill!: (e: Error) => void;
     const dead = new Promise<never>((_, reject) => (kill = reject));
     dead.catch(() => {});
     const generation = this.generation + 1;
     this.generation = generation;
     worker.addEventListener('error', (e) => this.note('error', `engine worker ${generation} reported an error: ${e.message || 'unknown error'}`));
-    return { generation, worker, client, dead, kill };
+    return { generation, worker, client, builtin, dead, kill };
   }
 
   /** A call into the current worker that fails (instead of hanging) if the worker dies meanwhile. */
@@ -158,8 +161,17 @@ export class EngineSupervisor implements EngineApi {
     this.slot = this.spawn();
     this.seenDeviceLosses = 0;
     const probe = this.probe().then((p) => (this.adapterProbe = p));
-    await this.call((c) => c.configure($state.snapshot(this.settings)));
-    await this.loadRef(this.modelRef);
+    const preloaded = this.modelRef.kind === 'builtin' ? this.slot.builtin : null;
+    if (preloaded) {
+      // The worker was asked for the built-in model as it started: adopt that load, then apply
+      // the settings (the host takes them live, or starts its engine again; no new warm-up).
+      await this.loadRef(this.modelRef, preloaded);
+      await this.call((c) => c.configure($state.snapshot(this.settings)));
+      await this.captureStartConfig();
+    } else {
+      await this.call((c) => c.configure($state.snapshot(this.settings)));
+      await this.loadRef(this.modelRef);
+    }
     await probe;
     this.phase = 'ready';
     this.lastAnswerMs = performance.now();
@@ -167,10 +179,14 @@ export class EngineSupervisor implements EngineApi {
     void this.refreshCache();
   }
 
-  private async loadRef(ref: ModelRef): Promise<ModelSummary> {
-    const progress = Comlink.proxy((p: FetchProgress) => (this.progress = { label: 'stories260K', fetch: p }));
+  private async loadRef(ref: ModelRef, preloaded: PreloadedModel | null = null): Promise<ModelSummary> {
+    const onProgress = (p: FetchProgress) => (this.progress = { label: 'stories260K', fetch: p });
+    const progress = Comlink.proxy(onProgress);
     let summary: ModelSummary;
-    if (ref.kind === 'builtin') {
+    if (preloaded) {
+      preloaded.onProgress(onProgress);
+      summary = await this.call(() => preloaded.summary);
+    } else if (ref.kind === 'builtin') {
       summary = await this.call((c) => c.loadModel(builtinModel, progress));
     } else if (ref.kind === 'cached') {
       const { modelBytes, tokenizerBytes } = await readCachedModel(ref.name);
@@ -262,6 +278,13 @@ export class EngineSupervisor implements EngineApi {
 
   cancel(requestId: string): Promise<void> {
     return this.call((c) => c.cancel(requestId));
+  }
+
+  /** A PEFT LoRA adapter from files (the bytes are transferred, not copied). A restarted worker reloads only the shipped adapters. */
+  async loadAdapterBytes(name: string, configJson: string, weights: Uint8Array): Promise<LoraAdapterInfo> {
+    await this.start();
+    const w = Comlink.transfer(weights, [weights.buffer]);
+    return this.call((c) => c.loadAdapterBytes(name, configJson, w));
   }
 
   async runScenario(run: ScenarioRun, source: LedgerEntry['source'] = 'workload'): Promise<string[]> {

@@ -5,7 +5,7 @@
  * is refused at once with its length; a temperature too small to divide by samples greedily.
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -168,5 +168,123 @@ describe('generate: a prompt longer than the context is refused at once with its
     expect(used.status).toBe(0);
     expect(used.stdout).toBe('Once upon a\n');
     expect(lines(used.stderr)).toEqual(['note: the prompt is 6 tokens (BOS included) and --steps is 3: as run.c, only its first 3 tokens are printed and nothing is generated']);
+  }, timeout);
+});
+
+describe('generate with LoRA adapters', () => {
+  it('--model-adapter tom (shipped) renames the girl; --lora NAME=DIR registers one; bad names and dirs are one line', async () => {
+    const plain = await generate('--prompt', 'Once upon a time', '--steps', '30', '--temperature', '0');
+    const tom = await generate('--prompt', 'Once upon a time', '--steps', '30', '--temperature', '0', '--model-adapter', 'tom');
+    const mine = await generate('--prompt', 'Once upon a time', '--steps', '30', '--temperature', '0', '--lora', `mine=${resolve(root, 'public/adapters/tom')}`, '--model-adapter', 'mine');
+    expect(plain.stdout).toContain('named Lily');
+    expect(tom.status).toBe(0);
+    expect(tom.stdout).toContain('named Tom');
+    expect(mine.stdout).toBe(tom.stdout);
+    const unknown = await generate(...base, '--model-adapter', 'nope');
+    expect(unknown.status).toBe(2);
+    expect(lines(unknown.stderr)).toEqual(['error: --model-adapter nope: no such adapter (give --lora nope=DIR, or one of: happy, noise, tom) (see --help)']);
+    const badDir = await generate(...base, '--lora', 'x=/nonexistent', '--model-adapter', 'x');
+    expect(badDir.status).toBe(1);
+    expect(lines(badDir.stderr)).toEqual(['error: LoRA adapter x: /nonexistent/adapter_config.json does not exist (a PEFT adapter directory holds adapter_config.json and adapter_model.safetensors)']);
+  }, 4 * timeout);
+});
+
+describe('generate: structured output (--response-format, --json-schema)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'servelab-json-'));
+  const schemaFile = join(dir, 'kid.json');
+  const schema = { type: 'object', properties: { name: { type: 'string', maxLength: 10 }, age: { type: 'integer', minimum: 1, maximum: 9 } }, required: ['name', 'age'] };
+  writeFileSync(schemaFile, JSON.stringify(schema));
+
+  it('prints the JSON alone, valid against the schema, with a note that it is complete', async () => {
+    const r = await generate('--prompt', 'Lily', '--temperature', '0.8', '--seed', '3', '--json-schema', schemaFile);
+    expect(r.status).toBe(0);
+    const value = JSON.parse(r.stdout) as { name: string; age: number };
+    expect(typeof value.name).toBe('string');
+    expect(value.name.length).toBeLessThanOrEqual(10);
+    expect(Number.isInteger(value.age) && value.age >= 1 && value.age <= 9).toBe(true);
+    expect(lines(r.stderr)).toEqual(['note: finish_reason stop; JSON valid']);
+  }, timeout);
+
+  it('steps running out first: finish_reason length, the JSON is said to be incomplete', async () => {
+    const r = await generate('--response-format', 'json_object', '--temperature', '0', '--steps', '12');
+    expect(r.status).toBe(0);
+    expect(r.stdout.startsWith('{')).toBe(true);
+    expect(() => JSON.parse(r.stdout)).toThrow();
+    expect(lines(r.stderr)[0]).toMatch(/^note: finish_reason length; JSON incomplete/);
+  }, timeout);
+
+  it.each([
+    [['--response-format', 'yaml'], 'unknown --response-format "yaml" (available: json_object, json_schema)'],
+    [['--response-format', 'json_schema'], '--response-format json_schema needs --json-schema FILE'],
+    [['--response-format', 'json_object', '--json-schema', 'x.json'], '--json-schema goes with --response-format json_schema, not json_object'],
+  ])('%j is refused: exit 2, one line', async (args, message) => {
+    const r = await generate(...base, ...args);
+    expect(r.status).toBe(2);
+    expect(lines(r.stderr)).toEqual([`error: ${message} (see --help)`]);
+  }, timeout);
+
+  it('an invalid schema file is refused with the reason', async () => {
+    const bad = join(dir, 'bad.json');
+    writeFileSync(bad, JSON.stringify({ type: 'object', properties: { n: { type: 'integer', minimum: 5, maximum: 1 } } }));
+    const r = await generate(...base, '--json-schema', bad);
+    expect(r.status).toBe(2);
+    expect(lines(r.stderr)).toEqual([`error: --json-schema ${bad}: invalid JSON schema: #/properties/n: minimum 5 is greater than maximum 1 (see --help)`]);
+    const notJson = join(dir, 'nope.json');
+    writeFileSync(notJson, '{type: object}');
+    const r2 = await generate(...base, '--json-schema', notJson);
+    expect(r2.status).toBe(2);
+    expect(lines(r2.stderr)[0]).toMatch(/^error: --json-schema .*nope\.json is not JSON: /);
+  }, timeout);
+});
+
+describe('generate --speculative ngram (cpu backend, through the engine)', () => {
+  const fixtures = resolve(root, 'tests/fixtures');
+  const goldenOnce = readFileSync(resolve(fixtures, 'stories260K.once-upon-a-time.t0.n256.txt'), 'utf8');
+  const goldenNone = readFileSync(resolve(fixtures, 'stories260K.no-prompt.t0.n256.txt'), 'utf8');
+  const spec = ['--speculative', 'ngram', '--num-speculative-tokens', '5', '--prompt-lookup-max', '4', '--prompt-lookup-min', '1'];
+
+  it('with --temperature 0 prints the golden texts byte for byte, alone', async () => {
+    const [once, none] = await Promise.all([
+      generate('--prompt', 'Once upon a time', '--steps', '256', '--temperature', '0', ...spec),
+      generate('--steps', '256', '--temperature', '0', ...spec),
+    ]);
+    expect(once.status).toBe(0);
+    expect(once.stdout).toBe(goldenOnce);
+    expect(none.stdout).toBe(goldenNone);
+  }, timeout);
+
+  it('and batched with --prompts-file, each line its golden text; the stats line reports acceptance', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'servelab-spec-'));
+    const file = join(dir, 'prompts.txt');
+    writeFileSync(file, 'Once upon a time\n\nOnce upon a time\n');
+    const r = await new Promise<Result>((done) => {
+      execFile(process.execPath, [tsx, resolve(root, 'scripts/generate.ts'), '--prompts-file', file, '--steps', '256', '--temperature', '0', ...spec], { cwd: root, maxBuffer: 1 << 24 }, (error, stdout, stderr) =>
+        done({ status: error ? -1 : 0, stdout, stderr }),
+      );
+    });
+    expect(r.status).toBe(0);
+    const texts = r.stdout.trimEnd().split('\n').map((l) => (JSON.parse(l) as { text: string }).text);
+    expect(texts).toEqual([goldenOnce, goldenNone, goldenOnce]);
+    expect(r.stderr).toMatch(/speculative ngram \(k 5, lookup 1\.\.4\): \d+ of \d+ draft tokens accepted/);
+  }, timeout);
+
+  it('with --temperature > 0 a seed repeats its text', async () => {
+    const args = ['--prompt', 'Once upon a time', '--steps', '80', '--temperature', '0.8', '--seed', '7', ...spec];
+    const [a, b] = await Promise.all([generate(...args), generate(...args)]);
+    expect(a.status).toBe(0);
+    expect(a.stdout.length).toBeGreaterThan(40);
+    expect(b.stdout).toBe(a.stdout);
+  }, timeout);
+
+  it.each([
+    [['--speculative', 'eagle'], 'unknown --speculative "eagle" (available: ngram, off)'],
+    [['--speculative', 'ngram', '--num-speculative-tokens', '0'], '--num-speculative-tokens must be >= 1, got 0'],
+    [['--speculative', 'ngram', '--prompt-lookup-min', '5', '--prompt-lookup-max', '3'], '--prompt-lookup-min (5) must be <= --prompt-lookup-max (3)'],
+    [['--num-speculative-tokens', '3'], '--num-speculative-tokens and --prompt-lookup-max/min need --speculative ngram'],
+  ])('%j is one line and exit status 2', async (args, message) => {
+    const r = await generate(...base, ...args);
+    expect(r.status).toBe(2);
+    expect(lines(r.stderr)).toHaveLength(1);
+    expect(r.stderr).toContain(message);
   }, timeout);
 });

@@ -28,6 +28,11 @@ interface Tally {
   reconfigures: number;
   refusedSettings: number;
   failedSteps: number;
+  /** Speculative decoding: verifications, draft tokens, accepted drafts, and verifications that rolled back rejected drafts. */
+  drafts: number;
+  draftTokens: number;
+  acceptedTokens: number;
+  rollbacks: number;
 }
 
 function pick<T>(rng: Rng, xs: readonly T[]): T {
@@ -77,6 +82,12 @@ function settingsChange(rng: Rng): Partial<SchedulerConfig> {
   if (r < 0.55) return { maxQueueLength: pick(rng, [Infinity, rng.int(0, 20)]) };
   if (r < 0.6) return { requestTimeoutMs: pick(rng, [Infinity, rng.int(50, 2000)]) };
   if (r < 0.65) return { tenantMaxInFlight: { a: rng.int(1, 5) } };
+  if (r < 0.7) {
+    // Speculation switched or retuned mid-run (sometimes to a bad value, which is refused).
+    const k = pick(rng, ['speculativeMethod', 'numSpeculativeTokens', 'promptLookupMax', 'promptLookupMin'] as const);
+    if (k === 'speculativeMethod') return { speculativeMethod: pick(rng, ['off', 'ngram', 'ngram', 'eagle'] as const) } as Partial<SchedulerConfig>;
+    return { [k]: pick(rng, [1, 2, 3, 6, 0, 17, 2.5]) };
+  }
   if (r < 0.75) return { fairShare: { prefillTokenWeight: 1, decodeTokenWeight: 2, tenantWeights: { a: pick(rng, [0.5, 2, 0, Number.NaN, -1]) } } };
   if (r < 0.85) return { [pick(rng, ['maxNumSeqs', 'maxNumBatchedTokens', 'policy', 'preemptionMode', 'requestTimeoutMs'])]: pick(rng, BAD_VALUES) } as Partial<SchedulerConfig>;
   return { [pick(rng, ['blockSize', 'numGpuBlocks', 'maxModelLen', 'batching', 'enablePrefixCaching'])]: pick(rng, [8, 33, 'static', false]) } as Partial<SchedulerConfig>;
@@ -84,7 +95,9 @@ function settingsChange(rng: Rng): Partial<SchedulerConfig> {
 
 async function hostileRun(seed: number, numSteps: number, base: Partial<SchedulerConfig>, tally: Tally): Promise<void> {
   const rng = new Rng(seed);
-  const fake = new FakeExecutor({ stopTokenId: 1, stopEvery: 23, emitLogits: true, vocabSize: VOCAB });
+  // With speculation on, the fake model often repeats itself, so n-gram drafts are often (not always) right.
+  const repeatPeriod = base.speculativeMethod === 'ngram' ? 5 : undefined;
+  const fake = new FakeExecutor({ stopTokenId: 1, stopEvery: 23, emitLogits: true, vocabSize: VOCAB, repeatPeriod });
   const failures = new Set<number>();
   const executor = {
     name: 'hostile',
@@ -159,28 +172,43 @@ async function hostileRun(seed: number, numSteps: number, base: Partial<Schedule
   expect([...terminalsOf.keys()].every((id) => accepted.has(id))).toBe(true);
   expect(engine.eventLog.filter((e) => e.type === 'submit')).toHaveLength(accepted.size);
   expect(refusedHere + accepted.size).toBeGreaterThan(0);
+  for (const e of engine.eventLog) {
+    if (e.type !== 'step') continue;
+    for (const [, numDraft, numAccepted] of e.drafts ?? []) {
+      tally.drafts++;
+      tally.draftTokens += numDraft;
+      tally.acceptedTokens += numAccepted;
+      if (numAccepted < numDraft) tally.rollbacks++;
+    }
+  }
   const replayed = await replayEventLog(engine.eventLog, { config, checkInvariants: true });
   expect(replayed.eventLog).toEqual(engine.eventLog);
 }
 
 describe('the engine under hostile use', () => {
   it('keeps every request accounted for and every invariant over 10,000 random steps', async () => {
-    const tally: Tally = { steps: 0, submitted: 0, refused: 0, cancels: 0, reconfigures: 0, refusedSettings: 0, failedSteps: 0 };
+    const tally: Tally = { steps: 0, submitted: 0, refused: 0, cancels: 0, reconfigures: 0, refusedSettings: 0, failedSteps: 0, drafts: 0, draftTokens: 0, acceptedTokens: 0, rollbacks: 0 };
     const bases: Partial<SchedulerConfig>[] = [
       {},
       { policy: 'priority', preemptionMode: 'swap' },
       { policy: 'fair', enableChunkedPrefill: false, maxNumBatchedTokens: 96 },
       { batching: 'static' },
       { policy: 'edf', kvPreallocation: 'max-length', numGpuBlocks: 60 },
+      // Speculative decoding: drafts verified and rolled back under preemption, swaps, forks and failures.
+      { speculativeMethod: 'ngram', numSpeculativeTokens: 4, promptLookupMin: 1 },
+      { speculativeMethod: 'ngram', numSpeculativeTokens: 6, promptLookupMax: 3, preemptionMode: 'swap', numGpuBlocks: 24 },
     ];
     await fc.assert(
       fc.asyncProperty(fc.integer({ min: 1, max: 2 ** 31 - 1 }), fc.constantFrom(...bases), (seed, base) => hostileRun(seed, 1000, base, tally)),
-      { numRuns: 10, seed: 11 },
+      { numRuns: 14, seed: 11 },
     );
     expect(tally.steps).toBeGreaterThanOrEqual(10_000);
     expect(tally.refused).toBeGreaterThan(100);
     expect(tally.refusedSettings).toBeGreaterThan(10);
     expect(tally.failedSteps).toBeGreaterThan(10);
+    expect(tally.drafts).toBeGreaterThan(100);
+    expect(tally.acceptedTokens).toBeGreaterThan(50);
+    expect(tally.rollbacks).toBeGreaterThan(50);
     console.log(`hostile property test: ${JSON.stringify(tally)}`);
   }, 120_000);
 });

@@ -287,7 +287,7 @@ describe('saved runs are checked whole', () => {
     events.push({ type: 'teleported', timeMs: 1 });
     const { error } = refusal(() => parseImport(toJson({ ...data, events })));
     expect(error.message).toBe(
-      `saved run: events[${submit}].request: priority must be a finite number, got "high"; events[${step}].sampled[0] must be a [seqId, tokenId] pair of integers >= 0, got an array of 2; events[${events.length - 1}].type must be one of "submit", "cancel", "reconfigure", "queued", "rejected", "scheduled", "token", "preempted", "finished", "failed", "stepFailed", "executorReplaced", "step", got "teleported" (an engine event)`,
+      `saved run: events[${submit}].request: priority must be a finite number, got "high"; events[${step}].sampled[0] must be a [seqId, tokenId] pair of integers >= 0, got an array of 2; events[${events.length - 1}].type must be one of "submit", "cancel", "reconfigure", "queued", "rejected", "scheduled", "token", "preempted", "finished", "failed", "stepFailed", "executorReplaced", "adapterRegistered", "step", got "teleported" (an engine event)`,
     );
     const tooMany = new Array<unknown>(MAX_RUN_EVENTS + 1).fill(data.events[0]);
     const big = refusal(() => validateRun({ ...data, events: tooMany }));

@@ -25,6 +25,22 @@ describe('packStep', () => {
     expect(p.logitsWanted).toEqual([false, true]);
   });
 
+  it('a constrained greedy row gets its logits read back (the mask is applied on the CPU); a free greedy row does not', () => {
+    const constrained = { ...seq(2, [40], 5, [1, 6]), constrained: true };
+    const p = packStep(plan([seq(1, [30], 5, [0, 3]), constrained, seq(3, [50], 5, [2, 7], true, warm)]), 4, 512, 512);
+    expect(p.logitSeqIds).toEqual([1, 2, 3]);
+    expect(p.logitsWanted).toEqual([false, true, true]);
+  });
+
+  it('gives a sequence verifying drafts one logits row per trailing row, in order, beside others', () => {
+    const verify = { ...seq(8, [99, 41, 42, 43], 6, [2, 5, 6], true, warm), numLogitRows: 4 };
+    const p = packStep(plan([seq(7, [1, 50, 60], 0, [3]), verify, seq(9, [11], 2, [4])]), 4, 512, 512);
+    expect([...p.logitRows]).toEqual([2, 3, 4, 5, 6, 7]);
+    expect(p.logitSeqIds).toEqual([7, 8, 8, 8, 8, 9]);
+    expect(p.logitsWanted).toEqual([false, true, true, true, true, false]);
+    expect(() => packStep(plan([{ ...verify, numLogitRows: 5 }]), 4, 512, 512)).toThrow(/numLogitRows 5 for 4 tokens/);
+  });
+
   it('packs into pooled arrays (the inputs mirror of the executor) with table offsets from the persistent tables', () => {
     const steps = plan([seq(7, [1, 50, 60, 70, 80], 0, [3, 9]), seq(8, [99], 6, [2, 5], true, warm), seq(9, [11, 12], 2, [4], false)]);
     const fresh = packStep(steps, 4, 512, 512);

@@ -8,7 +8,7 @@ import type { RequestView } from '../../../src/engine/engine.ts';
 
 const view = (requestId: string, state: RequestView['state'], extra: Partial<RequestView> = {}): RequestView => ({
   requestId, state, tenant: 'default', priority: 0, n: 1, arrivalMs: 0, deadlineAtMs: Infinity, firstScheduledMs: NaN, firstTokenMs: NaN, finishedMs: NaN,
-  numPromptTokens: 3, numCachedPromptTokens: 0, numCachedPromptTokensLastAdmission: 0, numPreemptions: 0, endReason: null, seqIds: [0], numComputedTokens: [0], outputTokenIds: [[]], ...extra,
+  numPromptTokens: 3, numCachedPromptTokens: 0, numCachedPromptTokensLastAdmission: 0, numPreemptions: 0, numDraftTokens: 0, numAcceptedDraftTokens: 0, endReason: null, responseFormat: null, mask: null, adapter: null, seqIds: [0], numComputedTokens: [0], outputTokenIds: [[]], ...extra,
 });
 
 describe('RequestLedger', () => {

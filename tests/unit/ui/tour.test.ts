@@ -11,19 +11,51 @@ import { generateWorkload } from '../../../src/engine/workload.ts';
 import { SCENARIOS } from '../../../src/ui/lab/scenarios.ts';
 import { fullConfig } from '../../../src/ui/lab/settings.ts';
 import { TourWatcher, hasTour, tourLength, type TourMoment } from '../../../src/ui/lab/tour.ts';
+import type { TokenConstraint } from '../../../src/engine/constraint.ts';
+
+class StandInConstraint implements TokenConstraint {
+  private n = 0;
+  private done = false;
+  fillNextTokenBitmask(bitmask: Int32Array): void {
+    if (this.n >= 20) {
+      bitmask.fill(0);
+      bitmask[0] = 0b110;
+      return;
+    }
+    bitmask.fill(-1);
+    for (let t = 0; t < 100; t++) bitmask[t >> 5] &= ~(1 << (t & 31));
+  }
+  acceptToken(t: number): boolean {
+    if (t === 1 || t === 2) this.done = true;
+    this.n++;
+    return true;
+  }
+  rollback(k: number): void {
+    this.n -= k;
+  }
+  isTerminated(): boolean {
+    return this.done;
+  }
+}
 
 async function tourOf(scenarioId: string, useCompareA = false): Promise<TourMoment[]> {
   const s = SCENARIOS.find((x) => x.id === scenarioId)!;
   const settings = useCompareA ? s.compare.a.settings : s.settings;
   const engine = new Engine({
     // Steps about as long as the real model's on a software GPU, so arrivals overlap as they do in the lab.
-    executor: new FakeExecutor({ stopTokenId: 2, stopEvery: 300, emitLogits: true, vocabSize: 512, durationMs: (p) => 20 + 0.1 * p.numBatchedTokens }),
+    // The speculation scenario's stand-in repeats itself as story text does, so n-gram drafts are often right.
+    executor: new FakeExecutor({ stopTokenId: 2, stopEvery: 300, emitLogits: true, vocabSize: 512, durationMs: (p) => 20 + 0.1 * p.numBatchedTokens, repeatPeriod: scenarioId === 'speculative-decoding' ? 7 : undefined }),
     clock: new VirtualClock(),
     config: { ...fullConfig(settings), maxModelLen: 512 },
     checkInvariants: true,
   });
+  // LoRA scenarios: the adapters their tenants name (the fake executor runs every row as the base model).
+  for (const t of s.workload.tenants ?? []) if (t.adapter) engine.registerAdapter({ name: t.adapter, rank: 4, scale: 2 });
   for (const spec of generateWorkload({ ...s.workload, vocabSize: 512 })) {
-    engine.submit({ ...spec, maxTokens: Math.min(spec.maxTokens, 511 - spec.promptTokenIds.length), stopTokenIds: [1, 2] });
+    // Structured requests get a stand-in constraint (the fake model knows no grammar): it forbids
+    // the tokens below 100 for 20 tokens, then allows only the stop tokens, as a grammar's end does.
+    const constraints = spec.responseFormat ? Array.from({ length: spec.n ?? 1 }, () => new StandInConstraint()) : undefined;
+    engine.submit({ ...spec, maxTokens: Math.min(spec.maxTokens, 511 - spec.promptTokenIds.length), stopTokenIds: [1, 2] }, { constraints });
   }
   const watcher = new TourWatcher(scenarioId);
   for (let i = 0; i < 20_000 && engine.hasWork(); i++) {

@@ -40,6 +40,21 @@ describe('the URL holds the demo', () => {
     expect(readUrl('?wt=q5_1&gpu=40').settings?.weights).toBe('f32');
   });
 
+  it('round-trips speculative decoding settings and ignores values out of range', () => {
+    const s = state({ scenarioId: 'none', settings: { ...BASE_SETTINGS, speculativeMethod: 'ngram', numSpeculativeTokens: 6, promptLookupMax: 5, promptLookupMin: 1 } });
+    const q = writeQuery(s);
+    expect(q).toContain('spec=ngram');
+    expect(q).toContain('k=6');
+    expect(q).toContain('lmax=5');
+    expect(q).toContain('lmin=1');
+    expect(readUrl(q)).toEqual(s);
+    const bad = readUrl('?scenario=none&spec=eagle&k=99&lmax=2&lmin=3').settings!;
+    expect(bad.speculativeMethod).toBe(BASE_SETTINGS.speculativeMethod);
+    expect(bad.numSpeculativeTokens).toBe(BASE_SETTINGS.numSpeculativeTokens);
+    expect([bad.promptLookupMin, bad.promptLookupMax]).toEqual([BASE_SETTINGS.promptLookupMin, BASE_SETTINGS.promptLookupMax]);
+    expect(scenarioById('speculative-decoding')!.compare.b.settings.speculativeMethod).toBe('ngram');
+  });
+
   it("round-trips the lab with no scenario (scenario=none: your prompts on an empty engine)", () => {
     const s = state({ scenarioId: 'none', settings: { ...BASE_SETTINGS, numGpuBlocks: 40 } });
     const q = writeQuery(s);

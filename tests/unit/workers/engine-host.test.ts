@@ -196,7 +196,7 @@ describe('EngineHost and bad input (issue 11)', () => {
     expect(() => host.submit({ prompt: 'x', stop: 'Lily' as unknown as string[] })).toThrow(/stop must be a list of strings/);
     expect(() => host.submit({ prompt: 'x', priority: Number.NaN })).toThrow(/priority must be a finite number, got NaN/);
     expect(() => host.submit({ prompt: 'x', tenant: '' })).toThrow(/tenant must be a non-empty string/);
-    expect(() => host.runTrace([{ promptTokenIds: [1, 5], maxTokens: 3 }, { promptTokenIds: [1, 5], maxTokens: 3, priority: 'high' as unknown as number }])).toThrow(
+    await expect(host.runTrace([{ promptTokenIds: [1, 5], maxTokens: 3 }, { promptTokenIds: [1, 5], maxTokens: 3, priority: 'high' as unknown as number }])).rejects.toThrow(
       /request 1: priority must be a finite number, got "high"/,
     );
     expect(host.snapshot()!.queues.pending).toBe(1); // nothing of the refused trace was submitted
@@ -259,7 +259,7 @@ describe('EngineHost on the engine clock (issue 12)', () => {
     await host.setModel(builtin());
     await host.pause();
     const engine = host.currentEngine!;
-    host.runTrace([{ promptTokenIds: [1, 403], maxTokens: 3, arrivalMs: 60_000 }]);
+    await host.runTrace([{ promptTokenIds: [1, 403], maxTokens: 3, arrivalMs: 60_000 }]);
     const before = engine.clock.nowMs();
     expect(await host.stepOnce()).toBe(1); // jumps a minute of idle engine time and runs step 1
     expect(engine.clock.nowMs()).toBeGreaterThanOrEqual(before + 60_000);
