@@ -182,6 +182,29 @@ export function engineSuite(label: string, getGpu: () => GPU, sources: KernelSou
       }
     });
 
+    it('warm-up with Q4_0 weights records their WTYPE specialisations: a quantized run compiles nothing after it', async () => {
+      const fresh = GpuRuntime.fromContext(ctx, sources);
+      try {
+        const model = quantizeModel(loaded.model, 'q4_0');
+        const executor = new GpuExecutor(ctx, fresh, model, { validate: true });
+        const engine = new Engine({ executor, config: { maxModelLen: 512, blockSize: 16, numGpuBlocks: 64, numCpuBlocks: 0, maxNumBatchedTokens: 256, maxNumSeqs: 32 }, checkInvariants: true });
+        await engine.init();
+        await executor.warmUp({ maxTokens: 256, maxSeqs: 32 });
+        const compiled = fresh.registry.stats.pipelines;
+        expect(compiled).toBeGreaterThan(5);
+        const ids = [prompts[0], prompts[2]].map((p) => {
+          const r = runcRequest(loaded.tokenizer, p, loaded.tokenizer.encode(p).length - 1 + 24, 512);
+          return engine.submit({ ...r, sampling: { temperature: 0 } });
+        });
+        await engine.runUntilIdle();
+        expect(fresh.registry.stats.pipelines).toBe(compiled); // the q4_0 (WTYPE 2) pipelines were all warmed
+        for (const id of ids) expect(engine.getRequest(id)!.state).toBe('finished');
+        executor.dispose();
+      } finally {
+        fresh.destroy();
+      }
+    });
+
     async function runMany(config: Partial<SchedulerConfig>) {
       const { engine, counter } = newEngine(config);
       const ids = new Map<string, { id: string; tokens: number[] }>();
