@@ -12,20 +12,30 @@
 //   GATHER_ROWS  — output row r reads X row rowIds[r] (logits for selected rows only).
 //   ACCUMULATE   — Y += result (residual add fused into wo / w2).
 //
+// Weight formats (override WTYPE): 0 f32; 1 Q8_0; 2 Q4_0 — ggml's blocks of 32 weights of a W
+// row, as a GGUF file stores them (IN a multiple of 32), dequantized in registers:
+//   Q8_0 block, 34 bytes: f16 d | 32 int8 q                        w = f32(q) * d
+//   Q4_0 block, 18 bytes: f16 d | 16 bytes: weight j in the low nibble of byte j (j < 16),
+//                         weight j + 16 in its high nibble         w = f32(q - 8) * d
+// The dequantized vec4 is exact in f32 and enters the same dot() as an f32 weight, so a
+// quantized matmul gives the bits of the f32 matmul of the dequantized matrix.
+//
 // Bindings (group 0):
 //   @binding(0) params     : uniform Params { rows: u32 }      number of output rows
 //   @binding(1) x          : array<vec4<f32>>  [numXRows, X_STRIDE] f32          read
-//   @binding(2) w          : array<vec4<f32>>  [OUT, IN] f32 (row-major [out,in]) read
+//   @binding(2) w          : array<vec4<u32>>  [OUT, IN] f32 bits (row-major [out,in]), or
+//                                              [OUT, IN / 32] blocks (bytes; buffer padded to 16) read
 //   @binding(3) y          : array<f32>        [rows, Y_STRIDE] f32 (first OUT columns) read_write
 //   @binding(4) normWeight : array<vec4<f32>>  [IN] f32   read  (used when NORM_INPUT)
 //   @binding(5) rowIds     : array<u32>        [rows]     read  (used when GATHER_ROWS)
-// Overrides: IN (multiple of 4), OUT, X_STRIDE (default IN; multiple of 4), Y_STRIDE (default OUT),
+// Overrides: IN (multiple of 4; of 32 when quantized), WTYPE (0, 1, 2; default 0), OUT, X_STRIDE (default IN; multiple of 4), Y_STRIDE (default OUT),
 //   ROWS (token rows per workgroup, 1..8, default 4), COLS (output columns per workgroup, 1..4,
 //   default 4), WG (threads, default 64), EPS (f32, default 1e-5), the four booleans above.
 // Workgroup size: (WG, 1, 1); workgroup memory WG * (ROWS*COLS + ROWS) * 4 bytes (10 KiB at 64/8/4).
 // Dispatch: (ceil(OUT / COLS), ceil(rows / ROWS), 1).
 
 override IN: u32;
+override WTYPE: u32 = 0u;
 override OUT: u32;
 override X_STRIDE: u32 = IN;
 override Y_STRIDE: u32 = OUT;
@@ -47,7 +57,7 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> w: array<vec4<u32>>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<storage, read> normWeight: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read> rowIds: array<u32>;
@@ -58,6 +68,45 @@ var<workgroup> red: array<f32, WG * (ROWS * COLS + ROWS)>;
 fn silu4(v: vec4<f32>) -> vec4<f32> {
   // min() keeps exp finite: silu(v) -> 0 for very negative v, as in ops.ts.
   return v * (1.0 / (1.0 + exp(min(-v, vec4<f32>(88.0)))));
+}
+
+// Word j (4 bytes) of W.
+fn wWord(j: u32) -> u32 {
+  return w[j >> 2u][j & 3u];
+}
+
+// The 4 bytes of W at byte offset o (o even: blocks are 34 or 18 bytes), little-endian.
+fn wBytes4(o: u32) -> u32 {
+  let lo = wWord(o >> 2u);
+  if ((o & 3u) == 0u) {
+    return lo;
+  }
+  return (lo >> 16u) | (wWord((o >> 2u) + 1u) << 16u);
+}
+
+// The f16 scale at byte offset o (o even).
+fn wScale(o: u32) -> f32 {
+  return unpack2x16float(wWord(o >> 2u) >> ((o & 2u) * 8u)).x;
+}
+
+// Weights 4 k4 .. 4 k4 + 3 of W row `row`, as f32.
+fn weight4(row: u32, k4: u32) -> vec4<f32> {
+  if (WTYPE == 0u) {
+    return bitcast<vec4<f32>>(w[row * (IN / 4u) + k4]);
+  }
+  let k = 4u * k4;
+  let block = row * (IN / 32u) + k / 32u;
+  let i = k % 32u;
+  if (WTYPE == 1u) {
+    let o = block * 34u;
+    let q = wBytes4(o + 2u + i);
+    let v = vec4<i32>(bitcast<i32>(q << 24u), bitcast<i32>(q << 16u), bitcast<i32>(q << 8u), bitcast<i32>(q)) >> vec4<u32>(24u);
+    return vec4<f32>(v) * wScale(o);
+  }
+  let o = block * 18u;
+  let q = (wBytes4(o + 2u + i % 16u) >> select(0u, 4u, i >= 16u)) & 0x0f0f0f0fu;
+  let v = vec4<i32>(vec4<u32>(q, q >> 8u, q >> 16u, q >> 24u) & vec4<u32>(0xfu)) - vec4<i32>(8);
+  return vec4<f32>(v) * wScale(o);
 }
 
 @compute @workgroup_size(WG)
@@ -80,9 +129,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     xBase[r] = xRow * xStride4;
   }
-  var wBase: array<u32, MAX_COLS>;
+  var wRow: array<u32, MAX_COLS>;
   for (var c = 0u; c < COLS; c++) {
-    wBase[c] = (col0 + min(c, nc - 1u)) * in4;
+    wRow[c] = col0 + min(c, nc - 1u);
   }
 
   var acc: array<f32, MAX_ROWS * MAX_COLS>;
@@ -101,7 +150,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       xv[r] = v;
     }
     for (var c = 0u; c < COLS; c++) {
-      let wv = w[wBase[c] + k4];
+      let wv = weight4(wRow[c], k4);
       for (var r = 0u; r < ROWS; r++) {
         acc[r * MAX_COLS + c] += dot(wv, xv[r]);
       }

@@ -5,6 +5,9 @@
 // Same bindings, overrides, fused variants and semantics as matmul_gemv.wgsl (NORM_INPUT,
 // SWIGLU_INPUT, GATHER_ROWS, ACCUMULATE); see there. IN need not be a multiple of 4 here (X and
 // W are read as f32 and gathered into vec4s, the tail padded with zeros).
+// Weight formats (WTYPE: 0 f32, 1 Q8_0, 2 Q4_0; IN a multiple of 32 when quantized): as in
+// matmul_gemv.wgsl, dequantized by the same weight4() expressions, so the two kernels keep
+// giving the same bits with quantized weights too.
 //
 // Batch invariance: every output is reduced in EXACTLY the order of matmul_gemv.wgsl run with
 // WG = LANES threads, so a row's bits do not depend on which kernel (and so how many rows) ran:
@@ -19,17 +22,18 @@
 // Bindings (group 0):
 //   @binding(0) params     : uniform Params { rows: u32 }
 //   @binding(1) x          : array<f32>  [numXRows, X_STRIDE]  read
-//   @binding(2) w          : array<f32>  [OUT, IN]             read
+//   @binding(2) w          : array<u32>  [OUT, IN] f32 bits, or [OUT, IN / 32] blocks   read
 //   @binding(3) y          : array<f32>  [rows, Y_STRIDE]      read_write
 //   @binding(4) normWeight : array<f32>  [IN]                  read (NORM_INPUT)
 //   @binding(5) rowIds     : array<u32>  [rows]                read (GATHER_ROWS)
-// Overrides: IN, OUT, X_STRIDE (default IN), Y_STRIDE (default OUT), EPS (default 1e-5),
+// Overrides: IN, WTYPE (default 0), OUT, X_STRIDE (default IN), Y_STRIDE (default OUT), EPS (default 1e-5),
 //   LANES (gemv's WG: the K split, default 64), NORM_INPUT, SWIGLU_INPUT, GATHER_ROWS,
 //   ACCUMULATE. Tile sizes are constants (below).
 // Workgroup size: (64, 1, 1); workgroup memory 2 * TK4 * 32 * 16 + 32 * 4 bytes ≈ 8.3 KiB.
 // Dispatch: (ceil(OUT / 32), ceil(rows / 32), 1).
 
 override IN: u32;
+override WTYPE: u32 = 0u;
 override OUT: u32;
 override X_STRIDE: u32 = IN;
 override Y_STRIDE: u32 = OUT;
@@ -59,7 +63,7 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<u32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<storage, read> normWeight: array<f32>;
 @group(0) @binding(5) var<storage, read> rowIds: array<u32>;
@@ -94,15 +98,45 @@ fn load4x(base: u32, k4: u32) -> vec4<f32> {
   return v;
 }
 
-fn load4w(base: u32, k4: u32) -> vec4<f32> {
-  let k = 4u * k4;
-  var v = vec4<f32>(0.0);
-  for (var i = 0u; i < 4u; i++) {
-    if (k + i < IN) {
-      v[i] = w[base + k + i];
-    }
+// The 4 bytes of W at byte offset o (o even: blocks are 34 or 18 bytes), little-endian.
+fn wBytes4(o: u32) -> u32 {
+  let lo = w[o >> 2u];
+  if ((o & 3u) == 0u) {
+    return lo;
   }
-  return v;
+  return (lo >> 16u) | (w[(o >> 2u) + 1u] << 16u);
+}
+
+// The f16 scale at byte offset o (o even).
+fn wScale(o: u32) -> f32 {
+  return unpack2x16float(w[o >> 2u] >> ((o & 2u) * 8u)).x;
+}
+
+// Weights 4 k4 .. 4 k4 + 3 of W row `row` (zero past IN), as matmul_gemv.wgsl's weight4.
+fn weight4(row: u32, k4: u32) -> vec4<f32> {
+  let k = 4u * k4;
+  if (WTYPE == 0u) {
+    let base = row * IN;
+    var v = vec4<f32>(0.0);
+    for (var i = 0u; i < 4u; i++) {
+      if (k + i < IN) {
+        v[i] = bitcast<f32>(w[base + k + i]);
+      }
+    }
+    return v;
+  }
+  let block = row * (IN / 32u) + k / 32u;
+  let i = k % 32u;
+  if (WTYPE == 1u) {
+    let o = block * 34u;
+    let q = wBytes4(o + 2u + i);
+    let v = vec4<i32>(bitcast<i32>(q << 24u), bitcast<i32>(q << 16u), bitcast<i32>(q << 8u), bitcast<i32>(q)) >> vec4<u32>(24u);
+    return vec4<f32>(v) * wScale(o);
+  }
+  let o = block * 18u;
+  let q = (wBytes4(o + 2u + i % 16u) >> select(0u, 4u, i >= 16u)) & 0x0f0f0f0fu;
+  let v = vec4<i32>(vec4<u32>(q, q >> 8u, q >> 16u, q >> 24u) & vec4<u32>(0xfu)) - vec4<i32>(8);
+  return vec4<f32>(v) * wScale(o);
 }
 
 fn load4norm(k4: u32) -> vec4<f32> {
@@ -181,7 +215,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         if (NORM_INPUT) {
           xv = xv * load4norm(k4);
         }
-        wv = load4w(min(col0 + m, OUT - 1u) * IN, k4);
+        wv = weight4(min(col0 + m, OUT - 1u), k4);
       }
       xs[kk * TM + m] = xv;
       ws[kk * TN + m] = wv;

@@ -41,6 +41,7 @@ export function registerHostBackend(name: 'cpu' | 'fake', modelPath?: string): v
     realModel: name === 'cpu' ? realModel : { ...realModel, name: `fake executor (${realModel.name}'s vocabulary and context)` },
     makeExecutor: make,
     realExecutor: make,
+    executorFor: name === 'cpu' ? (m) => new CpuReferenceExecutor(m) : undefined,
     describe: () => `${name === 'cpu' ? 'CPU reference executor' : 'fake executor (no model)'}; ${machineDescription()}`,
     makeClock: () => new VirtualClock(),
   };

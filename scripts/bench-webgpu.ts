@@ -57,6 +57,10 @@ export function registerWebGpu(modelPath?: string): void {
       const { ctx, runtime } = await gpu();
       return new GpuExecutor(ctx, runtime, model, { profile });
     },
+    async executorFor(m: Model): Promise<Executor> {
+      const { ctx, runtime } = await gpu();
+      return new GpuExecutor(ctx, runtime, m);
+    },
     describe: async () => `WebGPU (Dawn for Node): ${await deviceDescription()}; ${machineDescription()}`,
     makeClock: () => new RealClock(),
   };

@@ -8,6 +8,7 @@ import { writeFileSync } from 'node:fs';
 import { builtinModelPath, builtinTokenizerPath, fail, parseNumber, readBytes } from './cli-args.ts';
 import { formatTable, getBackend, getBench, listBackends, listBenches, registerBench } from '../src/sim/bench/index.ts';
 import { tokenizerBench } from '../src/sim/bench/tokenizer.ts';
+import { quantBench } from '../src/sim/bench/quant.ts';
 import { loraBench } from '../src/sim/bench/lora.ts';
 import { specBench } from '../src/sim/bench/spec.ts';
 import { loadModel } from '../src/model/load.ts';
@@ -23,6 +24,14 @@ registerBench(
   loraBench(() => {
     const loaded = loadModel(readBytes(builtinModelPath, 'model'), builtinModelPath, readBytes(builtinTokenizerPath, 'tokenizer'), builtinTokenizerPath);
     return { model: loaded.model, tokenizer: loaded.tokenizer, adapters: readShippedAdapters(loaded.model.config) };
+  }),
+);
+
+// The built-in model (f32) for the quantization benchmark.
+registerBench(
+  quantBench(() => {
+    const loaded = loadModel(readBytes(builtinModelPath, 'model'), builtinModelPath, readBytes(builtinTokenizerPath, 'tokenizer'), builtinTokenizerPath);
+    return { name: 'stories260K', ...loaded };
   }),
 );
 

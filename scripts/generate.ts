@@ -13,6 +13,7 @@ import { Engine } from '../src/engine/engine.ts';
 import type { Executor } from '../src/engine/types.ts';
 import { effectiveSteps, generate, runcRequest, runcText } from '../src/model/generate.ts';
 import { loadModel, type LoadedModel } from '../src/model/load.ts';
+import { isWeightType, modelWeightBytes, modelWeightType, WEIGHT_TYPES } from '../src/model/quant.ts';
 import { CpuReferenceExecutor, ReferenceModel } from '../src/model/reference.ts';
 import { createSampler, isGreedyTemperature } from '../src/engine/sampler.ts';
 import { MAX_LORA_RANK, MAX_NUM_SPECULATIVE_TOKENS, validateEngineConfig, DEFAULT_SCHEDULER_CONFIG, type SchedulerConfig } from '../src/engine/config.ts';
@@ -35,6 +36,8 @@ const usage = `usage: npm run -s generate -- [options]
   --model FILE         llama2.c .bin or .gguf (default: the built-in stories260K.bin)
   --tokenizer FILE     llama2.c tokenizer for a .bin model (default: the built-in tok512.bin)
   --backend B          cpu (the reference forward pass, default) or webgpu (the paged, batched engine)
+  --quantize Q         quantize the f32 weights on load: q8_0 or q4_0 (ggml's blocks of 32; f32,
+                       the default, keeps them); a Q8_0/Q4_0 GGUF file loads as it is
   --prompts-file F     run every line of F as a prompt, all at once through continuous batching;
                        prints one JSON line per prompt, in input order: {"prompt": ..., "text": ...}
   --lora NAME=DIR      register the PEFT LoRA adapter in DIR (adapter_config.json and
@@ -84,6 +87,7 @@ const args = parseCommandLine(process.argv.slice(2), {
   model: { type: 'string' },
   tokenizer: { type: 'string' },
   backend: { type: 'string' },
+  quantize: { type: 'string' },
   'prompts-file': { type: 'string' },
   lora: { type: 'string', multiple: true },
   'model-adapter': { type: 'string' },
@@ -103,6 +107,8 @@ if (args.help) {
 
 const backend = args.backend ?? 'cpu';
 if (backend !== 'cpu' && backend !== 'webgpu') usageError(`unknown --backend ${JSON.stringify(backend)} (available: cpu, webgpu)`);
+const quantize = args.quantize ?? 'f32';
+if (!isWeightType(quantize)) usageError(`unknown --quantize ${JSON.stringify(quantize)} (available: ${WEIGHT_TYPES.join(', ')})`);
 if (args['prompts-file'] !== undefined && args.prompt !== undefined) usageError('give either --prompt or --prompts-file, not both');
 /** Structured output: the response format asked for (null: free text, run.c's output). */
 const responseFormat: ResponseFormat | null = (() => {
@@ -177,7 +183,7 @@ const tokenizerBytes = args.tokenizer || !args.model ? readBytes(args.tokenizer 
 
 let loaded: LoadedModel;
 try {
-  loaded = loadModel(modelBytes, modelPath, tokenizerBytes, args.tokenizer ?? builtinTokenizerPath);
+  loaded = loadModel(modelBytes, modelPath, tokenizerBytes, args.tokenizer ?? builtinTokenizerPath, { quantize });
 } catch (e) {
   fail((e as Error).message);
 }
@@ -370,7 +376,7 @@ function stats(numPrompts: number, numTokens: number): void {
   if (args.quiet) return;
   const totalMs = performance.now() - started;
   process.stderr.write(
-    `backend ${backend}, ${model.source.name}${adapterName ? ` + LoRA ${adapterName}` : ''}: ${numPrompts} prompt(s), ${numTokens} tokens generated, ` +
+    `backend ${backend}, ${model.source.name} (${modelWeightType(model)} weights, ${modelWeightBytes(model)} bytes)${adapterName ? ` + LoRA ${adapterName}` : ''}: ${numPrompts} prompt(s), ${numTokens} tokens generated, ` +
       `${totalMs.toFixed(1)} ms, achieved tok/s: ${(numTokens / (totalMs / 1000)).toFixed(1)}\n`,
   );
 }

@@ -15,7 +15,7 @@ import type { Executor, LoraAdapter, LoraAdapterInfo } from '../src/engine/types
 import { readPeftAdapter } from '../src/model/lora.ts';
 import { ExecutorFactory } from '../src/gpu/executor-factory.ts';
 import type { KernelSources } from '../src/gpu/kernel-names.ts';
-import type { LoadedModel } from '../src/model/load.ts';
+import { applyModelOptions, type LoadedModel } from '../src/model/load.ts';
 import { summarizeModel, type ModelSummary } from '../src/model/summary.ts';
 import { completionSpec, scenarioSpecs, stopTokenIdsOf, traceSpecs, type CompletionParams, type JsonCheck, type ScenarioRun, type StreamEvent } from '../src/serve/requests.ts';
 import { GrammarService, type XGrammarApi } from '../src/serve/structured.ts';
@@ -23,7 +23,10 @@ import { checkJsonOutput } from '../src/serve/json-check.ts';
 import type { ResponseFormat, TokenConstraint } from '../src/engine/constraint.ts';
 import { RunLoop } from '../src/serve/run-loop.ts';
 import { TextStreamer } from '../src/serve/text-streamer.ts';
+import { isWeightType, WEIGHT_TYPES, type WeightType } from '../src/model/quant.ts';
 import type { EngineSettings, HostStatus, StructuredView, ViewSnapshot } from './protocol.ts';
+
+const geometryOf = (c: SchedulerConfig) => ({ blockSize: c.blockSize, numGpuBlocks: c.numGpuBlocks, numCpuBlocks: c.numCpuBlocks });
 
 /** A request the host streams text for. */
 interface Tracked {
@@ -62,6 +65,9 @@ export interface HostOptions {
 const MAX_TRACKED = 2000;
 
 export class EngineHost {
+  /** The model as its file gave it (before model options): what `weights` quantizes from. */
+  private original: LoadedModel | null = null;
+  /** The model the engine runs: `original` with the model options applied. */
   private loaded: LoadedModel | null = null;
   private summary: ModelSummary | null = null;
   private readonly executors: ExecutorFactory;
@@ -117,8 +123,17 @@ export class EngineHost {
     return this.executors.executor;
   }
 
-  /** Makes `loaded` the model: builds an executor for it (the old model stays if this fails). */
-  async setModel(loaded: LoadedModel): Promise<ModelSummary> {
+  /**
+   * Makes `original` the model, with the model options of the settings applied (quantized on
+   * load when `weights` says so): builds an executor for it (the old model stays if this fails).
+   */
+  async setModel(original: LoadedModel): Promise<ModelSummary> {
+    return this.useModel(original, this.settings.weights ?? 'f32');
+  }
+
+  private async useModel(original: LoadedModel, weights: WeightType): Promise<ModelSummary> {
+    // A file already quantized loads as it is: asking for other weights changes nothing.
+    const loaded = original.model.quantized ? original : { ...original, model: applyModelOptions(original.model, { quantize: weights }) };
     this.phase = 'loading';
     await this.loop.attach(null);
     try {
@@ -130,9 +145,14 @@ export class EngineHost {
     }
     this.message = this.executors.fallbackReason;
     this.stopEngine('the model was replaced');
-    this.adapters.clear(); // adapters belong to the model they were read for
+    // Adapters and the grammar compiler belong to the model they were read for; a change of the
+    // weights option alone (same original) keeps them: quantizing changes no shapes and no tokenizer.
+    if (original !== this.original) {
+      this.adapters.clear();
+      this.grammar = null;
+    }
+    this.original = original;
     this.loaded = loaded;
-    this.grammar = null;
     this.summary = summarizeModel(loaded.model);
     await this.startEngine();
     this.phase = 'ready';
@@ -148,7 +168,15 @@ export class EngineHost {
    */
   async configure(settings: EngineSettings): Promise<boolean> {
     const next = { ...this.settings, ...settings };
+    if (next.weights !== undefined && !isWeightType(next.weights)) throw new RangeError(`weights must be one of ${WEIGHT_TYPES.join(', ')}, got ${JSON.stringify(next.weights)}`);
     assertValidConfig(this.engineConfig(next));
+    if ((next.weights ?? 'f32') !== (this.settings.weights ?? 'f32') && this.original) {
+      // A model option: the model is rebuilt from its f32 weights and a new engine starts.
+      this.executors.executor?.checkGeometry?.(geometryOf(this.engineConfig(next)));
+      this.settings = next;
+      await this.useModel(this.original, next.weights ?? 'f32');
+      return true;
+    }
     const changed = Object.fromEntries(
       Object.entries(settings).filter(([k, v]) => JSON.stringify(v) !== JSON.stringify(this.settings[k as keyof EngineSettings])),
     ) as EngineSettings;
@@ -382,7 +410,8 @@ export class EngineHost {
   /** The engine's config for these settings: the context is the model's (or less). */
   private engineConfig(settings: EngineSettings): SchedulerConfig {
     const seqLen = this.loaded?.model.config.seqLen ?? DEFAULT_SCHEDULER_CONFIG.maxModelLen;
-    return { ...DEFAULT_SCHEDULER_CONFIG, ...settings, maxModelLen: Math.min(settings.maxModelLen ?? Infinity, seqLen) };
+    const { weights: _modelOption, ...scheduler } = settings;
+    return { ...DEFAULT_SCHEDULER_CONFIG, ...scheduler, maxModelLen: Math.min(settings.maxModelLen ?? Infinity, seqLen) };
   }
 
   /**

@@ -2,6 +2,7 @@
  * The contract between the page and the engine worker (comlink). Plain data only: everything
  * here crosses postMessage (typed arrays are copied or transferred).
  */
+import type { WeightType } from '../src/model/quant.ts';
 import type { EngineSnapshot, StepRecord } from '../src/engine/engine.ts';
 import type { SchedulerConfig } from '../src/engine/scheduler.ts';
 import type { WorkloadSpec } from '../src/engine/workload.ts';
@@ -62,7 +63,12 @@ export interface ViewSnapshot extends EngineSnapshot {
 
 export type { StepRecord };
 
-export type EngineSettings = Partial<SchedulerConfig>;
+/**
+ * Engine settings, and one model option: `weights` (f32, or quantize the f32 model on load to
+ * q8_0 / q4_0). The host applies a change of `weights` by rebuilding the model from its f32
+ * weights and starting a new engine (requests in flight end as 'engine_restarted').
+ */
+export type EngineSettings = Partial<SchedulerConfig> & { weights?: WeightType };
 
 export interface ModelSource {
   modelUrl: string;

@@ -94,6 +94,17 @@ export class GpuExecutor implements Executor {
     this.programs = new ForwardPrograms(runtime, model.config, this.weights);
   }
 
+  /** Bytes of the weights as uploaded (quantized matrices as their blocks), the RoPE table aside. */
+  get weightBytes(): number {
+    return this.weights.weightBytes;
+  }
+
+  /** How each uploaded matrix is stored, for tests: [embedding, per layer wqkv, wo, w13, w2..., classifier]. */
+  get weightTypes(): string[] {
+    const w = this.weights;
+    return [w.embedding.type, ...w.layers.flatMap((l) => [l.wqkv.type, l.wo.type, l.w13.type, l.w2.type]), w.wcls.type];
+  }
+
   checkGeometry(geometry: KvGeometry): void {
     checkKvGeometry(this.device, this.model.config, geometry);
   }

@@ -78,12 +78,12 @@ export function encodeForward(
   };
 
   // x = embedding[token]
-  encodeEmbedding(step, { tokenIds: a.tokenIds, embedding: w.embedding, out: a.x, numTokens: T, dim });
+  encodeEmbedding(step, { tokenIds: a.tokenIds, embedding: w.embedding.buffer, weightType: w.embedding.type, out: a.x, numTokens: T, dim });
 
   for (let l = 0; l < c.numLayers; l++) {
     const lw = w.layers[l];
     // qkv = rmsnorm(x; rmsAtt) · [wq; wk; wv]ᵀ
-    encodeMatmul(step, { x: a.x, w: lw.wqkv, y: a.qkv, rows: T, inDim: dim, outDim: qkvStride, norm: { weight: lw.rmsAtt, eps: c.normEps } });
+    encodeMatmul(step, { x: a.x, w: lw.wqkv.buffer, weightType: lw.wqkv.type, y: a.qkv, rows: T, inDim: dim, outDim: qkvStride, norm: { weight: lw.rmsAtt, eps: c.normEps } });
     const attNorm = { weight: lw.rmsAtt, eps: c.normEps };
     lora('q', l, { x: a.x, y: a.qkv, inDim: dim, outDim: dim, yStride: qkvStride, yOffset: 0, norm: attNorm });
     lora('k', l, { x: a.x, y: a.qkv, inDim: dim, outDim: kvDim, yStride: qkvStride, yOffset: dim, norm: attNorm });
@@ -107,15 +107,15 @@ export function encodeForward(
       qStride: qkvStride,
     });
     // x += att · woᵀ
-    encodeMatmul(step, { x: a.att, w: lw.wo, y: a.x, rows: T, inDim: dim, outDim: dim, accumulate: true });
+    encodeMatmul(step, { x: a.att, w: lw.wo.buffer, weightType: lw.wo.type, y: a.x, rows: T, inDim: dim, outDim: dim, accumulate: true });
     lora('o', l, { x: a.att, y: a.x, inDim: dim, outDim: dim });
     // gateUp = rmsnorm(x; rmsFfn) · [w1; w3]ᵀ
-    encodeMatmul(step, { x: a.x, w: lw.w13, y: a.gateUp, rows: T, inDim: dim, outDim: 2 * c.hiddenDim, norm: { weight: lw.rmsFfn, eps: c.normEps } });
+    encodeMatmul(step, { x: a.x, w: lw.w13.buffer, weightType: lw.w13.type, y: a.gateUp, rows: T, inDim: dim, outDim: 2 * c.hiddenDim, norm: { weight: lw.rmsFfn, eps: c.normEps } });
     const ffnNorm = { weight: lw.rmsFfn, eps: c.normEps };
     lora('w1', l, { x: a.x, y: a.gateUp, inDim: dim, outDim: c.hiddenDim, yStride: 2 * c.hiddenDim, yOffset: 0, norm: ffnNorm });
     lora('w3', l, { x: a.x, y: a.gateUp, inDim: dim, outDim: c.hiddenDim, yStride: 2 * c.hiddenDim, yOffset: c.hiddenDim, norm: ffnNorm });
     // x += (silu(gate) * up) · w2ᵀ
-    encodeMatmul(step, { x: a.gateUp, w: lw.w2, y: a.x, rows: T, inDim: c.hiddenDim, outDim: dim, swigluInput: true, accumulate: true });
+    encodeMatmul(step, { x: a.gateUp, w: lw.w2.buffer, weightType: lw.w2.type, y: a.x, rows: T, inDim: c.hiddenDim, outDim: dim, swigluInput: true, accumulate: true });
     lora('w2', l, { x: a.gateUp, y: a.x, inDim: c.hiddenDim, outDim: dim, swigluInput: true });
   }
   if (n.numRows === 0) return false;
@@ -123,7 +123,8 @@ export function encodeForward(
   // logits = rmsnorm(x[logitRows]; rmsFinal) · wclsᵀ; argmax per row
   encodeMatmul(step, {
     x: a.x,
-    w: w.wcls,
+    w: w.wcls.buffer,
+    weightType: w.wcls.type,
     y: a.logits,
     rows: n.numRows,
     inDim: dim,

@@ -9,7 +9,8 @@
  * Buffer shape conventions (all f32 unless noted; T = tokens of the step, rows of different
  * sequences mixed):
  *   activations  [T, width]           rows in the step's token order
- *   weights      [out, in]            row-major as in llama2.c
+ *   weights      [out, in]            row-major as in llama2.c; f32, or ggml Q8_0 / Q4_0 blocks of
+ *                                     32 weights of a row (weightType; in a multiple of 32)
  *   K / V cache  [numBlocks * blockSize, kvDim] per layer; slot = block * blockSize + offset
  *   qkv          [T, dim + 2 * kvDim] the fused Q|K|V projection output (W = [wq; wk; wv])
  *   ffn gate/up  [T, 2 * hiddenDim]   the fused W1|W3 projection output (W = [w1; w3])
@@ -24,6 +25,7 @@
  *   matmul   x   += (silu(g) * u) · w2ᵀ                       (swigluInput, accumulate)
  * then: matmul logits = rmsnorm(x[rowIds]; rmsFinal) · wclsᵀ (norm + rowIds), argmax.
  */
+import type { WeightType } from '../model/quant.ts';
 import type { KernelName } from './kernel-names.ts';
 import type { BufferBinding, KernelRegistry, OverrideValues } from './registry.ts';
 import type { DispatchTarget, Workgroups } from './step.ts';
@@ -47,6 +49,16 @@ export async function warmUp(registry: KernelRegistry, plans: readonly DispatchP
 }
 
 const ceilDiv = (a: number, b: number): number => Math.ceil(a / b);
+
+/** The WTYPE override of the kernels that read weights (matmul_gemv, matmul_tiled, embedding). */
+export const WTYPE: Readonly<Record<WeightType, number>> = { f32: 0, q8_0: 1, q4_0: 2 };
+
+function checkWeightType(kernel: string, type: WeightType, inDim: number): void {
+  if (!(type in WTYPE)) throw new RangeError(`${kernel}: unknown weight type ${String(type)}`);
+  if (type !== 'f32' && inDim % 32 !== 0) {
+    throw new RangeError(`${kernel}: ${type} weights need rows that are a multiple of 32, got ${inDim}`);
+  }
+}
 const nextPow2 = (n: number): number => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
 
 function assertPositiveInts(kernel: string, values: Record<string, number>): void {
@@ -59,20 +71,24 @@ function assertPositiveInts(kernel: string, values: Record<string, number>): voi
 
 export interface EmbeddingArgs {
   tokenIds: BufferBinding; // [numTokens] u32
-  embedding: BufferBinding; // [vocabSize, dim]
+  embedding: BufferBinding; // [vocabSize, dim] f32, or [vocabSize, dim / 32] blocks
   out: BufferBinding; // [numTokens, dim]
   numTokens: number;
   dim: number;
+  /** How the embedding is stored (default f32). */
+  weightType?: WeightType;
 }
 
 /** kernels/embedding.wgsl: dispatch (numTokens). */
 export function planEmbedding(a: EmbeddingArgs, tuning: Readonly<KernelTuning> = GPU_TUNING): DispatchPlan {
   assertPositiveInts('embedding', { numTokens: a.numTokens, dim: a.dim });
+  const weightType = a.weightType ?? 'f32';
+  checkWeightType('embedding', weightType, a.dim);
   return {
     kernel: 'embedding',
     bindings: { tokenIds: a.tokenIds, emb: a.embedding, x: a.out },
     workgroups: [a.numTokens],
-    overrides: { DIM: a.dim, WG: tuning.rowThreads },
+    overrides: { DIM: a.dim, WTYPE: WTYPE[weightType], WG: tuning.rowThreads },
   };
 }
 
@@ -106,7 +122,7 @@ export const encodeRmsNorm = (step: DispatchTarget, a: RmsNormArgs): void => enc
 
 export interface MatmulArgs {
   x: BufferBinding; // [numXRows, xStride]
-  w: BufferBinding; // [outDim, inDim]
+  w: BufferBinding; // [outDim, inDim] f32, or [outDim, inDim / 32] blocks (weightType)
   y: BufferBinding; // [rows, yStride]
   /** Output rows (= X rows, or rowIds.length with rowIds). */
   rows: number;
@@ -124,6 +140,8 @@ export interface MatmulArgs {
   swigluInput?: boolean;
   /** Output row r reads X row rowIds[r]: [rows] u32. */
   rowIds?: BufferBinding;
+  /** How W is stored (default f32); quantized W needs inDim a multiple of 32. */
+  weightType?: WeightType;
   /**
    * 'auto' (default): gemv up to tuning.gemvMaxRows rows when inDim and xStride are multiples of
    * 4, tiled above. Either way a row's bits are the same: the tiled kernel reduces each output in
@@ -151,6 +169,8 @@ export function planMatmul(a: MatmulArgs, tuning: Readonly<KernelTuning> = GPU_T
   if (a.norm && a.swigluInput) throw new Error('matmul: norm and swigluInput cannot be combined');
   if (xStride < (a.swigluInput ? 2 * a.inDim : a.inDim)) throw new RangeError(`matmul: xStride ${xStride} is too small`);
   if (yStride < a.outDim) throw new RangeError(`matmul: yStride ${yStride} < outDim ${a.outDim}`);
+  const weightType = a.weightType ?? 'f32';
+  checkWeightType('matmul', weightType, a.inDim);
   const vec4Ok = a.inDim % 4 === 0 && xStride % 4 === 0;
   const strategy = a.strategy ?? 'auto';
   if (strategy === 'gemv' && !vec4Ok) throw new RangeError('matmul gemv: inDim and xStride must be multiples of 4');
@@ -159,6 +179,7 @@ export function planMatmul(a: MatmulArgs, tuning: Readonly<KernelTuning> = GPU_T
   const bindings = { x: a.x, w: a.w, y: a.y, normWeight: a.norm?.weight, rowIds: a.rowIds };
   const common = {
     IN: a.inDim,
+    WTYPE: WTYPE[weightType],
     OUT: a.outDim,
     X_STRIDE: xStride,
     Y_STRIDE: yStride,

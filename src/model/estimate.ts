@@ -3,6 +3,7 @@
  * Every tensor is its own buffer and the KV pool is split per layer, so the binding that matters
  * is the largest single buffer (usually the embedding or classifier), not the total.
  */
+import { bytesPerWeight, QK, type WeightType } from './quant.ts';
 import { kvDim as kvDimOf, type ModelConfig } from './types.ts';
 import { numWeightFloats } from './validate.ts';
 
@@ -77,3 +78,36 @@ export function checkLimits(e: MemoryEstimate, limits: BufferLimits, memoryBudge
 }
 
 const mib = (n: number) => `${(n / 1024 ** 2).toFixed(n < 10 * 1024 ** 2 ? 2 : 0)} MiB`;
+
+/**
+ * Bytes of a model's weights stored as `type`, from its shape alone: each matrix whose rows are a
+ * multiple of 32 in blocks of that type (34 or 18 bytes per 32 weights), the others and the norms
+ * f32, as quantizeModel stores them (equal to modelWeightBytes of the quantized model).
+ */
+export function weightBytesFor(c: ModelConfig, type: WeightType = 'f32'): number {
+  const kvDim = kvDimOf(c);
+  const matrix = (rows: number, cols: number) => rows * cols * (cols % QK === 0 ? bytesPerWeight(type) : 4);
+  const perLayer = 2 * c.dim * 4 + 2 * matrix(c.dim, c.dim) + 2 * matrix(kvDim, c.dim) + 2 * matrix(c.hiddenDim, c.dim) + matrix(c.dim, c.hiddenDim);
+  return matrix(c.vocabSize, c.dim) * (c.sharedClassifier ? 1 : 2) + c.numLayers * perLayer + c.dim * 4;
+}
+
+/** One GPU memory budget split between the weights and the KV cache. */
+export interface BudgetSplit {
+  weightBytes: number;
+  /** K and V of every layer for one block of blockSize tokens (f32). */
+  kvBytesPerBlock: number;
+  /** Whole KV blocks that fit beside the weights (0 when the weights alone exceed the budget). */
+  numBlocks: number;
+  kvBytes: number;
+  /** What is left: less than one block. */
+  spareBytes: number;
+}
+
+/** How many KV blocks a budget of `budgetBytes` holds beside the weights stored as `type`. */
+export function splitBudget(c: ModelConfig, budgetBytes: number, blockSize: number, type: WeightType): BudgetSplit {
+  const weightBytes = weightBytesFor(c, type);
+  const kvBytesPerBlock = 2 * c.numLayers * kvDimOf(c) * 4 * blockSize;
+  const numBlocks = Math.max(0, Math.floor((budgetBytes - weightBytes) / kvBytesPerBlock));
+  const kvBytes = numBlocks * kvBytesPerBlock;
+  return { weightBytes, kvBytesPerBlock, numBlocks, kvBytes, spareBytes: Math.max(0, budgetBytes - weightBytes - kvBytes) };
+}

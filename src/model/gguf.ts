@@ -1,9 +1,11 @@
 /**
  * Reader for GGUF v2/v3 files of the `llama` architecture: metadata, tensor infos, F32 tensors
- * (F16 and BF16 are widened to f32), and the tokenizer from metadata. Everything else gets an
- * error that names the unsupported tensor type or architecture.
+ * (F16 and BF16 are widened to f32), Q8_0 and Q4_0 matrices (kept as blocks: Model.quantized,
+ * with their dequantized values as the f32 weights), and the tokenizer from metadata. Everything
+ * else gets an error that names the unsupported tensor type or architecture.
  */
 import { ByteReader } from './bytes.ts';
+import { dequantizeRow as dequantizeRowInto, halfToFloat, LAYER_MATRICES, QK, readQuantizedMatrix, type QuantizedMatrix, type QuantizedWeights, type QuantType } from './quant.ts';
 import { ModelFormatError, type LayerWeights, type Model, type ModelConfig, type Vocabulary } from './types.ts';
 import { checkFinite, validateConfig } from './validate.ts';
 
@@ -63,7 +65,9 @@ const ggmlTypes: Record<number, { name: string; blockSize: number; blockBytes: n
   35: { name: 'TQ2_0', blockSize: 256, blockBytes: 66 },
   39: { name: 'MXFP4', blockSize: 32, blockBytes: 17 },
 };
-const supportedTypes = new Set([0, 1, 30]);
+const supportedTypes = new Set([0, 1, 30, 2, 8]);
+const SUPPORTED = 'F32, F16, BF16, Q8_0, Q4_0';
+const quantTypes: Record<number, QuantType> = { 8: 'q8_0', 2: 'q4_0' };
 const typeName = (type: number): string => ggmlTypes[type]?.name ?? `${type} (unknown to servelab)`;
 
 /** GGUF metadata value types: name, and the fewest bytes one value takes. */
@@ -265,7 +269,7 @@ export function checkGgufTensorData(file: GgufFile, byteLength: number, label: s
   for (const t of file.tensors.values()) {
     const type = ggmlTypes[t.type];
     if (!type) {
-      throw new ModelFormatError(`${label}: tensor ${t.name} has type ${typeName(t.type)}, which servelab cannot read (supported: F32, F16, BF16)`);
+      throw new ModelFormatError(`${label}: tensor ${t.name} has type ${typeName(t.type)}, which servelab cannot read (supported: ${SUPPORTED})`);
     }
     if (t.dims[0] % type.blockSize !== 0) {
       throw new ModelFormatError(
@@ -310,12 +314,18 @@ function metaNumber(file: GgufFile, key: string, label: string, fallback?: numbe
   throw new ModelFormatError(`${label}: metadata ${key} is ${v === undefined ? 'missing' : `${describe(v)}, not a number`}`);
 }
 
-function readTensor(bytes: Uint8Array, file: GgufFile, tname: string, expectedDims: number[], label: string): Float32Array {
+interface ReadTensor {
+  values: Float32Array;
+  /** The tensor's blocks when it is Q8_0 or Q4_0 (values then holds them dequantized). */
+  quantized?: QuantizedMatrix;
+}
+
+function readTensor(bytes: Uint8Array, file: GgufFile, tname: string, expectedDims: number[], label: string): ReadTensor {
   const info = file.tensors.get(tname);
   if (!info) throw new ModelFormatError(`${label}: tensor ${tname} is missing`);
   if (!supportedTypes.has(info.type)) {
     throw new ModelFormatError(
-      `${label}: tensor ${tname} has type ${typeName(info.type)}, which servelab cannot read (supported: F32, F16, BF16)`,
+      `${label}: tensor ${tname} has type ${typeName(info.type)}, which servelab cannot read (supported: ${SUPPORTED})`,
     );
   }
   const same = info.dims.length === expectedDims.length && info.dims.every((d, i) => d === expectedDims[i]);
@@ -323,14 +333,26 @@ function readTensor(bytes: Uint8Array, file: GgufFile, tname: string, expectedDi
     throw new ModelFormatError(`${label}: tensor ${tname} has shape [${info.dims}], expected [${expectedDims}]`);
   }
   const count = expectedDims.reduce((a, b) => a * b, 1);
-  const elementBytes = ggmlTypes[info.type].blockBytes;
+  const type = ggmlTypes[info.type];
+  const numBytes = (count / type.blockSize) * type.blockBytes;
   const start = file.dataOffset + info.offset;
-  const end = start + count * elementBytes;
+  const end = start + numBytes;
   if (end > bytes.byteLength) {
     throw new ModelFormatError(`${label} is truncated: tensor ${tname} ends at byte ${end}, but the file has ${bytes.byteLength} bytes`);
   }
   const r = new ByteReader(bytes, label);
   r.offset = start;
+  const quant = quantTypes[info.type];
+  if (quant) {
+    // dims[0] is a multiple of QK (checkGgufTensorData); rows are the other dimensions.
+    const cols = expectedDims[0];
+    if (cols % QK !== 0) throw new ModelFormatError(`${label}: tensor ${tname} has type ${type.name} with rows of ${cols}, not a multiple of ${QK}`);
+    const m = readQuantizedMatrix(r.raw(numBytes, tname), quant, count / cols, cols, label, tname);
+    const values = new Float32Array(count);
+    for (let row = 0; row < m.rows; row++) dequantizeRowInto(m, row, values);
+    return { values, quantized: m };
+  }
+  const elementBytes = type.blockBytes;
   let out: Float32Array;
   if (info.type === 0) {
     out = r.f32Array(count, tname);
@@ -350,16 +372,7 @@ function readTensor(bytes: Uint8Array, file: GgufFile, tname: string, expectedDi
     }
   }
   checkFinite(out, label, (i) => `element ${i} of tensor ${tname} (byte ${start + i * elementBytes})`);
-  return out;
-}
-
-function halfToFloat(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exp = (h >> 10) & 0x1f;
-  const frac = h & 0x3ff;
-  if (exp === 0) return sign * 2 ** -14 * (frac / 1024);
-  if (exp === 31) return frac ? NaN : sign * Infinity;
-  return sign * 2 ** (exp - 15) * (1 + frac / 1024);
+  return { values: out };
 }
 
 const sentencePieceSpace = '\u2581';
@@ -465,7 +478,7 @@ export function readGgufModel(bytes: Uint8Array, name = 'model.gguf'): Model {
   for (const info of file.tensors.values()) {
     if (!supportedTypes.has(info.type)) {
       throw new ModelFormatError(
-        `${label}: tensor ${info.name} has type ${typeName(info.type)}, which servelab cannot read (supported: F32, F16, BF16)`,
+        `${label}: tensor ${info.name} has type ${typeName(info.type)}, which servelab cannot read (supported: ${SUPPORTED})`,
       );
     }
   }
@@ -510,31 +523,44 @@ export function readGgufModel(bytes: Uint8Array, name = 'model.gguf'): Model {
   const vocab = readVocabulary(file, vocabSize, label);
   const kvDim = (dim / numHeads) * config.numKvHeads;
   const t = (tname: string, dims: number[]) => readTensor(bytes, file, tname, dims, label);
-  const tokenEmbedding = t('token_embd.weight', [dim, vocabSize]);
+  const quantized: QuantizedWeights = { layers: [] };
+  const embedding = t('token_embd.weight', [dim, vocabSize]);
+  const tokenEmbedding = embedding.values;
+  quantized.tokenEmbedding = embedding.quantized;
   const layers: LayerWeights[] = [];
+  const matrixNames = { wq: 'attn_q', wk: 'attn_k', wv: 'attn_v', wo: 'attn_output', w1: 'ffn_gate', w2: 'ffn_down', w3: 'ffn_up' } as const;
+  const matrixDims = { wq: [dim, dim], wk: [dim, kvDim], wv: [dim, kvDim], wo: [dim, dim], w1: [dim, hiddenDim], w2: [hiddenDim, dim], w3: [dim, hiddenDim] } as const;
   for (let l = 0; l < numLayers; l++) {
     const p = `blk.${l}.`;
-    layers.push({
-      rmsAtt: t(`${p}attn_norm.weight`, [dim]),
-      wq: t(`${p}attn_q.weight`, [dim, dim]),
-      wk: t(`${p}attn_k.weight`, [dim, kvDim]),
-      wv: t(`${p}attn_v.weight`, [dim, kvDim]),
-      wo: t(`${p}attn_output.weight`, [dim, dim]),
-      rmsFfn: t(`${p}ffn_norm.weight`, [dim]),
-      w1: t(`${p}ffn_gate.weight`, [dim, hiddenDim]),
-      w2: t(`${p}ffn_down.weight`, [hiddenDim, dim]),
-      w3: t(`${p}ffn_up.weight`, [dim, hiddenDim]),
-    });
+    const ql: QuantizedWeights['layers'][number] = {};
+    const m = Object.fromEntries(
+      LAYER_MATRICES.map((k) => {
+        const r = t(`${p}${matrixNames[k]}.weight`, [...matrixDims[k]]);
+        if (r.quantized) ql[k] = r.quantized;
+        return [k, r.values];
+      }),
+    ) as Record<(typeof LAYER_MATRICES)[number], Float32Array>;
+    quantized.layers.push(ql);
+    layers.push({ rmsAtt: t(`${p}attn_norm.weight`, [dim]).values, rmsFfn: t(`${p}ffn_norm.weight`, [dim]).values, ...m });
   }
-  const rmsFinal = t('output_norm.weight', [dim]);
+  const rmsFinal = t('output_norm.weight', [dim]).values;
   let wcls = tokenEmbedding;
+  quantized.wcls = quantized.tokenEmbedding;
   if (file.tensors.has('output.weight')) {
     const out = t('output.weight', [dim, vocabSize]);
     // A classifier stored but equal to the embedding is tied: share one array (as llama2.c does).
-    if (!sameFloats(out, tokenEmbedding)) {
-      wcls = out;
+    if (!sameFloats(out.values, tokenEmbedding)) {
+      wcls = out.values;
+      quantized.wcls = out.quantized;
       config.sharedClassifier = false;
     }
   }
-  return { config, weights: { tokenEmbedding, layers, rmsFinal, wcls }, vocab, source: { name, format: 'gguf' } };
+  const anyQuantized = quantized.tokenEmbedding !== undefined || quantized.wcls !== undefined || quantized.layers.some((l) => Object.keys(l).length > 0);
+  return {
+    config,
+    weights: { tokenEmbedding, layers, rmsFinal, wcls },
+    vocab,
+    source: { name, format: 'gguf' },
+    ...(anyQuantized ? { quantized } : {}),
+  };
 }

@@ -6,6 +6,8 @@
  * expf/sinf/cosf/powf aside). They are the CPU reference of every WGSL kernel (kernels/*.wgsl) and
  * the building blocks of src/model/reference.ts.
  */
+import { BLOCK_BYTES, halfToFloat, QK, type QuantizedMatrix } from './quant.ts';
+
 const f = Math.fround;
 
 /** out[i] = x[i] * w[i] / sqrt(mean(x^2) + eps), over `size` elements starting at the offsets. */
@@ -46,6 +48,44 @@ export function matvec(
     let acc = 0;
     const row = wOffset + i * inDim;
     for (let j = 0; j < inDim; j++) acc = f(acc + f(w[row + j] * x[xOffset + j]));
+    out[outOffset + i] = acc;
+  }
+}
+
+/**
+ * matvec with W in ggml blocks (Q8_0 / Q4_0, src/model/quant.ts), dequantized as it is read:
+ * w = (q [- 8]) * d, exact in f32, so the sums equal matvec over the dequantized matrix bit for
+ * bit (the CPU twin of the quantized matmul kernels). inDim is W's cols; rows from `rowOffset`.
+ */
+export function matvecQ(
+  out: Float32Array,
+  x: Float32Array,
+  w: QuantizedMatrix,
+  inDim: number,
+  outDim: number,
+  outOffset = 0,
+  xOffset = 0,
+  rowOffset = 0,
+): void {
+  if (w.cols !== inDim) throw new RangeError(`matvecQ: W has rows of ${w.cols}, expected ${inDim}`);
+  const nb = inDim / QK;
+  const bb = BLOCK_BYTES[w.type];
+  const bytes = w.blocks;
+  const q8 = w.type === 'q8_0';
+  for (let i = 0; i < outDim; i++) {
+    let acc = 0;
+    for (let b = 0; b < nb; b++) {
+      const o = ((rowOffset + i) * nb + b) * bb;
+      const d = halfToFloat(bytes[o] | (bytes[o + 1] << 8));
+      const xb = xOffset + b * QK;
+      const qs = o + 2;
+      if (q8) {
+        for (let j = 0; j < QK; j++) acc = f(acc + f(f(((bytes[qs + j] << 24) >> 24) * d) * x[xb + j]));
+      } else {
+        for (let j = 0; j < 16; j++) acc = f(acc + f(f(((bytes[qs + j] & 15) - 8) * d) * x[xb + j]));
+        for (let j = 0; j < 16; j++) acc = f(acc + f(f(((bytes[qs + j] >> 4) - 8) * d) * x[xb + 16 + j]));
+      }
+    }
     out[outOffset + i] = acc;
   }
 }

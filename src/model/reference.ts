@@ -9,7 +9,8 @@
  * The K/V cache is addressed by slot, so the same code serves a contiguous cache (slot = pos) and
  * the paged cache of CpuReferenceExecutor (slot = blockTable[pos / blockSize] * blockSize + pos % blockSize).
  */
-import { argmax, loraAdd, matvec, rmsnorm, rope, softmax, swiglu } from './ops.ts';
+import { argmax, loraAdd, matvec, matvecQ, rmsnorm, rope, softmax, swiglu } from './ops.ts';
+import { dequantizeRow, type QuantizedMatrix } from './quant.ts';
 import { checkHostKvPool, headSize as headSizeOf, kvDim as kvDimOf, type Model } from './types.ts';
 import type { Executor, KvGeometry, LogitRow, LoraAdapter, LoraModule, SeqOutput, StepOutput, StepPlan } from '../engine/types.ts';
 
@@ -85,17 +86,24 @@ export function forwardToken(
   if (token < 0 || token >= c.vocabSize) throw new RangeError(`token id ${token} is outside the vocabulary (0..${c.vocabSize - 1})`);
   if (pos < 0 || pos >= c.seqLen) throw new RangeError(`position ${pos} is outside the context (0..${c.seqLen - 1})`);
 
-  s.x.set(w.tokenEmbedding.subarray(token * dim, (token + 1) * dim));
+  const q = model.quantized;
+  // y = W x through the matrix's own format: quantized matrices are read as blocks (same bits as
+  // the dequantized f32 copy in `weights`, which the other readers use).
+  const mv = (out: Float32Array, x: Float32Array, f32: Float32Array, qm: QuantizedMatrix | undefined, inDim: number, outDim: number) =>
+    qm ? matvecQ(out, x, qm, inDim, outDim) : matvec(out, x, f32, inDim, outDim);
+  if (q?.tokenEmbedding) dequantizeRow(q.tokenEmbedding, token, s.x);
+  else s.x.set(w.tokenEmbedding.subarray(token * dim, (token + 1) * dim));
   const ownSlot = slotOf(pos);
   const sqrtHead = Math.fround(Math.sqrt(headSize));
   const f = Math.fround;
 
   for (let l = 0; l < c.numLayers; l++) {
     const lw = w.layers[l];
+    const ql = q?.layers[l];
     rmsnorm(s.xb, s.x, lw.rmsAtt, dim, c.normEps);
-    matvec(s.q, s.xb, lw.wq, dim, dim);
-    matvec(s.k, s.xb, lw.wk, dim, kvDim);
-    matvec(s.v, s.xb, lw.wv, dim, kvDim);
+    mv(s.q, s.xb, lw.wq, ql?.wq, dim, dim);
+    mv(s.k, s.xb, lw.wk, ql?.wk, dim, kvDim);
+    mv(s.v, s.xb, lw.wv, ql?.wv, dim, kvDim);
     const ll = lora?.layers[l];
     // LoRA: each projection's output += scale · B (A input), from the projection's own input
     const addLora = (m: LoraModule, y: Float32Array, x: Float32Array, inDim: number, outDim: number) => {
@@ -129,23 +137,23 @@ export function forwardToken(
         for (let i = 0; i < headSize; i++) s.xb[qOff + i] += f(a * vc[base + i]);
       }
     }
-    matvec(s.xb2, s.xb, lw.wo, dim, dim);
+    mv(s.xb2, s.xb, lw.wo, ql?.wo, dim, dim);
     addLora('o', s.xb2, s.xb, dim, dim);
     for (let i = 0; i < dim; i++) s.x[i] += s.xb2[i]; // Float32Array stores round each sum
 
     rmsnorm(s.xb, s.x, lw.rmsFfn, dim, c.normEps);
-    matvec(s.hb, s.xb, lw.w1, dim, c.hiddenDim);
-    matvec(s.hb2, s.xb, lw.w3, dim, c.hiddenDim);
+    mv(s.hb, s.xb, lw.w1, ql?.w1, dim, c.hiddenDim);
+    mv(s.hb2, s.xb, lw.w3, ql?.w3, dim, c.hiddenDim);
     addLora('w1', s.hb, s.xb, dim, c.hiddenDim);
     addLora('w3', s.hb2, s.xb, dim, c.hiddenDim);
     swiglu(s.hb, s.hb2, c.hiddenDim);
-    matvec(s.xb, s.hb, lw.w2, c.hiddenDim, dim);
+    mv(s.xb, s.hb, lw.w2, ql?.w2, c.hiddenDim, dim);
     addLora('w2', s.xb, s.hb, c.hiddenDim, dim);
     for (let i = 0; i < dim; i++) s.x[i] += s.xb[i];
   }
   if (!wantLogits) return null;
   rmsnorm(s.x, s.x, w.rmsFinal, dim, c.normEps);
-  matvec(s.logits, s.x, w.wcls, dim, c.vocabSize);
+  mv(s.logits, s.x, w.wcls, q?.wcls, dim, c.vocabSize);
   return s.logits;
 }
 

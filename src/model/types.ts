@@ -1,3 +1,5 @@
+import type { QuantizedWeights } from './quant.ts';
+
 /**
  * The in-memory model every reader produces and every executor consumes.
  * Matrices are row-major [out, in]: y[i] = sum_j W[i * in + j] * x[j].
@@ -58,6 +60,12 @@ export interface Model {
   vocab?: Vocabulary;
   /** Where it came from, for display ("stories260K.bin", "llama2.c", ...). */
   source: { name: string; format: 'llama2c' | 'gguf' };
+  /**
+   * Matrices stored in ggml blocks (Q8_0 / Q4_0: src/model/quant.ts), read from a GGUF file or
+   * made by quantizeModel. When present, `weights` holds the dequantized values of those
+   * matrices, bit for bit, so every reader of `weights` sees the numbers the kernels use.
+   */
+  quantized?: QuantizedWeights;
 }
 
 export const headSize = (c: ModelConfig): number => c.dim / c.numHeads;

@@ -13,6 +13,7 @@ const SCENARIO_IDS = [
   'speculative-decoding',
   'structured-output',
   'lora-tenants',
+  'quantize-to-fit',
 ];
 
 test('every scenario runs on the real model (keys 1–9, then a click), each screenshot saved', async ({ page }, testInfo) => {

@@ -7,7 +7,7 @@
 import { expect, test, type Page, type TestInfo } from '@playwright/test';
 import { captureErrors, shoot, waitForModel } from './helpers.ts';
 
-const SCENARIO_IDS = ['static-vs-continuous', 'short-vs-long', 'priority-preemption', 'prefix-caching', 'kv-exhausted', 'traffic-spike', 'parallel-sampling', 'fairness', 'speculative-decoding', 'structured-output', 'lora-tenants'];
+const SCENARIO_IDS = ['static-vs-continuous', 'short-vs-long', 'priority-preemption', 'prefix-caching', 'kv-exhausted', 'traffic-spike', 'parallel-sampling', 'fairness', 'speculative-decoding', 'structured-output', 'lora-tenants', 'quantize-to-fit'];
 
 const tourEl = (page: Page) => page.getByTestId('tour');
 
@@ -23,6 +23,8 @@ async function momentAt(page: Page, index: number): Promise<string> {
 async function runTour(page: Page, testInfo: TestInfo, id: string, phone: boolean): Promise<string[]> {
   await page.goto(`/?scenario=${id}`);
   await waitForModel(page);
+  // Off while the engine is being configured (the quantize scenario first rebuilds the model as Q4_0).
+  await expect(page.getByTestId('tour-start')).toBeEnabled({ timeout: 120_000 });
   await page.getByTestId('tour-start').focus();
   await page.keyboard.press('Enter');
   await expect(tourEl(page)).toBeVisible();
@@ -77,6 +79,14 @@ test('the LoRA scenario\'s tour: a load, one batch of many adapters, a wait for 
   const errors = captureErrors(page);
   const seen = await runTour(page, testInfo, 'lora-tenants', false);
   expect(seen).toEqual(['lora-load', 'lora-mixed', 'lora-wait', 'lora-evict', 'summary']);
+  expect(errors).toEqual([]);
+});
+
+test('the quantize tour (the 12th scenario, no key: opened by its id) stops where the smaller weights\' larger KV pool is full, at memory\'s refusal, and at the running count', async ({ page }, testInfo) => {
+  test.setTimeout(300_000);
+  const errors = captureErrors(page);
+  const seen = await runTour(page, testInfo, 'quantize-to-fit', false);
+  expect(seen).toEqual(['memory-full', 'memory-bound', 'most-running', 'summary']);
   expect(errors).toEqual([]);
 });
 

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
+import { writeQuantizedGguf } from '../unit/model/gguf-writer.ts';
 
 const run = promisify(execFile);
 const root = resolve(import.meta.dirname, '../..');
@@ -36,6 +37,24 @@ describe('npm run generate on the webgpu backend', () => {
     expect(lines.map((l) => l.prompt)).toEqual(prompts);
     const single = await Promise.all(prompts.map((p) => generate('--backend', 'cpu', '--prompt', p, '--steps', '80', '--temperature', '0')));
     lines.forEach((l, i) => expect(l.text, `prompt ${JSON.stringify(prompts[i])}`).toBe(single[i]));
+  });
+
+  it('--quantize q4_0, and a Q4_0 GGUF file as it is, print the same text on both backends (not the f32 text)', async () => {
+    const gguf = resolve(root, 'public/models/stories260K.gguf');
+    const dir = mkdtempSync(join(tmpdir(), 'servelab-'));
+    const file = join(dir, 'stories260K.q4_0.gguf');
+    writeFileSync(file, writeQuantizedGguf(new Uint8Array(readFileSync(gguf)), 'q4_0'));
+    const args = ['--prompt', 'Lily and Ben', '--steps', '100', '--temperature', '0'];
+    const [fromFile, onLoadGpu, onLoadCpu, f32] = await Promise.all([
+      generate('--backend', 'webgpu', '--model', file, ...args),
+      generate('--backend', 'webgpu', '--model', gguf, '--quantize', 'q4_0', ...args),
+      generate('--backend', 'cpu', '--model', gguf, '--quantize', 'q4_0', ...args),
+      generate('--backend', 'cpu', '--model', gguf, ...args),
+    ]);
+    expect(onLoadGpu).toBe(onLoadCpu);
+    expect(fromFile).toBe(onLoadCpu);
+    expect(onLoadCpu).not.toBe(f32);
+    await expect(generate('--model', file, '--quantize', 'q8_0', ...args)).rejects.toThrow(/already quantized/);
   });
 });
 

@@ -21,6 +21,8 @@ import type { ScheduledSeq } from '../../src/engine/types.ts';
 import { generate, runcRequest, runcText } from '../../src/model/generate.ts';
 import { loadModel, type LoadedModel } from '../../src/model/load.ts';
 import { CpuReferenceExecutor, ReferenceModel } from '../../src/model/reference.ts';
+import { modelWeightBytes, quantizeModel, type WeightType } from '../../src/model/quant.ts';
+import type { Model } from '../../src/model/types.ts';
 import { mergeLora, readPeftAdapter } from '../../src/model/lora.ts';
 import type { LoraAdapter } from '../../src/engine/types.ts';
 import { createSampler } from '../../src/engine/sampler.ts';
@@ -180,6 +182,29 @@ export function engineSuite(label: string, getGpu: () => GPU, sources: KernelSou
       }
     });
 
+    it('warm-up with Q4_0 weights records their WTYPE specialisations: a quantized run compiles nothing after it', async () => {
+      const fresh = GpuRuntime.fromContext(ctx, sources);
+      try {
+        const model = quantizeModel(loaded.model, 'q4_0');
+        const executor = new GpuExecutor(ctx, fresh, model, { validate: true });
+        const engine = new Engine({ executor, config: { maxModelLen: 512, blockSize: 16, numGpuBlocks: 64, numCpuBlocks: 0, maxNumBatchedTokens: 256, maxNumSeqs: 32 }, checkInvariants: true });
+        await engine.init();
+        await executor.warmUp({ maxTokens: 256, maxSeqs: 32 });
+        const compiled = fresh.registry.stats.pipelines;
+        expect(compiled).toBeGreaterThan(5);
+        const ids = [prompts[0], prompts[2]].map((p) => {
+          const r = runcRequest(loaded.tokenizer, p, loaded.tokenizer.encode(p).length - 1 + 24, 512);
+          return engine.submit({ ...r, sampling: { temperature: 0 } });
+        });
+        await engine.runUntilIdle();
+        expect(fresh.registry.stats.pipelines).toBe(compiled); // the q4_0 (WTYPE 2) pipelines were all warmed
+        for (const id of ids) expect(engine.getRequest(id)!.state).toBe('finished');
+        executor.dispose();
+      } finally {
+        fresh.destroy();
+      }
+    });
+
     async function runMany(config: Partial<SchedulerConfig>) {
       const { engine, counter } = newEngine(config);
       const ids = new Map<string, { id: string; tokens: number[] }>();
@@ -240,7 +265,10 @@ export function engineSuite(label: string, getGpu: () => GPU, sources: KernelSou
       ids.forEach((sid, i) => expect(separate.engine.getRequest(sid)!.seqs[0].outputTokenIds, `sample ${i}`).toEqual(outs[i]));
     });
 
-    it('bitwise batch invariance with real-GPU tuning: logits of a row do not depend on how many rows share the step', async () => {
+    const weightTypes: WeightType[] = ['f32', 'q8_0', 'q4_0'];
+    const modelOf = (type: WeightType): Model => (type === 'f32' ? loaded.model : quantizeModel(loaded.model, type));
+    it.each(weightTypes)('bitwise batch invariance with real-GPU tuning, %s weights: logits of a row do not depend on how many rows share the step', async (type) => {
+      const model = modelOf(type);
       // GPU_TUNING switches matmuls to the tiled kernel above 16 rows (prefill); it reduces each
       // output in the gemv kernel's order, so a sequence alone (gemv) and in a 25-row step
       // (tiled) gets the same bits.
@@ -261,7 +289,7 @@ export function engineSuite(label: string, getGpu: () => GPU, sources: KernelSou
       const other = loaded.tokenizer.encode('The little dog ran to the park and played with a big red ball all day long');
       expect(mine.length + other.length).toBeGreaterThan(16);
       const run = async (seqs: ScheduledSeq[]) => {
-        const ex = new GpuExecutor(ctx, gpuRuntime, loaded.model, { validate: true });
+        const ex = new GpuExecutor(ctx, gpuRuntime, model, { validate: true });
         ex.configure({ blockSize: bs, numGpuBlocks: 32, numCpuBlocks: 0 });
         const out = await ex.execute(plan(seqs));
         ex.dispose();
@@ -275,6 +303,32 @@ export function engineSuite(label: string, getGpu: () => GPU, sources: KernelSou
       const bits = (a: Float32Array) => Array.from(new Uint32Array(a.buffer, a.byteOffset, a.length));
       expect(bits(batched)).toEqual(bits(alone));
       gpuRuntime.destroy();
+    });
+
+    it.each(['q8_0', 'q4_0'] as const)('%s weights: the engine prints the CPU reference\'s greedy text of the quantized model, alone and batched', async (type) => {
+      const model = modelOf(type);
+      const chosen = [prompts[0], prompts[2], prompts[6]];
+      const expected = chosen.map((p) => {
+        const ref = new ReferenceModel(model);
+        const sampler = createSampler({ temperature: 0, topP: 1, topK: 0, seed: 1 });
+        const steps = loaded.tokenizer.encode(p).length - 1 + maxNewTokens;
+        return text(generate({ tokenizer: loaded.tokenizer, prompt: p, steps, seqLen: 512, forward: (t, pos) => ref.forward(t, pos), sample: (l) => sampler.sampleLogits(l) }).bytes);
+      });
+      // Q4_0 changes this model's text (Q8_0 keeps these 40 tokens): the GPU follows the quantized model.
+      if (type === 'q4_0') expect(chosen.some((p, i) => solo.get(p) !== expected[i])).toBe(true);
+      const executor = new GpuExecutor(ctx, runtime, model, { validate: true });
+      // The GPU holds the blocks: every matrix quantized but w2 (rows of 172), fewer bytes than f32.
+      const c = model.config;
+      expect(executor.weightTypes).toEqual([type, ...Array.from({ length: c.numLayers }, () => [type, type, type, 'f32']).flat(), type]);
+      expect(executor.weightBytes).toBe(modelWeightBytes(model));
+      expect(executor.weightBytes).toBeLessThan(modelWeightBytes(loaded.model));
+      const engine = new Engine({ executor, config: { maxModelLen: 512, blockSize: 4, numGpuBlocks: 64, numCpuBlocks: 0 }, checkInvariants: true });
+      const ids = chosen.map((p) => {
+        const r = runcRequest(loaded.tokenizer, p, loaded.tokenizer.encode(p).length - 1 + maxNewTokens, 512);
+        return { id: engine.submit({ ...r, sampling: { temperature: 0 } }), tokens: r.promptTokenIds };
+      });
+      while (engine.hasWork()) await engine.step();
+      ids.forEach(({ id, tokens }, i) => expect(runcOutput(engine, id, tokens, tokens.length - 1 + maxNewTokens), chosen[i]).toBe(expected[i]));
     });
 
     it.each(['webgpu', 'cpu reference'] as const)('LoRA on the %s executor: one batch, many adapters — each request prints its merged model\'s solo text; base requests are unchanged', async (which) => {

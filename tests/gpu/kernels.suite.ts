@@ -10,6 +10,9 @@
  *     magnitude of the terms summed (what f32 rounding is proportional to).
  *   rope: |gpu - ref| <= 1e-6 * max(1, |ref|) (same cos/sin table; only FMA contraction differs).
  *   paged attention: |gpu - ref| <= 2e-5 (outputs are convex combinations of V rows in [-1, 1]).
+ *   quantized weights (Q8_0, Q4_0): the embedding exact (dequantized rows of quant.ts); matmuls
+ *     against ops.matvecQ with the f32 matmul's tolerance (dequantization is exact in f32), and
+ *     bit for bit equal to the f32 kernel run on the dequantized matrix.
  *   lora_bgmv: |gpu - ref| <= 2e-5 * max(1, |ref|); base rows (no slot) exactly untouched.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -34,7 +37,10 @@ import {
 import { buildRopeTable } from '../../src/gpu/rope-table.ts';
 import { GpuRuntime, type StepEncoder } from '../../src/gpu/step.ts';
 import { GPU_TUNING, SOFTWARE_TUNING, type KernelTuning } from '../../src/gpu/tuning.ts';
+import { dequantize, dequantizeRow, quantizeMatrix, type QuantizedMatrix, type QuantType } from '../../src/model/quant.ts';
 import { Prng } from './prng.ts';
+
+const QUANT_TYPES: QuantType[] = ['q8_0', 'q4_0'];
 
 interface CloseOptions {
   /** Allowed |actual - expected| per element. */
@@ -74,10 +80,16 @@ export function kernelSuite(label: string, getGpu: () => GPU | undefined, source
     let device: GPUDevice;
     const buffers: GPUBuffer[] = [];
 
-    const upload = (data: Float32Array | Uint32Array, name?: string): GPUBuffer => {
+    const upload = (data: Float32Array | Uint32Array | Uint8Array, name?: string): GPUBuffer => {
       const b = createBufferFromData(device, data, name);
       buffers.push(b);
       return b;
+    };
+    /** A quantized matrix's blocks, padded to 16 bytes as GpuWeights uploads them. */
+    const uploadBlocks = (m: QuantizedMatrix): GPUBuffer => {
+      const padded = new Uint8Array(Math.ceil(m.blocks.byteLength / 16) * 16);
+      padded.set(m.blocks);
+      return upload(padded, m.type);
     };
     const empty = (floats: number, name?: string): GPUBuffer => {
       const b = createStorageBuffer(device, floats * 4, name);
@@ -130,6 +142,23 @@ export function kernelSuite(label: string, getGpu: () => GPU | undefined, source
       );
       const expected = new Float32Array(ids.length * dim);
       ids.forEach((id, t) => expected.set(emb.subarray(id * dim, (id + 1) * dim), t * dim));
+      expect(Array.from(new Float32Array(got))).toEqual(Array.from(expected));
+    });
+
+    it.each(QUANT_TYPES)('embedding dequantizes %s rows exactly (quant.dequantizeRow)', async (type) => {
+      const rng = new Prng(11);
+      const vocab = 37;
+      const dim = 96; // three blocks a row; an odd block count puts blocks at 2 mod 4 bytes
+      const emb = quantizeMatrix(rng.floats(vocab * dim), vocab, dim, type);
+      const ids = [5, 0, 36, 5, 12, 1, 36, 9, 2];
+      const out = empty(ids.length * dim);
+      const [got] = await runStep(
+        (s) => encodeEmbedding(s, { tokenIds: upload(u32(ids)), embedding: uploadBlocks(emb), weightType: type, out, numTokens: ids.length, dim }),
+        [out],
+      );
+      const expected = new Float32Array(ids.length * dim);
+      ids.forEach((id, t) => dequantizeRow(emb, id, expected, t * dim));
+      expect(expected.some((v) => v !== 0)).toBe(true);
       expect(Array.from(new Float32Array(got))).toEqual(Array.from(expected));
     });
 
@@ -284,6 +313,129 @@ export function kernelSuite(label: string, getGpu: () => GPU | undefined, source
         }
         // And not trivially equal: the outputs were written.
         expect(new Float32Array(a).some((v, i) => v !== y0[i])).toBe(true);
+      });
+
+      // Quantized W (ggml Q8_0 / Q4_0 blocks): both kernels against ops.matvecQ, and bit for bit
+      // against the f32 kernel on the dequantized matrix (the dequantized weights are exact).
+      const quantCases = [
+        { name: 'gemv, 1 row (decode)', rows: 1, inDim: 64, outDim: 38, strategy: 'gemv' as const },
+        { name: 'gemv, 11 rows, fused rmsnorm (QKV), odd block count', rows: 11, inDim: 96, outDim: 40, strategy: 'gemv' as const, norm: true },
+        { name: 'gemv, 5 rows, swiglu input, accumulate (w2)', rows: 5, inDim: 96, outDim: 64, strategy: 'gemv' as const, swiglu: true, accumulate: true },
+        { name: 'gemv, gathered rows + rmsnorm (classifier)', rows: 3, inDim: 64, outDim: 512, strategy: 'gemv' as const, norm: true, gatherFrom: 7 },
+        { name: 'tiled, 40×70, fused rmsnorm', rows: 40, inDim: 96, outDim: 70, strategy: 'tiled' as const, norm: true },
+        { name: 'tiled, swiglu input, accumulate', rows: 33, inDim: 160, outDim: 64, strategy: 'tiled' as const, swiglu: true, accumulate: true },
+        { name: 'tiled, gathered rows + rmsnorm', rows: 34, inDim: 64, outDim: 100, strategy: 'tiled' as const, norm: true, gatherFrom: 50 },
+      ].flatMap((c) => QUANT_TYPES.flatMap((type) => TUNINGS.map((t) => ({ ...c, type, ...t }))));
+      it.each(quantCases)('$type $name ($tuningName)', async (c) => {
+        const rng = new Prng(900 + c.rows * 7 + c.outDim + c.inDim);
+        const xRows = c.gatherFrom ?? c.rows;
+        const xStride = c.swiglu ? 2 * c.inDim : c.inDim;
+        const x = rng.floats(xRows * xStride, -2, 2);
+        const q = quantizeMatrix(rng.floats(c.outDim * c.inDim), c.outDim, c.inDim, c.type);
+        const wDeq = dequantize(q);
+        const normW = rng.floats(c.inDim, 0.5, 1.5);
+        const y0 = rng.floats(c.rows * c.outDim);
+        const rowIds = c.gatherFrom ? Array.from({ length: c.rows }, () => rng.int(xRows)) : null;
+        const yQ = upload(Float32Array.from(y0));
+        const yF = upload(Float32Array.from(y0));
+        const common = {
+          x: upload(x),
+          rows: c.rows,
+          inDim: c.inDim,
+          outDim: c.outDim,
+          accumulate: c.accumulate,
+          norm: c.norm ? { weight: upload(normW), eps: 1e-5 } : undefined,
+          swigluInput: c.swiglu,
+          rowIds: rowIds ? upload(u32(rowIds)) : undefined,
+          strategy: c.strategy,
+        };
+        const planQ = planMatmul({ ...common, w: uploadBlocks(q), weightType: c.type, y: yQ }, c.tuning);
+        const planF = planMatmul({ ...common, w: upload(wDeq), y: yF }, c.tuning);
+        expect(planQ.kernel).toBe(c.strategy === 'gemv' ? 'matmul_gemv' : 'matmul_tiled');
+        const [got, gotF] = await runStep((s) => {
+          encodePlan(s, planQ);
+          encodePlan(s, planF);
+        }, [yQ, yF]);
+
+        const expected = new Float32Array(c.rows * c.outDim);
+        const magnitude = new Float64Array(c.rows * c.outDim);
+        const xin = new Float32Array(c.inDim);
+        const prod = new Float32Array(c.outDim);
+        for (let r = 0; r < c.rows; r++) {
+          const src = (rowIds ? rowIds[r] : r) * xStride;
+          if (c.swiglu) {
+            const g = x.slice(src, src + c.inDim);
+            ops.swiglu(g, x.subarray(src + c.inDim, src + 2 * c.inDim), c.inDim);
+            xin.set(g);
+          } else if (c.norm) {
+            ops.rmsnorm(xin, x, normW, c.inDim, 1e-5, 0, src);
+          } else {
+            xin.set(x.subarray(src, src + c.inDim));
+          }
+          ops.matvecQ(prod, xin, q, c.inDim, c.outDim);
+          for (let o = 0; o < c.outDim; o++) {
+            const idx = r * c.outDim + o;
+            expected[idx] = (c.accumulate ? y0[idx] : 0) + prod[o];
+            let m = c.accumulate ? Math.abs(y0[idx]) : 0;
+            for (let j = 0; j < c.inDim; j++) m += Math.abs(wDeq[o * c.inDim + j] * xin[j]);
+            magnitude[idx] = m;
+          }
+        }
+        expectClose(new Float32Array(got), expected, { tol: (i) => 1e-5 * magnitude[i] + 1e-6, what: `${c.type} ${c.name}` });
+        const a = new Uint32Array(got);
+        const b = new Uint32Array(gotF);
+        const firstDiff = a.findIndex((v, i) => v !== b[i]);
+        if (firstDiff >= 0) expect.fail(`element ${firstDiff}: ${c.type} ${new Float32Array(got)[firstDiff]}, f32 of the dequantized matrix ${new Float32Array(gotF)[firstDiff]}`);
+      });
+
+      // Batch invariance with quantized weights: the tiled kernel dequantizes with gemv's
+      // expressions and reduces in its order.
+      const quantInvariance = [
+        { variant: 'fused rmsnorm (QKV), 3 blocks a row', inDim: 96, outDim: 70, norm: true },
+        { variant: 'swiglu input + accumulate (w2)', inDim: 160, outDim: 64, swiglu: true, accumulate: true },
+        { variant: 'gathered rows + rmsnorm (classifier)', inDim: 64, outDim: 100, norm: true, gatherFrom: 50 },
+        { variant: 'K of 136 vec4s (17 blocks), lanes of unequal length', inDim: 544, outDim: 40 },
+      ].flatMap((v) => QUANT_TYPES.flatMap((type) => TUNINGS.map((t) => ({ ...v, type, ...t }))));
+      it.each(quantInvariance)('tiled = gemv bit for bit, $type: $variant ($tuningName)', async (c) => {
+        const rows = 37;
+        const rng = new Prng(700 + c.inDim + c.outDim);
+        const xRows = c.gatherFrom ?? rows;
+        const xStride = c.swiglu ? 2 * c.inDim : c.inDim;
+        const y0 = rng.floats(rows * c.outDim);
+        const common = {
+          x: upload(rng.floats(xRows * xStride, -2, 2)),
+          w: uploadBlocks(quantizeMatrix(rng.floats(c.outDim * c.inDim), c.outDim, c.inDim, c.type)),
+          weightType: c.type,
+          rows,
+          inDim: c.inDim,
+          outDim: c.outDim,
+          accumulate: c.accumulate,
+          norm: c.norm ? { weight: upload(rng.floats(c.inDim, 0.5, 1.5)), eps: 1e-5 } : undefined,
+          swigluInput: c.swiglu,
+          rowIds: c.gatherFrom ? upload(u32(Array.from({ length: rows }, () => rng.int(xRows)))) : undefined,
+        };
+        const yGemv = upload(Float32Array.from(y0));
+        const yTiled = upload(Float32Array.from(y0));
+        const gemv = planMatmul({ ...common, y: yGemv, strategy: 'gemv' }, c.tuning);
+        const tiled = planMatmul({ ...common, y: yTiled, strategy: 'tiled' }, c.tuning);
+        expect(tiled.overrides.WTYPE).toBe(gemv.overrides.WTYPE);
+        expect(gemv.overrides.WTYPE).not.toBe(0);
+        const [a, b] = await runStep((s) => {
+          encodePlan(s, gemv);
+          encodePlan(s, tiled);
+        }, [yGemv, yTiled]);
+        const bitsA = new Uint32Array(a);
+        const bitsB = new Uint32Array(b);
+        const firstDiff = bitsA.findIndex((v, i) => v !== bitsB[i]);
+        if (firstDiff >= 0) {
+          expect.fail(`element ${firstDiff}: gemv ${new Float32Array(a)[firstDiff]}, tiled ${new Float32Array(b)[firstDiff]}`);
+        }
+        expect(new Float32Array(a).some((v, i) => v !== y0[i])).toBe(true);
+      });
+
+      it('refuses quantized weights whose rows are not a multiple of 32', () => {
+        const dummy = {} as GPUBuffer;
+        expect(() => planMatmul({ x: dummy, w: dummy, y: dummy, rows: 1, inDim: 172, outDim: 64, weightType: 'q8_0' })).toThrow(/multiple of 32, got 172/);
       });
 
       it('chains 70 accumulating dispatches in one pass (parameter arena over one chunk)', async () => {

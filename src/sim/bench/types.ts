@@ -5,6 +5,7 @@
  * (scaling) is one registerBackend / registerBench call.
  */
 import type { Executor } from '../../engine/types.ts';
+import type { Model } from '../../model/types.ts';
 import type { ProfileSink } from '../../engine/profile.ts';
 import type { Clock } from '../../engine/clock.ts';
 import type { HardwareSpec, ModelSpec } from '../presets.ts';
@@ -31,6 +32,8 @@ export interface Backend {
    * into `profile` when given, for benchmarks that drive the Engine themselves (overhead).
    */
   realExecutor?(options: { profile?: ProfileSink }): Promise<Executor> | Executor;
+  /** Real-model backends (webgpu, cpu): a fresh executor for any model (bench quant's f32/Q8_0/Q4_0 models). */
+  executorFor?(model: Model): Promise<Executor> | Executor;
   /** The machine (and device) in words, for benchmark results. */
   describe?(): Promise<string> | string;
   /** A fresh clock for one run: virtual for simulation, real for hardware. */

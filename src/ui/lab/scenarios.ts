@@ -4,6 +4,8 @@
  * to a software GPU (a few dozen requests; KV memory in tens of 16-token blocks).
  */
 import type { WorkloadSpec } from '../../engine/workload.ts';
+import { splitBudget } from '../../model/estimate.ts';
+import type { ModelConfig } from '../../model/types.ts';
 import { BASE_SETTINGS, type LabSettings } from './settings.ts';
 
 export interface Scenario {
@@ -36,6 +38,13 @@ export const STRUCTURED_SCHEMA: Record<string, unknown> = {
   },
   required: ['name', 'age', 'mood'],
 };
+
+/** The built-in model's shape (stories260K), for the memory-budget scenario's arithmetic. */
+const STORIES260K: ModelConfig = { dim: 64, hiddenDim: 172, numLayers: 5, numHeads: 8, numKvHeads: 4, vocabSize: 512, seqLen: 512, normEps: Math.fround(1e-5), ropeTheta: 10000, sharedClassifier: true };
+/** "Quantize to fit more users": one GPU memory budget for weights + KV cache, 1.5 MiB. */
+export const QUANT_BUDGET_BYTES = 1.5 * 2 ** 20;
+const budgetSplit = (weights: 'f32' | 'q8_0' | 'q4_0') => splitBudget(STORIES260K, QUANT_BUDGET_BYTES, 16, weights);
+const quantSettings = (weights: 'f32' | 'q4_0') => s({ weights, numGpuBlocks: budgetSplit(weights).numBlocks, numCpuBlocks: 0, maxNumSeqs: 16, enablePrefixCaching: false });
 
 export const SCENARIOS: Scenario[] = [
   {
@@ -235,6 +244,22 @@ export const SCENARIOS: Scenario[] = [
       ],
     },
     compare: { a: { label: '2 LoRA slots', settings: s({ maxLoras: 2, numGpuBlocks: 64, maxNumSeqs: 8 }) }, b: { label: '4 LoRA slots', settings: s({ maxLoras: 4, numGpuBlocks: 64, maxNumSeqs: 8 }) } },
+  },
+  {
+    id: 'quantize-to-fit',
+    short: 'quantize',
+    title: 'Quantize to fit more users',
+    watch:
+      `The same GPU memory budget, ${QUANT_BUDGET_BYTES / 2 ** 20} MiB, holds the weights and the KV cache. f32 weights take ${(budgetSplit('f32').weightBytes / 2 ** 20).toFixed(2)} MiB and leave ${budgetSplit('f32').numBlocks} KV blocks; Q4_0 weights (4 bits + a scale per 32) take ${(budgetSplit('q4_0').weightBytes / 2 ** 20).toFixed(2)} MiB and leave ${budgetSplit('q4_0').numBlocks}, so about twice as many sequences run at once: Compare puts the two KV grids and running counts side by side (Q8_0, ${budgetSplit('q8_0').numBlocks} blocks, is in the KV calculator). The price is quality: Q4_0's text drifts from f32's sooner (npm run bench -- quant measures it).`,
+    settings: quantSettings('q4_0'),
+    workload: {
+      seed: 91,
+      numRequests: 24,
+      arrival: { kind: 'poisson', ratePerS: 8 },
+      promptTokens: { kind: 'uniform', min: 20, max: 40 },
+      outputTokens: { kind: 'uniform', min: 60, max: 120 },
+    },
+    compare: { a: { label: `f32 weights, ${budgetSplit('f32').numBlocks} KV blocks`, settings: quantSettings('f32') }, b: { label: `Q4_0 weights, ${budgetSplit('q4_0').numBlocks} KV blocks`, settings: quantSettings('q4_0') } },
   },
 ];
 

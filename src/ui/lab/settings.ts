@@ -1,6 +1,8 @@
 /** Engine settings and workloads as the lab's controls edit them (whole objects, never partial). */
 import { DEFAULT_SCHEDULER_CONFIG, type SchedulerConfig } from '../../engine/scheduler.ts';
 import type { WorkloadSpec } from '../../engine/workload.ts';
+import { WEIGHT_TYPE_LABEL, type WeightType } from '../../model/quant.ts';
+import type { EngineSettings } from '../../../workers/protocol.ts';
 
 /** What the controls edit; the rest of SchedulerConfig keeps its defaults. */
 export type LabSettings = Pick<
@@ -21,7 +23,10 @@ export type LabSettings = Pick<
   | 'numSpeculativeTokens'
   | 'promptLookupMax'
   | 'promptLookupMin'
->;
+> & {
+  /** A model option, not an engine setting: the f32 model, or quantized on load (the host rebuilds the model). */
+  weights: WeightType;
+};
 
 /** Sized for the real tiny model on a slow GPU: tens of 16-token blocks, so memory runs out. */
 export const BASE_SETTINGS: LabSettings = {
@@ -36,6 +41,7 @@ export const BASE_SETTINGS: LabSettings = {
   preemptionMode: 'recompute',
   batching: 'continuous',
   maxQueueLength: Infinity,
+  weights: 'f32',
   maxLoras: 4,
   speculativeMethod: 'off',
   numSpeculativeTokens: DEFAULT_SCHEDULER_CONFIG.numSpeculativeTokens,
@@ -46,6 +52,7 @@ export const BASE_SETTINGS: LabSettings = {
 /** What differs from `base`, in a few words each (e.g. "preemption abort", "8 CPU blocks"). */
 export function describeChanges(base: LabSettings, s: LabSettings): string[] {
   const out: string[] = [];
+  if (s.weights !== base.weights) out.push(`${WEIGHT_TYPE_LABEL[s.weights]} weights`);
   if (s.batching !== base.batching) out.push(`${s.batching} batching`);
   if (s.policy !== base.policy) out.push(`${s.policy} policy`);
   if (s.preemptionMode !== base.preemptionMode) out.push(`preemption ${s.preemptionMode}`);
@@ -77,6 +84,7 @@ const SETTING_LABELS: Record<keyof LabSettings, string> = {
   preemptionMode: 'preemption',
   batching: 'batching',
   maxQueueLength: 'queue cap',
+  weights: 'weights',
   maxLoras: 'LoRA slots',
   speculativeMethod: 'speculation',
   numSpeculativeTokens: 'draft tokens (k)',
@@ -86,7 +94,7 @@ const SETTING_LABELS: Record<keyof LabSettings, string> = {
 
 /** Every setting in which two sides differ, e.g. { label: 'preemption', a: 'recompute', b: 'swap' }. */
 export function settingsDiff(a: LabSettings, b: LabSettings): { key: keyof LabSettings; label: string; a: string; b: string }[] {
-  const show = (v: unknown) => (typeof v === 'boolean' ? (v ? 'on' : 'off') : v === Infinity ? 'none' : String(v));
+  const show = (v: unknown) => (typeof v === 'boolean' ? (v ? 'on' : 'off') : v === Infinity ? 'none' : WEIGHT_TYPE_LABEL[v as WeightType] ?? String(v));
   return (Object.keys(SETTING_LABELS) as (keyof LabSettings)[])
     .filter((k) => a[k] !== b[k])
     .map((k) => ({ key: k, label: SETTING_LABELS[k], a: show(a[k]), b: show(b[k]) }));
@@ -98,10 +106,11 @@ export function sideLabel(label: string, base: LabSettings, s: LabSettings): str
   return changes.length === 0 ? label : `${label}, edited: ${changes.join(', ')}`;
 }
 
-/** The complete scheduler config the worker gets (so nothing from a previous run leaks in). */
+/** The complete scheduler config (so nothing from a previous run leaks in); the model option `weights` is not part of it. */
 export function fullConfig(s: LabSettings): Partial<SchedulerConfig> {
+  const { weights: _modelOption, ...scheduler } = s;
   const c: Partial<SchedulerConfig> = {
-    ...s,
+    ...scheduler,
     fairShare: DEFAULT_SCHEDULER_CONFIG.fairShare,
     tenantMaxInFlight: {},
     requestTimeoutMs: Infinity,
@@ -110,6 +119,11 @@ export function fullConfig(s: LabSettings): Partial<SchedulerConfig> {
   // Without chunked prefill a whole context must fit one step's budget.
   if (!s.enableChunkedPrefill) c.maxNumBatchedTokens = Math.max(s.maxNumBatchedTokens, 512);
   return c;
+}
+
+/** What the worker's host gets: the full scheduler config and the model option `weights`. */
+export function hostSettings(s: LabSettings): EngineSettings {
+  return { ...fullConfig(s), weights: s.weights };
 }
 
 /** The workload form's fields, turned into a WorkloadSpec. */

@@ -461,6 +461,41 @@ const TOURS: Record<string, Detector[]> = {
     },
     wrapUp,
   ],
+  'quantize-to-fit': [
+    {
+      id: 'memory-full',
+      target: 'kv-grid',
+      title: 'The KV cache is full',
+      find: (_step, snap) => {
+        const held = snap.gpuBlocks.refCount.filter((n) => n > 0).length;
+        const total = snap.gpuBlocks.refCount.length;
+        if (total === 0 || held < total) return null;
+        return `Every one of the ${total} KV blocks is held, by ${plural(snap.queues.running.length, 'running sequence')}: what the budget leaves beside the weights caps how many users run at once. Compare: f32 weights leave fewer blocks in the same budget.`;
+      },
+    },
+    {
+      id: 'memory-bound',
+      target: 'step-inspector',
+      title: 'Memory, not compute, says no',
+      find: (step) => {
+        const d = step.decisions.find((x) => x.kind === 'preempted' || (x.kind === 'waits' && /block|memory/.test(x.reason)));
+        return d ? `${d.reason}. ${step.seqs.length} sequences ran in step ${step.stepIndex}; more blocks would have let more in.` : null;
+      },
+    },
+    {
+      id: 'most-running',
+      target: 'slot-timeline',
+      title: 'Sequences at once',
+      track: (step, mem) => {
+        mem.marks.maxRunning = Math.max(mem.marks.maxRunning ?? 0, step.seqs.length);
+      },
+      find: (_step, snap, mem) => {
+        if (snap.metrics.numFinished < 8) return null;
+        return `${snap.metrics.numFinished} requests finished so far, at most ${plural(mem.marks.maxRunning ?? 0, 'sequence')} in one step. Quantized weights buy that room; the quality they cost is measured by npm run bench -- quant.`;
+      },
+    },
+    wrapUp,
+  ],
 };
 
 /** Scenario ids that have a tour. */

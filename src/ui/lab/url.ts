@@ -7,6 +7,7 @@
 import { POLICY_NAMES, type PolicyName } from '../../engine/policies.ts';
 import { MAX_NUM_SPECULATIVE_TOKENS } from '../../engine/config.ts';
 import { SCENARIOS, scenarioById } from './scenarios.ts';
+import { isWeightType } from '../../model/quant.ts';
 import { BASE_SETTINGS, BASE_WORKLOAD_FORM, clampWorkloadForm, type LabSettings, type WorkloadForm } from './settings.ts';
 
 export type ViewName = 'lab' | 'compare' | 'calculator' | 'simulated';
@@ -38,6 +39,7 @@ const keys: Record<string, keyof LabSettings> = {
   preempt: 'preemptionMode',
   batching: 'batching',
   qcap: 'maxQueueLength',
+  wt: 'weights',
   loras: 'maxLoras',
   spec: 'speculativeMethod',
   k: 'numSpeculativeTokens',
@@ -85,6 +87,8 @@ function readSettings(q: URLSearchParams, prefix: string, base0: LabSettings): L
   if (pm === 'recompute' || pm === 'swap' || pm === 'abort') base.preemptionMode = pm;
   const b = get('batching');
   if (b === 'continuous' || b === 'static') base.batching = b;
+  const wt = get('wt');
+  if (isWeightType(wt)) base.weights = wt;
   const cap = intIn(get('qcap'), 0, 1000);
   if (cap !== undefined) base.maxQueueLength = cap > 0 ? cap : Infinity;
   base.maxLoras = intIn(get('loras'), 0, 16) ?? base.maxLoras;

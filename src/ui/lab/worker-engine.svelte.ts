@@ -11,7 +11,7 @@ import type { CompletionParams, ModelSummary, StreamEvent } from '../../../worke
 import { EngineSupervisor } from '../manage/engine-supervisor.svelte.ts';
 import type { EngineDriver } from './driver.ts';
 import { FrameGovernor } from './frame-governor.ts';
-import { fullConfig, type LabSettings } from './settings.ts';
+import { hostSettings, type LabSettings } from './settings.ts';
 import { LabState } from './state.svelte.ts';
 
 /** Slow motion: the least time between two engine steps. */
@@ -219,7 +219,7 @@ export class WorkerEngine implements EngineDriver {
     this.busy = true;
     try {
       this.epoch++;
-      await this.engine.configure(fullConfig(settings));
+      await this.engine.configure(hostSettings(settings));
       // Settings the host can change live leave the engine running; a run always starts afresh.
       await this.engine.reset();
       this.settings = settings;

@@ -367,6 +367,8 @@ export class EngineSupervisor implements EngineApi {
   private async captureStartConfig(): Promise<void> {
     const snap = await this.call((c) => c.snapshot(-1));
     this.startConfig = snap ? { ...snap.config } : null;
+    // A change of the model option `weights` rebuilt the model: its summary (bytes, type) changed.
+    if (snap?.model) this.model = snap.model;
   }
 
   eventLog(): Promise<EngineEvent[]> {

@@ -27,6 +27,19 @@ describe('the URL holds the demo', () => {
     expect(back).toEqual({ ...s, settings: s.settings });
   });
 
+  it('round-trips the weights (a model option) on the lab and on each compare side; garbage is ignored', () => {
+    const s = state({ scenarioId: 'none', settings: { ...BASE_SETTINGS, weights: 'q8_0' } });
+    const q = writeQuery(s);
+    expect(q).toContain('wt=q8_0');
+    expect(readUrl(q)).toEqual(s);
+    const sc = scenarioById('quantize-to-fit')!;
+    const c = state({ view: 'compare', scenarioId: sc.id, compare: { a: { ...sc.compare.a.settings, weights: 'q8_0' }, b: sc.compare.b.settings } });
+    const qc = writeQuery(c);
+    expect(qc).toContain('a.wt=q8_0');
+    expect(readUrl(qc).compare).toEqual(c.compare);
+    expect(readUrl('?wt=q5_1&gpu=40').settings?.weights).toBe('f32');
+  });
+
   it('round-trips speculative decoding settings and ignores values out of range', () => {
     const s = state({ scenarioId: 'none', settings: { ...BASE_SETTINGS, speculativeMethod: 'ngram', numSpeculativeTokens: 6, promptLookupMax: 5, promptLookupMin: 1 } });
     const q = writeQuery(s);

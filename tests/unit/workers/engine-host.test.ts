@@ -87,6 +87,38 @@ describe('EngineHost without WebGPU', () => {
     expect(host.snapshot()!.texts[id][0]).toBe(streamed);
   });
 
+  it('weights is a model option: q4_0 quantizes the loaded f32 model and restarts the engine; f32 brings the file\'s weights back', async () => {
+    const host = new EngineHost({ gpu: undefined, kernelSources: loadKernelSources() });
+    await host.setModel(builtin());
+    expect(host.snapshot()!.model).toMatchObject({ weights: 'f32', weightBytes: 1040128 });
+    const run = async (prompt: string) => {
+      const events: StreamEvent[] = [];
+      host.submit({ prompt, max_tokens: 40, temperature: 0 }, (e) => events.push(e));
+      await until(() => events.some((e) => e.type !== 'text'));
+      const done = events.at(-1)!;
+      return done.type === 'done' ? `${prompt}${done.texts[0]}\n` : '';
+    };
+    const inFlight: StreamEvent[] = [];
+    host.submit({ prompt: 'A long story', max_tokens: 200 }, (e) => inFlight.push(e));
+    expect(await host.configure({ weights: 'q4_0' })).toBe(true);
+    expect(inFlight.at(-1)).toMatchObject({ type: 'error', reason: 'engine_restarted' });
+    expect(host.snapshot()!.model).toMatchObject({ weights: 'q4_0', weightBytes: 337888 });
+    expect(host.getSettings().weights).toBe('q4_0');
+    const q4 = loadModel(readModelFile('stories260K.bin'), 'stories260K.bin', readModelFile('tok512.bin'), 'tok512.bin', { quantize: 'q4_0' });
+    const prompt = 'Lily and Ben';
+    const expected = new TextDecoder().decode(generate({
+      tokenizer: q4.tokenizer, prompt, steps: q4.tokenizer.encode(prompt).length - 1 + 40, seqLen: 512,
+      forward: ((ref) => (t: number, p: number) => ref.forward(t, p))(new ReferenceModel(q4.model)),
+      sample: ((smp) => (l: Float32Array) => smp.sampleLogits(l))(createSampler({ temperature: 0, topP: 1, topK: 0, seed: 1 })),
+    }).bytes);
+    expect(await run(prompt)).toBe(expected);
+    expect(expected).not.toBe(soloText(prompt, 40));
+    expect(await host.configure({ weights: 'q4_0' })).toBe(false); // unchanged: nothing restarts
+    expect(await host.configure({ weights: 'f32' })).toBe(true);
+    expect(await run(prompt)).toBe(soloText(prompt, 40));
+    await expect(host.configure({ weights: 'q5' as never })).rejects.toThrow(/weights must be one of f32, q8_0, q4_0/);
+  });
+
   it('stop strings end a sequence and cut its text before the stop', async () => {
     const host = new EngineHost({ gpu: undefined, kernelSources: loadKernelSources() });
     await host.setModel(builtin());
