@@ -25,20 +25,8 @@ const loaded = loadModel(readBytes(builtinModelPath, 'model'), builtinModelPath,
 
 async function makeExecutor(): Promise<{ executor: Executor; cleanup: () => void }> {
   if (backend === 'cpu') return { executor: new CpuReferenceExecutor(loaded.model), cleanup: () => {} };
-  const { nodeGpu } = await import('./node-gpu.ts');
-  const { acquireDevice } = await import('../src/gpu/device.ts');
-  const { GpuRuntime } = await import('../src/gpu/step.ts');
-  const { GpuExecutor } = await import('../src/gpu/executor.ts');
-  const { loadKernelSources } = await import('../src/gpu/kernel-sources.node.ts');
-  let ctx;
-  try {
-    ctx = await acquireDevice(await nodeGpu());
-  } catch (e) {
-    fail((e as Error).message);
-  }
-  const runtime = GpuRuntime.fromContext(ctx, loadKernelSources());
-  const executor = new GpuExecutor(ctx, runtime, loaded.model);
-  return { executor, cleanup: () => (executor.dispose(), runtime.destroy(), ctx.destroy()) };
+  const { nodeGpuExecutor } = await import('./node-gpu.ts');
+  return nodeGpuExecutor(loaded.model);
 }
 
 /** Mean executor wall ms per step of 8 greedy decoding sequences; `constrained` marks every row so its logits come back. */

@@ -258,24 +258,8 @@ async function runEngine(promptList: string[]): Promise<Uint8Array[]> {
   let executor: Executor;
   let cleanup = () => {};
   if (backend === 'webgpu') {
-    const { nodeGpu } = await import('./node-gpu.ts');
-    const { acquireDevice } = await import('../src/gpu/device.ts');
-    const { GpuRuntime } = await import('../src/gpu/step.ts');
-    const { GpuExecutor } = await import('../src/gpu/executor.ts');
-    const { loadKernelSources } = await import('../src/gpu/kernel-sources.node.ts');
-    let ctx;
-    try {
-      ctx = await acquireDevice(await nodeGpu());
-    } catch (e) {
-      fail((e as Error).message);
-    }
-    const runtime = GpuRuntime.fromContext(ctx, loadKernelSources());
-    executor = new GpuExecutor(ctx, runtime, model);
-    cleanup = () => {
-      executor.dispose();
-      runtime.destroy();
-      ctx.destroy();
-    };
+    const { nodeGpuExecutor } = await import('./node-gpu.ts');
+    ({ executor, cleanup } = await nodeGpuExecutor(model));
   } else {
     executor = new CpuReferenceExecutor(model);
   }

@@ -6,6 +6,12 @@
  */
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { acquireDevice } from '../src/gpu/device.ts';
+import { GpuExecutor } from '../src/gpu/executor.ts';
+import { loadKernelSources } from '../src/gpu/kernel-sources.node.ts';
+import { GpuRuntime } from '../src/gpu/step.ts';
+import type { Model } from '../src/model/types.ts';
+import { fail } from './cli-args.ts';
 
 const swiftshaderIcd = '/usr/lib/chromium/vk_swiftshader_icd.json';
 
@@ -19,4 +25,17 @@ export async function nodeGpu(): Promise<GPU> {
   const { create, globals } = await import('webgpu');
   Object.assign(globalThis, globals);
   return create([]);
+}
+
+/** A GpuExecutor for `model` on a device of its own (a device that cannot be had: one line, exit 1); cleanup frees all three. */
+export async function nodeGpuExecutor(model: Model): Promise<{ executor: GpuExecutor; cleanup: () => void }> {
+  let ctx;
+  try {
+    ctx = await acquireDevice(await nodeGpu());
+  } catch (e) {
+    fail((e as Error).message);
+  }
+  const runtime = GpuRuntime.fromContext(ctx, loadKernelSources());
+  const executor = new GpuExecutor(ctx, runtime, model);
+  return { executor, cleanup: () => (executor.dispose(), runtime.destroy(), ctx.destroy()) };
 }
