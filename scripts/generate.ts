@@ -340,8 +340,11 @@ async function runEngine(promptList: string[]): Promise<Uint8Array[]> {
   if (speculativeMethod !== 'off' && !args.quiet) {
     process.stderr.write(
       `speculative ngram (k ${speculative.numSpeculativeTokens}, lookup ${speculative.promptLookupMin}..${speculative.promptLookupMax}): ` +
-        `${spec.numAcceptedTokens} of ${spec.numDraftTokens} draft tokens accepted (${(100 * spec.acceptanceRate).toFixed(1)}%), ` +
-        `mean accepted length ${spec.meanAcceptedLength.toFixed(2)}, ${engine.metrics.numSteps} engine steps\n`,
+        (spec.numDraftTokens === 0
+          ? 'no drafts proposed (no n-gram of the prompt or output recurred), '
+          : `${spec.numAcceptedTokens} of ${spec.numDraftTokens} draft tokens accepted (${(100 * spec.acceptanceRate).toFixed(1)}%), ` +
+            `mean accepted length ${spec.meanAcceptedLength.toFixed(2)}, `) +
+        `${engine.metrics.numSteps} engine steps\n`,
     );
   }
   return texts;

@@ -28,10 +28,16 @@ export interface KvPlan {
   maxBatchTokens: number;
 }
 
-export function estimateGpuMemory(c: ModelConfig, kv: KvPlan): MemoryEstimate {
+/**
+ * `weights`: how the matrices are stored on the GPU (f32, or quantized on load to q8_0 / q4_0:
+ * the matrices whose rows are a multiple of 32 take 34 or 18 bytes per 32 weights).
+ */
+export function estimateGpuMemory(c: ModelConfig, kv: KvPlan, weights: WeightType = 'f32'): MemoryEstimate {
   const f32 = 4;
   const kvDim = kvDimOf(c);
-  const weightBytes = numWeightFloats(c) * f32;
+  const weightBytes = weights === 'f32' ? numWeightFloats(c) * f32 : weightBytesFor(c, weights);
+  // Bytes of one rows x cols matrix as stored (quantized only when a row is whole blocks).
+  const matrix = (rows: number, cols: number) => rows * cols * (weights !== 'f32' && cols % QK === 0 ? bytesPerWeight(weights) : f32);
   const kvBytesPerToken = 2 * c.numLayers * kvDim * f32;
   const numSlots = kv.numBlocks * kv.blockSize;
   const kvCacheBytes = numSlots * kvBytesPerToken;
@@ -39,9 +45,9 @@ export function estimateGpuMemory(c: ModelConfig, kv: KvPlan): MemoryEstimate {
   // Residual, normed input, q, k, v, attention out, two FFN halves, logits rows (at most one per token).
   const activationBytes = t * (4 * c.dim + 2 * kvDim + 2 * c.hiddenDim + c.vocabSize) * f32;
   const candidates: [string, number][] = [
-    ['token embedding', c.vocabSize * c.dim * f32],
-    ['FFN matrix', c.hiddenDim * c.dim * f32],
-    ['attention matrix', c.dim * c.dim * f32],
+    ['token embedding', matrix(c.vocabSize, c.dim)],
+    ['FFN matrix', Math.max(matrix(c.hiddenDim, c.dim), matrix(c.dim, c.hiddenDim))],
+    ['attention matrix', matrix(c.dim, c.dim)],
     ['one layer of the KV pool (K or V)', numSlots * kvDim * f32],
     ['logits of one step', t * c.vocabSize * f32],
   ];

@@ -64,7 +64,7 @@ export function fitModel(config: ModelConfig, settings: EngineSettings, adapter:
     numBlocks: settings.numGpuBlocks ?? 128,
     blockSize: settings.blockSize ?? 16,
     maxBatchTokens: settings.maxNumBatchedTokens ?? 256,
-  });
+  }, settings.weights ?? 'f32');
   return { estimate, problems: adapter ? checkLimits(estimate, adapter.limits) : [] };
 }
 

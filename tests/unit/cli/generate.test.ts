@@ -268,6 +268,18 @@ describe('generate --speculative ngram (cpu backend, through the engine)', () =>
     expect(r.stderr).toMatch(/speculative ngram \(k 5, lookup 1\.\.4\): \d+ of \d+ draft tokens accepted/);
   }, timeout);
 
+  it('says when no drafts were proposed instead of a mean over none', async () => {
+    // Five tokens after a four-token prompt: no 4-gram can recur, so nothing is ever drafted.
+    const args = ['--prompt', 'Once upon a time', '--steps', '9', '--temperature', '0', '--speculative', 'ngram', '--prompt-lookup-min', '4', '--prompt-lookup-max', '4'];
+    // Not generate(): that passes --quiet, which hides the stats line.
+    const r = await new Promise<Result>((done) => {
+      execFile(process.execPath, [tsx, resolve(root, 'scripts/generate.ts'), ...args], { cwd: root }, (error, stdout, stderr) => done({ status: error ? -1 : 0, stdout, stderr }));
+    });
+    expect(r.status).toBe(0);
+    expect(r.stderr).toMatch(/speculative ngram \(k 4, lookup 4\.\.4\): no drafts proposed/);
+    expect(r.stderr).not.toMatch(/mean accepted length/);
+  }, timeout);
+
   it('with --temperature > 0 a seed repeats its text', async () => {
     const args = ['--prompt', 'Once upon a time', '--steps', '80', '--temperature', '0.8', '--seed', '7', ...spec];
     const [a, b] = await Promise.all([generate(...args), generate(...args)]);

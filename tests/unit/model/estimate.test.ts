@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { checkLimits, estimateGpuMemory } from '../../../src/model/estimate.ts';
+import { checkLimits, estimateGpuMemory, weightBytesFor } from '../../../src/model/estimate.ts';
 import { checkModelUrl } from '../../../src/model/url.ts';
 import type { ModelConfig } from '../../../src/model/types.ts';
 import { builtin } from './helpers.ts';
@@ -17,6 +17,27 @@ describe('GPU memory estimate', () => {
     expect(e.kvCacheBytes).toBe(64 * 16 * 1280);
     expect(e.totalBytes).toBe(e.weightBytes + e.kvCacheBytes + e.activationBytes);
     expect(checkLimits(e, { maxBufferSize: 256 << 20, maxStorageBufferBindingSize: 128 << 20 })).toEqual([]);
+  });
+
+  it('quantized weights: the weights and the largest matrix shrink to their blocks (34 or 18 bytes per 32)', () => {
+    const c = builtin().model.config;
+    const plan = { numBlocks: 64, blockSize: 16, maxBatchTokens: 256 };
+    const f32 = estimateGpuMemory(c, plan);
+    for (const type of ['q8_0', 'q4_0'] as const) {
+      const q = estimateGpuMemory(c, plan, type);
+      expect(q.weightBytes).toBe(weightBytesFor(c, type));
+      expect(q.weightBytes).toBeLessThan(f32.weightBytes);
+      expect(q.kvCacheBytes).toBe(f32.kvCacheBytes);
+      expect(q.totalBytes).toBe(q.weightBytes + q.kvCacheBytes + q.activationBytes);
+    }
+    // stories110M with a small pool and budget: the embedding (32000 x 768) is the largest buffer.
+    const small = { numBlocks: 64, blockSize: 16, maxBatchTokens: 16 };
+    expect(estimateGpuMemory(stories110M, small).largestBufferBytes).toBe(32000 * 768 * 4);
+    for (const [type, bytesPer32] of [['q8_0', 34], ['q4_0', 18]] as const) {
+      const q = estimateGpuMemory(stories110M, small, type);
+      expect(q.largestBufferName).toBe('token embedding');
+      expect(q.largestBufferBytes).toBe((32000 * 768 * bytesPer32) / 32);
+    }
   });
 
   it('names the buffer that does not fit', () => {
