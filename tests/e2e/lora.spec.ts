@@ -44,5 +44,17 @@ test('your own PEFT adapter from files: loaded, chosen, and its effect in your p
   await page.getByTestId('adapter-weights-file').setInputFiles({ name: 'adapter_model.safetensors', mimeType: 'application/octet-stream', buffer: Buffer.from([1, 2, 3]) });
   await panel.getByRole('button', { name: 'Load adapter' }).click();
   await expect(page.getByTestId('adapter-message')).toContainText('fewer than the 8-byte header length');
+  // The engine worker crashes: the new one gets the user's adapter again and serves it.
+  await page.getByTestId('manage-open').click();
+  await expect(page.getByTestId('manage-status')).toHaveAttribute('data-phase', 'ready', { timeout: 90_000 });
+  await page.getByTestId('fault-worker').click();
+  await expect(page.getByTestId('manage-status')).toHaveAttribute('data-generation', '2', { timeout: 60_000 });
+  await expect(page.getByTestId('manage-status')).toHaveAttribute('data-phase', 'ready', { timeout: 60_000 });
+  await expect(page.getByTestId('fault-journal')).toContainText('adapter my-tom loaded again');
+  await page.getByTestId('manage-close').click();
+  await page.getByTestId('adapter-select').selectOption('my-tom');
+  await page.getByTestId('prompt-send').click();
+  await expect(out).toHaveAttribute('data-status', 'done', { timeout: 120_000 });
+  await expect(out).toContainText('named Tom');
   expect(errors).toEqual([]);
 });

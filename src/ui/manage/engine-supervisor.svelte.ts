@@ -98,6 +98,12 @@ export class EngineSupervisor implements EngineApi {
   private readonly startedMs = performance.now();
   private started: Promise<void> | null = null;
   private startConfig: SchedulerConfig | null = null;
+  /**
+   * Adapters the user loaded from files, with a copy of their bytes (the worker's are transferred
+   * away) and the model they were loaded on: a restarted worker gets them again (the shipped ones
+   * it loads by itself).
+   */
+  private userAdapters = new Map<string, { configJson: string; weights: Uint8Array; modelName: string }>();
 
   constructor(settings?: EngineSettings) {
     if (settings) this.settings = { ...DEFAULT_HOST_SETTINGS, ...settings };
@@ -173,6 +179,7 @@ export class EngineSupervisor implements EngineApi {
       await this.loadRef(this.modelRef);
     }
     await probe;
+    await this.reloadUserAdapters();
     this.phase = 'ready';
     this.lastAnswerMs = performance.now();
     this.watchdog ??= setInterval(() => void this.checkAlive(), 2000);
@@ -280,11 +287,33 @@ export class EngineSupervisor implements EngineApi {
     return this.call((c) => c.cancel(requestId));
   }
 
-  /** A PEFT LoRA adapter from files (the bytes are transferred, not copied). A restarted worker reloads only the shipped adapters. */
+  /**
+   * A PEFT LoRA adapter from files (the bytes are transferred to the worker; a copy stays here so a
+   * restarted worker gets the adapter again while the same model is loaded).
+   */
   async loadAdapterBytes(name: string, configJson: string, weights: Uint8Array): Promise<LoraAdapterInfo> {
     await this.start();
+    const kept = weights.slice();
     const w = Comlink.transfer(weights, [weights.buffer]);
-    return this.call((c) => c.loadAdapterBytes(name, configJson, w));
+    const info = await this.call((c) => c.loadAdapterBytes(name, configJson, w));
+    this.userAdapters.set(name, { configJson, weights: kept, modelName: this.model?.name ?? '' });
+    return info;
+  }
+
+  /** After a restart: the user's adapters loaded on this model go to the new worker again (each said in the journal). */
+  private async reloadUserAdapters(): Promise<void> {
+    const modelName = this.model?.name ?? '';
+    for (const [name, a] of this.userAdapters) {
+      if (a.modelName !== modelName) continue;
+      const copy = a.weights.slice();
+      try {
+        await this.call((c) => c.loadAdapterBytes(name, a.configJson, Comlink.transfer(copy, [copy.buffer])));
+        this.note('recovery', `adapter ${name} loaded again`);
+      } catch (e) {
+        this.userAdapters.delete(name);
+        this.note('error', `adapter ${name} could not be loaded again: ${(e as Error).message}`);
+      }
+    }
   }
 
   async runScenario(run: ScenarioRun, source: LedgerEntry['source'] = 'workload'): Promise<string[]> {
