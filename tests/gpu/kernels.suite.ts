@@ -177,6 +177,44 @@ export function kernelSuite(label: string, getGpu: () => GPU | undefined, source
       expectClose(new Float32Array(got), expected, { tol: (i) => 1e-5 * Math.max(1, Math.abs(expected[i])), what: 'rmsnorm' });
     });
 
+    /**
+     * The CPU reference of a matmul case: each output row's input built as ops.ts would (gathered,
+     * rmsnorm-ed or swiglu-ed), then `matvec`; accumulating cases add to y0. `magnitude` is the sum
+     * of |w·x| per output (the tolerance scale); `w` is the f32 (or dequantized) matrix.
+     */
+    function matmulReference(
+      c: { rows: number; inDim: number; outDim: number; accumulate?: boolean; norm?: boolean; swiglu?: boolean; yStride?: number },
+      d: { x: Float32Array; xStride: number; rowIds: number[] | null; normW: Float32Array; y0: Float32Array; yStride: number; w: Float32Array },
+      matvec: (prod: Float32Array, xin: Float32Array) => void,
+    ): { expected: Float32Array; magnitude: Float64Array } {
+      const { x, xStride, rowIds, normW, y0, yStride, w } = d;
+      const expected = c.accumulate || c.yStride ? Float32Array.from(y0) : new Float32Array(c.rows * yStride);
+      const magnitude = new Float64Array(c.rows * yStride);
+      const xin = new Float32Array(c.inDim);
+      const prod = new Float32Array(c.outDim);
+      for (let r = 0; r < c.rows; r++) {
+        const src = (rowIds ? rowIds[r] : r) * xStride;
+        if (c.swiglu) {
+          const g = x.slice(src, src + c.inDim);
+          ops.swiglu(g, x.subarray(src + c.inDim, src + 2 * c.inDim), c.inDim);
+          xin.set(g);
+        } else if (c.norm) {
+          ops.rmsnorm(xin, x, normW, c.inDim, 1e-5, 0, src);
+        } else {
+          xin.set(x.subarray(src, src + c.inDim));
+        }
+        matvec(prod, xin);
+        for (let o = 0; o < c.outDim; o++) {
+          const idx = r * yStride + o;
+          expected[idx] = (c.accumulate ? expected[idx] : 0) + prod[o];
+          let m = c.accumulate ? Math.abs(y0[idx]) : 0;
+          for (let j = 0; j < c.inDim; j++) m += Math.abs(w[o * c.inDim + j] * xin[j]);
+          magnitude[idx] = m;
+        }
+      }
+      return { expected, magnitude };
+    }
+
     describe('matmul Y = X·Wᵀ', () => {
       interface Case {
         name: string;
@@ -236,30 +274,7 @@ export function kernelSuite(label: string, getGpu: () => GPU | undefined, source
         const [got] = await runStep((s) => encodePlan(s, plan), [y]);
 
         // CPU reference: build the input row as ops.ts would, then ops.matvec.
-        const expected = c.accumulate || c.yStride ? Float32Array.from(y0) : new Float32Array(c.rows * yStride);
-        const magnitude = new Float64Array(c.rows * yStride);
-        const xin = new Float32Array(c.inDim);
-        const prod = new Float32Array(c.outDim);
-        for (let r = 0; r < c.rows; r++) {
-          const src = (rowIds ? rowIds[r] : r) * xStride;
-          if (c.swiglu) {
-            const g = x.slice(src, src + c.inDim);
-            ops.swiglu(g, x.subarray(src + c.inDim, src + 2 * c.inDim), c.inDim);
-            xin.set(g);
-          } else if (c.norm) {
-            ops.rmsnorm(xin, x, normW, c.inDim, 1e-5, 0, src);
-          } else {
-            xin.set(x.subarray(src, src + c.inDim));
-          }
-          ops.matvec(prod, xin, w, c.inDim, c.outDim);
-          for (let o = 0; o < c.outDim; o++) {
-            const idx = r * yStride + o;
-            expected[idx] = (c.accumulate ? expected[idx] : 0) + prod[o];
-            let m = c.accumulate ? Math.abs(y0[idx]) : 0;
-            for (let j = 0; j < c.inDim; j++) m += Math.abs(w[o * c.inDim + j] * xin[j]);
-            magnitude[idx] = m;
-          }
-        }
+        const { expected, magnitude } = matmulReference(c, { x, xStride, rowIds, normW, y0, yStride, w }, (prod, xin) => ops.matvec(prod, xin, w, c.inDim, c.outDim));
         expectClose(new Float32Array(got), expected, { tol: (i) => 1e-5 * magnitude[i] + 1e-6, what: c.name });
       });
 
@@ -357,30 +372,7 @@ export function kernelSuite(label: string, getGpu: () => GPU | undefined, source
           encodePlan(s, planF);
         }, [yQ, yF]);
 
-        const expected = new Float32Array(c.rows * c.outDim);
-        const magnitude = new Float64Array(c.rows * c.outDim);
-        const xin = new Float32Array(c.inDim);
-        const prod = new Float32Array(c.outDim);
-        for (let r = 0; r < c.rows; r++) {
-          const src = (rowIds ? rowIds[r] : r) * xStride;
-          if (c.swiglu) {
-            const g = x.slice(src, src + c.inDim);
-            ops.swiglu(g, x.subarray(src + c.inDim, src + 2 * c.inDim), c.inDim);
-            xin.set(g);
-          } else if (c.norm) {
-            ops.rmsnorm(xin, x, normW, c.inDim, 1e-5, 0, src);
-          } else {
-            xin.set(x.subarray(src, src + c.inDim));
-          }
-          ops.matvecQ(prod, xin, q, c.inDim, c.outDim);
-          for (let o = 0; o < c.outDim; o++) {
-            const idx = r * c.outDim + o;
-            expected[idx] = (c.accumulate ? y0[idx] : 0) + prod[o];
-            let m = c.accumulate ? Math.abs(y0[idx]) : 0;
-            for (let j = 0; j < c.inDim; j++) m += Math.abs(wDeq[o * c.inDim + j] * xin[j]);
-            magnitude[idx] = m;
-          }
-        }
+        const { expected, magnitude } = matmulReference(c, { x, xStride, rowIds, normW, y0, yStride: c.outDim, w: wDeq }, (prod, xin) => ops.matvecQ(prod, xin, q, c.inDim, c.outDim));
         expectClose(new Float32Array(got), expected, { tol: (i) => 1e-5 * magnitude[i] + 1e-6, what: `${c.type} ${c.name}` });
         const a = new Uint32Array(got);
         const b = new Uint32Array(gotF);
