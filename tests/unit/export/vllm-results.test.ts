@@ -69,6 +69,14 @@ describe('reading vllm bench serve results', () => {
     expect(Math.abs(run.stats.e2e.p50 - (fixture().p50_e2el_ms as number))).toBeLessThan(0.01);
   });
 
+  it('reads a run that sent fewer requests than --num-prompts asked (--no-oversample on a short dataset)', () => {
+    const f = fixture();
+    f.num_prompts = 1000;
+    const run = parseVllmBenchResult(JSON.stringify(f));
+    expect(run.numPrompts).toBe(1000);
+    expect(run.requests).toHaveLength(8);
+  });
+
   it("reads Python's bare NaN and Infinity in summary fields", () => {
     const run = parseVllmBenchResult(text.replace(/"std_itl_ms": [^,]+,/, '"std_itl_ms": NaN,').replace('"request_rate": 4.0', '"request_rate": "inf"'));
     expect(run.requestRate).toBe(Infinity);
