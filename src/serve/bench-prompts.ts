@@ -81,7 +81,8 @@ export function benchPrompts(workload: WorkloadSpec, loaded: LoadedModel): Bench
   let next = 0;
   const specs = scenarioSpecs({ workload }, loaded, () => `bench-${next++}`, 0);
   const { tokenizer } = loaded;
-  const keep = 1 + (workload.sharedPrefix ? workload.sharedPrefix.numTokens - 1 : 0);
+  // BOS and the shared system prompt (storyPromptTokens: BOS + numTokens - 1 prompt tokens) stay as they are.
+  const keep = workload.sharedPrefix ? workload.sharedPrefix.numTokens : 1;
   // Story tokens to extend a prompt whose text re-encodes shorter (a few spare words suffice).
   const more = tokenizer.encode(storyText(400), false, false);
   const losses: BenchPromptLosses = { parallelSampling: 0, tenantFields: 0, structured: 0, lengthMismatches: 0 };
