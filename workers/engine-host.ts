@@ -22,6 +22,8 @@ import { GrammarService, type XGrammarApi } from '../src/serve/structured.ts';
 import { checkJsonOutput } from '../src/serve/json-check.ts';
 import type { ResponseFormat, TokenConstraint } from '../src/engine/constraint.ts';
 import { RunLoop } from '../src/serve/run-loop.ts';
+import { benchPrompts, type BenchPrompts } from '../src/serve/bench-prompts.ts';
+import type { WorkloadSpec } from '../src/engine/workload.ts';
 import { TextStreamer } from '../src/serve/text-streamer.ts';
 import { isWeightType, WEIGHT_TYPES, type WeightType } from '../src/model/quant.ts';
 import type { EngineSettings, HostStatus, StructuredView, ViewSnapshot } from './protocol.ts';
@@ -370,6 +372,11 @@ export class EngineHost {
 
   prometheus(): string {
     return this.engine?.prometheus() ?? '';
+  }
+
+  /** The workload's requests as text prompts of the lab's lengths on the loaded model's tokenizer. */
+  benchPrompts(workload: WorkloadSpec): BenchPrompts {
+    return benchPrompts(workload, this.require().loaded);
   }
 
   eventLog(): EngineEvent[] {

@@ -69,6 +69,7 @@ const api: EngineApi = {
   },
   prometheus: async () => host.prometheus(),
   eventLog: async () => host.eventLog(),
+  benchPrompts: async (workload) => host.benchPrompts(workload),
   loseDevice: async () => host.loseDevice(),
 };
 

@@ -15,6 +15,7 @@ import type { LoraAdapterInfo } from '../src/engine/types.ts';
 import type { Backend } from '../src/gpu/executor-factory.ts';
 import type { CompletionParams, JsonCheck, ScenarioRun, StreamEvent } from '../src/serve/requests.ts';
 import type { ResponseFormatParam } from '../src/serve/structured.ts';
+import type { BenchPrompts } from '../src/serve/bench-prompts.ts';
 
 export type { CompletionParams, JsonCheck, ResponseFormatParam, ScenarioRun, StreamEvent };
 export type { Backend };
@@ -114,8 +115,13 @@ export interface EngineApi {
   snapshot(sinceStepIndex?: number): Promise<ViewSnapshot | null>;
   prometheus(): Promise<string>;
   eventLog(): Promise<EngineEvent[]>;
+  /**
+   * A workload's requests as the lab runs them on the loaded model, as text prompts of the lab's
+   * token lengths (the tokenizer lives here): for `vllm bench serve` (src/export/vllm-bench.ts).
+   */
+  benchPrompts(workload: WorkloadSpec): Promise<BenchPrompts>;
   /** Fault injection: destroy the GPU device mid-run (the host recovers). */
   loseDevice(): Promise<void>;
 }
 
-export type { AdapterProbe, ModelSummary };
+export type { AdapterProbe, BenchPrompts, ModelSummary };

@@ -18,7 +18,7 @@ import type { RequestSpec } from '../../engine/request.ts';
 import type { EngineEvent } from '../../engine/events.ts';
 import type { WorkloadSpec } from '../../engine/workload.ts';
 import type { SchedulerConfig } from '../../engine/scheduler.ts';
-import type { CompletionParams, EngineApi, EngineSettings, HostStatus, ModelSource, ModelSummary, ScenarioRun, StreamEvent, ViewSnapshot } from '../../../workers/protocol.ts';
+import type { BenchPrompts, CompletionParams, EngineApi, EngineSettings, HostStatus, ModelSource, ModelSummary, ScenarioRun, StreamEvent, ViewSnapshot } from '../../../workers/protocol.ts';
 import { DEFAULT_HOST_SETTINGS } from '../../engine/config.ts';
 import { builtinModel, startEngineWorker, type EngineClient, type PreloadedModel } from '../engine-client.ts';
 import { ledgerKey, RequestLedger, type LedgerEntry } from './ledger.ts';
@@ -406,6 +406,10 @@ export class EngineSupervisor implements EngineApi {
 
   prometheus(): Promise<string> {
     return this.call((c) => c.prometheus());
+  }
+
+  benchPrompts(workload: WorkloadSpec): Promise<BenchPrompts> {
+    return this.call((c) => c.benchPrompts(workload));
   }
 
   // ---- models ----
