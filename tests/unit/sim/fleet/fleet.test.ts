@@ -4,6 +4,7 @@ import { runFleet } from '../../../../src/sim/fleet/fleet.ts';
 import type { FleetResult, FleetSpec, PoolSpec } from '../../../../src/sim/fleet/types.ts';
 import { H100_8B, L4_8B, H100X4_70B, BILLING_8B } from '../../../../src/sim/fleet/presets.ts';
 import { requestUsd } from '../../../../src/sim/fleet/billing.ts';
+import { planFleetWorkload } from '../../../../src/sim/fleet/workload.ts';
 
 const pool = (model: string, replicas: number, extra: Partial<PoolSpec> = {}): PoolSpec => ({ model, deployment: { ...L4_8B, modelId: 'llama-3-8b' }, replicas, router: 'least-outstanding', ...extra });
 
@@ -118,9 +119,12 @@ describe('runFleet', () => {
     expect(moved.length).toBeGreaterThan(0);
     expect(r.summary.reroutedRequests).toBe(moved.length);
     expect(r.summary.lostRequests).toBe(0);
+    // The stream continues where it stopped: the planned output, no token more or less.
+    const plans = planFleetWorkload(r.spec.workload, () => 8192);
     for (const q of moved) {
       expect(q.replicas[0]).toBe('r0');
       expect(q.finishReason).toBe('stop');
+      expect(q.outputTokens).toBe(plans[Number(q.id.slice(1))].outputTokens);
     }
     expect(moved.some((q) => q.breakdown.recomputeS > 0)).toBe(true);
     const lost = r.replicas.find((x) => x.id === 'r0')!;
