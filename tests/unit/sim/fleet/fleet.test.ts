@@ -202,6 +202,32 @@ describe('runFleet', () => {
     expect(refused[0].reason).toMatch(/^tenant a: \d+ tokens reserved in the last minute \+ \d+ \(prompt \+ max_tokens\) > quota 5000 tokens\/min \(429\)$/);
   });
 
+  it('schedulerPolicy priority: under load the tenant with the lower priority value waits less', async () => {
+    const two = (policy: 'fcfs' | 'priority') =>
+      small({
+        pools: [pool('llama-3-8b', 1, { schedulerPolicy: policy })],
+        workload: {
+          seed: 6,
+          numRequests: 200,
+          arrival: { kind: 'poisson', ratePerS: 20 },
+          tenants: [
+            { name: 'gold', weight: 1, model: 'llama-3-8b', promptMedian: 128, outputMedian: 48, priority: 0 },
+            { name: 'bronze', weight: 1, model: 'llama-3-8b', promptMedian: 128, outputMedian: 48, priority: 5 },
+          ],
+        },
+      });
+    const meanQueue = (r: FleetResult, tenant: string) => {
+      const xs = r.requests.filter((q) => q.tenant === tenant).map((q) => q.breakdown.queueS);
+      return xs.reduce((a, b) => a + b, 0) / xs.length;
+    };
+    const fcfs = await runFleet(two('fcfs'));
+    const prio = await runFleet(two('priority'));
+    checkAccounting(prio);
+    expect(meanQueue(prio, 'gold')).toBeLessThan(meanQueue(prio, 'bronze') / 2);
+    expect(meanQueue(fcfs, 'gold')).toBeGreaterThan(meanQueue(fcfs, 'bronze') / 2);
+    await expect(runFleet(small({ pools: [pool('llama-3-8b', 1, { schedulerPolicy: 'edf' as 'fcfs' })] }))).rejects.toThrow(/^pools\[0\]\.schedulerPolicy/);
+  });
+
   it('stops when the signal aborts', async () => {
     const ctl = new AbortController();
     ctl.abort(new Error('stop now'));
