@@ -945,7 +945,8 @@ class FleetSim {
       gpu.usd,
     );
     const result: FleetResult = {
-      spec: this.spec,
+      // A copy: the caller may edit its spec for the next run.
+      spec: structuredClone(this.spec),
       summary,
       requests: records,
       replicas: this.allReplicas.map((r) => r.record),

@@ -228,6 +228,29 @@ describe('runFleet', () => {
     await expect(runFleet(small({ pools: [pool('llama-3-8b', 1, { schedulerPolicy: 'edf' as 'fcfs' })] }))).rejects.toThrow(/^pools\[0\]\.schedulerPolicy/);
   });
 
+  it('runs end to end with every router policy and every autoscaler metric', async () => {
+    for (const router of ['round-robin', 'least-outstanding', 'least-kv', 'prefix-affinity'] as const) {
+      const r = await runFleet(small({ pools: [pool('llama-3-8b', 3, { router })] }, 60));
+      checkAccounting(r);
+      expect(r.summary.numCompleted).toBe(60);
+      expect(new Set(r.routerDecisions.map((d) => d.replica)).size).toBeGreaterThan(1);
+      expect(r.routerDecisions.every((d) => d.policy === router && d.reason.length > 0)).toBe(true);
+    }
+    for (const [metric, target] of [['queue-depth', 1], ['kv-usage', 0.01], ['ttft-slo', 0.05]] as const) {
+      const r = await runFleet(
+        small({
+          pools: [pool('llama-3-8b', 1, { autoscaler: { metric, target, intervalS: 2, minReplicas: 1, maxReplicas: 3, scaleDownCooldownS: 10, loadBytesPerS: 8e9, warmupS: 1 } })],
+          workload: { seed: 2, numRequests: 200, arrival: { kind: 'poisson', ratePerS: 20 }, tenants: [{ name: 'a', weight: 1, model: 'llama-3-8b', promptMedian: 128, outputMedian: 48 }] },
+        }),
+      );
+      checkAccounting(r);
+      const up = r.autoscalerDecisions.find((d) => d.to > d.from);
+      expect(up, metric).toBeDefined();
+      expect(up!.metric).toBe(metric);
+      expect(r.summary.replicasMax).toBeGreaterThan(1);
+    }
+  });
+
   it('stops when the signal aborts', async () => {
     const ctl = new AbortController();
     ctl.abort(new Error('stop now'));
@@ -248,6 +271,9 @@ describe('runFleet', () => {
     );
     expect(r.summary.numCompleted).toBe(10_000);
     expect(progress.at(-1)).toBe(1);
+    // It yielded to the event loop along the way (a page stays responsive), reporting progress each time.
+    expect(progress.length).toBeGreaterThan(3);
+    for (let i = 1; i < progress.length; i++) expect(progress[i]).toBeGreaterThanOrEqual(progress[i - 1]);
     expect(r.routerDecisions.length).toBeLessThan(10_000);
     expect(r.routerDecisionsTotal).toBe(10_000);
   });
