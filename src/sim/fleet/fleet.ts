@@ -573,7 +573,8 @@ class FleetSim {
     const m = this.spec.moderation;
     if (m) {
       req.draws = moderationDraws(this.spec.workload.seed, p.index, p.outputTokens, m);
-      const { doneMs } = this.inputModeration!.submit(this.nowMs, req.draws.inputMs);
+      const { startMs, doneMs } = this.inputModeration!.submit(this.nowMs, req.draws.inputMs);
+      req.rec.moderationChecks = [{ stage: 'input', submitS: this.nowMs / 1000, startS: startMs / 1000, doneS: doneMs / 1000, flagged: req.draws.inputFlagged }];
       this.setPhase(req, 'moderation', this.nowMs, undefined);
       this.push(doneMs, { kind: 'inputChecked', req });
       return;
@@ -687,12 +688,14 @@ class FleetSim {
     while (n - req.checkedTokens >= m.output.everyTokens || (final && n > req.checkedTokens)) {
       const upTo = Math.min(n, req.checkedTokens + m.output.everyTokens);
       const rng = drawRng(this.spec.workload.seed, req.plan.index, `out${upTo}`);
-      const { doneMs } = this.outputModeration!.submit(this.nowMs, logNormalMs(m.output.medianMs, m.output.sigma, rng));
+      const { startMs, doneMs } = this.outputModeration!.submit(this.nowMs, logNormalMs(m.output.medianMs, m.output.sigma, rng));
       const flagAt = req.draws?.flagAtToken;
-      if (flagAt !== undefined && flagAt > req.checkedTokens && flagAt <= upTo && Number.isNaN(req.flagAtMs)) {
+      const flagged = flagAt !== undefined && flagAt > req.checkedTokens && flagAt <= upTo && Number.isNaN(req.flagAtMs);
+      if (flagged) {
         req.flagAtMs = doneMs;
         this.push(doneMs, { kind: 'flag', req });
       }
+      (req.rec.moderationChecks ??= []).push({ stage: 'output', submitS: this.nowMs / 1000, startS: startMs / 1000, doneS: doneMs / 1000, upToToken: upTo, flagged });
       req.checkedTokens = upTo;
       req.checksDoneMs = Math.max(req.checksDoneMs, doneMs);
     }

@@ -178,6 +178,11 @@ describe('runFleet', () => {
     }
     for (const q of output) {
       expect(q.finishReason).toBe('content_filter');
+      // Its flagged chunk's verdict is when the stream stopped (at the next step boundary of its replica).
+      const flagged = q.moderationChecks!.filter((c) => c.flagged);
+      expect(flagged.length).toBe(1);
+      expect(q.arrivalS + q.e2eS!).toBeGreaterThanOrEqual(flagged[0].doneS - 1e-9);
+      expect(flagged[0].upToToken! <= q.outputTokens).toBe(true);
       expect(q.billedUsd).toBeCloseTo(requestUsd(BILLING_8B, q.promptTokens, q.cachedPromptTokens, q.outputTokens), 15);
     }
     // Stopped early: fewer tokens than those that completed, on average.
@@ -188,6 +193,18 @@ describe('runFleet', () => {
     for (const q of done) {
       expect(q.spans![0].phase).toBe('moderation');
       expect(q.breakdown.moderationS).toBeGreaterThan(0);
+      // Input check, then output chunks of 8 covering every token; the response ends when both the
+      // engine (its EOS step) and the last verdict are done, and the wait for that verdict is moderation.
+      const c = q.moderationChecks!;
+      expect(c[0].stage).toBe('input');
+      expect(c.slice(1).map((x) => x.upToToken)).toEqual(Array.from({ length: Math.ceil(q.outputTokens / 8) }, (_, i) => Math.min(q.outputTokens, 8 * (i + 1))));
+      const lastVerdict = Math.max(...c.map((x) => x.doneS));
+      const end = q.arrivalS + q.e2eS!;
+      expect(end).toBeGreaterThanOrEqual(lastVerdict - 1e-9);
+      const tail = q.spans!.at(-1)!;
+      if (tail.phase === 'moderation') expect(tail.endS).toBeCloseTo(lastVerdict, 9);
+      else expect(tail.phase).toBe('decode');
+      for (const x of c) expect(x.startS).toBeGreaterThanOrEqual(x.submitS);
     }
     expect(r.billing.policy).toContain('content_filter');
   });
