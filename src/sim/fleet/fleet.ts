@@ -351,7 +351,7 @@ class FleetSim {
     if (this.numEnded < this.reqs.length) {
       if (pastDeadline) this.nowMs = this.deadlineMs;
       for (const r of this.reqs) if (!r.ended && r.plan.arrivalMs <= this.nowMs) this.end(r, 'abort', leftReason);
-      for (const r of this.reqs) if (!r.ended) this.endUnarrived(r, leftReason);
+      for (const r of this.reqs) if (!r.ended) this.endUnarrived(r, `due at ${(r.plan.arrivalMs / 1000).toFixed(1)} s, after the simulation stopped at ${(this.nowMs / 1000).toFixed(0)} s: never sent`);
     }
     this.sampleTick(false);
     onProgress?.(1);
@@ -752,9 +752,12 @@ class FleetSim {
   private endUnarrived(req: Req, reason: string): void {
     req.phaseStartMs = req.plan.arrivalMs;
     const saved = this.nowMs;
+    const savedLast = this.lastEventMs;
     this.nowMs = req.plan.arrivalMs;
     this.end(req, 'abort', reason);
+    // The run ended when it stopped, not at this request's (never reached) arrival.
     this.nowMs = saved;
+    this.lastEventMs = savedLast;
   }
 
   // ---- autoscaler ----

@@ -268,6 +268,26 @@ describe('runFleet', () => {
     }
   });
 
+  it('maxDurationS: what is still in flight or yet to arrive then ends abort, with the reason', async () => {
+    const r = await runFleet(small({ maxDurationS: 6 }));
+    checkAccounting(r);
+    const aborted = r.requests.filter((q) => q.finishReason === 'abort');
+    expect(aborted.length).toBeGreaterThan(50);
+    for (const q of aborted) {
+      expect(q.billedUsd).toBe(0);
+      if (q.arrivalS <= 6) {
+        expect(q.reason).toMatch(/^still in flight when the simulation stopped at 6 s/);
+        expect(q.arrivalS + q.e2eS!).toBeCloseTo(6, 9);
+      } else {
+        expect(q.reason).toMatch(/^due at [\d.]+ s, after the simulation stopped at 6 s: never sent$/);
+        expect(q.e2eS).toBe(0);
+      }
+    }
+    expect(aborted.some((q) => q.arrivalS <= 6)).toBe(true);
+    expect(aborted.some((q) => q.arrivalS > 6)).toBe(true);
+    expect(r.summary.durationS).toBeCloseTo(6, 9);
+  });
+
   it('stops when the signal aborts', async () => {
     const ctl = new AbortController();
     ctl.abort(new Error('stop now'));
