@@ -605,6 +605,9 @@ class FleetSim {
       pool.queue.push(req);
       return;
     }
+    // Outstanding counts are the router's own (sent, not yet ended as of now). KV usage is read from
+    // the replica's engine, which is already at the end of its step in flight: blocks that step
+    // frees count as free a little early (at most one step, tens of ms).
     const candidates: RouteCandidate[] = serving.map((r) => ({ id: r.id, outstanding: r.outstanding.size, kvUsage: pool.spec.router === 'least-kv' ? r.engine.kvUsage() : 0 }));
     const p = req.plan;
     const prefixKey = p.prefixId;
