@@ -48,6 +48,8 @@ export interface AutoscalerSpec {
   /** Cold start = weight bytes per device / loadBytesPerS (storage or network) + warmupS. */
   loadBytesPerS: number;
   warmupS: number;
+  /** ttft-slo only: the percentile of the last interval's TTFTs held at the target, in (0, 1] (default 0.9). */
+  ttftPercentile?: number;
 }
 
 /** A pool: the replicas serving one model, behind one router, with its own queues. */
@@ -64,6 +66,8 @@ export interface PoolSpec {
    */
   affinityLoadCap?: number;
   autoscaler?: AutoscalerSpec;
+  /** The replicas' engine scheduling policy: 'fcfs' (default) or 'priority' (tenants' priority, lower first). */
+  schedulerPolicy?: 'fcfs' | 'priority';
 }
 
 /** A spot reclaim: replica `replica` (0-based, in order of creation) of pool `model` disappears at atS. */
@@ -102,6 +106,7 @@ export interface FleetTenantSpec {
   weight: number;
   /** The pool this tenant's requests ask for (PoolSpec.model). */
   model: string;
+  /** Median prompt tokens of a request's own text (after its shared prefix, if any). */
   promptMedian: number;
   outputMedian: number;
   /** Log-normal sigma of both lengths (default 0.6). */
@@ -151,6 +156,30 @@ export interface FleetSpec {
   sloTtftS: number;
   /** Simulated time at most (requests still running then end 'abort' with that reason). */
   maxDurationS?: number;
+  /** Interval of ReplicaSample and FleetSeries, s (default: the arrival span / 150, at least 0.5 s). */
+  sampleIntervalS?: number;
+}
+
+/** One moderation check of a request: submitted, started when a checker was free, done. */
+export interface ModerationCheck {
+  stage: 'input' | 'output';
+  submitS: number;
+  startS: number;
+  doneS: number;
+  /** Output checks: the generated tokens checked so far (this chunk's end). */
+  upToToken?: number;
+  flagged: boolean;
+}
+
+/** The phases a request's time is split into (RequestBreakdown's parts, one at a time). */
+export type RequestPhase = 'queue' | 'moderation' | 'prefill' | 'decode' | 'preempted' | 'recompute';
+
+/** One stretch of a request's life in one phase (on a replica, when it was on one). */
+export interface RequestSpan {
+  phase: RequestPhase;
+  startS: number;
+  endS: number;
+  replica?: string;
 }
 
 /** Time spent per phase of one request, s; the parts add up to its end-to-end time. */
@@ -186,6 +215,14 @@ export interface FleetRequestRecord {
   e2eS?: number;
   breakdown: RequestBreakdown;
   numPreemptions: number;
+  /** Its life phase by phase, in order (contiguous from arrivalS to arrivalS + e2eS); the breakdown sums these. */
+  spans?: RequestSpan[];
+  /**
+   * Its moderation checks (with a moderation stage): the input check, then one per output chunk.
+   * Output checks run beside decoding; only the wait for the last one after the final token shows
+   * as moderation in the breakdown.
+   */
+  moderationChecks?: ModerationCheck[];
   /** What the tenant is billed for this request, USD (what is billed on content_filter is stated in BillingResult.policy). */
   billedUsd: number;
 }
@@ -298,7 +335,13 @@ export interface FleetResult {
   summary: FleetSummary;
   requests: FleetRequestRecord[];
   replicas: ReplicaRecord[];
+  /**
+   * The router's decisions: all of the first 2,000, then one in 10, at most 10,000 kept
+   * (routerDecisionsTotal says how many were made).
+   */
   routerDecisions: RouterDecision[];
+  /** Router decisions made in all (routerDecisions keeps a bounded sample). */
+  routerDecisionsTotal?: number;
   autoscalerDecisions: AutoscalerDecision[];
   series: FleetSeries;
   billing: BillingResult;
