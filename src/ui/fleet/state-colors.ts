@@ -1,5 +1,5 @@
 /** The colours of replica states and of a request's breakdown parts, as theme colours (canvas) and CSS variables (HTML). */
-import type { ReplicaState, RequestBreakdown } from '../../sim/fleet/types.ts';
+import type { ReplicaState, RequestBreakdown, RequestPhase } from '../../sim/fleet/types.ts';
 import type { ThemeColors } from '../views/canvas.ts';
 
 export const REPLICA_STATES: readonly { state: ReplicaState; label: string; css: string; theme: keyof ThemeColors; meaning: string }[] = [
@@ -25,4 +25,14 @@ export const PART_CSS: Record<keyof RequestBreakdown, string> = {
   preemptedS: 'var(--error)',
   recomputeS: 'var(--fork)',
   decodeS: 'var(--accent)',
+};
+
+/** A request span's colour by its phase (the same as its breakdown part). */
+export const PHASE_CSS: Record<RequestPhase, string> = {
+  queue: PART_CSS.queueS,
+  moderation: PART_CSS.moderationS,
+  prefill: PART_CSS.prefillS,
+  decode: PART_CSS.decodeS,
+  preempted: PART_CSS.preemptedS,
+  recompute: PART_CSS.recomputeS,
 };

@@ -126,3 +126,35 @@ export function requestCountsAt(requests: readonly FleetRequestRecord[], t: numb
   }
   return { arrived, ended, byFinish };
 }
+
+/**
+ * How many requests had been sent to each replica by t: a request counts on every replica it went
+ * to (a re-routed one on each), from the start of its first span there (its spans say when it
+ * reached each replica; a record without spans counts from its arrival). Replicas are listed in
+ * the order given, then any other a request names.
+ */
+export function sentPerReplica(requests: readonly FleetRequestRecord[], replicaIds: readonly string[], t: number): { perReplica: Map<string, number>; numRequests: number } {
+  const perReplica = new Map<string, number>(replicaIds.map((id) => [id, 0]));
+  const add = (id: string) => perReplica.set(id, (perReplica.get(id) ?? 0) + 1);
+  let numRequests = 0;
+  for (const r of requests) {
+    if (r.arrivalS > t || r.replicas.length === 0) continue;
+    let sent = false;
+    if (r.spans && r.spans.length > 0) {
+      let last: string | undefined;
+      for (const sp of r.spans) {
+        if (sp.startS > t) break;
+        if (sp.replica !== undefined && sp.replica !== last) {
+          add(sp.replica);
+          sent = true;
+        }
+        if (sp.replica !== undefined) last = sp.replica;
+      }
+    } else {
+      for (const id of r.replicas) add(id);
+      sent = true;
+    }
+    if (sent) numRequests++;
+  }
+  return { perReplica, numRequests };
+}

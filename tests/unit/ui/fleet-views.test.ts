@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { FleetRequestRecord, FleetSummary, ReplicaRecord } from '../../../src/sim/fleet/types.ts';
-import { countUpTo, indexAtOrBefore, recentUpTo, replicaSampleAt, replicaStateAt, requestCountsAt, requestEndS } from '../../../src/ui/fleet/timeline.ts';
+import { countUpTo, indexAtOrBefore, recentUpTo, replicaSampleAt, replicaStateAt, requestCountsAt, requestEndS, sentPerReplica } from '../../../src/ui/fleet/timeline.ts';
 import { arrivalBins, breakdownTotalS, cutSize, dominantPart, slowestRequests, tenantShares } from '../../../src/ui/fleet/slowest.ts';
 import { isBilledRecord, pricesProblem, recomputeBills, requestPriceUsd } from '../../../src/ui/fleet/billing.ts';
 import { comparisonRows } from '../../../src/ui/fleet/compare.ts';
@@ -81,6 +81,33 @@ describe('time-cursor lookups', () => {
     expect(recentUpTo(ds, 0.5, 2)).toEqual([]);
     expect(recentUpTo(ds, 10, 10).map((d) => d.n)).toEqual([5, 4, 3, 2, 1]);
     expect(countUpTo(ds, 3)).toBe(3);
+  });
+
+  it('counts the requests sent to each replica by t, from their spans (a re-routed one on each replica)', () => {
+    const rs = [
+      req('1', { arrivalS: 0, replicas: ['r0'], spans: [{ phase: 'queue', startS: 0, endS: 1, replica: 'r0' }, { phase: 'decode', startS: 1, endS: 2, replica: 'r0' }] }),
+      // Re-routed at 5 s from r0 to r1 (its preempted span names no replica).
+      req('2', {
+        arrivalS: 1,
+        replicas: ['r0', 'r1'],
+        spans: [
+          { phase: 'prefill', startS: 1, endS: 2, replica: 'r0' },
+          { phase: 'preempted', startS: 2, endS: 5 },
+          { phase: 'recompute', startS: 5, endS: 6, replica: 'r1' },
+        ],
+      }),
+      // No spans: counted from its arrival on every replica it names.
+      req('3', { arrivalS: 3, replicas: ['r2'] }),
+      req('4', { arrivalS: 9, replicas: ['r0'] }),
+    ];
+    const at = (t: number) => {
+      const s = sentPerReplica(rs, ['r0', 'r1'], t);
+      return { ...Object.fromEntries(s.perReplica), n: s.numRequests };
+    };
+    expect(at(0.5)).toEqual({ r0: 1, r1: 0, n: 1 });
+    expect(at(4)).toEqual({ r0: 2, r1: 0, r2: 1, n: 3 });
+    expect(at(5)).toEqual({ r0: 2, r1: 1, r2: 1, n: 3 });
+    expect(at(10)).toEqual({ r0: 3, r1: 1, r2: 1, n: 4 });
   });
 
   it('counts the requests that had arrived and ended by t, by finish reason', () => {
