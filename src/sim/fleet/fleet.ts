@@ -465,11 +465,13 @@ class FleetSim {
     replica.record.states.push({ atS: this.nowMs / 1000, state, reason });
   }
 
-  private endReplica(replica: Replica, reason: string): void {
+  /** The replica goes away now (its last state entry says why: drained, cancelled, lost). */
+  private endReplica(replica: Replica, reason: string, state: ReplicaState = replica.state): void {
     if (replica.ended) return;
     replica.ended = true;
+    replica.state = state;
     replica.record.endedS = this.nowMs / 1000;
-    replica.record.states.push({ atS: this.nowMs / 1000, state: replica.state, reason });
+    replica.record.states.push({ atS: this.nowMs / 1000, state, reason });
     replica.pool.busyMs += replica.executor.totalBusyMs;
     replica.buffer.length = 0;
     this.replicasAlive--;
@@ -829,9 +831,9 @@ class FleetSim {
     this.flush(replica, this.nowMs);
     replica.buffer.length = 0;
     replica.stepping = false;
-    this.setState(replica, 'lost', s.noticeS > 0 ? `spot instance reclaimed (after ${s.noticeS} s notice)` : 'spot instance reclaimed without notice');
     const victims = [...replica.outstanding];
-    this.endReplica(replica, 'lost (spot reclaim)');
+    const what = s.onLoss === 'reroute' ? `${victims.length} requests re-routed` : `${victims.length} requests failed`;
+    this.endReplica(replica, `spot instance reclaimed ${s.noticeS > 0 ? `after ${s.noticeS} s notice` : 'without notice'}: ${what}`, 'lost');
     for (const req of victims) {
       replica.outstanding.delete(req);
       replica.byEngineId.delete(req.engineId);
