@@ -4,7 +4,7 @@
  * that point at a cause (a tenant's share of the slowest vs of all requests; when the slowest
  * arrived). Pure.
  */
-import type { FleetRequestRecord, RequestBreakdown } from '../../sim/fleet/types.ts';
+import type { FleetRequestRecord, RequestBreakdown, RequestPhase } from '../../sim/fleet/types.ts';
 
 export type LatencyMetric = 'ttft' | 'e2e';
 
@@ -112,4 +112,28 @@ export function dominantPart(b: RequestBreakdown): (typeof BREAKDOWN_PARTS)[numb
   let best = BREAKDOWN_PARTS[0];
   for (const p of BREAKDOWN_PARTS) if (b[p.key] > b[best.key]) best = p;
   return best;
+}
+
+const PHASE_PART: Record<RequestPhase, keyof RequestBreakdown> = {
+  queue: 'queueS',
+  moderation: 'moderationS',
+  prefill: 'prefillS',
+  decode: 'decodeS',
+  preempted: 'preemptedS',
+  recompute: 'recomputeS',
+};
+
+/**
+ * The parts of a request's time to its first token: its spans clipped at arrival + TTFT, summed by
+ * phase. Without spans, or without a first token, its whole breakdown (what the record has).
+ */
+export function partsUntilFirstToken(r: FleetRequestRecord): RequestBreakdown {
+  if (r.ttftS === undefined || !r.spans || r.spans.length === 0) return r.breakdown;
+  const end = r.arrivalS + r.ttftS;
+  const out: RequestBreakdown = { queueS: 0, moderationS: 0, prefillS: 0, decodeS: 0, preemptedS: 0, recomputeS: 0 };
+  for (const sp of r.spans) {
+    const d = Math.min(sp.endS, end) - sp.startS;
+    if (d > 0) out[PHASE_PART[sp.phase]] += d;
+  }
+  return out;
 }

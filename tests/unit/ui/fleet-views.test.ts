@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import type { FleetRequestRecord, FleetSummary, ReplicaRecord } from '../../../src/sim/fleet/types.ts';
 import { countUpTo, indexAtOrBefore, recentUpTo, replicaSampleAt, replicaStateAt, requestCountsAt, requestEndS, sentPerReplica } from '../../../src/ui/fleet/timeline.ts';
-import { arrivalBins, breakdownTotalS, cutSize, dominantPart, slowestRequests, tenantShares } from '../../../src/ui/fleet/slowest.ts';
+import { arrivalBins, breakdownTotalS, cutSize, dominantPart, partsUntilFirstToken, slowestRequests, tenantShares } from '../../../src/ui/fleet/slowest.ts';
 import { isBilledRecord, pricesProblem, recomputeBills, requestPriceUsd } from '../../../src/ui/fleet/billing.ts';
 import { comparisonRows } from '../../../src/ui/fleet/compare.ts';
 import { FLEET_SPEEDS, speedIndexFor } from '../../../src/ui/fleet/cursor.svelte.ts';
@@ -166,6 +166,34 @@ describe('the slowest requests', () => {
     // The 13 slowest are the big tenant's last: arrived 185, 190, 195 (bin 3) and 200-245 (bin 4).
     expect(bins.map((b) => b.numSlow)).toEqual([0, 0, 0, 3, 10]);
     expect(bins[4]).toMatchObject({ fromS: 200, toS: 250 });
+  });
+
+  it("splits the time to the first token by phase from the spans, clipped at the first token", () => {
+    const r = req('x', {
+      arrivalS: 10,
+      ttftS: 2.5,
+      e2eS: 6,
+      breakdown: { queueS: 1, moderationS: 0.2, prefillS: 1.5, decodeS: 3, preemptedS: 0, recomputeS: 0.3 },
+      spans: [
+        { phase: 'moderation', startS: 10, endS: 10.2 },
+        { phase: 'queue', startS: 10.2, endS: 11.2, replica: 'r0' },
+        { phase: 'prefill', startS: 11.2, endS: 11.7, replica: 'r0' },
+        { phase: 'recompute', startS: 11.7, endS: 12, replica: 'r0' },
+        { phase: 'prefill', startS: 12, endS: 13, replica: 'r0' },
+        { phase: 'decode', startS: 13, endS: 16, replica: 'r0' },
+      ],
+    });
+    const p = partsUntilFirstToken(r);
+    expect(p.moderationS).toBeCloseTo(0.2);
+    expect(p.queueS).toBeCloseTo(1);
+    expect(p.recomputeS).toBeCloseTo(0.3);
+    // The second prefill span is cut at the first token (12.5 s).
+    expect(p.prefillS).toBeCloseTo(1);
+    expect(p.decodeS).toBe(0);
+    expect(breakdownTotalS(p)).toBeCloseTo(2.5);
+    // No spans or no first token: the whole breakdown.
+    expect(partsUntilFirstToken({ ...r, spans: undefined })).toBe(r.breakdown);
+    expect(partsUntilFirstToken({ ...r, ttftS: undefined })).toBe(r.breakdown);
   });
 
   it('sums a breakdown and names its longest part', () => {
