@@ -426,6 +426,7 @@ class FleetSim {
         maxModelLen: pool.maxModelLen,
         enablePrefixCaching: true,
         enableChunkedPrefill: true,
+        policy: pool.spec.schedulerPolicy ?? 'fcfs',
         maxLoras: 0,
       },
     });
@@ -531,7 +532,8 @@ class FleetSim {
       maxTokens: p.maxTokens - req.generated.length,
       tenant: p.tenant,
       priority: p.priority,
-      arrivalMs: Math.min(this.nowMs, replica.clock.nowMs()),
+      // Now: mid-step (the replica's clock is at the step's end) it joins at the next step boundary.
+      arrivalMs: this.nowMs,
     });
     this.setPhase(req, 'queue', this.nowMs, replica.id);
     const n = this.numRouterDecisions++;
@@ -907,6 +909,9 @@ class FleetSim {
     const promptTotal = promptScheduled.reduce((a, r) => a + r.promptTokens, 0);
     const cachedTotal = promptScheduled.reduce((a, r) => a + r.cachedPromptTokens, 0);
     const durationS = endMs / 1000;
+    // SLO attainment: requests whose first token came within sloTtftS and that completed (stop,
+    // length, or a stream stopped by the output check), over every request except those refused
+    // by policy (a quota, the input check); failed, aborted and engine-refused ones count as misses.
     const summary: FleetSummary = {
       numRequests: records.length,
       numCompleted: completed.length,

@@ -66,6 +66,8 @@ export interface PoolSpec {
    */
   affinityLoadCap?: number;
   autoscaler?: AutoscalerSpec;
+  /** The replicas' engine scheduling policy: 'fcfs' (default) or 'priority' (tenants' priority, lower first). */
+  schedulerPolicy?: 'fcfs' | 'priority';
 }
 
 /** A spot reclaim: replica `replica` (0-based, in order of creation) of pool `model` disappears at atS. */

@@ -4,6 +4,7 @@ import { runFleet } from '../../../../src/sim/fleet/fleet.ts';
 import type { FleetResult, FleetSpec, PoolSpec } from '../../../../src/sim/fleet/types.ts';
 import { H100_8B, L4_8B, H100X4_70B, BILLING_8B } from '../../../../src/sim/fleet/presets.ts';
 import { requestUsd } from '../../../../src/sim/fleet/billing.ts';
+import { planFleetWorkload } from '../../../../src/sim/fleet/workload.ts';
 
 const pool = (model: string, replicas: number, extra: Partial<PoolSpec> = {}): PoolSpec => ({ model, deployment: { ...L4_8B, modelId: 'llama-3-8b' }, replicas, router: 'least-outstanding', ...extra });
 
@@ -118,9 +119,12 @@ describe('runFleet', () => {
     expect(moved.length).toBeGreaterThan(0);
     expect(r.summary.reroutedRequests).toBe(moved.length);
     expect(r.summary.lostRequests).toBe(0);
+    // The stream continues where it stopped: the planned output, no token more or less.
+    const plans = planFleetWorkload(r.spec.workload, () => 8192);
     for (const q of moved) {
       expect(q.replicas[0]).toBe('r0');
       expect(q.finishReason).toBe('stop');
+      expect(q.outputTokens).toBe(plans[Number(q.id.slice(1))].outputTokens);
     }
     expect(moved.some((q) => q.breakdown.recomputeS > 0)).toBe(true);
     const lost = r.replicas.find((x) => x.id === 'r0')!;
@@ -196,6 +200,32 @@ describe('runFleet', () => {
     expect(r.summary.quotaRejected).toBe(refused.length);
     expect(r.billing.tenants[0].quotaRejected).toBe(refused.length);
     expect(refused[0].reason).toMatch(/^tenant a: \d+ tokens reserved in the last minute \+ \d+ \(prompt \+ max_tokens\) > quota 5000 tokens\/min \(429\)$/);
+  });
+
+  it('schedulerPolicy priority: under load the tenant with the lower priority value waits less', async () => {
+    const two = (policy: 'fcfs' | 'priority') =>
+      small({
+        pools: [pool('llama-3-8b', 1, { schedulerPolicy: policy })],
+        workload: {
+          seed: 6,
+          numRequests: 200,
+          arrival: { kind: 'poisson', ratePerS: 20 },
+          tenants: [
+            { name: 'gold', weight: 1, model: 'llama-3-8b', promptMedian: 128, outputMedian: 48, priority: 0 },
+            { name: 'bronze', weight: 1, model: 'llama-3-8b', promptMedian: 128, outputMedian: 48, priority: 5 },
+          ],
+        },
+      });
+    const meanQueue = (r: FleetResult, tenant: string) => {
+      const xs = r.requests.filter((q) => q.tenant === tenant).map((q) => q.breakdown.queueS);
+      return xs.reduce((a, b) => a + b, 0) / xs.length;
+    };
+    const fcfs = await runFleet(two('fcfs'));
+    const prio = await runFleet(two('priority'));
+    checkAccounting(prio);
+    expect(meanQueue(prio, 'gold')).toBeLessThan(meanQueue(prio, 'bronze') / 2);
+    expect(meanQueue(fcfs, 'gold')).toBeGreaterThan(meanQueue(fcfs, 'bronze') / 2);
+    await expect(runFleet(small({ pools: [pool('llama-3-8b', 1, { schedulerPolicy: 'edf' as 'fcfs' })] }))).rejects.toThrow(/^pools\[0\]\.schedulerPolicy/);
   });
 
   it('stops when the signal aborts', async () => {
