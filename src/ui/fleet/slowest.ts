@@ -137,3 +137,23 @@ export function partsUntilFirstToken(r: FleetRequestRecord): RequestBreakdown {
   }
   return out;
 }
+
+/** The median of a list (NaN when empty). */
+function median(values: number[]): number {
+  if (values.length === 0) return NaN;
+  const s = [...values].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/**
+ * A tenant's median prompt tokens per arrival-time bin of [0, durationS) (NaN: no request of it
+ * arrived in that bin): how its prompts changed over the run, whatever the metric or the cursor.
+ */
+export function promptMediansByArrival(requests: readonly FleetRequestRecord[], tenant: string, durationS: number, numBins: number): number[] {
+  const n = Math.max(1, Math.floor(numBins));
+  const width = durationS > 0 ? durationS / n : 1;
+  const bins: number[][] = Array.from({ length: n }, () => []);
+  for (const r of requests) if (r.tenant === tenant) bins[Math.min(n - 1, Math.max(0, Math.floor(r.arrivalS / width)))].push(r.promptTokens);
+  return bins.map(median);
+}

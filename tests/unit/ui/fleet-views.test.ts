@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import type { FleetRequestRecord, FleetSummary, ReplicaRecord } from '../../../src/sim/fleet/types.ts';
 import { countUpTo, indexAtOrBefore, recentUpTo, replicaSampleAt, replicaStateAt, requestCountsAt, requestEndS, sentPerReplica } from '../../../src/ui/fleet/timeline.ts';
-import { arrivalBins, breakdownTotalS, cutSize, dominantPart, partsUntilFirstToken, slowestRequests, tenantShares } from '../../../src/ui/fleet/slowest.ts';
+import { arrivalBins, breakdownTotalS, cutSize, dominantPart, partsUntilFirstToken, promptMediansByArrival, slowestRequests, tenantShares } from '../../../src/ui/fleet/slowest.ts';
 import { isBilledRecord, pricesProblem, recomputeBills, requestPriceUsd } from '../../../src/ui/fleet/billing.ts';
 import { comparisonRows } from '../../../src/ui/fleet/compare.ts';
 import { FLEET_SPEEDS, speedIndexFor } from '../../../src/ui/fleet/cursor.svelte.ts';
@@ -194,6 +194,21 @@ describe('the slowest requests', () => {
     // No spans or no first token: the whole breakdown.
     expect(partsUntilFirstToken({ ...r, spans: undefined })).toBe(r.breakdown);
     expect(partsUntilFirstToken({ ...r, ttftS: undefined })).toBe(r.breakdown);
+  });
+
+  it("gives a tenant's median prompt per arrival bin (NaN where none arrived)", () => {
+    const rs = [
+      req('1', { tenant: 't', arrivalS: 1, promptTokens: 100 }),
+      req('2', { tenant: 't', arrivalS: 2, promptTokens: 300 }),
+      req('3', { tenant: 't', arrivalS: 3, promptTokens: 200 }),
+      req('4', { tenant: 'u', arrivalS: 12, promptTokens: 5 }),
+      req('5', { tenant: 't', arrivalS: 25, promptTokens: 800 }),
+      req('6', { tenant: 't', arrivalS: 29.9, promptTokens: 1000 }),
+    ];
+    const m = promptMediansByArrival(rs, 't', 30, 3);
+    expect(m[0]).toBe(200);
+    expect(m[1]).toBeNaN();
+    expect(m[2]).toBe(900);
   });
 
   it('sums a breakdown and names its longest part', () => {
