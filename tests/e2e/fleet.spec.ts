@@ -87,6 +87,32 @@ test("the P99 hunt: the slowest requests are the planted tenant's, Reveal names 
   expect(errors).toEqual([]);
 });
 
+test('a changed fleet runs in the worker; an impossible one is refused in words and the run shown stays', async ({ page }) => {
+  const errors = captureErrors(page);
+  await openPreset(page, 'p99-hunt');
+  const lanes = page.getByTestId('fleet-lane');
+  const before = await lanes.count();
+  await page.getByText('Change the fleet and run it again').click();
+  // 70B on one L4 cannot hold its weights.
+  await page.getByTestId('edit-model-0-0').selectOption('llama-3-70b');
+  await page.getByTestId('edit-run').click();
+  await expect(page.getByTestId('fleet-error')).toContainText(/run ".*\(changed\)".*pools\[0\]\.deployment: Llama-3 70B does not fit 1× /);
+  await expect(page.getByTestId('fleet-view')).toHaveAttribute('data-status', 'error');
+  expect(await lanes.count()).toBe(before);
+  // One more replica of the 8B model runs.
+  await page.getByTestId('edit-model-0-0').selectOption('llama-3-8b');
+  await page.getByTestId('edit-replicas-0-0').fill(String(before + 1));
+  await page.getByTestId('edit-run').click();
+  await expect(page.getByTestId('fleet-view')).toHaveAttribute('data-status', 'done');
+  await expect(page.getByTestId('fleet-compare').locator('thead')).toContainText('(changed)');
+  await page.getByTestId('fleet-end').click();
+  await expect(lanes).toHaveCount(before + 1);
+  await page.getByTestId('edit-reset').click();
+  await expect(page.getByTestId('fleet-compare').locator('thead')).not.toContainText('(changed)');
+  await expect(lanes).toHaveCount(before);
+  expect(errors).toEqual([]);
+});
+
 test('the fleet view fits 1280×720, 1920×1080 and a 390×844 phone', async ({ page }, testInfo) => {
   const errors = captureErrors(page);
   await openPreset(page, 'spike');

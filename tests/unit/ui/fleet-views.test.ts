@@ -9,7 +9,7 @@ import { countUpTo, indexAtOrBefore, recentUpTo, replicaSampleAt, replicaStateAt
 import { arrivalBins, breakdownTotalS, cutSize, dominantPart, partsUntilFirstToken, promptMediansByArrival, slowestRequests, tenantShares } from '../../../src/ui/fleet/slowest.ts';
 import { isBilledRecord, pricesProblem, recomputeBills, requestPriceUsd } from '../../../src/ui/fleet/billing.ts';
 import { comparisonRows } from '../../../src/ui/fleet/compare.ts';
-import { FLEET_SPEEDS, speedIndexFor } from '../../../src/ui/fleet/cursor.svelte.ts';
+import { FLEET_SPEEDS, FleetCursor, speedIndexFor } from '../../../src/ui/fleet/cursor.svelte.ts';
 
 function req(id: string, over: Partial<FleetRequestRecord> = {}): FleetRequestRecord {
   return {
@@ -267,6 +267,30 @@ describe('the comparison line and the playback speed', () => {
     expect(by.gpuHours.best).toBeNull();
     expect(by.replicasMax.best).toBeNull();
     expect(comparisonRows([summary({})])[0].best).toBeNull();
+  });
+
+  it('moves the time cursor by steps and seeks, clamped to the run; the end snaps', () => {
+    const c = new FleetCursor();
+    c.load(100, 2);
+    expect([c.tS, c.durationS, c.playing, FLEET_SPEEDS[c.speedIndex].simSPerS]).toEqual([0, 100, false, 2]);
+    c.step();
+    c.step();
+    expect(c.tS).toBe(4);
+    c.seek(-5);
+    expect(c.tS).toBe(0);
+    c.seek(Number.NaN);
+    expect(c.tS).toBe(0);
+    c.seek(99.9999999);
+    expect(c.tS).toBe(100);
+    c.seek(99.5);
+    expect(c.tS).toBe(99.5);
+    c.step();
+    expect(c.tS).toBe(100);
+    c.seek(3);
+    c.toEnd();
+    expect(c.tS).toBe(100);
+    c.setSpeed(99);
+    expect(FLEET_SPEEDS[c.speedIndex].simSPerS).toBe(2);
   });
 
   it('plays a run in about 25 s of wall time at most', () => {
