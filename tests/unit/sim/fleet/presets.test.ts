@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { runFleet } from '../../../../src/sim/fleet/fleet.ts';
 import { fleetPreset } from '../../../../src/sim/fleet/presets.ts';
 import { quantile } from '../../../../src/sim/fleet/autoscaler.ts';
+import { presetFinding, shares, slowestRequests } from '../../../../src/sim/fleet/analysis.ts';
 import { FLEET_PRESET_IDS, type FleetPresetId, type FleetResult } from '../../../../src/sim/fleet/types.ts';
 
 async function runs(id: FleetPresetId): Promise<FleetResult[]> {
@@ -49,6 +50,8 @@ describe('fleet presets', () => {
     // It scales back down after the spike, so it pays for fewer GPU-hours than 8 fixed replicas would.
     expect(auto.autoscalerDecisions.some((d) => d.to < d.from)).toBe(true);
     expect(auto.summary.gpuHours).toBeLessThan((8 * auto.summary.durationS) / 3600);
+    const finding = presetFinding('spike', [fixed, auto]);
+    expect(finding).toContain(`${auto.summary.p99TtftS.toFixed(2)} s against ${fixed.summary.p99TtftS.toFixed(2)} s`);
   });
 
   it('spot-loss: without notice requests are re-routed and recomputed; with notice the replica drains first', async () => {
@@ -65,6 +68,7 @@ describe('fleet presets', () => {
     expect(lost.states.map((s) => s.state)).toEqual(['serving', 'draining', 'lost']);
     // The autoscaler replaces the lost replica.
     expect(none.autoscalerDecisions.some((d) => d.reason.includes('< min 3'))).toBe(true);
+    expect(presetFinding('spot-loss', [none, notice])).toContain(`re-routed ${none.summary.reroutedRequests} requests`);
   });
 
   it('prefix-affinity: a higher prefix-cache hit rate and a lower P99 TTFT than round-robin', async () => {
@@ -72,6 +76,7 @@ describe('fleet presets', () => {
     expect(pa.summary.prefixHitRate).toBeGreaterThan(rr.summary.prefixHitRate + 0.2);
     expect(pa.summary.p99TtftS).toBeLessThan(rr.summary.p99TtftS);
     expect(pa.routerDecisions.some((d) => d.reason.includes('by rendezvous hash'))).toBe(true);
+    expect(presetFinding('prefix-affinity', [rr, pa])).toContain(`${(pa.summary.prefixHitRate * 100).toFixed(0)}% of prompt tokens`);
   });
 
   it('two-models: each pool serves its own model; consolidation figures computed', async () => {
@@ -81,6 +86,7 @@ describe('fleet presets', () => {
     expect(c.separateGpus).toBe(1 + 4);
     expect(c.sharedGpus).toBeGreaterThan(0);
     expect(c.explanation).toContain(`${c.sharedGpus} GPUs`);
+    expect(presetFinding('two-models', [r])).toContain(`needed ${c.separateGpus} GPUs at peak; one shared pool would need ${c.sharedGpus}`);
   });
 
   it('moderation: its span shows in TTFT and E2E, flagged streams end content_filter', async () => {
@@ -91,6 +97,7 @@ describe('fleet presets', () => {
     const served = withMod.requests.filter((q) => q.finishReason === 'stop');
     expect(served.every((q) => q.breakdown.moderationS > 0)).toBe(true);
     expect(withMod.billing.policy).toContain('before the stop');
+    expect(presetFinding('moderation', [without, withMod])).toContain(`stopped ${withMod.summary.contentFiltered} requests`);
   });
 
   it('quotas-billing: the quota refuses one tenant with reasons; bills add up', async () => {
@@ -104,6 +111,7 @@ describe('fleet presets', () => {
     }
     expect(r.billing.tenants.find((t) => t.tenant === 'acme')!.cachedPromptTokens).toBeGreaterThan(0);
     expect(r.billing.costPerMTokensUsd).toBeGreaterThan(0);
+    expect(presetFinding('quotas-billing', [r])).toMatch(/the quota refused initech \(\d+\)/);
   });
 
   it('p99-hunt: P99 TTFT regresses after the planted change, and the planted tenant dominates the slowest 1%', async () => {
@@ -117,5 +125,8 @@ describe('fleet presets', () => {
     expect(slowest.filter((q) => q.tenant === planted.tenant).length).toBeGreaterThan(slowest.length / 2);
     expect(slowest.every((q) => q.arrivalS >= planted.atS)).toBe(true);
     expect(planted.description).toContain(planted.tenant);
+    // What the slowest-requests view shows leads to it: the tenant first, and the finding names it.
+    expect(shares(slowestRequests(r), 'tenant')[0].key).toBe(planted.tenant);
+    expect(presetFinding('p99-hunt', [r])).toContain(`are ${planted.tenant}'s`);
   });
 });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { runFleet } from '../../../../src/sim/fleet/fleet.ts';
 import { fleetPreset } from '../../../../src/sim/fleet/presets.ts';
-import { fleetChromeTrace, FLEET_PID, FRONT_DOOR_PID, REPLICA_PID_BASE } from '../../../../src/export/fleet-trace.ts';
+import { fleetChromeTrace, FLEET_PID, FRONT_DOOR_PID, MODERATION_PID, REPLICA_PID_BASE } from '../../../../src/export/fleet-trace.ts';
 import { validateChromeTrace } from '../../../../src/export/chrome-trace.ts';
 
 describe('fleet Chrome trace', () => {
@@ -41,5 +41,9 @@ describe('fleet Chrome trace', () => {
     expect(ev.some((e) => e.ph === 'C' && e.name === 'replicas')).toBe(true);
     expect(phases.some((e) => e.name === 'recompute')).toBe(true);
     expect(phases.some((e) => e.name === 'moderation' && e.pid === FRONT_DOOR_PID)).toBe(true);
+    const checks = ev.filter((e) => e.cat === 'moderation');
+    expect(checks.length).toBe(r.requests.reduce((a, q) => a + (q.moderationChecks?.length ?? 0), 0));
+    expect(checks.every((e) => e.pid === MODERATION_PID)).toBe(true);
+    expect(checks.some((e) => e.name.endsWith('(flagged)'))).toBe(true);
   });
 });
