@@ -44,6 +44,9 @@ test('every fleet preset opens by URL, runs off the main thread and shows lanes,
       await expect(page.getByTestId('compare-contentFiltered')).toContainText(/[1-9]/);
     }
     if (id === 'two-models') await expect(page.getByTestId('fleet-consolidation')).toContainText('GPUs');
+    // The preset's point with this run's figures (the hunt's waits for Reveal).
+    if (id !== 'p99-hunt') await expect(page.getByTestId('fleet-finding')).toContainText(/^In this run .*\d/);
+    else await expect(page.getByTestId('fleet-finding')).toHaveCount(0);
     expect(new URL(page.url()).searchParams.get('fleet')).toBe(id);
   }
   expect(errors).toEqual([]);
@@ -62,6 +65,7 @@ test("the P99 hunt: the slowest requests are the planted tenant's, Reveal names 
   await page.getByTestId('reveal-cause').click();
   const cause = page.getByTestId('planted-cause');
   await expect(cause).toBeVisible();
+  await expect(cause).toContainText(/In this run P99 TTFT went from/);
   const tenant = /tenant “([^”]+)”/.exec((await cause.textContent()) ?? '')?.[1];
   expect(tenant).toBeTruthy();
   // The tenant most over-represented in the slowest 1% comes first, and it is the planted one;
