@@ -60,6 +60,9 @@ test("the P99 hunt: the slowest requests are the planted tenant's, Reveal names 
   await expect.poll(async () => Number(await page.getByTestId('fleet-time').getAttribute('data-t'))).toBeGreaterThan(0);
   await page.keyboard.press(' ');
   await expect(page.getByTestId('fleet-play')).toHaveAttribute('aria-pressed', 'false');
+  const paused = Number(await page.getByTestId('fleet-time').getAttribute('data-t'));
+  await page.keyboard.press('ArrowRight');
+  await expect.poll(async () => Number(await page.getByTestId('fleet-time').getAttribute('data-t'))).toBeGreaterThan(paused);
   await page.getByTestId('fleet-end').click();
 
   await page.getByTestId('reveal-cause').click();
