@@ -44,6 +44,17 @@ test('every fleet preset opens by URL, runs off the main thread and shows lanes,
       await expect(page.getByTestId('compare-contentFiltered')).toContainText(/[1-9]/);
     }
     if (id === 'two-models') await expect(page.getByTestId('fleet-consolidation')).toContainText('GPUs');
+    if (id === 'quotas-billing') {
+      // Prices are editable: the bill is recomputed from the requests' tokens; a bad price is refused in words.
+      const total = page.getByTestId('bill-total');
+      const atRunPrices = await total.textContent();
+      await page.getByTestId('price-usdPerMGeneratedTokens').fill('100');
+      await expect(total).not.toHaveText(atRunPrices!);
+      await page.getByTestId('price-usdPerMGeneratedTokens').fill('-1');
+      await expect(page.getByTestId('fleet-billing').getByRole('alert')).toContainText('the generated price must be 0 or more');
+      await page.getByTestId('price-reset').click();
+      await expect(total).toHaveText(atRunPrices!);
+    }
     // The preset's point with this run's figures (the hunt's waits for Reveal).
     if (id !== 'p99-hunt') await expect(page.getByTestId('fleet-finding')).toContainText(/^In this run .*\d/);
     else await expect(page.getByTestId('fleet-finding')).toHaveCount(0);
