@@ -42,6 +42,10 @@ test('every fleet preset opens by URL, runs off the main thread and shows lanes,
       await page.getByTestId('fleet-run-1').click();
       await expect(page.getByTestId('fig-content-filter')).toHaveText(/^[1-9]\d*$/);
       await expect(page.getByTestId('compare-contentFiltered')).toContainText(/[1-9]/);
+      // The moderation span is in the breakdown, and a request's checks are listed.
+      await page.getByTestId('slowest-row').first().click();
+      await expect(page.getByTestId('slowest-detail')).toContainText(/moderation [1-9]/);
+      await expect(page.getByTestId('slowest-moderation')).toContainText('Moderation checks: 1 input');
     }
     if (id === 'two-models') await expect(page.getByTestId('fleet-consolidation')).toContainText('GPUs');
     if (id === 'quotas-billing') {
