@@ -79,6 +79,13 @@ test("the P99 hunt: the slowest requests are the planted tenant's, Reveal names 
   await page.keyboard.press('ArrowRight');
   await expect.poll(async () => Number(await page.getByTestId('fleet-time').getAttribute('data-t'))).toBeGreaterThan(paused);
   await page.getByTestId('fleet-end').click();
+  await expect(page.getByTestId('fleet-compare')).toContainText('simulated in');
+  // The app keeps the fleet worker and its finished presets across views.
+  await page.getByTestId('tab-calculator').click();
+  await page.getByTestId('tab-fleet').click();
+  await expect(page.getByTestId('fleet-view')).toHaveAttribute('data-status', 'done');
+  await expect(page.getByTestId('fleet-compare')).toContainText('kept from an earlier run');
+  await page.getByTestId('fleet-end').click();
 
   await page.getByTestId('reveal-cause').click();
   const cause = page.getByTestId('planted-cause');
