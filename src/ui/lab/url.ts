@@ -8,10 +8,11 @@ import { POLICY_NAMES, type PolicyName } from '../../engine/policies.ts';
 import { MAX_NUM_SPECULATIVE_TOKENS } from '../../engine/config.ts';
 import { SCENARIOS, scenarioById } from './scenarios.ts';
 import { isWeightType } from '../../model/quant.ts';
+import { FLEET_PRESET_IDS, type FleetPresetId } from '../../sim/fleet/types.ts';
 import { BASE_SETTINGS, BASE_WORKLOAD_FORM, clampWorkloadForm, type LabSettings, type WorkloadForm } from './settings.ts';
 
-export type ViewName = 'lab' | 'compare' | 'calculator' | 'simulated';
-export const VIEW_NAMES: readonly ViewName[] = ['lab', 'compare', 'calculator', 'simulated'];
+export type ViewName = 'lab' | 'compare' | 'calculator' | 'simulated' | 'fleet';
+export const VIEW_NAMES: readonly ViewName[] = ['lab', 'compare', 'calculator', 'simulated', 'fleet'];
 
 export interface UrlState {
   view: ViewName;
@@ -25,6 +26,13 @@ export interface UrlState {
   compare: { a: LabSettings; b: LabSettings } | null;
   theme: 'dark' | 'light';
   presenter: boolean;
+  /** The fleet view's preset (`fleet=<id>`; absent: the first preset). An unknown id is ignored. */
+  fleetPresetId?: FleetPresetId;
+}
+
+/** A fleet preset's id from the URL, or undefined when it names none. */
+export function fleetPresetIdOf(v: string | null): FleetPresetId | undefined {
+  return FLEET_PRESET_IDS.includes(v as FleetPresetId) ? (v as FleetPresetId) : undefined;
 }
 
 const keys: Record<string, keyof LabSettings> = {
@@ -146,7 +154,8 @@ export function readUrl(search: string): UrlState {
   const a = readSettings(q, 'a.', base.compare.a.settings);
   const b = readSettings(q, 'b.', base.compare.b.settings);
   if (a || b) compare = { a: a ?? base.compare.a.settings, b: b ?? base.compare.b.settings };
-  return { view, scenarioId, settings, workload, compare, theme: q.get('theme') === 'light' ? 'light' : 'dark', presenter: q.get('present') === '1' };
+  const fleetPresetId = fleetPresetIdOf(q.get('fleet'));
+  return { view, scenarioId, settings, workload, compare, theme: q.get('theme') === 'light' ? 'light' : 'dark', presenter: q.get('present') === '1', ...(fleetPresetId ? { fleetPresetId } : {}) };
 }
 
 /** The query string for a state ('' when everything is at its default). */
@@ -163,6 +172,7 @@ export function writeQuery(s: UrlState): string {
     writeSettings(q, 'a.', s.compare.a, base.compare.a.settings);
     writeSettings(q, 'b.', s.compare.b, base.compare.b.settings);
   }
+  if (s.fleetPresetId && fleetPresetIdOf(s.fleetPresetId)) q.set('fleet', s.fleetPresetId);
   if (s.theme === 'light') q.set('theme', 'light');
   if (s.presenter) q.set('present', '1');
   const str = q.toString();
