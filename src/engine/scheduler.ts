@@ -381,7 +381,6 @@ export class Scheduler {
       this.byDeadline.pop();
       if (r.isDone) continue;
       if (r.state === 'waiting' && nowMs + this.estimateServiceMs(r) > r.deadlineAtMs) {
-        this.policy.waiting.remove(r);
         this.end(r, 'rejected', 'deadline_unmeetable', nowMs);
         const detail = `deadline at ${r.deadlineAtMs.toFixed(1)} ms cannot be met while waiting (now ${nowMs.toFixed(1)} ms, at least ${this.estimateServiceMs(r).toFixed(1)} ms of work left)`;
         this.emit({ type: 'rejected', timeMs: nowMs, requestId: r.requestId, reason: 'deadline_unmeetable', detail });
@@ -1131,7 +1130,6 @@ export class Scheduler {
   }
 
   private fail(req: Request, reason: FailReason, nowMs: number): void {
-    if (req.state === 'waiting') this.policy.waiting.remove(req);
     this.end(req, 'failed', reason, nowMs);
     this.emit({ type: 'failed', timeMs: nowMs, requestId: req.requestId, reason });
   }
@@ -1139,6 +1137,8 @@ export class Scheduler {
   /** Takes a request out of every queue and frees its memory. */
   private end(req: Request, state: 'finished' | 'failed' | 'rejected', reason: Request['endReason'], nowMs: number): void {
     disposeConstraints(req);
+    // Async scheduling: a request preempted while its token was in flight may finish waiting.
+    if (req.state === 'waiting') this.policy.waiting.remove(req);
     const i = this.running.indexOf(req);
     if (i >= 0) this.running.splice(i, 1);
     this.lora.release(req.requestId);
