@@ -267,6 +267,10 @@ export function engineSuite(label: string, getGpu: () => GPU, sources: KernelSou
       const streamed = events.filter((e) => e.type === 'text').map((e) => (e.type === 'text' ? e.delta : '')).join('');
       expect(streamed).toBe(generated.slice(0, generated.indexOf(stop)));
       const engine = host.currentEngine!;
+      // 'done' came with the cancel; the step planned before it is read by the loop's next step.
+      const deadline = Date.now() + 30_000;
+      while (engine.hasWork() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      expect(engine.hasWork()).toBe(false);
       expect(engine.getRequest(id)!.endReason).toBe('cancelled');
       // The row planned before the cancel was read computed one token more: dropped, not streamed.
       expect(engine.eventLog.reduce((n, e) => n + (e.type === 'step' ? (e.numDiscardedTokens ?? 0) : 0), 0)).toBe(1);
