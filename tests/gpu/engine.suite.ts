@@ -231,6 +231,31 @@ export function engineSuite(label: string, getGpu: () => GPU, sources: KernelSou
       }
     });
 
+    it('async scheduling: an EOS read late discards the one token computed after it (batched, KV invariants checked each step)', async () => {
+      // Of the suite's prompts these two end with run.c's stop token (BOS) within 200 tokens.
+      const chosen = [prompts[5], prompts[8], prompts[0]];
+      const specs = chosen.map((p) => ({ ...runcRequest(loaded.tokenizer, p, loaded.tokenizer.encode(p).length - 1 + 200, 512), requestId: p, sampling: { temperature: 0 } }));
+      const cpu = new Engine({ executor: new CpuReferenceExecutor(loaded.model), config: { maxModelLen: 512, blockSize: 16, numGpuBlocks: 64, numCpuBlocks: 0 } });
+      for (const s of specs) cpu.submit(s);
+      await cpu.runUntilIdle();
+      const { engine, counter } = newEngine({ blockSize: 16, numGpuBlocks: 64, numCpuBlocks: 0, asyncScheduling: true });
+      const streamed = new Map<string, number[]>();
+      engine.on((e) => e.type === 'token' && streamed.set(e.requestId, [...(streamed.get(e.requestId) ?? []), e.tokenId]));
+      for (const s of specs) engine.submit(s);
+      await engine.runUntilIdle();
+      for (const p of chosen) {
+        const want = cpu.getRequest(p)!;
+        const got = engine.getRequest(p)!;
+        expect(got.seqs[0].outputTokenIds, p).toEqual(want.seqs[0].outputTokenIds);
+        expect(got.endReason, p).toBe(want.endReason);
+        expect(streamed.get(p), p).toEqual(want.seqs[0].outputTokenIds);
+      }
+      expect(chosen.map((p) => engine.getRequest(p)!.endReason)).toEqual(['stop', 'stop', 'length']);
+      expect(engine.eventLog.reduce((n, e) => n + (e.type === 'step' ? (e.numDiscardedTokens ?? 0) : 0), 0)).toBe(2);
+      expect(counter.numPlaceholderRows).toBeGreaterThan(400);
+      expect(engine.kvGauges().numFreeGpuBlocks).toBe(64);
+    });
+
     it('async scheduling: a temperature > 0 row runs synchronously with the same seeded tokens; a stop string cancels late and streams nothing after it', async () => {
       const a = runcRequest(loaded.tokenizer, 'Once upon a time', 120, 512);
       const b = runcRequest(loaded.tokenizer, 'The little dog', 30, 512); // ends long before a
@@ -272,8 +297,12 @@ export function engineSuite(label: string, getGpu: () => GPU, sources: KernelSou
       while (engine.hasWork() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
       expect(engine.hasWork()).toBe(false);
       expect(engine.getRequest(id)!.endReason).toBe('cancelled');
-      // The row planned before the cancel was read computed one token more: dropped, not streamed.
-      expect(engine.eventLog.reduce((n, e) => n + (e.type === 'step' ? (e.numDiscardedTokens ?? 0) : 0), 0)).toBe(1);
+      // A row planned before the cancel took effect computed at most one token more: dropped, not
+      // streamed (Dawn for Node: always one; Chromium measured none here, the cancel landing
+      // before the next step was planned; the exact count is checked on the fake executor).
+      expect(host.currentExecutor?.name).toMatch(/^webgpu/);
+      expect(engine.eventLog.reduce((n, e) => n + (e.type === 'step' ? (e.numDiscardedTokens ?? 0) : 0), 0)).toBeLessThanOrEqual(1);
+      expect(loaded.tokenizer.decode(engine.getRequest(id)!.seqs[0].outputTokenIds).startsWith(streamed)).toBe(true);
       expect(engine.kvGauges().numFreeGpuBlocks).toBe(64);
     });
 
