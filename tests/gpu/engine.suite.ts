@@ -302,7 +302,6 @@ export function engineSuite(label: string, getGpu: () => GPU, sources: KernelSou
       // before the next step was planned; the exact count is checked on the fake executor).
       expect(host.currentExecutor?.name).toMatch(/^webgpu/);
       expect(engine.eventLog.reduce((n, e) => n + (e.type === 'step' ? (e.numDiscardedTokens ?? 0) : 0), 0)).toBeLessThanOrEqual(1);
-      expect(loaded.tokenizer.decode(engine.getRequest(id)!.seqs[0].outputTokenIds).startsWith(streamed)).toBe(true);
       expect(engine.kvGauges().numFreeGpuBlocks).toBe(64);
     });
 
