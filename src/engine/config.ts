@@ -72,7 +72,9 @@ export interface SchedulerConfig {
    * tokens on the device (Executor.tokenFeedback: the WebGPU one) and only after steps whose
    * every sampled row is greedy (GPU argmax), unconstrained, without drafts, swaps or
    * preemptions, in continuous batching with speculation off; any other step is followed
-   * synchronously. Off by default (see src/gpu/README.md for what it costs and saves).
+   * synchronously. Off by default: a replay of the event log (EventLogReplay, the lab's step
+   * slider) plans synchronously and so reproduces only runs planned without it, and on SwiftShader
+   * it measured no faster at batch 1 (bench/results/README.md; src/gpu/README.md for the design).
    */
   asyncScheduling: boolean;
 }
