@@ -72,6 +72,8 @@ interface ScalingRow {
   model: string;
   synthetic: boolean;
   batch: number;
+  /** The engine's asyncScheduling setting (vLLM's async_scheduling) for this row. */
+  asyncScheduling: boolean;
   aggregateTokPerS: number;
   meanTtftMs: number;
   meanTpotMs: number;
@@ -94,7 +96,7 @@ interface ScalingRow {
 }
 
 /** B requests at once, each P prompt tokens then G generated (EOS ignored), on one engine. */
-async function measure(model: Model, synthetic: boolean, batch: number, promptTokens: number, genTokens: number): Promise<ScalingRow> {
+async function measure(model: Model, synthetic: boolean, batch: number, promptTokens: number, genTokens: number, asyncScheduling = false): Promise<ScalingRow> {
   const { ctx, runtime } = await gpu();
   const profile = new StepProfile();
   const executor = new GpuExecutor(ctx, runtime, model, { profile });
@@ -114,6 +116,7 @@ async function measure(model: Model, synthetic: boolean, batch: number, promptTo
       maxNumBatchedTokens: Math.max(batch * promptTokens, batch),
       maxModelLen: model.config.seqLen,
       enablePrefixCaching: false,
+      asyncScheduling,
     },
   });
   await engine.init();
@@ -170,6 +173,7 @@ async function measure(model: Model, synthetic: boolean, batch: number, promptTo
     model: model.source.name.split('/').pop() ?? 'model',
     synthetic,
     batch,
+    asyncScheduling,
     aggregateTokPerS: (batch * genTokens * 1000) / wallMs,
     meanTtftMs: ttft / batch,
     meanTpotMs: tpot / batch,
@@ -196,6 +200,10 @@ function scalingBench(builtin: Model): BenchCommand {
       const promptTokens = Number(ctx.options.prompt ?? 8);
       const genTokens = Number(ctx.options.tokens ?? 32);
       if (!(promptTokens >= 1 && genTokens >= 2)) fail('--prompt must be >= 1 and --tokens >= 2');
+      // --async-scheduling off (default) | on | both (each row twice, off then on, with their ratios)
+      const asyncOption = ctx.options['async-scheduling'] ?? 'off';
+      if (!['off', 'on', 'both'].includes(asyncOption)) fail('--async-scheduling must be off, on or both');
+      const asyncModes = asyncOption === 'both' ? [false, true] : [asyncOption === 'on'];
       const rows: ScalingRow[] = [];
       for (const name of modelNames) {
         let model: Model;
@@ -203,25 +211,51 @@ function scalingBench(builtin: Model): BenchCommand {
         else if (tinyllamaShapes[name]) model = syntheticModel(tinyllamaShapes[name], ctx.seed, name);
         else fail(`unknown model ${JSON.stringify(name)} (builtin, ${Object.keys(tinyllamaShapes).join(', ')})`);
         for (const batch of batches) {
-          ctx.log(`scaling: ${name} batch ${batch}...`);
-          rows.push(await measure(model, name !== 'builtin', batch, promptTokens, genTokens));
+          for (const mode of asyncModes) {
+            ctx.log(`scaling: ${name} batch ${batch}${asyncModes.length > 1 ? `, asyncScheduling ${mode}` : ''}...`);
+            rows.push(await measure(model, name !== 'builtin', batch, promptTokens, genTokens, mode));
+          }
         }
       }
+      // Async scheduling on / off for the same model and batch (only with --async-scheduling both).
+      const asyncRatios = rows
+        .filter((r) => r.asyncScheduling)
+        .flatMap((on) => {
+          const off = rows.find((r) => !r.asyncScheduling && r.model === on.model && r.batch === on.batch);
+          if (!off) return [];
+          const gap = (r: ScalingRow) => (r.meanGpuStepMs === null ? null : r.meanStepMs - r.meanGpuStepMs);
+          const gapOn = gap(on);
+          const gapOff = gap(off);
+          return [{
+            model: on.model,
+            batch: on.batch,
+            tokPerSOnOverOff: on.aggregateTokPerS / off.aggregateTokPerS,
+            stepMsOnOverOff: on.meanStepMs / off.meanStepMs,
+            /** (step ms - GPU step ms) on / off: the host's share of a step. */
+            stepMinusGpuMsOnOverOff: gapOn !== null && gapOff !== null && gapOff > 0 ? gapOn / gapOff : null,
+            stepMinusGpuMs: { off: gapOff, on: gapOn },
+            gpuIdleGapMs: { off: off.meanGpuIdleGapMs, on: on.meanGpuIdleGapMs },
+          }];
+        });
       const { ctx: gpuCtx } = await gpu();
       const device = `${gpuCtx.adapter.vendor} ${gpuCtx.adapter.architecture} ${gpuCtx.adapter.description}`.trim();
       const timestamps = rows.some((r) => r.meanGpuStepMs !== null);
       const speedups = modelNames.map((_, m) => {
-        const mine = rows.slice(m * batches.length, (m + 1) * batches.length);
-        const one = mine.find((r) => r.batch === 1);
-        const sixteen = mine.find((r) => r.batch === 16);
-        return one && sixteen ? `${mine[0].model}: batch 16 / batch 1 = ${formatNum(sixteen.aggregateTokPerS / one.aggregateTokPerS, 2)}x` : null;
+        const per = batches.length * asyncModes.length;
+        return asyncModes.map((mode) => {
+          const mine = rows.slice(m * per, (m + 1) * per).filter((r) => r.asyncScheduling === mode);
+          const one = mine.find((r) => r.batch === 1);
+          const sixteen = mine.find((r) => r.batch === 16);
+          return one && sixteen ? `${mine[0].model}${asyncModes.length > 1 ? ` (async ${mode ? 'on' : 'off'})` : ''}: batch 16 / batch 1 = ${formatNum(sixteen.aggregateTokPerS / one.aggregateTokPerS, 2)}x` : null;
+        });
       });
       return {
         table: [
-          ['model', 'batch', 'tok/s', 'TTFT ms', 'TPOT ms', 'steps', 'dispatch/step', 'step ms', 'GPU step ms', 'host ms', 'readback ms', 'GPU gap ms'],
+          ['model', 'batch', 'async', 'tok/s', 'TTFT ms', 'TPOT ms', 'steps', 'dispatch/step', 'step ms', 'GPU step ms', 'host ms', 'readback ms', 'GPU gap ms'],
           ...rows.map((r) => [
             r.synthetic ? `${r.model} (synthetic)` : r.model,
             String(r.batch),
+            r.asyncScheduling ? 'on' : 'off',
             formatNum(r.aggregateTokPerS, 1),
             formatNum(r.meanTtftMs, 1),
             formatNum(r.meanTpotMs, 2),
@@ -234,13 +268,19 @@ function scalingBench(builtin: Model): BenchCommand {
             r.meanGpuIdleGapMs === null ? '-' : formatNum(r.meanGpuIdleGapMs, 3),
           ]),
         ],
-        json: { device, machine: machineDescription(), timestampQuery: timestamps, promptTokens, genTokens, rows },
+        json: { device, machine: machineDescription(), timestampQuery: timestamps, promptTokens, genTokens, rows, ...(asyncRatios.length > 0 ? { asyncRatios } : {}) },
         notes: [
           `device: ${device}`,
           'per step (means): GPU step = GPU busy time (timestamp queries); host = step wall time - readback wait; readback = submit() until the results are mapped; GPU gap = GPU idle time between the end of one step\'s last pass and the start of the next step\'s first pass',
           ...(timestamps ? [] : ['this device has no timestamp queries: GPU step and GPU gap are not measured (null in the JSON)']),
           `${promptTokens} prompt tokens and ${genTokens} generated per request (EOS ignored); synthetic models have seeded random weights, for speed only`,
-          ...speedups.filter((s): s is string => s !== null),
+          ...speedups.flat().filter((s): s is string => s !== null),
+          ...asyncRatios.map(
+            (a) =>
+              `${a.model} batch ${a.batch}: async scheduling on/off tok/s ${formatNum(a.tokPerSOnOverOff, 2)}x, step ${formatNum(a.stepMsOnOverOff, 2)}x` +
+              (a.stepMinusGpuMsOnOverOff !== null ? `, step - GPU step ${formatNum(a.stepMinusGpuMs.off!, 2)} -> ${formatNum(a.stepMinusGpuMs.on!, 2)} ms (${formatNum(a.stepMinusGpuMsOnOverOff, 2)}x)` : ''),
+          ),
+          ...(asyncModes.includes(true) ? ['async scheduling on: a step is planned and submitted before the previous one is read, so readback ms overlaps the next step\'s host work and host ms (wall - readback) understates it; compare tok/s, step ms and GPU gap'] : []),
         ],
       };
     },

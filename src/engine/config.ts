@@ -63,6 +63,20 @@ export interface SchedulerConfig {
   promptLookupMax: number;
   /** vLLM's prompt_lookup_min: the shortest n-gram matched. */
   promptLookupMin: number;
+  /**
+   * vLLM's async_scheduling: the engine plans and submits step n+1 before it has read step n's
+   * tokens back. A decode row whose newest token is still in flight gets a placeholder
+   * (PLACEHOLDER_TOKEN_ID) that the executor fills on the device from step n's argmax; the host
+   * reads tokens one step behind (streaming, stop checks, finishes), and a stop found late
+   * discards the one extra token computed after it. Only with an executor that keeps its sampled
+   * tokens on the device (Executor.tokenFeedback: the WebGPU one) and only after steps whose
+   * every sampled row is greedy (GPU argmax), unconstrained, without drafts, swaps or
+   * preemptions, in continuous batching with speculation off; any other step is followed
+   * synchronously. Off by default: a replay of the event log (EventLogReplay, the lab's step
+   * slider) plans synchronously and so reproduces only runs planned without it, and on SwiftShader
+   * it measured no faster at batch 1 (bench/results/README.md; src/gpu/README.md for the design).
+   */
+  asyncScheduling: boolean;
 }
 
 /** The engine's settings: what a scheduler is built with. */
@@ -111,6 +125,7 @@ export const DEFAULT_SCHEDULER_CONFIG: SchedulerConfig = {
   numSpeculativeTokens: 4,
   promptLookupMax: 4,
   promptLookupMin: 2,
+  asyncScheduling: false,
 };
 
 /**
@@ -202,6 +217,7 @@ export function validateEngineConfig(c: SchedulerConfig): ConfigProblem[] {
   if (lookupOk('promptLookupMax') && lookupOk('promptLookupMin') && c.promptLookupMin > c.promptLookupMax) {
     add('promptLookupMin', `promptLookupMin (${c.promptLookupMin}) must be <= promptLookupMax (${c.promptLookupMax})`);
   }
+  if (typeof c.asyncScheduling !== 'boolean') add('asyncScheduling', `asyncScheduling must be true or false, got ${show(c.asyncScheduling)}`);
   const f = c.fairShare;
   if (typeof f !== 'object' || f === null) add('fairShare', 'fairShare must be an object with token weights and tenant weights');
   else {

@@ -6,7 +6,7 @@
  */
 import type { Executor, KvGeometry, LoraAdapter, LoraAdapterInfo, SeqOutput, StepOutput } from './types.ts';
 import type { LoraEvent, LoraSlotView } from './loraSlots.ts';
-import { Scheduler, isDecodeWork } from './scheduler.ts';
+import { Scheduler, isDecodeWork, type ScheduledStep } from './scheduler.ts';
 import { DEFAULT_SCHEDULER_CONFIG, MAX_LORA_RANK, validateLiveChanges, type SchedulerConfig } from './config.ts';
 import { InvalidRequestError, MAX_ID_LENGTH, Request, disposeConstraints, validateRequestSpec, type RequestProblem, type RequestSpec, type RequestState } from './request.ts';
 import type { TokenConstraint } from './constraint.ts';
@@ -49,6 +49,42 @@ export interface EngineOptions {
   profile?: ProfileSink;
 }
 
+/**
+ * A step handed to the executor and not yet read back (async scheduling keeps one across step()
+ * calls; a synchronous step is one only inside its call).
+ */
+interface StepInFlight {
+  scheduled: ScheduledStep;
+  startMs: number;
+  /** Its greedy tokens stay on the device: the next step may be planned before it is read. */
+  keep: boolean;
+  output: Promise<Settled<StepOutput>>;
+  /** Its planning's record parts, taken when it was planned ahead (null: all go to its record). */
+  planned: RecordEvents | null;
+  /** Host time of the executor's execute() call before it returned its promise (profiling). */
+  launchMs: number;
+}
+
+type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
+
+/** A promise that never rejects (a step's failure is read when the step is). */
+function settle<T>(p: Promise<T>): Promise<Settled<T>> {
+  return p.then(
+    (value) => ({ ok: true as const, value }),
+    (error: unknown) => ({ ok: false as const, error }),
+  );
+}
+
+/** What a step record carries besides its view. */
+interface RecordEvents {
+  preempted: string[];
+  rejected: string[];
+  finished: string[];
+  kvEvents: KvEvent[];
+  loraEvents: LoraEvent[];
+  decisions: Decision[];
+}
+
 /** One sequence's share of the last step, for the batch timeline. */
 export interface StepSeqView {
   seqId: number;
@@ -71,6 +107,8 @@ export interface StepView {
   numCopies: number;
   numSwapOut: number;
   numSwapIn: number;
+  /** Async scheduling: tokens computed for sequences that had ended before the step was read (a stop read late); absent: none. */
+  numDiscardedTokens?: number;
 }
 
 /** One engine step with what happened to requests and to the KV cache during it (for the views). */
@@ -207,6 +245,8 @@ export class Engine {
   /** metrics.numSteps when the scheduler's service rates were last set. */
   private ratesAtStep = 0;
   private stepping = false;
+  /** Async scheduling: the step executed and not yet read back (the next one is planned before it is read). */
+  private inFlight: StepInFlight | null = null;
   private configured = false;
   private readonly numStepRecords: number;
   private lastCompletedStep = 0;
@@ -243,6 +283,8 @@ export class Engine {
     if (this.stepping) throw new Error('Engine.replaceExecutor() called while a step is in flight');
     const c = this.config;
     await executor.configure(geometryOf(c));
+    // Async scheduling: a step left in flight on the old executor settles first (then is dropped below).
+    if (this.inFlight) await this.inFlight.output;
     this.executorImpl = executor;
     this.configured = true;
     for (const a of this.adapters.values()) if ('layers' in a) executor.registerAdapter?.(a);
@@ -254,8 +296,13 @@ export class Engine {
     if (this.stepping) throw new Error('Engine.requeueAfterExecutorLoss() called while a step is in flight');
     this.emit({ type: 'executorReplaced', timeMs: this.clock.nowMs(), stepIndex: this.scheduler.stepIndex });
     this.scheduler.requeueAllForRecompute(this.clock.nowMs());
+    // Async scheduling: a step left in flight read memory that is gone; its output is never applied.
+    const left = this.inFlight;
+    this.inFlight = null;
+    if (left) this.discard(left, 'the executor lost its memory before this step was read');
     if (this.checkInvariants) this.scheduler.assertInvariants();
   }
+
 
   get config(): SchedulerConfig {
     return this.scheduler.config;
@@ -392,7 +439,7 @@ export class Engine {
 
   /** True while anything is pending, queued, running or swapped. */
   hasWork(): boolean {
-    return this.pending.size > 0 || this.scheduler.hasWork();
+    return this.pending.size > 0 || this.scheduler.hasWork() || this.inFlight !== null;
   }
 
   /** True while a request is queued, running or swapped (not counting ones yet to arrive). */
@@ -441,139 +488,220 @@ export class Engine {
     if (this.stepping) throw new Error('Engine.step() called while a step is in flight');
     this.stepping = true;
     const prof = this.profile;
-    // Profiling: `t` is where the phase being timed began (performance.now(), only with a sink).
-    let t = 0;
-    const lap = (phase: 'schedule' | 'execute' | 'update' | 'record' | 'invariants'): void => {
-      const now = performance.now();
-      prof!.add(phase, now - t);
-      t = now;
-    };
     try {
       if (!this.configured) await this.init();
-      if (prof) t = performance.now();
-      const startMs = this.clock.nowMs();
-      this.updateServiceRates();
-      this.admitArrivals(startMs);
-      this.scheduler.expire(startMs);
-      const scheduled = this.scheduler.schedule(startMs);
-      const plan = scheduled.plan;
-      if (plan.seqs.length === 0 && plan.swapOut.length === 0 && plan.swapIn.length === 0 && !plan.numPaddingTokens) {
-        const next = this.nextArrivalMs();
-        if (isVirtualClock(this.clock) && next !== null && !this.scheduler.hasWork()) this.clock.advanceTo(next);
-        if (this.checkInvariants) this.scheduler.assertInvariants();
-        return { kind: 'idle', nextArrivalMs: next };
-      }
-      if (prof) {
-        prof.countStep();
-        lap('schedule');
-      }
-      let output: StepOutput;
-      try {
-        output = await this.executor.execute(plan);
-        if (prof) lap('execute');
-      } catch (e) {
-        // Logged so a replay fails the same step: its plan (admissions, allocations) happened.
-        this.emit({ type: 'stepFailed', timeMs: this.clock.nowMs(), startMs, stepIndex: plan.stepIndex, message: (e as Error).message });
-        // What the executor's memory holds is now unknown: nothing keeps blocks allocated for a
-        // step that did not run; every running and swapped request waits to be recomputed
-        // (generated tokens and samplers kept), so the engine can go on or be stepped again.
-        this.scheduler.requeueAllForRecompute(this.clock.nowMs());
-        for (const id of this.deferredCancels.splice(0)) this.applyCancel(id);
-        const failure = { stepIndex: plan.stepIndex, startMs, durationMs: 0, seqs: [], numPaddingTokens: 0, numCopies: 0, numSwapOut: 0, numSwapIn: 0 };
-        this.recordStep(failure, (e as Error).message);
-        if (this.checkInvariants) this.scheduler.assertInvariants();
-        throw e;
-      }
-      if (isVirtualClock(this.clock)) this.clock.advance(output.durationMs);
-      const endMs = this.clock.nowMs();
-      const seqViews = new Map<number, StepSeqView>();
-      for (const w of scheduled.work) {
-        const v = seqViews.get(w.seq.seqId) ?? { seqId: w.seq.seqId, requestId: w.seq.request.requestId, numPrefillTokens: 0, numDecodeTokens: 0 };
-        if (isDecodeWork(w)) v.numDecodeTokens += w.numNewTokens;
-        else v.numPrefillTokens += w.numNewTokens;
-        seqViews.set(v.seqId, v);
-      }
-      const override = this.sampleOverride;
-      let sample = override ? (seq: Sequence, out: SeqOutput) => override(plan.stepIndex, seq.seqId) ?? seq.sampler.sample(out) : undefined;
-      let sampleMs = 0;
-      if (prof) {
-        // Each sampler call timed; the rest of update() is 'update'.
-        const inner = sample ?? ((seq: Sequence, out: SeqOutput) => seq.sampler.sample(out));
-        sample = (seq, out) => {
-          const s0 = performance.now();
-          const tokenId = inner(seq, out);
-          sampleMs += performance.now() - s0;
-          return tokenId;
-        };
-      }
-      const vOverride = this.verifyOverride;
-      const verify = (seq: Sequence, out: SeqOutput, drafts: readonly number[]): VerifyResult => {
-        const s0 = prof ? performance.now() : 0;
-        const result = vOverride?.(plan.stepIndex, seq.seqId) ?? verifyDrafts(seq.sampler, drafts, logitRowsOf(out));
-        if (prof) sampleMs += performance.now() - s0;
-        return result;
-      };
-      const { sampled, drafts } = this.scheduler.update(scheduled, output, endMs, sample, verify);
-      const recorded = this.maskOverride?.(plan.stepIndex);
-      if (recorded) this.scheduler.observeMasks(recorded);
-      const masks = this.scheduler.takeMasks();
-      for (const d of drafts) {
-        const v = seqViews.get(d.seqId);
-        if (v) {
-          v.numDraftTokens = d.numDraftTokens;
-          v.numAcceptedTokens = d.numAcceptedTokens;
+      // At most two turns: a first step whose tokens stay on the device has nothing to read back
+      // yet, so the next one is planned ahead before it is read (async scheduling).
+      for (;;) {
+        const prev = this.inFlight;
+        if (prev && !prev.keep) {
+          // Planned ahead, but it samples on the host: nothing is planned before it is read.
+          this.inFlight = null;
+          return { kind: 'ran', step: await this.complete(prev) };
         }
-        this.metrics.observeDrafts(d.numDraftTokens, d.numAcceptedTokens);
+        const t0 = prof ? performance.now() : 0;
+        const startMs = this.clock.nowMs();
+        this.updateServiceRates();
+        this.admitArrivals(startMs);
+        this.scheduler.expire(startMs);
+        const scheduled = this.scheduler.schedule(startMs);
+        const plan = scheduled.plan;
+        if (plan.seqs.length === 0 && plan.swapOut.length === 0 && plan.swapIn.length === 0 && !plan.numPaddingTokens) {
+          if (prev) {
+            this.inFlight = null;
+            return { kind: 'ran', step: await this.complete(prev) };
+          }
+          const next = this.nextArrivalMs();
+          if (isVirtualClock(this.clock) && next !== null && !this.scheduler.hasWork()) this.clock.advanceTo(next);
+          if (this.checkInvariants) this.scheduler.assertInvariants();
+          return { kind: 'idle', nextArrivalMs: next };
+        }
+        if (prof) {
+          prof.countStep();
+          prof.add('schedule', performance.now() - t0);
+        }
+        const keep = this.asyncScheduling && this.scheduler.canKeepSampled(scheduled);
+        if (keep) plan.keepSampledTokens = true;
+        // The executor submits the step before its promise settles; nothing is awaited here.
+        const l0 = prof ? performance.now() : 0;
+        const output = settle(this.executor.execute(plan));
+        const current: StepInFlight = { scheduled, startMs, keep, output, planned: null, launchMs: prof ? performance.now() - l0 : 0 };
+        if (!prev && !keep) return { kind: 'ran', step: await this.complete(current) }; // synchronous, as without the setting
+        // It stays in flight past this turn: its positions count as computed now, its sampled
+        // rows as placeholders the next plan feeds; what its planning did goes to its own record.
+        this.scheduler.afterSchedule(scheduled, keep);
+        current.planned = this.takeRecordEvents();
+        this.inFlight = current;
+        if (prev) return { kind: 'ran', step: await this.complete(prev) };
       }
-      const numRejectedDrafts = drafts.reduce((n, d) => n + d.numDraftTokens - d.numAcceptedTokens, 0);
-      const touched = new Set<Request>();
-      for (const w of scheduled.work) touched.add(w.seq.request);
-      for (const r of touched) if (!r.isDone) this.metrics.observeProgress(r);
-      // Generation counts the tokens produced: a verified sequence's rows less its rejected drafts.
-      this.metrics.observeStep(endMs, output.durationMs, plan.seqs.length, scheduled.numPrefillTokens, scheduled.numDecodeTokens - numRejectedDrafts);
-      if (prof) {
-        prof.add('sample', sampleMs);
-        t += sampleMs;
-        lap('update');
-      }
-
-      const view: StepView = {
-        stepIndex: plan.stepIndex,
-        startMs,
-        durationMs: output.durationMs,
-        seqs: [...seqViews.values()],
-        numPaddingTokens: plan.numPaddingTokens ?? 0,
-        numCopies: plan.copies.length,
-        numSwapOut: plan.swapOut.length,
-        numSwapIn: plan.swapIn.length,
-      };
-      this.emit({
-        type: 'step',
-        timeMs: endMs,
-        startMs,
-        stepIndex: plan.stepIndex,
-        durationMs: output.durationMs,
-        numSeqs: plan.seqs.length,
-        numPrefillTokens: scheduled.numPrefillTokens,
-        numDecodeTokens: scheduled.numDecodeTokens,
-        numPaddingTokens: plan.numPaddingTokens ?? 0,
-        sampled,
-        ...(masks.length > 0 ? { masks } : {}),
-        ...(drafts.length > 0 ? { drafts: drafts.map((d): [number, number, number] => [d.seqId, d.numDraftTokens, d.numAcceptedTokens]) } : {}),
-      });
-      for (const id of this.deferredCancels.splice(0)) this.applyCancel(id);
-      if (this.checkInvariants) {
-        if (prof) lap('record');
-        this.scheduler.assertInvariants();
-        if (prof) lap('invariants');
-      }
-      const record = this.recordStep(view, undefined, masks);
-      if (prof) lap('record');
-      return { kind: 'ran', step: record };
     } finally {
       this.stepping = false;
       for (const changes of this.deferredChanges.splice(0)) this.applyReconfigure(changes);
     }
+  }
+
+  /** Async scheduling is on: the setting, an executor that keeps its tokens on the device, and no replay hooks. */
+  private get asyncScheduling(): boolean {
+    return this.config.asyncScheduling && this.executorImpl.tokenFeedback === true && !this.sampleOverride && !this.verifyOverride && !this.maskOverride;
+  }
+
+  /**
+   * Reads a step's output back and applies it: sampling, stops, metrics, its 'step' event and
+   * record. A step that failed requeues every request for recompute (and drops the step planned
+   * after it, if one is in flight) and throws its error.
+   */
+  private async complete(inFlight: StepInFlight): Promise<StepRecord> {
+    const { scheduled, startMs } = inFlight;
+    const plan = scheduled.plan;
+    const prof = this.profile;
+    // Profiling: `t` is where the phase being timed began (performance.now(), only with a sink).
+    let t = prof ? performance.now() : 0;
+    const lap = (phase: 'execute' | 'update' | 'record' | 'invariants'): void => {
+      const now = performance.now();
+      prof!.add(phase, now - t);
+      t = now;
+    };
+    const result = await inFlight.output;
+    if (!result.ok) {
+      const e = result.error as Error;
+      // Logged so a replay fails the same step: its plan (admissions, allocations) happened.
+      this.emit({ type: 'stepFailed', timeMs: this.clock.nowMs(), startMs, stepIndex: plan.stepIndex, message: e.message });
+      // What the executor's memory holds is now unknown: nothing keeps blocks allocated for a
+      // step that did not run; every running and swapped request waits to be recomputed
+      // (generated tokens and samplers kept), so the engine can go on or be stepped again.
+      this.scheduler.requeueAllForRecompute(this.clock.nowMs());
+      const next = this.inFlight;
+      this.inFlight = null;
+      for (const id of this.deferredCancels.splice(0)) this.applyCancel(id);
+      const failure = { stepIndex: plan.stepIndex, startMs, durationMs: 0, seqs: [], numPaddingTokens: 0, numCopies: 0, numSwapOut: 0, numSwapIn: 0 };
+      this.recordStep(failure, e.message, [], inFlight.planned);
+      if (next) {
+        // Async scheduling: the step planned after it read what it would have sampled; drop it too.
+        await next.output;
+        this.discard(next, `step ${plan.stepIndex} failed before its tokens were read (${e.message})`);
+      }
+      if (this.checkInvariants) this.scheduler.assertInvariants();
+      throw e;
+    }
+    const output = result.value;
+    if (prof) {
+      // The executor's host work before its promise (pack, upload, encode, submit) counts too.
+      t -= inFlight.launchMs;
+      lap('execute');
+    }
+    if (isVirtualClock(this.clock)) this.clock.advance(output.durationMs);
+    const endMs = this.clock.nowMs();
+    const seqViews = new Map<number, StepSeqView>();
+    for (const w of scheduled.work) {
+      const v = seqViews.get(w.seq.seqId) ?? { seqId: w.seq.seqId, requestId: w.seq.request.requestId, numPrefillTokens: 0, numDecodeTokens: 0 };
+      if (w.isDecode ?? isDecodeWork(w)) v.numDecodeTokens += w.numNewTokens;
+      else v.numPrefillTokens += w.numNewTokens;
+      seqViews.set(v.seqId, v);
+    }
+    const override = this.sampleOverride;
+    let sample = override ? (seq: Sequence, out: SeqOutput) => override(plan.stepIndex, seq.seqId) ?? seq.sampler.sample(out) : undefined;
+    let sampleMs = 0;
+    if (prof) {
+      // Each sampler call timed; the rest of update() is 'update'.
+      const inner = sample ?? ((seq: Sequence, out: SeqOutput) => seq.sampler.sample(out));
+      sample = (seq, out) => {
+        const s0 = performance.now();
+        const tokenId = inner(seq, out);
+        sampleMs += performance.now() - s0;
+        return tokenId;
+      };
+    }
+    const vOverride = this.verifyOverride;
+    const verify = (seq: Sequence, out: SeqOutput, drafts: readonly number[]): VerifyResult => {
+      const s0 = prof ? performance.now() : 0;
+      const result = vOverride?.(plan.stepIndex, seq.seqId) ?? verifyDrafts(seq.sampler, drafts, logitRowsOf(out));
+      if (prof) sampleMs += performance.now() - s0;
+      return result;
+    };
+    const { sampled, drafts, numDiscardedTokens } = this.scheduler.update(scheduled, output, endMs, sample, verify);
+    const recorded = this.maskOverride?.(plan.stepIndex);
+    if (recorded) this.scheduler.observeMasks(recorded);
+    const masks = this.scheduler.takeMasks();
+    for (const d of drafts) {
+      const v = seqViews.get(d.seqId);
+      if (v) {
+        v.numDraftTokens = d.numDraftTokens;
+        v.numAcceptedTokens = d.numAcceptedTokens;
+      }
+      this.metrics.observeDrafts(d.numDraftTokens, d.numAcceptedTokens);
+    }
+    const numRejectedDrafts = drafts.reduce((n, d) => n + d.numDraftTokens - d.numAcceptedTokens, 0);
+    const touched = new Set<Request>();
+    for (const w of scheduled.work) touched.add(w.seq.request);
+    for (const r of touched) if (!r.isDone) this.metrics.observeProgress(r);
+    // Generation counts the tokens produced: a verified sequence's rows less its rejected drafts,
+    // less tokens computed after a stop that was read late (async scheduling).
+    this.metrics.observeStep(endMs, output.durationMs, plan.seqs.length, scheduled.numPrefillTokens, scheduled.numDecodeTokens - numRejectedDrafts - numDiscardedTokens);
+    if (prof) {
+      prof.add('sample', sampleMs);
+      t += sampleMs;
+      lap('update');
+    }
+
+    const view: StepView = {
+      stepIndex: plan.stepIndex,
+      startMs,
+      durationMs: output.durationMs,
+      seqs: [...seqViews.values()],
+      numPaddingTokens: plan.numPaddingTokens ?? 0,
+      numCopies: plan.copies.length,
+      numSwapOut: plan.swapOut.length,
+      numSwapIn: plan.swapIn.length,
+    };
+    if (numDiscardedTokens > 0) view.numDiscardedTokens = numDiscardedTokens;
+    this.emit({
+      type: 'step',
+      timeMs: endMs,
+      startMs,
+      stepIndex: plan.stepIndex,
+      durationMs: output.durationMs,
+      numSeqs: plan.seqs.length,
+      numPrefillTokens: scheduled.numPrefillTokens,
+      numDecodeTokens: scheduled.numDecodeTokens,
+      numPaddingTokens: plan.numPaddingTokens ?? 0,
+      sampled,
+      ...(masks.length > 0 ? { masks } : {}),
+      ...(drafts.length > 0 ? { drafts: drafts.map((d): [number, number, number] => [d.seqId, d.numDraftTokens, d.numAcceptedTokens]) } : {}),
+      ...(numDiscardedTokens > 0 ? { numDiscardedTokens } : {}),
+    });
+    for (const id of this.deferredCancels.splice(0)) this.applyCancel(id);
+    if (this.checkInvariants) {
+      if (prof) lap('record');
+      this.scheduler.assertInvariants();
+      if (prof) lap('invariants');
+    }
+    const record = this.recordStep(view, undefined, masks, inFlight.planned);
+    if (prof) lap('record');
+    return record;
+  }
+
+  /**
+   * Async scheduling: a step in flight whose tokens will never be applied (the executor lost its
+   * memory, or the step before it failed): logged and recorded as failed. Its requests were
+   * requeued for recompute by the caller.
+   */
+  private discard(inFlight: StepInFlight, why: string): void {
+    const { startMs, scheduled } = inFlight;
+    const stepIndex = scheduled.plan.stepIndex;
+    this.emit({ type: 'stepFailed', timeMs: this.clock.nowMs(), startMs, stepIndex, message: why });
+    this.recordStep({ stepIndex, startMs, durationMs: 0, seqs: [], numPaddingTokens: 0, numCopies: 0, numSwapOut: 0, numSwapIn: 0 }, why, [], inFlight.planned);
+  }
+
+  /** The record parts gathered since the last record (a step planned ahead keeps its planning's own). */
+  private takeRecordEvents(): RecordEvents {
+    const parts: RecordEvents = {
+      ...this.pendingRequestEvents,
+      kvEvents: this.scheduler.takeKvEvents(),
+      loraEvents: this.scheduler.takeLoraEvents(),
+      decisions: this.scheduler.takeDecisions(),
+    };
+    this.pendingRequestEvents = { preempted: [], rejected: [], finished: [] };
+    return parts;
   }
 
   /**
@@ -676,19 +804,25 @@ export class Engine {
     };
   }
 
-  /** Closes a step: its view, the request events and the KV events since the previous one. */
-  private recordStep(view: StepView, failed?: string, masks: StepMask[] = []): StepRecord {
-    const record: StepRecord = {
-      ...view,
-      ...this.pendingRequestEvents,
-      kvEvents: this.scheduler.takeKvEvents(),
-      loraEvents: this.scheduler.takeLoraEvents(),
-      decisions: this.scheduler.takeDecisions(),
-      tokenBudget: this.config.maxNumBatchedTokens,
-    };
+  /**
+   * Closes a step: its view, the request events and the KV events since the previous record (for
+   * a step planned ahead, those of its own planning, `planned`, first).
+   */
+  private recordStep(view: StepView, failed?: string, masks: StepMask[] = [], planned: RecordEvents | null = null): StepRecord {
+    const now = this.takeRecordEvents();
+    const parts = planned
+      ? {
+          preempted: [...planned.preempted, ...now.preempted],
+          rejected: [...planned.rejected, ...now.rejected],
+          finished: [...planned.finished, ...now.finished],
+          kvEvents: [...planned.kvEvents, ...now.kvEvents],
+          loraEvents: [...planned.loraEvents, ...now.loraEvents],
+          decisions: [...planned.decisions, ...now.decisions],
+        }
+      : now;
+    const record: StepRecord = { ...view, ...parts, tokenBudget: this.config.maxNumBatchedTokens };
     if (masks.length > 0) record.masks = masks;
     if (failed !== undefined) record.failed = failed;
-    this.pendingRequestEvents = { preempted: [], rejected: [], finished: [] };
     this.stepRecords.push(record);
     this.lastCompletedStep = record.stepIndex;
     if (this.stepRecords.length > this.numStepRecords) this.stepRecords.splice(0, this.stepRecords.length - this.numStepRecords);

@@ -58,6 +58,8 @@ export type EngineEvent =
       masks?: StepMask[];
       /** Speculative decoding: per sequence that verified drafts, how many it scheduled and accepted (absent: none). */
       drafts?: [seqId: number, numDraftTokens: number, numAcceptedTokens: number][];
+      /** Async scheduling: tokens computed for sequences that had ended before the step was read (a stop read late); absent: none. */
+      numDiscardedTokens?: number;
     };
 
 export type EngineEventType = EngineEvent['type'];

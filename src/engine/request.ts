@@ -222,6 +222,12 @@ export class Sequence implements KvSeq {
   readonly blockHashes: number[];
   readonly sampler: Sampler;
   numComputedTokens = 0;
+  /**
+   * Async scheduling (vLLM's num_output_placeholders): tokens sampled by a step in flight and not
+   * read back yet (0 or 1). They count as computed positions (numComputedTokens may exceed
+   * numTokens by this much) and the next step feeds them as PLACEHOLDER_TOKEN_ID.
+   */
+  numPlaceholders = 0;
   finishReason: FinishReason | null = null;
   /** The stop token that ended it, when finishReason is 'stop'. */
   stopTokenId: number | null = null;

@@ -19,11 +19,12 @@
  *  7. LoRA: exactly the running requests with an adapter pin a slot, the one holding their adapter
  *     (so a step's rows use at most maxLoras distinct adapters).
  */
-import type { BlockCopy, BlockSwap, LogitRow, LoraSlotLoad, ScheduledSeq, SeqOutput, StepOutput, StepPlan } from './types.ts';
+import { PLACEHOLDER_TOKEN_ID, type BlockCopy, type BlockSwap, type LogitRow, type LoraSlotLoad, type ScheduledSeq, type SeqOutput, type StepOutput, type StepPlan } from './types.ts';
 import { LoraSlotManager, type LoraEvent, type LoraSlotView } from './loraSlots.ts';
 import { KvCacheManager, type KvBlockView, type KvStats } from './kvCacheManager.ts';
 import { createPolicy, lastRankReason, type Policy } from './policies.ts';
 import { assertValidConfig, DEFAULT_SCHEDULER_CONFIG, validateLiveChanges, type SchedulerConfig } from './config.ts';
+import { isGreedyTemperature } from './sampler.ts';
 import { MAX_MASK_HISTORY, Request, Sequence, createSequenceSampler, disposeConstraints, type FailReason, type FinishReason, type RejectReason } from './request.ts';
 import { applyBitmask, bitmaskWords } from './constraint.ts';
 import type { Decision, EngineEvent, KvEvent, PreemptionMode, StepMask } from './events.ts';
@@ -46,6 +47,8 @@ export interface SeqWork {
    * the last numNewTokens - 1 of the work; [] for ordinary work).
    */
   draftTokenIds: number[];
+  /** Set by buildStep: a decode token (isDecodeWork when the step was planned). */
+  isDecode?: boolean;
 }
 
 /** One sequence's speculative verification in a step. */
@@ -70,6 +73,14 @@ export interface ScheduledStep {
   numDecodeTokens: number;
   /** Draft rows (part of numDecodeTokens). */
   numDraftTokens: number;
+  /** Requests preempted while it was planned. */
+  numPreempted: number;
+  /**
+   * Async scheduling: afterSchedule() has advanced its sequences' computed tokens (and, for a step
+   * whose tokens stay on the device, given each sampled row a placeholder); update() then only
+   * applies the sampled tokens.
+   */
+  committed?: boolean;
 }
 
 /**
@@ -375,7 +386,6 @@ export class Scheduler {
       this.byDeadline.pop();
       if (r.isDone) continue;
       if (r.state === 'waiting' && nowMs + this.estimateServiceMs(r) > r.deadlineAtMs) {
-        this.policy.waiting.remove(r);
         this.end(r, 'rejected', 'deadline_unmeetable', nowMs);
         const detail = `deadline at ${r.deadlineAtMs.toFixed(1)} ms cannot be met while waiting (now ${nowMs.toFixed(1)} ms, at least ${this.estimateServiceMs(r).toFixed(1)} ms of work left)`;
         this.emit({ type: 'rejected', timeMs: nowMs, requestId: r.requestId, reason: 'deadline_unmeetable', detail });
@@ -411,26 +421,20 @@ export class Scheduler {
     nowMs: number,
     sample: (seq: Sequence, out: SeqOutput) => number = (seq, out) => seq.sampler.sample(out),
     verify: VerifyFn = (seq, out, drafts) => verifyDrafts(seq.sampler, drafts, logitRowsOf(out)),
-  ): { sampled: [number, number][]; drafts: DraftOutcome[] } {
+  ): { sampled: [number, number][]; drafts: DraftOutcome[]; numDiscardedTokens: number } {
+    if (!step.committed) this.afterSchedule(step, false);
     const outBySeq = new Map(output.outputs.map((o) => [o.seqId, o]));
     const sampled: [number, number][] = [];
     const drafts: DraftOutcome[] = [];
-    const served = new Map<Request, [number, number]>();
+    let numDiscardedTokens = 0;
     for (const w of step.work) {
       const seq = w.seq;
-      if (seq.isFinished || seq.request.isDone) continue;
-      // Draft positions count once verified (below); until then only the real tokens are computed.
-      seq.numComputedTokens = w.startPosition + w.numNewTokens - w.draftTokenIds.length;
-      this.kv.commitComputed(seq, seq.numComputedTokens);
-      const isDecode = isDecodeWork(w);
-      const acc = served.get(seq.request) ?? [0, 0];
-      acc[isDecode ? 1 : 0] += w.numNewTokens;
-      served.set(seq.request, acc);
-    }
-    for (const [r, [numPrefill, numDecode]] of served) this.policy.onServed(r, numPrefill, numDecode);
-    for (const w of step.work) {
-      const seq = w.seq;
-      if (seq.isFinished || seq.request.isDone) continue;
+      if (seq.isFinished || seq.request.isDone) {
+        // Async scheduling: it ended (a stop read late, a cancel) after this step was planned;
+        // what the step computed for it is dropped (its blocks are already free).
+        numDiscardedTokens += w.numNewTokens;
+        continue;
+      }
       if (w.startPosition + w.numNewTokens - w.draftTokenIds.length !== seq.numTokens) continue;
       const out = outBySeq.get(seq.seqId);
       if (!out) throw new Error(`step ${step.plan.stepIndex}: the executor returned no output for seq ${seq.seqId}, which needed logits`);
@@ -460,13 +464,68 @@ export class Scheduler {
           throw new Error(`step ${step.plan.stepIndex}: seq ${t.seqId} (${req.requestId}) sampled token ${tokenId}, which its constraint refuses`);
         }
         sampled.push([t.seqId, tokenId]);
+        if (t.numPlaceholders > 0) t.numPlaceholders--;
         this.appendToken(t, tokenId, nowMs);
+        // Async scheduling: the next step already counts this token's position as computed; with
+        // the token known, a block it fills may now go to the prefix cache.
+        if (!t.isFinished && !req.isDone && t.numComputedTokens > t.numTokens - 1 && this.kv.location(t.seqId) === 'gpu') {
+          this.kv.commitComputed(t, Math.min(t.numComputedTokens, t.numTokens));
+        }
         // A grammar ends by accepting a stop token (appendToken has finished the sequence then);
         // a constraint that ends otherwise ends its sequence too.
         if (c && !t.isFinished && c.isTerminated()) this.finishSeq(t, 'stop', nowMs);
       }
     }
-    return { sampled, drafts };
+    return { sampled, drafts, numDiscardedTokens };
+  }
+
+  /**
+   * Right after a step is planned and handed to the executor (vLLM's _update_after_schedule):
+   * its sequences' computed tokens advance to what the step computes (draft positions count once
+   * verified), the blocks of known tokens go to the prefix cache, and the policy is told what it
+   * served. With `keepSampled` (async scheduling: the step keeps its tokens on the device), each
+   * row it samples becomes a placeholder the next plan may feed before the token is read back.
+   * update() calls it for a step planned synchronously.
+   */
+  afterSchedule(step: ScheduledStep, keepSampled: boolean): void {
+    if (step.committed) throw new Error(`step ${step.plan.stepIndex} was already committed`);
+    step.committed = true;
+    const served = new Map<Request, [number, number]>();
+    for (const w of step.work) {
+      const seq = w.seq;
+      if (seq.isFinished || seq.request.isDone) continue;
+      // Draft positions count once verified (update); until then only the real tokens are computed.
+      seq.numComputedTokens = w.startPosition + w.numNewTokens - w.draftTokenIds.length;
+      // A placeholder's position is computed, its token not yet known: it is hashed later.
+      this.kv.commitComputed(seq, Math.min(seq.numComputedTokens, seq.numTokens));
+      const acc = served.get(seq.request) ?? [0, 0];
+      acc[w.isDecode ?? isDecodeWork(w) ? 1 : 0] += w.numNewTokens;
+      served.set(seq.request, acc);
+      if (keepSampled && seq.numComputedTokens === seq.numTokens + seq.numPlaceholders) seq.numPlaceholders++;
+    }
+    for (const [r, [numPrefill, numDecode]] of served) this.policy.onServed(r, numPrefill, numDecode);
+  }
+
+  /**
+   * Async scheduling: whether the next step may be planned and executed before this one's tokens
+   * are read back. Every row the step samples must be one the executor's argmax decides alone:
+   * greedy, unconstrained, without drafts, of a request already forked (n > 1 forks on the host at
+   * its first token); and the step must move no blocks (swaps) nor have preempted (continuous
+   * batching, speculation off). Anything else runs synchronously, as without the setting.
+   */
+  canKeepSampled(step: ScheduledStep): boolean {
+    const c = this.config;
+    if (!c.asyncScheduling || c.batching !== 'continuous' || c.speculativeMethod !== 'off') return false;
+    const plan = step.plan;
+    if (plan.swapOut.length > 0 || plan.swapIn.length > 0 || step.numPreempted > 0 || step.numDraftTokens > 0) return false;
+    // plan.seqs[i] is work[i]'s row (buildStep).
+    for (const [i, row] of plan.seqs.entries()) {
+      if (!row.needsLogits) continue;
+      const req = step.work[i].seq.request;
+      if (row.constrained || req.constraints || (row.numLogitRows ?? 1) > 1 || (req.n > 1 && !req.forked)) return false;
+      if (!isGreedyTemperature(row.sampling.temperature)) return false;
+    }
+    return true;
   }
 
   /**
@@ -731,13 +790,17 @@ export class Scheduler {
       cached = prefix.blockIds;
       start = prefix.numTokens;
     }
-    const remaining = seq.numTokens - start;
+    const ahead = seq.numTokens + seq.numPlaceholders;
+    // Async scheduling: a placeholder that already reaches max_tokens or the context ends the
+    // sequence whatever it is, so no step is planned past it (vLLM skips it the same way).
+    if (seq.numPlaceholders > 0 && (ahead - seq.request.numPromptTokens >= seq.request.maxTokens || ahead >= this.config.maxModelLen)) return 'no-budget';
+    const remaining = ahead - start;
     const numNew = Math.min(remaining, budget);
     if (numNew <= 0 || (!this.config.enableChunkedPrefill && numNew < remaining)) return 'no-budget';
     const reserve =
       this.config.kvPreallocation === 'max-length' ? Math.min(seq.request.numPromptTokens + seq.request.maxTokens, this.config.maxModelLen) : 0;
     // A decode step may carry draft tokens; when memory cannot hold them it runs without (drafts never preempt).
-    const draftTokenIds = numNew === 1 && remaining === 1 && seq.numOutputTokens > 0 ? this.proposeDrafts(seq, budget - 1) : [];
+    const draftTokenIds = numNew === 1 && remaining === 1 && seq.numOutputTokens > 0 && seq.numPlaceholders === 0 ? this.proposeDrafts(seq, budget - 1) : [];
     let withDrafts = draftTokenIds;
     let alloc = withDrafts.length > 0 ? this.kv.allocateSlots(seq, numNew + withDrafts.length, cached, reserve) : null;
     if (!alloc) {
@@ -868,7 +931,11 @@ export class Scheduler {
       const reason = `${req.requestId} preempted by recompute: the executor lost its memory (a failed step or a lost GPU device)`;
       this.emit({ type: 'preempted', timeMs: nowMs, stepIndex: this.planningIndex, requestId: req.requestId, mode: 'recompute', reason });
       this.decide(req.requestId, 'preempted', reason);
-      for (const s of req.activeSeqs()) s.numComputedTokens = 0;
+      for (const s of req.activeSeqs()) {
+        s.numComputedTokens = 0;
+        // A step in flight is lost with the memory: its tokens will never be read.
+        s.numPlaceholders = 0;
+      }
       req.state = 'waiting';
       this.policy.waiting.push(req);
     }
@@ -994,14 +1061,18 @@ export class Scheduler {
           const p = startPosition + k;
           slots[k] = blockTable[Math.floor(p / bs)] * bs + (p % bs);
         }
+        const end = startPosition + numNewTokens - draftTokenIds.length;
+        const tokenIds = seq.tokenIds.slice(startPosition, end);
+        // Async scheduling: a token still in flight (at most the last) is fed as a placeholder.
+        while (tokenIds.length < end - startPosition) tokenIds.push(PLACEHOLDER_TOKEN_ID);
         seqs.push({
           seqId: seq.seqId,
           requestId: seq.request.requestId,
-          tokenIds: seq.tokenIds.slice(startPosition, startPosition + numNewTokens - draftTokenIds.length).concat(draftTokenIds),
+          tokenIds: draftTokenIds.length > 0 ? tokenIds.concat(draftTokenIds) : tokenIds,
           startPosition,
           slots,
           blockTable,
-          needsLogits: startPosition + numNewTokens - draftTokenIds.length === seq.numTokens,
+          needsLogits: end === seq.numTokens + seq.numPlaceholders,
           ...(draftTokenIds.length > 0 ? { numLogitRows: draftTokenIds.length + 1 } : {}),
           sampling: seq.sampler.params,
           ...(seq.request.adapter !== null ? { loraSlot: this.lora.slotOf(seq.request.requestId) } : {}),
@@ -1009,7 +1080,8 @@ export class Scheduler {
         if (seq.request.constraints) seqs[seqs.length - 1].constrained = true;
         copies.push(...w.copies);
         work.push(w);
-        if (isDecodeWork(w)) numDecodeTokens += numNewTokens;
+        w.isDecode = isDecodeWork(w);
+        if (w.isDecode) numDecodeTokens += numNewTokens;
         else numPrefillTokens += numNewTokens;
         numDraftTokens += draftTokenIds.length;
       }
@@ -1026,7 +1098,7 @@ export class Scheduler {
     };
     if (numPaddingTokens > 0) plan.numPaddingTokens = numPaddingTokens;
     if (ctx.loraLoads.length > 0) plan.loraLoads = ctx.loraLoads;
-    return { plan, work, numPrefillTokens, numDecodeTokens, numDraftTokens };
+    return { plan, work, numPrefillTokens, numDecodeTokens, numDraftTokens, numPreempted: ctx.numPreempted };
   }
 
   private appendToken(seq: Sequence, tokenId: number, nowMs: number): void {
@@ -1063,7 +1135,6 @@ export class Scheduler {
   }
 
   private fail(req: Request, reason: FailReason, nowMs: number): void {
-    if (req.state === 'waiting') this.policy.waiting.remove(req);
     this.end(req, 'failed', reason, nowMs);
     this.emit({ type: 'failed', timeMs: nowMs, requestId: req.requestId, reason });
   }
@@ -1071,6 +1142,8 @@ export class Scheduler {
   /** Takes a request out of every queue and frees its memory. */
   private end(req: Request, state: 'finished' | 'failed' | 'rejected', reason: Request['endReason'], nowMs: number): void {
     disposeConstraints(req);
+    // Async scheduling: a request preempted while its token was in flight may finish waiting.
+    if (req.state === 'waiting') this.policy.waiting.remove(req);
     const i = this.running.indexOf(req);
     if (i >= 0) this.running.splice(i, 1);
     this.lora.release(req.requestId);
@@ -1113,6 +1186,12 @@ export class Scheduler {
         if (r.state === 'waiting' && loc) throw new Error(`waiting request ${r.requestId} seq ${s.seqId} holds ${loc} blocks`);
         if (r.state === 'swapped' && loc === 'gpu') throw new Error(`swapped request ${r.requestId} seq ${s.seqId} holds GPU blocks`);
         if (r.state === 'running' && loc === 'cpu') throw new Error(`running request ${r.requestId} seq ${s.seqId} is in the CPU pool`);
+        if (s.numPlaceholders > 0 && !(s.numPlaceholders === 1 && r.state === 'running' && loc === 'gpu')) {
+          throw new Error(`seq ${s.seqId} of ${r.state} request ${r.requestId} has ${s.numPlaceholders} tokens in flight (at most 1, running on the GPU)`);
+        }
+        if (s.numComputedTokens > s.numTokens + s.numPlaceholders) {
+          throw new Error(`seq ${s.seqId} has ${s.numComputedTokens} computed tokens but ${s.numTokens} tokens and ${s.numPlaceholders} in flight`);
+        }
         if (loc === 'gpu' && this.kv.numSlots(s.seqId) !== s.numComputedTokens) {
           throw new Error(`seq ${s.seqId} has ${this.kv.numSlots(s.seqId)} KV slots but ${s.numComputedTokens} computed tokens`);
         }
@@ -1131,5 +1210,6 @@ export class Scheduler {
 
 /** A decode token: the newest sampled token of a sequence, fed for the first time (with its drafts, if any). */
 export function isDecodeWork(w: SeqWork): boolean {
-  return w.numNewTokens - w.draftTokenIds.length === 1 && w.seq.numOutputTokens > 0 && w.startPosition === w.seq.numTokens - 1;
+  const ahead = w.seq.numTokens + w.seq.numPlaceholders;
+  return w.numNewTokens - w.draftTokenIds.length === 1 && ahead - w.seq.request.numPromptTokens > 0 && w.startPosition === ahead - 1;
 }

@@ -15,12 +15,19 @@ export interface SamplingParams {
   seed: number;
 }
 
+/**
+ * Async scheduling (vLLM's output placeholders): a token id in ScheduledSeq.tokenIds that the
+ * host does not know yet: the token the previous step sampled for this sequence (its argmax),
+ * which an executor with tokenFeedback reads on the device. At most one per sequence, its last.
+ */
+export const PLACEHOLDER_TOKEN_ID = -1;
+
 /** One sequence's share of a step: a chunk of its prompt, or its one newest token. */
 export interface ScheduledSeq {
   /** Unique per sequence; a request with n > 1 has n sequences. */
   seqId: number;
   requestId: string;
-  /** Token ids computed this step, in order. */
+  /** Token ids computed this step, in order (the last may be PLACEHOLDER_TOKEN_ID: async scheduling). */
   tokenIds: number[];
   /** Position of tokenIds[0]; token k sits at position startPosition + k. */
   startPosition: number;
@@ -81,6 +88,12 @@ export interface StepPlan {
   numPaddingTokens?: number;
   /** LoRA: adapters to load into their slots before the forward pass (after the memory moves). Absent means none. */
   loraLoads?: LoraSlotLoad[];
+  /**
+   * Async scheduling: keep this step's greedy tokens (each logits row's argmax) on the device,
+   * where the next plan's PLACEHOLDER_TOKEN_ID rows read them; that plan may be executed before
+   * this step's output is read. Only for executors with tokenFeedback; absent means false.
+   */
+  keepSampledTokens?: boolean;
 }
 
 /** One logits row's result. */
@@ -128,6 +141,13 @@ export interface Executor {
   readonly name: string;
   /** Size of the model's vocabulary, when it has one (requests' token ids are checked against it). */
   readonly vocabSize?: number;
+  /**
+   * Async scheduling: true when execute() takes plans with PLACEHOLDER_TOKEN_ID rows (filled on
+   * the device from the previous plan's kept tokens, see StepPlan.keepSampledTokens) and submits
+   * a step before its returned promise settles, so the engine may call execute() for the next plan
+   * before awaiting this one. Executors without it only ever see plans of known tokens.
+   */
+  readonly tokenFeedback?: boolean;
   /** Throws (a RangeError naming the sizes) when configure() could not take this geometry; changes nothing. */
   checkGeometry?(geometry: KvGeometry): void;
   /** (Re)allocate the KV pool for this geometry; drops all cached K/V. */

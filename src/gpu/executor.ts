@@ -27,6 +27,7 @@ import { encodeForward, ForwardPrograms } from './forward.ts';
 import { checkKvGeometry, GpuKvPool } from './kv-pool.ts';
 import { GpuLoraSlots } from './lora-slots.ts';
 import { packStep } from './pack.ts';
+import { createStorageBuffer } from './buffers.ts';
 import type { KernelName } from './kernel-names.ts';
 import type { OverrideValues } from './registry.ts';
 import type { DispatchTarget, GpuRuntime } from './step.ts';
@@ -57,9 +58,23 @@ export interface GpuExecutorOptions {
   profile?: ProfileSink;
 }
 
+/** Kept-token rows the executor's `sampled` buffer starts with (it grows by powers of two). */
+const INITIAL_SAMPLED_ROWS = 256;
+
 export class GpuExecutor implements Executor {
   readonly name: string;
   readonly vocabSize: number;
+  /**
+   * Async scheduling: plans may carry PLACEHOLDER_TOKEN_ID rows; the embedding reads them from
+   * the previous plan's argmax kept on the device (StepPlan.keepSampledTokens). execute() submits
+   * its step before its promise settles (unless the plan swaps blocks out, which it reads back first).
+   */
+  readonly tokenFeedback = true;
+  /** Async scheduling: the last kept step's argmax per logits row [rows] u32 (grown by powers of two). */
+  private sampled: GPUBuffer;
+  private sampledCapacity = INITIAL_SAMPLED_ROWS;
+  /** Async scheduling: seqId -> its row in `sampled`, for the step after one that kept its tokens (else null). */
+  private keptRows: Map<number, number> | null = null;
   private readonly device: GPUDevice;
   private readonly weights: GpuWeights;
   private readonly act: ActivationArena;
@@ -92,6 +107,7 @@ export class GpuExecutor implements Executor {
     this.weights = new GpuWeights(this.device, model);
     this.act = new ActivationArena(this.device, model.config);
     this.programs = new ForwardPrograms(runtime, model.config, this.weights);
+    this.sampled = createStorageBuffer(this.device, INITIAL_SAMPLED_ROWS * 4, 'kept sampled tokens');
   }
 
   /** Bytes of the weights as uploaded (quantized matrices as their blocks), the RoPE table aside. */
@@ -120,6 +136,8 @@ export class GpuExecutor implements Executor {
     this.lora?.destroy();
     this.lora = new GpuLoraSlots(this.device, this.model.config, geometry.maxLoras ?? 0, geometry.maxLoraRank ?? 16, this.adapters);
     this.act.ensure(this.options.initialTokens ?? 64, 16, 16);
+    // A new KV pool: no step before it feeds the next.
+    this.keptRows = null;
   }
 
   registerAdapter(adapter: LoraAdapter): void {
@@ -148,10 +166,25 @@ export class GpuExecutor implements Executor {
     const c = this.model.config;
     kv.checkBlocks(plan);
     // Pack into the arena's pooled input arrays; the block tables are updated in place on the GPU.
-    const pack = (a: Activations) => packStep(plan, kv.geometry.blockSize, c.vocabSize, c.seqLen, a.into, this.tables!.update(plan.seqs));
+    // Placeholder rows read the previous step's kept tokens: keptRowOf finds a sequence's row there.
+    const kept = this.keptRows;
+    const keptRowOf = (seqId: number): number => kept?.get(seqId) ?? -1;
+    const pack = (a: Activations) => packStep(plan, kv.geometry.blockSize, c.vocabSize, c.seqLen, a.into, this.tables!.update(plan.seqs), keptRowOf);
     let a = this.act.ensure(plan.seqs.reduce((n, s) => n + s.tokenIds.length, 0), 0, plan.copies.length);
     let packed = pack(a);
     if (packed.logitRows.length > a.capacityRows) packed = pack((a = this.act.ensure(packed.numTokens, packed.logitRows.length, plan.copies.length)));
+    // This step's placeholders read `readSampled`; what it keeps goes to this.sampled (a bigger
+    // buffer when its rows outgrow the old one, which is destroyed once this step is submitted).
+    const readSampled = this.sampled;
+    let retired: GPUBuffer | null = null;
+    const keep = plan.keepSampledTokens === true && packed.logitRows.length > 0;
+    if (keep && packed.logitRows.length > this.sampledCapacity) {
+      while (this.sampledCapacity < packed.logitRows.length) this.sampledCapacity *= 2;
+      retired = readSampled;
+      this.sampled = createStorageBuffer(this.device, this.sampledCapacity * 4, 'kept sampled tokens');
+    }
+    // Set before anything is awaited: the next plan may be packed before this one is read back.
+    this.keptRows = keep ? new Map(packed.logitSeqIds.map((seqId, r) => [seqId, r])) : null;
     if (prof) lap('pack');
 
     try {
@@ -182,15 +215,20 @@ export class GpuExecutor implements Executor {
 
       const step = this.runtime.beginStep({ label: `step ${plan.stepIndex}`, timestamps: this.options.timestamps ?? true, validate: this.options.validate, profile: prof });
       // The forward pass of this step's shape, recorded on its first use and replayed after.
-      const program = this.programs.get(kv, this.tables!, a, { numTokens, numRows, numCopies, lora: hasLora ? lora : null });
+      const program = this.programs.get(kv, this.tables!, a, { numTokens, numRows, numCopies, lora: hasLora ? lora : null, sampled: readSampled });
       step.replay(program.dispatches);
       const hasLogits = program.hasLogits;
+      // Async scheduling: the tokens stay where the next step's embedding reads them.
+      if (keep && hasLogits) step.copyBuffer(a.argmax, 0, this.sampled, 0, numRows * 4);
       const argmaxRead = hasLogits ? step.read(a.argmax, numRows * 4) : -1;
       const logitsRead = hasLogits && packed.logitsWanted.some(Boolean) ? step.read(a.logits, numRows * c.vocabSize * 4) : -1;
       this.lastNumDispatches = step.numDispatches;
       if (prof) lap('encode');
-      // submit() times its own parts (encode, upload, submit, readbackWait) into the profile.
-      const result = await step.submit();
+      // submit() times its own parts (encode, upload, submit, readbackWait) into the profile; it
+      // submits before it awaits anything.
+      const submitted = step.submit();
+      retired?.destroy();
+      const result = await submitted;
       if (prof) t = performance.now();
       this.assertUsable();
 
@@ -297,5 +335,6 @@ export class GpuExecutor implements Executor {
     this.tables?.destroy();
     this.lora?.destroy();
     this.act.destroy();
+    this.sampled.destroy();
   }
 }

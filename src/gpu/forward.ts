@@ -41,6 +41,11 @@ export interface ForwardStep {
   numCopies: number; // copy-on-write block copies (in act.copies)
   /** LoRA: the adapter slots when some row uses one (rows' slots in act.loraSlots); null: a base-only step. */
   lora: GpuLoraSlots | null;
+  /**
+   * Async scheduling: the previous step's kept tokens, which token ids FROM_SAMPLED | row read
+   * (the executor's buffer; absent: none, as in the warm-up).
+   */
+  sampled?: GPUBuffer;
 }
 
 /** Records the step; true when it recorded logits and argmax (numRows rows in a.logits, a.argmax). */
@@ -78,7 +83,7 @@ export function encodeForward(
   };
 
   // x = embedding[token]
-  encodeEmbedding(step, { tokenIds: a.tokenIds, embedding: w.embedding.buffer, weightType: w.embedding.type, out: a.x, numTokens: T, dim });
+  encodeEmbedding(step, { tokenIds: a.tokenIds, embedding: w.embedding.buffer, weightType: w.embedding.type, out: a.x, numTokens: T, dim, sampled: n.sampled });
 
   for (let l = 0; l < c.numLayers; l++) {
     const lw = w.layers[l];
@@ -149,7 +154,7 @@ const MAX_PROGRAMS = 64;
 /**
  * The forward pass recorded once per step shape and replayed. Valid for one set of buffers: the
  * cache empties itself when the activation set, the KV pool, the block tables' buffer or the
- * runtime's parameter generation changes (the weights live as long as the executor that holds this cache). Owns no buffers.
+ * runtime's parameter generation or the kept-tokens buffer changes (the weights live as long as the executor that holds this cache). Owns no buffers.
  */
 export class ForwardPrograms {
   private readonly programs = new Map<string, ForwardProgram>(); // key `${numTokens},${numRows},${numCopies}`
@@ -158,6 +163,7 @@ export class ForwardPrograms {
   private tables: GpuSeqTables | null = null;
   private tablesGeneration = -1;
   private paramsGeneration = -1;
+  private sampled: GPUBuffer | undefined = undefined;
   /** Programs recorded (cache misses), for tests and benchmarks. */
   numRecorded = 0;
 
@@ -169,8 +175,9 @@ export class ForwardPrograms {
 
   /** The program of this step shape; call after runtime.beginStep() (which may start a new parameter generation). */
   get(kv: GpuKvPool, tables: GpuSeqTables, a: Activations, n: ForwardStep): ForwardProgram {
-    if (a !== this.act || kv !== this.kv || tables !== this.tables || tables.generation !== this.tablesGeneration || this.runtime.paramsGeneration !== this.paramsGeneration) {
+    if (a !== this.act || kv !== this.kv || tables !== this.tables || tables.generation !== this.tablesGeneration || this.runtime.paramsGeneration !== this.paramsGeneration || n.sampled !== this.sampled) {
       this.programs.clear();
+      this.sampled = n.sampled;
       this.act = a;
       this.kv = kv;
       this.tables = tables;

@@ -77,7 +77,15 @@ export interface EmbeddingArgs {
   dim: number;
   /** How the embedding is stored (default f32). */
   weightType?: WeightType;
+  /**
+   * Async scheduling: the previous step's sampled tokens [rows] u32, read for token ids
+   * 0x80000000 | row (FROM_SAMPLED). Absent: tokenIds is bound in its place (no id has the bit).
+   */
+  sampled?: BufferBinding;
 }
+
+/** embedding.wgsl: a token id with this bit set is the previous step's token of logits row (id & ~bit). */
+export const FROM_SAMPLED = 0x80000000;
 
 /** kernels/embedding.wgsl: dispatch (numTokens). */
 export function planEmbedding(a: EmbeddingArgs, tuning: Readonly<KernelTuning> = GPU_TUNING): DispatchPlan {
@@ -86,7 +94,7 @@ export function planEmbedding(a: EmbeddingArgs, tuning: Readonly<KernelTuning> =
   checkWeightType('embedding', weightType, a.dim);
   return {
     kernel: 'embedding',
-    bindings: { tokenIds: a.tokenIds, emb: a.embedding, x: a.out },
+    bindings: { tokenIds: a.tokenIds, emb: a.embedding, x: a.out, sampled: a.sampled ?? a.tokenIds },
     workgroups: [a.numTokens],
     overrides: { DIM: a.dim, WTYPE: WTYPE[weightType], WG: tuning.rowThreads },
   };

@@ -5,7 +5,8 @@
  * pooled arrays (PackInto) with the block tables already on the GPU; without them every array is
  * new and the tables are concatenated into blockTables.
  */
-import type { StepPlan } from '../engine/types.ts';
+import { PLACEHOLDER_TOKEN_ID, type StepPlan } from '../engine/types.ts';
+import { FROM_SAMPLED } from './kernels.ts';
 
 export interface PackedStep {
   numTokens: number;
@@ -35,7 +36,13 @@ export interface PackInto {
   tableOffsets: Uint32Array; // [>= numTokens]
 }
 
-export function packStep(plan: StepPlan, blockSize: number, vocabSize: number, maxPositions: number, into?: PackInto, seqTableOffsets?: Uint32Array): PackedStep {
+/**
+ * Async scheduling: the logits row of the previous step whose kept token a sequence's
+ * PLACEHOLDER_TOKEN_ID stands for (-1: that step kept none for it).
+ */
+export type KeptRowOf = (seqId: number) => number;
+
+export function packStep(plan: StepPlan, blockSize: number, vocabSize: number, maxPositions: number, into?: PackInto, seqTableOffsets?: Uint32Array, keptRowOf?: KeptRowOf): PackedStep {
   const numTokens = plan.seqs.reduce((n, s) => n + s.tokenIds.length, 0);
   const numTableEntries = into ? 0 : plan.seqs.reduce((n, s) => n + s.blockTable.length, 0);
   if (into && !(seqTableOffsets && seqTableOffsets.length >= plan.seqs.length && into.tokenIds.length >= numTokens)) {
@@ -67,8 +74,13 @@ export function packStep(plan: StepPlan, blockSize: number, vocabSize: number, m
     }
     if (!into) p.blockTables.set(seq.blockTable, tableOffset);
     for (let k = 0; k < seq.tokenIds.length; k++) {
-      const token = seq.tokenIds[k];
-      if (!(token >= 0 && token < vocabSize)) throw new RangeError(`sequence ${seq.seqId}: token id ${token} is outside the vocabulary`);
+      let token = seq.tokenIds[k];
+      if (token === PLACEHOLDER_TOKEN_ID) {
+        // The embedding reads the previous step's token of this row on the device.
+        const keptRow = keptRowOf ? keptRowOf(seq.seqId) : -1;
+        if (keptRow < 0) throw new Error(`sequence ${seq.seqId}: a placeholder token at position ${seq.startPosition + k}, but the previous step kept no token for it`);
+        token = (FROM_SAMPLED | keptRow) >>> 0;
+      } else if (!(token >= 0 && token < vocabSize)) throw new RangeError(`sequence ${seq.seqId}: token id ${token} is outside the vocabulary`);
       const pos = seq.startPosition + k;
       const expected = seq.blockTable[Math.floor(pos / blockSize)] * blockSize + (pos % blockSize);
       if (seq.slots[k] !== expected) {

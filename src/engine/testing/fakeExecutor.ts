@@ -9,7 +9,7 @@
  * swap, a bad prefix-cache hit) changes the generated tokens, and reading a never-written slot
  * throws. fakeNextToken() gives the same token from a plain token list, the reference.
  */
-import type { Executor, KvGeometry, LogitRow, SeqOutput, StepOutput, StepPlan } from '../types.ts';
+import { PLACEHOLDER_TOKEN_ID, type Executor, type KvGeometry, type LogitRow, type SeqOutput, type StepOutput, type StepPlan } from '../types.ts';
 import { hashBlockTokens } from '../hash.ts';
 
 export interface FakeExecutorOptions {
@@ -27,6 +27,11 @@ export interface FakeExecutorOptions {
   repeatPeriod?: number;
   /** With repeatPeriod: always repeat (exactly periodic output, so every n-gram draft is right). */
   repeatExact?: boolean;
+  /**
+   * Async scheduling: take plans with PLACEHOLDER_TOKEN_ID rows, filled from the previous plan's
+   * kept tokens (StepPlan.keepSampledTokens), as the WebGPU executor does on the device.
+   */
+  tokenFeedback?: boolean;
   /** Step duration (default 1 ms + 0.01 ms per token). */
   durationMs?: (plan: StepPlan) => number;
 }
@@ -72,8 +77,15 @@ export class FakeExecutor implements Executor {
   readonly plans: StepPlan[] = [];
   /** Keep every plan in `plans` (for tests that inspect them). */
   recordPlans = false;
+  readonly tokenFeedback: boolean;
+  /** Async scheduling: the last plan's sampled token per seqId, when it kept them (else null). */
+  private kept: Map<number, number> | null = null;
+  /** Placeholder rows filled so far (tests check that async scheduling fed some). */
+  numPlaceholdersFilled = 0;
 
-  constructor(private readonly options: FakeExecutorOptions = {}) {}
+  constructor(private readonly options: FakeExecutorOptions = {}) {
+    this.tokenFeedback = options.tokenFeedback ?? false;
+  }
 
   configure(geometry: KvGeometry): void {
     this.blockSize = geometry.blockSize;
@@ -101,7 +113,15 @@ export class FakeExecutor implements Executor {
         const p = seq.startPosition + k;
         const expected = seq.blockTable[Math.floor(p / bs)] * bs + (p % bs);
         if (seq.slots[k] !== expected) throw new Error(`seq ${seq.seqId} position ${p}: slot ${seq.slots[k]} but its block table says ${expected}`);
-        this.gpu[seq.slots[k]] = seq.tokenIds[k];
+        let token = seq.tokenIds[k];
+        if (token === PLACEHOLDER_TOKEN_ID) {
+          // The previous step's token for this sequence, as the device would read it.
+          const kept = this.tokenFeedback ? this.kept?.get(seq.seqId) : undefined;
+          if (kept === undefined) throw new Error(`seq ${seq.seqId} position ${p}: a placeholder token, but the previous step kept no token for it`);
+          token = kept;
+          this.numPlaceholdersFilled++;
+        }
+        this.gpu[seq.slots[k]] = token;
       }
     }
     const outputs: SeqOutput[] = [];
@@ -129,6 +149,7 @@ export class FakeExecutor implements Executor {
       if (numRows > 1) out.rows = rows;
       outputs.push(out);
     }
+    this.kept = plan.keepSampledTokens ? new Map(outputs.map((o) => [o.seqId, o.argmax])) : null;
     const durationMs = this.options.durationMs ? this.options.durationMs(plan) : 1 + 0.01 * numTokens;
     return { outputs, durationMs };
   }

@@ -86,6 +86,11 @@ export interface OverheadSettings {
   mixedDecodes: number;
   mixedChunk: number;
   snapshot: boolean;
+  /**
+   * The engine's asyncScheduling for the decode rows: off (default), on, or both (each decode row
+   * measured off, then on, with the on/off ratios of step wall time and tok/s).
+   */
+  asyncScheduling: 'off' | 'on' | 'both';
 }
 
 function intList(name: string, raw: string | undefined, fallback: number[]): number[] {
@@ -114,7 +119,11 @@ function flag(name: string, raw: string | undefined, fallback: boolean): boolean
 }
 
 export function overheadSettings(options: Record<string, string>): OverheadSettings {
-  const known = new Set(['batches', 'steps', 'warm', 'repeats', 'prompt', 'temperature', 'mixed', 'mixed-decodes', 'mixed-chunk', 'snapshot']);
+  const known = new Set(['batches', 'steps', 'warm', 'repeats', 'prompt', 'temperature', 'mixed', 'mixed-decodes', 'mixed-chunk', 'snapshot', 'async-scheduling']);
+  const asyncScheduling = options['async-scheduling'] ?? 'off';
+  if (asyncScheduling !== 'off' && asyncScheduling !== 'on' && asyncScheduling !== 'both') {
+    throw new Error(`overhead: --async-scheduling must be off, on or both, got ${JSON.stringify(asyncScheduling)}`);
+  }
   for (const key of Object.keys(options)) if (!known.has(key)) throw new Error(`overhead: unknown option --${key} (known: ${[...known].map((k) => `--${k}`).join(', ')})`);
   return {
     batches: intList('batches', options.batches, [1, 16, 64, 256]),
@@ -127,6 +136,7 @@ export function overheadSettings(options: Record<string, string>): OverheadSetti
     mixedDecodes: num('mixed-decodes', options['mixed-decodes'], 63, 0, 4096),
     mixedChunk: num('mixed-chunk', options['mixed-chunk'], 128, 1, 100_000),
     snapshot: flag('snapshot', options.snapshot, true),
+    asyncScheduling,
   };
 }
 
@@ -272,7 +282,7 @@ interface Setup {
 }
 
 /** Builds an engine with a profile on a fresh executor of the backend (warmed up where it can be). */
-async function profiledEngine(setup: Setup, config: { numGpuBlocks: number; maxNumSeqs: number; maxNumBatchedTokens: number }) {
+async function profiledEngine(setup: Setup, config: { numGpuBlocks: number; maxNumSeqs: number; maxNumBatchedTokens: number; asyncScheduling?: boolean }) {
   const profile = new StepProfile();
   const executor = await setup.backend.realExecutor!({ profile });
   const engine = new Engine({
@@ -333,7 +343,7 @@ function timedCalls(gpu: boolean, sampledPerStep: number, snapshot: boolean): nu
   return 5 + (gpu ? 12 : 0) + 2 * sampledPerStep + (snapshot ? 2 : 0);
 }
 
-async function measureDecode(setup: Setup, batch: number): Promise<OverheadRow> {
+async function measureDecode(setup: Setup, batch: number, asyncScheduling = false): Promise<OverheadRow> {
   const { settings: s } = setup;
   // Room for every decode plus 256 prompt tokens a step while the batch fills; the first prompts
   // prefilled decode while later ones still prefill, so their contexts need room for those steps.
@@ -344,7 +354,7 @@ async function measureDecode(setup: Setup, batch: number): Promise<OverheadRow> 
     throw new Error(`overhead: --prompt + --warm + --repeats x --steps and the prefill steps (${perSeqTokens}) must fit the model's ${setup.maxModelLen}-token context`);
   }
   const blocksPerSeq = Math.ceil(perSeqTokens / 16);
-  const { engine, executor, profile } = await profiledEngine(setup, { numGpuBlocks: batch * blocksPerSeq + 1, maxNumSeqs: batch, maxNumBatchedTokens });
+  const { engine, executor, profile } = await profiledEngine(setup, { numGpuBlocks: batch * blocksPerSeq + 1, maxNumSeqs: batch, maxNumBatchedTokens, asyncScheduling });
   try {
     for (let b = 0; b < batch; b++) {
       engine.submit({ promptTokenIds: prompt(b, s.promptTokens, setup.vocabSize), maxTokens: perSeqTokens - s.promptTokens, stopTokenIds: [], sampling: { temperature: s.temperature, seed: b + 1 } });
@@ -475,16 +485,30 @@ export const overheadBench: BenchCommand = {
     const machine = backend.describe ? await backend.describe() : backend.name;
     ctx.log(`overhead: ${backend.realModel.name} on ${backend.name} (${machine}); ${settings.repeats} x ${settings.steps} steps per row after ${settings.warm} warm-up steps, temperature ${settings.temperature}`);
     const byBatch: OverheadRow[] = [];
+    const asyncByBatch: OverheadRow[] = [];
     for (const batch of settings.batches) {
-      ctx.log(`overhead: decode batch ${batch}...`);
-      byBatch.push(await measureDecode(setup, batch));
+      if (settings.asyncScheduling !== 'on') {
+        ctx.log(`overhead: decode batch ${batch}...`);
+        byBatch.push(await measureDecode(setup, batch));
+      }
+      if (settings.asyncScheduling !== 'off') {
+        ctx.log(`overhead: decode batch ${batch}, asyncScheduling on...`);
+        asyncByBatch.push(await measureDecode(setup, batch, true));
+      }
     }
+    // On / off per batch: a step's wall time (its inverse is tok/s: one token per sequence a step).
+    const asyncRatios = asyncByBatch.flatMap((on) => {
+      const off = byBatch.find((r) => r.batch === on.batch);
+      return off
+        ? [{ batch: on.batch, stepWallUs: { off: off.stepWallUs, on: on.stepWallUs }, tokPerSOnOverOff: off.stepWallUs / on.stepWallUs, stepWallOnOverOff: on.stepWallUs / off.stepWallUs }]
+        : [];
+    });
     let mixed: OverheadRow | null = null;
     if (settings.mixed) {
       ctx.log(`overhead: mixed step (${settings.mixedChunk}-token prefill chunk + ${settings.mixedDecodes} decodes)...`);
       mixed = await measureMixed(setup);
     }
-    const rows = mixed ? [...byBatch, mixed] : byBatch;
+    const rows = [...byBatch, ...(mixed ? [mixed] : []), ...asyncByBatch];
     const gpu = rows.some((r) => r.readbackWaitUs !== null);
     const b64 = byBatch.find((r) => r.batch === 64);
     return {
@@ -499,6 +523,7 @@ export const overheadBench: BenchCommand = {
         timerNsPerCall: setup.timerNs,
         byBatch,
         mixed,
+        ...(asyncByBatch.length > 0 ? { asyncScheduling: { byBatch: asyncByBatch, ratios: asyncRatios } } : {}),
       },
       notes: [
         'µs per step (snapshot: per call): each phase the median over a window\'s steps, then over the windows; host = the sum of its phases (' +
@@ -507,6 +532,12 @@ export const overheadBench: BenchCommand = {
         `profiling cost: performance.now() takes ${formatNum(setup.timerNs, 0)} ns here; about ${formatNum(rows[0].profilerUs, 1)} µs per step at batch ${rows[0].batch} and ${formatNum(rows[rows.length - 1].profilerUs, 1)} µs for the last row are the profiler's own (sample is timed per token)`,
         ...(gpu && rows.every((r) => r.gpuTimeUs === null) ? ['GPU: this device has no timestamp queries (GPU column empty)'] : []),
         ...(b64 && b64.executorHostUs !== null ? [`batch 64: executor host ${formatNum(b64.executorHostUs, 0)} µs per step (encode ${us(b64.encodeUs)}, upload ${us(b64.uploadUs)}, pack ${us(b64.packUs)}, submit ${us(b64.submitUs)}, output ${us(b64.outputUs)})`] : []),
+        ...(asyncByBatch.length > 0
+          ? [
+              `the last ${asyncByBatch.length} decode rows run with asyncScheduling on: step n + 1 is planned and submitted before step n is read, so its readback wait overlaps the next step's host work and "host" (wall - readback wait) is not comparable with the rows above; compare the wall time`,
+              ...asyncRatios.map((a) => `batch ${a.batch}: async scheduling on/off step wall ${us(a.stepWallUs.off)} -> ${us(a.stepWallUs.on)} µs (${formatNum(a.stepWallOnOverOff, 2)}x), tok/s ${formatNum(a.tokPerSOnOverOff, 2)}x`),
+            ]
+          : []),
         `machine: ${machine}`,
       ],
     };

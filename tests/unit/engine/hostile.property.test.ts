@@ -22,6 +22,8 @@ const BAD_VALUES: unknown[] = [Number.NaN, Infinity, -Infinity, -1, 0, 2.5, 1e30
 
 interface Tally {
   steps: number;
+  /** Async scheduling: placeholder rows the executor filled. */
+  placeholders: number;
   submitted: number;
   refused: number;
   cancels: number;
@@ -97,11 +99,13 @@ async function hostileRun(seed: number, numSteps: number, base: Partial<Schedule
   const rng = new Rng(seed);
   // With speculation on, the fake model often repeats itself, so n-gram drafts are often (not always) right.
   const repeatPeriod = base.speculativeMethod === 'ngram' ? 5 : undefined;
-  const fake = new FakeExecutor({ stopTokenId: 1, stopEvery: 23, emitLogits: true, vocabSize: VOCAB, repeatPeriod });
+  const asyncScheduling = base.asyncScheduling === true;
+  const fake = new FakeExecutor({ stopTokenId: 1, stopEvery: 23, emitLogits: true, vocabSize: VOCAB, repeatPeriod, tokenFeedback: asyncScheduling });
   const failures = new Set<number>();
   const executor = {
     name: 'hostile',
     vocabSize: VOCAB,
+    tokenFeedback: asyncScheduling,
     configure: (g: Parameters<FakeExecutor['configure']>[0]) => fake.configure(g),
     execute: async (plan: StepPlan): Promise<StepOutput> => {
       if (failures.has(plan.stepIndex)) throw new Error(`injected failure at step ${plan.stepIndex}`);
@@ -181,13 +185,16 @@ async function hostileRun(seed: number, numSteps: number, base: Partial<Schedule
       if (numAccepted < numDraft) tally.rollbacks++;
     }
   }
+  tally.placeholders += fake.numPlaceholdersFilled;
+  // A replay re-plans synchronously: it reproduces only runs planned that way.
+  if (asyncScheduling) return;
   const replayed = await replayEventLog(engine.eventLog, { config, checkInvariants: true });
   expect(replayed.eventLog).toEqual(engine.eventLog);
 }
 
 describe('the engine under hostile use', () => {
   it('keeps every request accounted for and every invariant over 10,000 random steps', async () => {
-    const tally: Tally = { steps: 0, submitted: 0, refused: 0, cancels: 0, reconfigures: 0, refusedSettings: 0, failedSteps: 0, drafts: 0, draftTokens: 0, acceptedTokens: 0, rollbacks: 0 };
+    const tally: Tally = { steps: 0, submitted: 0, refused: 0, cancels: 0, reconfigures: 0, refusedSettings: 0, failedSteps: 0, drafts: 0, draftTokens: 0, acceptedTokens: 0, rollbacks: 0, placeholders: 0 };
     const bases: Partial<SchedulerConfig>[] = [
       {},
       { policy: 'priority', preemptionMode: 'swap' },
@@ -210,5 +217,21 @@ describe('the engine under hostile use', () => {
     expect(tally.acceptedTokens).toBeGreaterThan(50);
     expect(tally.rollbacks).toBeGreaterThan(50);
     console.log(`hostile property test: ${JSON.stringify(tally)}`);
+  }, 120_000);
+
+  it('keeps every request accounted for and every invariant with async scheduling (placeholders, late stops, failures)', async () => {
+    const tally: Tally = { steps: 0, submitted: 0, refused: 0, cancels: 0, reconfigures: 0, refusedSettings: 0, failedSteps: 0, drafts: 0, draftTokens: 0, acceptedTokens: 0, rollbacks: 0, placeholders: 0 };
+    const bases: Partial<SchedulerConfig>[] = [
+      { asyncScheduling: true },
+      { asyncScheduling: true, policy: 'priority', preemptionMode: 'swap', numGpuBlocks: 24 },
+      { asyncScheduling: true, policy: 'fair', numGpuBlocks: 20 },
+    ];
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 1, max: 2 ** 31 - 1 }), fc.constantFrom(...bases), (seed, base) => hostileRun(seed, 1000, base, tally)),
+      { numRuns: 6, seed: 12 },
+    );
+    expect(tally.failedSteps).toBeGreaterThan(3);
+    expect(tally.placeholders).toBeGreaterThan(500);
+    console.log(`hostile property test, async scheduling: ${JSON.stringify(tally)}`);
   }, 120_000);
 });

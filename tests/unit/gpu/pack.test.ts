@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { packStep } from '../../../src/gpu/pack.ts';
-import type { ScheduledSeq, StepPlan } from '../../../src/engine/types.ts';
+import { PLACEHOLDER_TOKEN_ID, type ScheduledSeq, type StepPlan } from '../../../src/engine/types.ts';
+import { FROM_SAMPLED } from '../../../src/gpu/kernels.ts';
 
 const greedy = { temperature: 0, topP: 0.9, topK: 0, seed: 1 };
 const warm = { ...greedy, temperature: 0.8 };
@@ -23,6 +24,17 @@ describe('packStep', () => {
     expect([...p.logitRows]).toEqual([4, 5]);
     expect(p.logitSeqIds).toEqual([7, 8]);
     expect(p.logitsWanted).toEqual([false, true]);
+  });
+
+  it('async scheduling: a placeholder token becomes FROM_SAMPLED | its row among the previous step\'s kept tokens; without one it is refused', () => {
+    const kept = new Map([[7, 0], [8, 2]]);
+    const rowOf = (seqId: number) => kept.get(seqId) ?? -1;
+    const p = packStep(plan([seq(8, [PLACEHOLDER_TOKEN_ID], 6, [2, 5]), seq(9, [11, 12], 0, [4]), seq(7, [PLACEHOLDER_TOKEN_ID], 3, [1])]), 4, 512, 512, undefined, undefined, rowOf);
+    expect([...p.tokenIds]).toEqual([(FROM_SAMPLED | 2) >>> 0, 11, 12, (FROM_SAMPLED | 0) >>> 0]);
+    expect([...p.positions]).toEqual([6, 0, 1, 3]);
+    expect(p.logitSeqIds).toEqual([8, 9, 7]);
+    expect(() => packStep(plan([seq(5, [PLACEHOLDER_TOKEN_ID], 2, [1])]), 4, 512, 512, undefined, undefined, rowOf)).toThrow(/previous step kept no token/);
+    expect(() => packStep(plan([seq(7, [PLACEHOLDER_TOKEN_ID], 2, [1])]), 4, 512, 512)).toThrow(/previous step kept no token/);
   });
 
   it('a constrained greedy row gets its logits read back (the mask is applied on the CPU); a free greedy row does not', () => {
