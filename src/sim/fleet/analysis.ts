@@ -1,80 +1,204 @@
 /**
- * Reading a fleet run: the slowest requests and what their time went to (the P99 hunt's data),
- * TTFT percentiles over a time window, and each preset's point in one sentence with the figures
- * of the runs just made (the Guide's proof). Pure functions of FleetResult; every figure SIMULATED.
+ * Reading a fleet run: the slowest requests and what their time went to (the P99 hunt's data:
+ * ranking, each request's parts to its first token, its dominant phase, tenant shares of the
+ * slowest vs of all), TTFT percentiles over a time window, the hunt's evidence computed from the
+ * run, and each preset's point in one sentence with the figures of the runs just made (the Guide's
+ * proof). The one owner of these: the fleet view (src/ui/fleet/slowest.ts) adds only its cuts,
+ * filters and the time cursor. Pure functions of FleetResult; every figure SIMULATED.
  */
 import { quantile } from './autoscaler.ts';
-import type { FleetPresetId, FleetRequestRecord, FleetResult, RequestBreakdown, RequestPhase } from './types.ts';
+import { BREAKDOWN_KEY, type FleetPresetId, type FleetRequestRecord, type FleetResult, type RequestBreakdown, type RequestPhase } from './types.ts';
 
-const PHASES: readonly [RequestPhase, keyof RequestBreakdown][] = [
-  ['queue', 'queueS'],
-  ['moderation', 'moderationS'],
-  ['prefill', 'prefillS'],
-  ['decode', 'decodeS'],
-  ['preempted', 'preemptedS'],
-  ['recompute', 'recomputeS'],
-];
+/** What "slowest" is measured by: time to the first token, or end to end. */
+export type LatencyMetric = 'ttft' | 'e2e';
 
-/** The phase a request spent most of its time in (up to its first token when `untilFirstToken`). */
-export function dominantPhase(r: FleetRequestRecord, untilFirstToken = false): RequestPhase {
-  let best: RequestPhase = 'queue';
-  let bestS = -1;
-  for (const [phase, key] of PHASES) {
-    const s = untilFirstToken ? phaseTimeBefore(r, phase, r.arrivalS + (r.ttftS ?? r.e2eS ?? 0)) : r.breakdown[key];
-    if (s > bestS) {
-      best = phase;
-      bestS = s;
-    }
-  }
-  return best;
+/** A request's latency by the metric, s (undefined: it never got there). */
+export function latencyOf(r: FleetRequestRecord, metric: LatencyMetric): number | undefined {
+  return metric === 'ttft' ? r.ttftS : r.e2eS;
 }
 
-/** Seconds of `phase` in the request's spans before time tS. */
-function phaseTimeBefore(r: FleetRequestRecord, phase: RequestPhase, tS: number): number {
-  let s = 0;
-  for (const sp of r.spans ?? []) if (sp.phase === phase) s += Math.max(0, Math.min(sp.endS, tS) - sp.startS);
-  return s;
+/** The requests with a finite latency, slowest first (ties: earlier arrival first, then id). A new array. */
+export function bySlowest(records: readonly FleetRequestRecord[], metric: LatencyMetric): FleetRequestRecord[] {
+  return records
+    .filter((r) => Number.isFinite(latencyOf(r, metric)))
+    .sort((a, b) => latencyOf(b, metric)! - latencyOf(a, metric)! || a.arrivalS - b.arrivalS || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+}
+
+/** How many the slowest `percent`% of `n` requests is: rounded up, at least one (none of none). */
+export function slowestCount(n: number, percent: number): number {
+  return n === 0 ? 0 : Math.min(n, Math.max(1, Math.ceil((n * percent) / 100)));
+}
+
+/** The slowest `percent`% (default 1, as the hunt's view shows first) of a run's requests by the metric (default TTFT), slowest first. */
+export function slowestRequests(records: readonly FleetRequestRecord[], o: { metric?: LatencyMetric; percent?: number } = {}): FleetRequestRecord[] {
+  const ranked = bySlowest(records, o.metric ?? 'ttft');
+  return ranked.slice(0, slowestCount(ranked.length, o.percent ?? 1));
+}
+
+const PHASES = Object.keys(BREAKDOWN_KEY) as RequestPhase[];
+
+/** The sum of a breakdown's parts, s. */
+export function breakdownTotalS(b: RequestBreakdown): number {
+  let sum = 0;
+  for (const p of PHASES) sum += b[BREAKDOWN_KEY[p]];
+  return sum;
 }
 
 /**
- * The slowest requests by TTFT (or E2E): the top `fraction` of those that have one (at least
- * `min`), slowest first.
+ * The parts of a request's time to its first token: its spans clipped at arrival + TTFT, summed by
+ * phase. Without spans, or without a first token, its whole breakdown (what the record has).
  */
-export function slowestRequests(result: FleetResult, o: { by?: 'ttft' | 'e2e'; fraction?: number; min?: number } = {}): FleetRequestRecord[] {
-  const by = o.by ?? 'ttft';
-  const key = (r: FleetRequestRecord) => (by === 'ttft' ? r.ttftS : r.e2eS);
-  const have = result.requests.filter((r) => key(r) !== undefined);
-  const n = Math.min(have.length, Math.max(o.min ?? 10, Math.ceil(have.length * (o.fraction ?? 0.01))));
-  return [...have].sort((a, b) => key(b)! - key(a)! || (a.id < b.id ? -1 : 1)).slice(0, n);
-}
-
-export interface GroupShare {
-  key: string;
-  count: number;
-  /** count / the group's size. */
-  share: number;
-}
-
-/** How a set of requests splits by tenant, or by dominant phase (to the first token), largest first. */
-export function shares(records: readonly FleetRequestRecord[], by: 'tenant' | 'phase'): GroupShare[] {
-  const counts = new Map<string, number>();
-  for (const r of records) {
-    const k = by === 'tenant' ? r.tenant : dominantPhase(r, true);
-    counts.set(k, (counts.get(k) ?? 0) + 1);
+export function partsUntilFirstToken(r: FleetRequestRecord): RequestBreakdown {
+  if (r.ttftS === undefined || !r.spans || r.spans.length === 0) return r.breakdown;
+  const end = r.arrivalS + r.ttftS;
+  const out: RequestBreakdown = { queueS: 0, moderationS: 0, prefillS: 0, decodeS: 0, preemptedS: 0, recomputeS: 0 };
+  for (const sp of r.spans) {
+    const d = Math.min(sp.endS, end) - sp.startS;
+    if (d > 0) out[BREAKDOWN_KEY[sp.phase]] += d;
   }
-  return [...counts.entries()].map(([key, count]) => ({ key, count, share: count / Math.max(1, records.length) })).sort((a, b) => b.count - a.count || (a.key < b.key ? -1 : 1));
+  return out;
+}
+
+/** The phase a request spent most of its time in (up to its first token when `untilFirstToken`); the first in phase order on a tie. */
+export function dominantPhase(r: FleetRequestRecord, untilFirstToken = false): RequestPhase {
+  const parts = untilFirstToken ? partsUntilFirstToken(r) : r.breakdown;
+  let best: RequestPhase = PHASES[0];
+  for (const p of PHASES) if (parts[BREAKDOWN_KEY[p]] > parts[BREAKDOWN_KEY[best]]) best = p;
+  return best;
+}
+
+export interface TenantShare {
+  tenant: string;
+  /** Of the slowest. */
+  numSlow: number;
+  slowShare: number;
+  /** Of all the requests looked at. */
+  numAll: number;
+  allShare: number;
+}
+
+/** Each tenant's share of the slowest beside its share of all requests, most over-represented first. */
+export function tenantShares(slowest: readonly FleetRequestRecord[], all: readonly FleetRequestRecord[]): TenantShare[] {
+  const slow = new Map<string, number>();
+  const counts = new Map<string, number>();
+  for (const r of slowest) slow.set(r.tenant, (slow.get(r.tenant) ?? 0) + 1);
+  for (const r of all) counts.set(r.tenant, (counts.get(r.tenant) ?? 0) + 1);
+  const out: TenantShare[] = [];
+  for (const [tenant, numAll] of counts) {
+    const numSlow = slow.get(tenant) ?? 0;
+    out.push({ tenant, numSlow, slowShare: slowest.length ? numSlow / slowest.length : 0, numAll, allShare: all.length ? numAll / all.length : 0 });
+  }
+  return out.sort((a, b) => b.slowShare - b.allShare - (a.slowShare - a.allShare) || b.numSlow - a.numSlow || (a.tenant < b.tenant ? -1 : 1));
+}
+
+/** How a set of requests splits by dominant phase to the first token, largest first. */
+export function phaseShares(records: readonly FleetRequestRecord[]): { phase: RequestPhase; count: number; share: number }[] {
+  const counts = new Map<RequestPhase, number>();
+  for (const r of records) {
+    const p = dominantPhase(r, true);
+    counts.set(p, (counts.get(p) ?? 0) + 1);
+  }
+  return [...counts.entries()].map(([phase, count]) => ({ phase, count, share: count / records.length })).sort((a, b) => b.count - a.count || PHASES.indexOf(a.phase) - PHASES.indexOf(b.phase));
+}
+
+/** Of the requests' summed time to the first token, the fraction spent queued (NaN: none has a first token). */
+export function queueShareOfTtft(records: readonly FleetRequestRecord[]): number {
+  let queued = 0;
+  let total = 0;
+  for (const r of records) {
+    if (r.ttftS === undefined) continue;
+    queued += partsUntilFirstToken(r).queueS;
+    total += r.ttftS;
+  }
+  return total > 0 ? queued / total : NaN;
 }
 
 /** The p-quantile TTFT of requests arriving in [fromS, toS), s (NaN: none). */
-export function ttftQuantileBetween(result: FleetResult, fromS: number, toS: number, p: number): number {
+export function ttftQuantileBetween(result: Pick<FleetResult, 'requests'>, fromS: number, toS: number, p: number): number {
   return quantile(
     result.requests.filter((r) => r.ttftS !== undefined && r.arrivalS >= fromS && r.arrivalS < toS).map((r) => r.ttftS!),
     p,
   );
 }
 
+/** Before and after the planted change (arrivals before atS, and from atS on). */
+export interface BeforeAfter {
+  before: number;
+  after: number;
+}
+
+/** What a run with a planted change shows about it, every figure computed from the run (SIMULATED). */
+export interface HuntEvidence {
+  tenant: string;
+  atS: number;
+  /** P99 TTFT of all requests, s. */
+  p99TtftS: BeforeAfter;
+  /** The planted tenant's median prompt, tokens. */
+  promptMedian: BeforeAfter;
+  /** The slowest 1% by TTFT over the whole run, and the planted tenant's place in it. */
+  numSlowest: number;
+  numSlowestPlanted: number;
+  /** Its share of the slowest 1%, and of all requests with a first token. */
+  slowShare: number;
+  allShare: number;
+  /** The tenant of the slowest request of all. */
+  slowestTenant: string;
+  /** Of the slowest 1% that arrived from atS on (all of them, in a clean hunt). */
+  numSlowestAfter: number;
+  /** The phase most of the planted tenant's slowest spent their time to the first token in. */
+  plantedPhase: RequestPhase | null;
+  /** The other tenants: the fraction of their time to the first token spent queued, and their P99 TTFT, s. */
+  othersQueueShare: BeforeAfter;
+  othersP99TtftS: BeforeAfter;
+}
+
+/** The hunt's evidence, or null when the run's workload has nothing planted. */
+export function huntEvidence(result: FleetResult): HuntEvidence | null {
+  const planted = result.spec.workload.planted;
+  if (!planted) return null;
+  const { tenant, atS } = planted;
+  const got = result.requests.filter((r) => r.ttftS !== undefined);
+  const split = (rs: readonly FleetRequestRecord[]) => [rs.filter((r) => r.arrivalS < atS), rs.filter((r) => r.arrivalS >= atS)] as const;
+  const beforeAfter = (rs: readonly FleetRequestRecord[], f: (xs: readonly FleetRequestRecord[]) => number): BeforeAfter => {
+    const [b, a] = split(rs);
+    return { before: f(b), after: f(a) };
+  };
+  const p99 = (xs: readonly FleetRequestRecord[]) => quantile(xs.map((r) => r.ttftS!), 0.99);
+  const mine = result.requests.filter((r) => r.tenant === tenant);
+  const others = got.filter((r) => r.tenant !== tenant);
+  const slowest = slowestRequests(got);
+  const plantedSlow = slowest.filter((r) => r.tenant === tenant);
+  return {
+    tenant,
+    atS,
+    p99TtftS: beforeAfter(got, p99),
+    promptMedian: beforeAfter(mine, (xs) => quantile(xs.map((r) => r.promptTokens), 0.5)),
+    numSlowest: slowest.length,
+    numSlowestPlanted: plantedSlow.length,
+    slowShare: slowest.length ? plantedSlow.length / slowest.length : 0,
+    allShare: got.length ? got.filter((r) => r.tenant === tenant).length / got.length : 0,
+    slowestTenant: slowest[0]?.tenant ?? '',
+    numSlowestAfter: slowest.filter((r) => r.arrivalS >= atS).length,
+    plantedPhase: plantedSlow.length ? phaseShares(plantedSlow)[0].phase : null,
+    othersQueueShare: beforeAfter(others, queueShareOfTtft),
+    othersP99TtftS: beforeAfter(others, p99),
+  };
+}
+
 const s2 = (v: number) => `${v.toFixed(2)} s`;
 const pct = (v: number) => `${(v * 100).toFixed(0)}%`;
+const tok = (v: number) => Math.round(v).toLocaleString('en');
+
+/** The hunt's answer in sentences, with the run's figures. */
+function huntFinding(e: HuntEvidence): string {
+  const first = e.slowestTenant === e.tenant ? ', the very slowest among them' : `; the very slowest is ${e.slowestTenant}'s`;
+  return (
+    `In this run P99 TTFT went from ${s2(e.p99TtftS.before)} before t = ${e.atS} s to ${s2(e.p99TtftS.after)} after. ` +
+    `${e.tenant}'s median prompt went from ${tok(e.promptMedian.before)} to ${tok(e.promptMedian.after)} tokens. Its requests are ${e.numSlowestPlanted} of the ${e.numSlowest} slowest by TTFT (${pct(e.slowShare)}, against ${pct(e.allShare)} of all requests)${first}` +
+    `${e.plantedPhase ? `; they spent most of their time to the first token in ${e.plantedPhase}` : ''}. ` +
+    `The other tenants spent ${pct(e.othersQueueShare.after)} of their time to the first token queued after t = ${e.atS} s against ${pct(e.othersQueueShare.before)} before, and their P99 TTFT went from ${s2(e.othersP99TtftS.before)} to ${s2(e.othersP99TtftS.after)}: they waited behind the long prefills.`
+  );
+}
 
 /**
  * The preset's point in one sentence, with the figures of `results` (the preset's runs, in its
@@ -106,14 +230,9 @@ export function presetFinding(id: FleetPresetId, results: readonly FleetResult[]
       return `In this run ${top.tenant} was billed the most ($${top.usd.toFixed(4)}); the quota refused ${refused.length > 0 ? refused.join(', ') : 'no one'}; the fleet's GPUs cost $${a.billing.costPerMTokensUsd.toFixed(2)} per million generated tokens.`;
     }
     case 'p99-hunt': {
-      const planted = a.spec.workload.planted;
-      const slow = slowestRequests(a);
-      const tenant = shares(slow, 'tenant')[0];
-      const phase = shares(slow, 'phase')[0];
-      const at = planted?.atS;
-      const before = at !== undefined ? ttftQuantileBetween(a, 0, at, 0.99) : NaN;
-      const after = at !== undefined ? ttftQuantileBetween(a, at, Infinity, 0.99) : NaN;
-      return `In this run P99 TTFT went from ${s2(before)} before t = ${at ?? '?'} s to ${s2(after)} after; ${tenant.count} of the ${slow.length} slowest requests are ${tenant.key}'s, most of their time to the first token in ${phase.key}.`;
+      const e = huntEvidence(a);
+      if (!e) throw new RangeError('preset p99-hunt: the run has nothing planted in its workload');
+      return huntFinding(e);
     }
   }
 }

@@ -46,6 +46,7 @@ import type {
   RequestSpan,
   RouterDecision,
 } from './types.ts';
+import { BREAKDOWN_KEY } from './types.ts';
 import { validateFleetSpec, checkDeployment, BLOCK_SIZE } from './validate.ts';
 import { planFleetWorkload, PromptTokens, arrivalRateAt, type FleetRequestPlan } from './workload.ts';
 import { route, keepRouterDecision, DEFAULT_AFFINITY_LOAD_CAP, type RouteCandidate, type RouterState } from './router.ts';
@@ -164,14 +165,6 @@ interface Req {
 }
 
 const emptyBreakdown = (): RequestBreakdown => ({ queueS: 0, moderationS: 0, prefillS: 0, decodeS: 0, preemptedS: 0, recomputeS: 0 });
-const BREAKDOWN_KEY: Record<RequestPhase, keyof RequestBreakdown> = {
-  queue: 'queueS',
-  moderation: 'moderationS',
-  prefill: 'prefillS',
-  decode: 'decodeS',
-  preempted: 'preemptedS',
-  recompute: 'recomputeS',
-};
 
 /**
  * Lets the page (or the worker's message handling) run: setImmediate where there is one (Node),

@@ -195,6 +195,16 @@ export interface RequestBreakdown {
   recomputeS: number;
 }
 
+/** Which part of the breakdown each phase's time goes to. */
+export const BREAKDOWN_KEY: Readonly<Record<RequestPhase, keyof RequestBreakdown>> = {
+  queue: 'queueS',
+  moderation: 'moderationS',
+  prefill: 'prefillS',
+  decode: 'decodeS',
+  preempted: 'preemptedS',
+  recompute: 'recomputeS',
+};
+
 export type FleetFinishReason = 'stop' | 'length' | 'content_filter' | 'rejected' | 'failed' | 'abort';
 
 export interface FleetRequestRecord {

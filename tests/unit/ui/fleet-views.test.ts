@@ -6,7 +6,8 @@
 import { describe, expect, it } from 'vitest';
 import type { FleetRequestRecord, FleetSummary, ReplicaRecord } from '../../../src/sim/fleet/types.ts';
 import { countUpTo, indexAtOrBefore, recentUpTo, replicaSampleAt, replicaStateAt, requestCountsAt, requestEndS, sentPerReplica } from '../../../src/ui/fleet/timeline.ts';
-import { arrivalBins, breakdownTotalS, cutSize, dominantPart, partsUntilFirstToken, promptMediansByArrival, slowestRequests, tenantShares } from '../../../src/ui/fleet/slowest.ts';
+import { arrivalBins, cutSize, findSlowest, promptMediansByArrival } from '../../../src/ui/fleet/slowest.ts';
+import { breakdownTotalS, dominantPhase, partsUntilFirstToken, tenantShares } from '../../../src/sim/fleet/analysis.ts';
 import { isBilledRecord, pricesProblem, recomputeBills, requestPriceUsd } from '../../../src/ui/fleet/billing.ts';
 import { comparisonRows } from '../../../src/ui/fleet/compare.ts';
 import { FLEET_SPEEDS, FleetCursor, speedIndexFor } from '../../../src/ui/fleet/cursor.svelte.ts';
@@ -135,29 +136,29 @@ describe('the slowest requests', () => {
     expect(cutSize({ kind: 'percent', percent: 1 }, 10)).toBe(1);
     expect(cutSize({ kind: 'percent', percent: 1 }, 0)).toBe(0);
     expect(cutSize({ kind: 'top', n: 20 }, 7)).toBe(7);
-    const { slowest, numEligible } = slowestRequests(rs, { metric: 'ttft', cut: { kind: 'percent', percent: 1 }, ...ALL });
+    const { slowest, numEligible } = findSlowest(rs, { metric: 'ttft', cut: { kind: 'percent', percent: 1 }, ...ALL });
     expect(numEligible).toBe(250);
     expect(slowest.map((r) => r.id)).toEqual(['r245', 'r240', 'r235']);
   });
 
   it('breaks ties by arrival, filters by tenant, arrival window and what had happened by the cursor', () => {
-    const { slowest } = slowestRequests(rs, { metric: 'e2e', cut: { kind: 'top', n: 2 }, ...ALL });
+    const { slowest } = findSlowest(rs, { metric: 'e2e', cut: { kind: 'top', n: 2 }, ...ALL });
     expect(slowest.map((r) => r.id)).toEqual(['r0', 'r1']);
-    const small = slowestRequests(rs, { metric: 'ttft', cut: { kind: 'top', n: 1 }, ...ALL, tenant: 'small' });
+    const small = findSlowest(rs, { metric: 'ttft', cut: { kind: 'top', n: 1 }, ...ALL, tenant: 'small' });
     expect(small.slowest[0].id).toBe('r249');
     expect(small.numEligible).toBe(200);
-    const window = slowestRequests(rs, { metric: 'ttft', cut: { kind: 'top', n: 50 }, ...ALL, fromS: 10, toS: 20 });
+    const window = findSlowest(rs, { metric: 'ttft', cut: { kind: 'top', n: 50 }, ...ALL, fromS: 10, toS: 20 });
     expect(window.numEligible).toBe(10);
     expect(window.slowest[0].id).toBe('r15');
     // By t = 102.05 only r100 of the big tenant has its first token (100 + 2.1 = 102.1 > 102.05: not yet).
-    const cursor = slowestRequests(rs, { metric: 'ttft', cut: { kind: 'top', n: 1 }, ...ALL, untilS: 102.05 });
+    const cursor = findSlowest(rs, { metric: 'ttft', cut: { kind: 'top', n: 1 }, ...ALL, untilS: 102.05 });
     expect(cursor.slowest[0].id).toBe('r95');
-    const none = slowestRequests([req('x', { ttftS: undefined })], { metric: 'ttft', cut: { kind: 'top', n: 5 }, ...ALL });
+    const none = findSlowest([req('x', { ttftS: undefined })], { metric: 'ttft', cut: { kind: 'top', n: 5 }, ...ALL });
     expect(none).toEqual({ slowest: [], numEligible: 0 });
   });
 
   it("puts the over-represented tenant first and bins the arrivals", () => {
-    const { slowest } = slowestRequests(rs, { metric: 'ttft', cut: { kind: 'percent', percent: 5 }, ...ALL });
+    const { slowest } = findSlowest(rs, { metric: 'ttft', cut: { kind: 'percent', percent: 5 }, ...ALL });
     const shares = tenantShares(slowest, rs);
     expect(shares[0]).toEqual({ tenant: 'big', numSlow: 13, slowShare: 1, numAll: 50, allShare: 0.2 });
     expect(shares[1].numSlow).toBe(0);
@@ -211,10 +212,10 @@ describe('the slowest requests', () => {
     expect(m[2]).toBe(900);
   });
 
-  it('sums a breakdown and names its longest part', () => {
+  it('sums a breakdown and names its longest phase', () => {
     const b = { queueS: 3, moderationS: 0.2, prefillS: 0.5, decodeS: 1, preemptedS: 0, recomputeS: 0.3 };
     expect(breakdownTotalS(b)).toBeCloseTo(5);
-    expect(dominantPart(b).label).toBe('queue');
+    expect(dominantPhase(req('x', { breakdown: b }))).toBe('queue');
   });
 });
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { dominantPhase, presetFinding, shares, slowestRequests, ttftQuantileBetween } from '../../../../src/sim/fleet/analysis.ts';
+import { bySlowest, dominantPhase, phaseShares, presetFinding, queueShareOfTtft, slowestCount, slowestRequests, tenantShares, ttftQuantileBetween } from '../../../../src/sim/fleet/analysis.ts';
 import type { FleetRequestRecord, FleetResult, RequestSpan } from '../../../../src/sim/fleet/types.ts';
 
 function rec(id: string, tenant: string, arrivalS: number, spans: [RequestSpan['phase'], number][], ttftAfter: number): FleetRequestRecord {
@@ -26,21 +26,34 @@ describe('fleet analysis', () => {
     expect(dominantPhase(q, true)).toBe('queue');
   });
 
-  it('slowest requests, shares by tenant and phase, TTFT quantiles in a window', () => {
+  it('slowest requests (ceil of the percent, at least one), shares by tenant and phase, queue share, TTFT quantiles in a window', () => {
     const reqs = [
       rec('a', 'x', 0, [['queue', 0.1], ['prefill', 0.1], ['decode', 1]], 0.2),
       rec('b', 'y', 1, [['queue', 3], ['prefill', 0.2], ['decode', 1]], 3.2),
       rec('c', 'y', 2, [['queue', 0.1], ['prefill', 2], ['decode', 1]], 2.1),
       rec('d', 'x', 3, [['queue', 0.1], ['prefill', 0.2], ['decode', 1]], 0.3),
     ];
-    const slow = slowestRequests(result(reqs), { fraction: 0.5, min: 1 });
+    expect(slowestCount(4, 50)).toBe(2);
+    expect(slowestCount(700, 1)).toBe(7);
+    expect(slowestCount(10, 1)).toBe(1);
+    expect(slowestCount(0, 1)).toBe(0);
+    const slow = slowestRequests(reqs, { percent: 50 });
     expect(slow.map((r) => r.id)).toEqual(['b', 'c']);
-    expect(shares(slow, 'tenant')).toEqual([{ key: 'y', count: 2, share: 1 }]);
-    expect(shares(slow, 'phase')).toEqual([
-      { key: 'prefill', count: 1, share: 0.5 },
-      { key: 'queue', count: 1, share: 0.5 },
+    expect(tenantShares(slow, reqs)).toEqual([
+      { tenant: 'y', numSlow: 2, slowShare: 1, numAll: 2, allShare: 0.5 },
+      { tenant: 'x', numSlow: 0, slowShare: 0, numAll: 2, allShare: 0.5 },
     ]);
-    expect(slowestRequests(result(reqs), { by: 'e2e', fraction: 0.25, min: 1 }).map((r) => r.id)).toEqual(['b']);
+    expect(phaseShares(slow)).toEqual([
+      { phase: 'queue', count: 1, share: 0.5 },
+      { phase: 'prefill', count: 1, share: 0.5 },
+    ]);
+    // Queued: (0.1 + 3 + 0.1 + 0.1) of (0.2 + 3.2 + 2.1 + 0.3) s to the first token.
+    expect(queueShareOfTtft(reqs)).toBeCloseTo(3.3 / 5.8, 12);
+    expect(queueShareOfTtft([])).toBeNaN();
+    expect(slowestRequests(reqs, { metric: 'e2e', percent: 25 }).map((r) => r.id)).toEqual(['b']);
+    // Ties: the earlier arrival first; no latency: left out.
+    const tie = [rec('z', 'x', 5, [['queue', 1]], 1), rec('w', 'x', 4, [['queue', 1]], 1), { ...rec('v', 'x', 0, [['queue', 9]], 9), ttftS: undefined }];
+    expect(bySlowest(tie, 'ttft').map((r) => r.id)).toEqual(['w', 'z']);
     expect(ttftQuantileBetween(result(reqs), 0, 2, 0.99)).toBe(3.2);
     expect(ttftQuantileBetween(result(reqs), 2, Infinity, 0.5)).toBe(0.3);
     expect(ttftQuantileBetween(result(reqs), 50, 60, 0.5)).toBeNaN();
