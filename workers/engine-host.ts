@@ -22,7 +22,7 @@ import { GrammarService, type XGrammarApi } from '../src/serve/structured.ts';
 import { checkJsonOutput } from '../src/serve/json-check.ts';
 import type { ResponseFormat, TokenConstraint } from '../src/engine/constraint.ts';
 import { RunLoop } from '../src/serve/run-loop.ts';
-import { benchPrompts, type BenchPrompts } from '../src/serve/bench-prompts.ts';
+import { benchPrompts, benchTextPrompts, type BenchPrompts, type BenchTextRequest } from '../src/serve/bench-prompts.ts';
 import type { WorkloadSpec } from '../src/engine/workload.ts';
 import { TextStreamer } from '../src/serve/text-streamer.ts';
 import { isWeightType, WEIGHT_TYPES, type WeightType } from '../src/model/quant.ts';
@@ -377,6 +377,11 @@ export class EngineHost {
   /** The workload's requests as text prompts of the lab's lengths on the loaded model's tokenizer. */
   benchPrompts(workload: WorkloadSpec): BenchPrompts {
     return benchPrompts(workload, this.require().loaded);
+  }
+
+  /** Requests given as lengths (the fleet's workload) as text prompts of those lengths on the loaded model's tokenizer. */
+  benchTextPrompts(requests: BenchTextRequest[]): BenchPrompts {
+    return benchTextPrompts(requests, this.require().loaded);
   }
 
   eventLog(): EngineEvent[] {

@@ -70,6 +70,7 @@ const api: EngineApi = {
   prometheus: async () => host.prometheus(),
   eventLog: async () => host.eventLog(),
   benchPrompts: async (workload) => host.benchPrompts(workload),
+  benchTextPrompts: async (requests) => host.benchTextPrompts(requests),
   loseDevice: async () => host.loseDevice(),
 };
 

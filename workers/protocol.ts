@@ -15,7 +15,7 @@ import type { LoraAdapterInfo } from '../src/engine/types.ts';
 import type { Backend } from '../src/gpu/executor-factory.ts';
 import type { CompletionParams, JsonCheck, ScenarioRun, StreamEvent } from '../src/serve/requests.ts';
 import type { ResponseFormatParam } from '../src/serve/structured.ts';
-import type { BenchPrompts } from '../src/serve/bench-prompts.ts';
+import type { BenchPrompts, BenchTextRequest } from '../src/serve/bench-prompts.ts';
 
 export type { CompletionParams, JsonCheck, ResponseFormatParam, ScenarioRun, StreamEvent };
 export type { Backend };
@@ -120,6 +120,8 @@ export interface EngineApi {
    * token lengths (the tokenizer lives here): for `vllm bench serve` (src/export/vllm-bench.ts).
    */
   benchPrompts(workload: WorkloadSpec): Promise<BenchPrompts>;
+  /** Requests given as lengths (the simulated fleet's workload) as text prompts of those lengths on the loaded model's tokenizer. */
+  benchTextPrompts(requests: BenchTextRequest[]): Promise<BenchPrompts>;
   /** Fault injection: destroy the GPU device mid-run (the host recovers). */
   loseDevice(): Promise<void>;
 }

@@ -129,6 +129,13 @@ export interface BenchBundleInput {
   /** Requests sharing a system prompt (text prefix), when the workload has them. */
   sharedPrefix?: { numTokens: number; numPrefixes: number; fraction: number };
   losses: BenchLosses;
+  /**
+   * A workload from elsewhere than the lab (the simulated fleet) says in its own words what the
+   * lab's note says of the lab's: whose token counts the prompts hold, its shared system prompts,
+   * its arrivals (appended to the arrival line), where its results show, and what else it cannot
+   * carry (each a line); `command` becomes a shell comment above the command line.
+   */
+  words?: { lengths?: string; sharedPrefix?: string; arrival?: string; results?: string; notCarried?: readonly string[]; command?: string };
   /** Base of the file names (letters, digits, dot, dash, underscore). */
   baseName: string;
   model?: string;
@@ -163,7 +170,8 @@ export function vllmBenchBundle(b: BenchBundleInput): BenchBundle {
   const resultFileName = `${b.baseName}.vllm-result.json`;
   const noteFileName = `${b.baseName}.vllm-bench.md`;
   const jsonl = customDatasetJsonl(b.requests);
-  const command = benchServeCommand({
+  const comment = b.words?.command ? `# ${b.words.command.replace(/\s*\n\s*/g, ' ')}\n` : '';
+  const command = comment + benchServeCommand({
     model: b.model,
     datasetPath: datasetFileName,
     resultFilename: resultFileName,
@@ -179,16 +187,18 @@ export function vllmBenchBundle(b: BenchBundleInput): BenchBundle {
   if (b.losses.tenantFields > 0) lossLines.push(`- ${b.losses.tenantFields} request(s) carried a tenant's priority, deadline or LoRA adapter; the benchmark sends none of them.`);
   if (b.losses.structured > 0) lossLines.push(`- ${b.losses.structured} request(s) asked for structured output; they go as free text.`);
   if (b.losses.lengthMismatches > 0) lossLines.push(`- ${b.losses.lengthMismatches} prompt(s) could not be written as text of exactly the lab's length on ${b.tokenizerModel}'s tokenizer; their lines carry the nearest length.`);
+  for (const line of b.words?.notCarried ?? []) lossLines.push(`- ${line}`);
   if (lossLines.length === 0) lossLines.push('- Nothing: every request is a plain prompt with a fixed output length.');
   const note = [
     `# ${b.label}: a servelab workload for \`vllm bench serve\``,
     '',
     `${b.requests.length} requests. \`${datasetFileName}\` is vLLM's custom dataset: one JSON object per line, \`{"prompt": ..., "output_tokens": ...}\`.`,
-    `The prompts are story text; on ${b.tokenizerModel}'s tokenizer (${b.vocabSize} tokens) each is exactly the lab's prompt length, BOS included`,
+    b.words?.lengths ?? `The prompts are story text; on ${b.tokenizerModel}'s tokenizer (${b.vocabSize} tokens) each is exactly the lab's prompt length, BOS included`,
     `(mean ${mean(promptLens).toFixed(1)}, min ${Math.min(...promptLens)}, max ${Math.max(...promptLens)} tokens); outputs are ${Math.min(...outputLens)}–${Math.max(...outputLens)} tokens (mean ${mean(outputLens).toFixed(1)}).`,
-    b.sharedPrefix
+    b.words?.sharedPrefix ??
+    (b.sharedPrefix
       ? `Requests that share a system prompt in the lab share the same text prefix here (${b.sharedPrefix.numPrefixes} prefix(es) of ${b.sharedPrefix.numTokens} tokens, ${Math.round(b.sharedPrefix.fraction * 100)}% of requests), so vLLM's prefix cache sees the same sharing.`
-      : 'No shared system prompts in this workload.',
+      : 'No shared system prompts in this workload.'),
     '',
     '## Run it',
     '',
@@ -198,11 +208,11 @@ export function vllmBenchBundle(b: BenchBundleInput): BenchBundle {
     command,
     '```',
     '',
-    `Then import \`${resultFileName}\` in servelab (Manage → Runs and exports → "Import vllm bench serve results"): the latency panel shows it beside the lab's run.`,
+    `Then import \`${resultFileName}\` in servelab (Manage → Runs and exports → "Import vllm bench serve results"): ${b.words?.results ?? "the latency panel shows it beside the lab's run."}`,
     '',
     '## What matches',
     '',
-    `- Arrivals: ${arrivalWords(b.arrival)}. servelab's arrival process is vLLM's benchmark model (gamma gaps of shape = burstiness, scale = 1 / (rate × burstiness)).`,
+    `- Arrivals: ${arrivalWords(b.arrival)}.${b.words?.arrival ? ` ${b.words.arrival}` : ''} servelab's arrival process is vLLM's benchmark model (gamma gaps of shape = burstiness, scale = 1 / (rate × burstiness)).`,
     `  The draws differ: vLLM draws with numpy seeded by \`--seed ${b.seed}\` and rescales the gaps so the last request goes out at num-prompts / rate seconds; servelab draws from the workload's seed and does not rescale. Same process, another sample of it.`,
     '- Output lengths: `--custom-output-len -1` takes each line\'s `output_tokens`, and `--ignore-eos` makes the server generate exactly that many (the result\'s `output_lens` shows what it did).',
     `- Order: \`--disable-shuffle\` keeps the file's order (a vLLM release without that flag shuffles the lines with seed 0: drop the flag; the same requests go, in another order).`,

@@ -4,13 +4,14 @@
  * text, the same lengths after the model's context is applied), each prompt turned back into text
  * whose length in tokens, on the lab model's tokenizer, is the lab's prompt length. Requests whose
  * prompts share tokens share the same text prefix, so a server's prefix cache sees the same sharing.
- * Pure: no engine, no worker, no DOM.
+ * Workloads from elsewhere (the simulated fleet: src/export/fleet-vllm.ts) come as lengths and
+ * shared-prefix keys (benchTextPrompts) and get text the same way. Pure: no engine, no worker, no DOM.
  */
 import type { WorkloadSpec } from '../engine/workload.ts';
 import type { LoadedModel } from '../model/load.ts';
 import type { Tokenizer } from '../model/tokenizer.ts';
 import { scenarioSpecs } from './requests.ts';
-import { storyText } from './story-prompts.ts';
+import { numberedStoryTokens, numberedSystemTokens, storyText } from './story-prompts.ts';
 
 /** One request as a text benchmark sends it. */
 export interface BenchPrompt {
@@ -93,6 +94,50 @@ export function benchPrompts(workload: WorkloadSpec, loaded: LoadedModel): Bench
     const fit = fitPromptText(tokenizer, s.promptTokenIds, s.promptTokenIds.length > keep ? keep : 1, more);
     if (fit.numTokens !== s.promptTokenIds.length) losses.lengthMismatches++;
     return { prompt: fit.text, promptTokens: fit.numTokens, outputTokens: s.maxTokens, arrivalMs: s.arrivalMs ?? 0 };
+  });
+  return { model: loaded.model.source.name, vocabSize: loaded.model.config.vocabSize, prompts, losses };
+}
+
+/** One request of a workload from elsewhere than the lab (the simulated fleet), to write as text. */
+export interface BenchTextRequest {
+  /** Its length in tokens, BOS included, to write on the lab model's tokenizer. */
+  promptTokens: number;
+  /** Tokens to generate. */
+  outputTokens: number;
+  /** Arrival, ms after the first possible arrival. */
+  arrivalMs: number;
+  /** Requests with the same key start with the same system-prompt text of numTokens tokens (BOS included). */
+  prefix?: { key: string; numTokens: number };
+}
+
+/**
+ * Requests given as lengths as text prompts of those lengths on `loaded`'s tokenizer: BOS, the
+ * shared system prompt of the request's prefix key (one text per key, its own for each key), then
+ * text of the request's own (numbered, so requests share nothing else), fitted to the length.
+ * Throws a RangeError for a length that is not a positive integer.
+ */
+export function benchTextPrompts(requests: readonly BenchTextRequest[], loaded: LoadedModel): BenchPrompts {
+  const { tokenizer } = loaded;
+  const more = tokenizer.encode(storyText(400), false, false);
+  const prefixes = new Map<string, number[]>();
+  const losses: BenchPromptLosses = { parallelSampling: 0, tenantFields: 0, structured: 0, lengthMismatches: 0 };
+  const prompts = requests.map((r, i): BenchPrompt => {
+    if (!Number.isInteger(r.promptTokens) || r.promptTokens < 1) throw new RangeError(`request ${i}: promptTokens must be an integer >= 1, got ${r.promptTokens}`);
+    if (!Number.isInteger(r.outputTokens) || r.outputTokens < 1) throw new RangeError(`request ${i}: outputTokens must be an integer >= 1, got ${r.outputTokens}`);
+    const ids = [tokenizer.vocab.bosId];
+    if (r.prefix && r.prefix.numTokens > 1) {
+      let p = prefixes.get(r.prefix.key);
+      if (!p) {
+        p = numberedSystemTokens(tokenizer, prefixes.size, r.prefix.numTokens - 1);
+        prefixes.set(r.prefix.key, p);
+      }
+      ids.push(...p.slice(0, r.promptTokens - 1));
+    }
+    const keep = ids.length;
+    ids.push(...numberedStoryTokens(tokenizer, i, r.promptTokens - ids.length));
+    const fit = fitPromptText(tokenizer, ids, ids.length > keep ? keep : 1, more);
+    if (fit.numTokens !== r.promptTokens) losses.lengthMismatches++;
+    return { prompt: fit.text, promptTokens: fit.numTokens, outputTokens: r.outputTokens, arrivalMs: r.arrivalMs };
   });
   return { model: loaded.model.source.name, vocabSize: loaded.model.config.vocabSize, prompts, losses };
 }

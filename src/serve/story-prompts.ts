@@ -91,3 +91,22 @@ export function storyPromptTokens(tokenizer: Tokenizer, randomPrompt: readonly n
   out.push(...fill(stories, hashTokens(rest) % stories.length, length - out.length));
   return out.slice(0, length);
 }
+
+/**
+ * `length` tokens of a system prompt of its own for each `index` (a numbered opening, then the
+ * system prompts in turn): for workloads whose requests share one of many system prompts, so that
+ * different prompts never share text beyond their first few tokens.
+ */
+export function numberedSystemTokens(tokenizer: Tokenizer, index: number, length: number): number[] {
+  const head = tokenizer.encode(`Service ${index + 1}.`, false, false);
+  return [...head, ...fill(tokenized(tokenizer).systems, index, Math.max(0, length - head.length))].slice(0, length);
+}
+
+/**
+ * `length` tokens of a request's own text, numbered first ("#12 ") so that no two requests share
+ * more than a few leading tokens, then story text from passage `index` on.
+ */
+export function numberedStoryTokens(tokenizer: Tokenizer, index: number, length: number): number[] {
+  const head = tokenizer.encode(`#${index + 1} `, false, false);
+  return [...head, ...fill(tokenized(tokenizer).passages, index, Math.max(0, length - head.length))].slice(0, length);
+}

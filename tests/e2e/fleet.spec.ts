@@ -3,7 +3,8 @@
  * shows its lanes, decisions and figures (both runs where a preset has two); the P99 hunt's
  * slowest requests point at the planted tenant, "Reveal the cause" names it, and "Download trace"
  * gives a Chrome trace JSON; playback by keyboard; screenshots at 1280×720, 1920×1080 and 390×844
- * with nothing wider than the window; no console errors.
+ * with nothing wider than the window; the hunt's workload exports for `vllm bench serve` (a JSONL
+ * download, one request a line); no console errors.
  */
 import { readFileSync } from 'node:fs';
 import { expect, test, type Page } from '@playwright/test';
@@ -67,7 +68,7 @@ test('every fleet preset opens by URL, runs off the main thread and shows lanes,
   expect(errors).toEqual([]);
 });
 
-test("the P99 hunt: the slowest requests are the planted tenant's, Reveal names the cause, the trace downloads", async ({ page }) => {
+test("the P99 hunt: the slowest requests are the planted tenant's, Reveal names the cause, the trace and the vLLM dataset download", async ({ page }, testInfo) => {
   const errors = captureErrors(page);
   await openPreset(page, 'p99-hunt');
   // Space plays the run back; → steps.
@@ -91,15 +92,35 @@ test("the P99 hunt: the slowest requests are the planted tenant's, Reveal names 
   const cause = page.getByTestId('planted-cause');
   await expect(cause).toBeVisible();
   await expect(cause).toContainText(/In this run P99 TTFT went from/);
-  const tenant = /tenant “([^”]+)”/.exec((await cause.textContent()) ?? '')?.[1];
+  const text = (await cause.textContent()) ?? '';
+  const tenant = /tenant “([^”]+)”/.exec(text)?.[1];
   expect(tenant).toBeTruthy();
-  // The tenant most over-represented in the slowest 1% comes first, and it is the planted one;
-  // it holds most of the slowest 1% list.
-  await expect(page.getByTestId('slowest-shares').locator('tr').first()).toContainText(tenant!);
+  // The answer's count of the slowest is what the list shows: the tenant most over-represented in
+  // the slowest 1% comes first, it is the planted one, and it holds as many of the rows (most of
+  // them, the first among them) as the answer says.
+  const [, numPlanted, numSlowest] = /Its requests are (\d+) of the (\d+) slowest by TTFT/.exec(text) ?? [];
+  await expect(page.getByTestId('slowest-shares').locator('tbody tr').first()).toContainText(tenant!);
   const rows = page.getByTestId('slowest-row');
-  await expect(rows.first()).toBeVisible();
+  await expect(rows).toHaveCount(Number(numSlowest));
   const tenants = await rows.evaluateAll((els) => els.map((e) => e.getAttribute('data-tenant')));
-  expect(tenants.filter((t) => t === tenant).length * 2).toBeGreaterThan(tenants.length);
+  expect(tenants.filter((t) => t === tenant).length).toBe(Number(numPlanted));
+  expect(Number(numPlanted) * 2).toBeGreaterThan(tenants.length);
+  expect(tenants[0]).toBe(tenant);
+  // Head-of-line blocking: another tenant's time queued rises from before the change to after it.
+  const atS = Number(/Planted at ([\d.]+) s/.exec(text)?.[1]);
+  const other = (await page.getByTestId('slowest-shares').locator('tbody tr').nth(1).locator('button').textContent())!;
+  const queued = async (from: string, to: string) => {
+    await page.getByTestId('slowest-from').fill(from);
+    await page.getByTestId('slowest-from').dispatchEvent('change');
+    await page.getByTestId('slowest-to').fill(to);
+    await page.getByTestId('slowest-to').dispatchEvent('change');
+    return Number(/(\d+)%/.exec((await page.getByTestId(`queued-${other}`).textContent()) ?? '')?.[1]);
+  };
+  const queuedBefore = await queued('0', String(atS));
+  const queuedAfter = await queued(String(atS), '');
+  expect(queuedAfter).toBeGreaterThan(queuedBefore);
+  await page.getByTestId('slowest-from').fill('');
+  await page.getByTestId('slowest-from').dispatchEvent('change');
   // Filtering by that tenant keeps only its requests; a request's breakdown opens with its spans.
   await page.getByTestId('slowest-tenant').selectOption(tenant!);
   expect(new Set(await rows.evaluateAll((els) => els.map((e) => e.getAttribute('data-tenant'))))).toEqual(new Set([tenant]));
@@ -113,6 +134,26 @@ test("the P99 hunt: the slowest requests are the planted tenant's, Reveal names 
   const events = Array.isArray(trace) ? trace : trace.traceEvents;
   expect(Array.isArray(events)).toBe(true);
   expect(events.length).toBeGreaterThan(0);
+
+  // The same workload for a real vLLM server: a JSONL download, one request a line, and the command.
+  const [dataset] = await Promise.all([page.waitForEvent('download'), page.getByTestId('fleet-export-vllm').click()]);
+  expect(dataset.suggestedFilename()).toBe('servelab-fleet-p99-hunt-production.jsonl');
+  const lines = readFileSync((await dataset.path())!, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  expect(lines).toHaveLength(700);
+  for (const l of lines) {
+    expect(Object.keys(l)).toEqual(['prompt', 'output_tokens']);
+    expect(typeof l.prompt).toBe('string');
+    expect(Number.isInteger(l.output_tokens)).toBe(true);
+  }
+  await expect(page.getByTestId('fleet-vllm-command')).toContainText('--request-rate 4 --burstiness 1');
+  for (const [w, h] of [[1280, 720], [390, 844]]) {
+    await page.setViewportSize({ width: w, height: h });
+    await page.getByTestId('planted-cause').scrollIntoViewIfNeeded();
+    await shoot(page, testInfo, `fleet-hunt-${w}x${h}`);
+    await page.getByTestId('fleet-vllm-export').scrollIntoViewIfNeeded();
+    await shoot(page, testInfo, `fleet-vllm-${w}x${h}`);
+    await expect.poll(() => page.evaluate(() => document.scrollingElement!.scrollWidth - window.innerWidth)).toBeLessThanOrEqual(0);
+  }
   expect(errors).toEqual([]);
 });
 

@@ -18,6 +18,7 @@ import type { RequestSpec } from '../../engine/request.ts';
 import type { EngineEvent } from '../../engine/events.ts';
 import type { WorkloadSpec } from '../../engine/workload.ts';
 import type { SchedulerConfig } from '../../engine/scheduler.ts';
+import type { BenchTextRequest } from '../../serve/bench-prompts.ts';
 import type { BenchPrompts, CompletionParams, EngineApi, EngineSettings, HostStatus, ModelSource, ModelSummary, ScenarioRun, StreamEvent, ViewSnapshot } from '../../../workers/protocol.ts';
 import { DEFAULT_HOST_SETTINGS } from '../../engine/config.ts';
 import { builtinModel, startEngineWorker, type EngineClient, type PreloadedModel } from '../engine-client.ts';
@@ -410,6 +411,12 @@ export class EngineSupervisor implements EngineApi {
 
   benchPrompts(workload: WorkloadSpec): Promise<BenchPrompts> {
     return this.call((c) => c.benchPrompts(workload));
+  }
+
+  /** Requests given as lengths as text prompts on the loaded model's tokenizer (waits for the first worker to start). */
+  async benchTextPrompts(requests: BenchTextRequest[]): Promise<BenchPrompts> {
+    await this.start();
+    return this.call((c) => c.benchTextPrompts(requests));
   }
 
   // ---- models ----
