@@ -81,18 +81,19 @@ export function fleetBenchWorkload(spec: FleetSpec, model = spec.pools[0]?.model
     }),
   );
   const rateOfPool = (rate: number) => rate * (mine.length / Math.max(1, plans.length));
-  const share = mine.length < plans.length ? ` (this model's share of the fleet's ${fmt(a.ratePerS)} requests/s: ${mine.length} of ${plans.length} requests)` : '';
+  const share = (rate: number) =>
+    mine.length < plans.length ? `; ${model}'s requests are ${mine.length} of its ${plans.length}, so they go at their share of ${fmt(rate)}/s, ${fmt(rateOfPool(rate))}/s` : '';
   let arrival: ArrivalProcess;
   let arrivalWords: string;
   if (a.kind === 'spike') {
     arrival = { kind: 'poisson', ratePerS: round3(rateOfPool(a.ratePerS * a.factor)) };
     arrivalWords =
       `This fleet's arrivals are a spike: ${fmt(a.ratePerS)} requests/s, then ×${fmt(a.factor)} (${fmt(a.ratePerS * a.factor)}/s) from ${fmt(a.atS)} s for ${fmt(a.durationS)} s. ` +
-      `vllm bench serve has one arrival rate per run, so this file holds only the ${kept.length} requests of the spike window (${fmt(window.fromS)}-${fmt(window.toS)} s), replayed at ${fmt(arrival.ratePerS)} requests/s${share}; ` +
+      `vllm bench serve has one arrival rate per run, so this file holds only the ${kept.length} requests of the spike window (${fmt(window.fromS)}-${fmt(window.toS)} s), replayed at ${fmt(arrival.ratePerS)} requests/s${share(a.ratePerS * a.factor)}; ` +
       `the ${mine.length - kept.length} requests before and after it are not replayed. It measures a server taking the spike's rate from idle, not the queue a spike leaves behind, nor an autoscaler's reaction.`;
   } else {
     arrival = { kind: 'poisson', ratePerS: round3(rateOfPool(a.ratePerS)) };
-    arrivalWords = `The fleet's arrivals are Poisson at ${fmt(a.ratePerS)} requests/s${share}: the same process in vLLM's benchmark (burstiness 1).`;
+    arrivalWords = `The fleet's arrivals are Poisson at ${fmt(a.ratePerS)} requests/s${share(a.ratePerS)}: the same process in vLLM's benchmark (burstiness 1).`;
   }
   const byTenant = new Map<string, { numTokens: number; keys: Set<string>; count: number }>();
   for (const p of kept) {
@@ -154,8 +155,8 @@ export function fleetBenchBundleInput(w: FleetBenchWorkload, bench: BenchPrompts
     baseName: o.baseName,
     words: {
       lengths:
-        `The prompts are story text. Their lengths are the simulated fleet's ${w.modelName} token counts, written on the lab's ${bench.model} tokenizer (${bench.vocabSize} tokens), where each is exactly that long, BOS included: ` +
-        `the server's own tokenizer (${w.modelName}'s, ${w.modelVocabSize.toLocaleString('en')} tokens) counts the same text differently, so the prompts it sees are not the fleet's lengths (the result's \`input_lens\` says by how much)`,
+        `The prompts are story text whose lengths are the simulated fleet's ${w.modelName} token counts, each written exactly that long, BOS included, on the lab's ${bench.model} tokenizer (${bench.vocabSize} tokens). ` +
+        `A ${w.modelName} server's own tokenizer (${w.modelVocabSize.toLocaleString('en')} tokens) counts the same text differently, so the prompts it sees are not the fleet's lengths (the result's \`input_lens\` says by how much). The lengths here`,
       sharedPrefix: prefixes.length
         ? `Requests that share a system prompt in the fleet share the same text prefix here (${prefixes.join('; ')}), so vLLM's prefix cache sees the same sharing; other requests share no more than their first few tokens.`
         : 'No shared system prompts in this workload; requests share no more than their first few tokens.',

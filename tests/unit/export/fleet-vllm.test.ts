@@ -72,6 +72,7 @@ describe('a fleet workload as the bridge\'s request list', () => {
     expect(w.numOtherModels).toBe(plans.length - n70);
     expect(w.modelName).toBe('Llama-3 70B');
     expect(w.arrival.kind === 'poisson' && w.arrival.ratePerS).toBeCloseTo((8 * n70) / plans.length, 3);
+    expect(w.arrivalWords).toContain(`llama-3-70b's requests are ${n70} of its ${plans.length}, so they go at their share of 8/s`);
     expect(w.notCarried[0]).toContain(`${plans.length - n70} request(s) for the fleet's other model(s) (llama-3-8b)`);
     expect(() => fleetBenchWorkload(spec, 'gpt-5')).toThrow(/no pool serves model "gpt-5" \(the fleet's: llama-3-8b, llama-3-70b\)/);
   });
@@ -112,8 +113,8 @@ describe('the fleet workload written for vllm bench serve', () => {
     for (let x = 0; x < 20; x++) for (let y = x + 1; y < 20; y++) most = Math.max(most, common(ids[plain[x]], ids[plain[y]]));
     expect(most).toBeLessThan(8);
     // The note: the lengths are the fleet's Llama-3 counts on the lab's tokenizer, and will differ on the server's.
-    expect(b.note).toContain(`Their lengths are the simulated fleet's Llama-3 8B token counts, written on the lab's ${bench.model} tokenizer (${bench.vocabSize} tokens)`);
-    expect(b.note).toContain("the server's own tokenizer (Llama-3 8B's, 128,256 tokens) counts the same text differently");
+    expect(b.note).toContain(`whose lengths are the simulated fleet's Llama-3 8B token counts, each written exactly that long, BOS included, on the lab's ${bench.model} tokenizer (${bench.vocabSize} tokens)`);
+    expect(b.note).toContain("A Llama-3 8B server's own tokenizer (128,256 tokens) counts the same text differently");
     expect(b.note).toContain('support: 2 prefix(es) of 768 tokens');
     expect(b.note).toContain('Poisson at 4 requests/s');
     expect(b.note).toContain("the Lab view's latency panel shows it (not the fleet view)");
