@@ -81,7 +81,9 @@ export function storyPromptTokens(tokenizer: Tokenizer, randomPrompt: readonly n
     const key = randomPrompt.slice(0, sharedPrefixTokens).join(',');
     let prefix = prefixes.get(key);
     if (!prefix) {
-      prefix = fill(systems, prefixes.size, sharedPrefixTokens - 1);
+      // The first shared prompts are the system prompts in turn; beyond them each is numbered, so
+      // a workload with more shared prompts than there are system texts never repeats one.
+      prefix = prefixes.size < systems.length ? fill(systems, prefixes.size, sharedPrefixTokens - 1) : numberedSystemTokens(tokenizer, prefixes.size, sharedPrefixTokens - 1);
       prefixes.set(key, prefix);
     }
     out.push(...prefix);

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { CompletionParamsError, completionSpec } from '../../../src/serve/requests.ts';
-import { storyText } from '../../../src/serve/story-prompts.ts';
+import { storyPromptTokens, storyText } from '../../../src/serve/story-prompts.ts';
 import { builtin } from '../model/helpers.ts';
 
 describe('completionSpec and long prompts', () => {
@@ -49,5 +49,21 @@ describe('completionSpec refuses every bad parameter at once', () => {
 
   it('refuses a prompt over a million characters before tokenizing it', () => {
     expect(() => completionSpec({ prompt: 'a'.repeat(1_000_001) }, 'r2', builtin())).toThrow(/1000001 characters; at most 1000000/);
+  });
+});
+
+describe('story prompts for a workload', () => {
+  it('every shared system prompt gets its own text, however many there are', () => {
+    const { tokenizer } = builtin();
+    const prefixes = new Map<string, number[]>();
+    const sharedTokens = 24;
+    // Eight shared prefixes (random token ids 100+k), each with its own request text after it.
+    const prompts = Array.from({ length: 8 }, (_, k) => storyPromptTokens(tokenizer, [...Array(sharedTokens).fill(100 + k), ...Array(40).fill(7 + k)], prefixes, sharedTokens));
+    const heads = new Set(prompts.map((p) => p.slice(0, sharedTokens).join(',')));
+    expect(heads.size).toBe(8);
+    for (const p of prompts) expect(p).toHaveLength(sharedTokens + 40);
+    // The same shared prefix again: the same text.
+    const again = storyPromptTokens(tokenizer, [...Array(sharedTokens).fill(105), ...Array(40).fill(9)], prefixes, sharedTokens);
+    expect(again.slice(0, sharedTokens)).toEqual(prompts[5].slice(0, sharedTokens));
   });
 });
