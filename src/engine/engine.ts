@@ -418,6 +418,11 @@ export class Engine {
     return this.scheduler.requests.values();
   }
 
+  /** KV blocks in use / total, [0, 1], without kvGauges()' walk over every block (routers, autoscalers). */
+  kvUsage(): number {
+    return this.scheduler.kvUsage();
+  }
+
   /** The KV cache's gauges now (usage, fragmentation, free blocks, prefix-cache counters). */
   kvGauges(): ReturnType<Scheduler['kvGauges']> {
     return this.scheduler.kvGauges();
@@ -720,10 +725,22 @@ export class Engine {
     const m = this.metrics;
     if (m.numSteps === this.ratesAtStep) return;
     this.ratesAtStep = m.numSteps;
-    const tp = m.throughput();
+    // Read only by deadline admission: computed on first use within the step (the ITL median
+    // sorts the rolling window), the same values as if computed here, since the metrics do not
+    // change before the step's execute.
+    let tokensPerMs: number | undefined;
+    let itlMs: number | undefined;
     this.scheduler.serviceRates = {
-      tokensPerMs: (tp.prefillTokensPerS + tp.decodeTokensPerS) / 1000,
-      itlMs: m.itlMs.size > 0 ? m.itlMs.stats().p50 : 0,
+      get tokensPerMs(): number {
+        if (tokensPerMs === undefined) {
+          const tp = m.throughput();
+          tokensPerMs = (tp.prefillTokensPerS + tp.decodeTokensPerS) / 1000;
+        }
+        return tokensPerMs;
+      },
+      get itlMs(): number {
+        return (itlMs ??= m.itlMs.size > 0 ? m.itlMs.stats().p50 : 0);
+      },
     };
   }
 

@@ -242,6 +242,11 @@ export class Scheduler {
     return { usage: kv.usage(), fragmentation: kv.fragmentation(), cpuUsage: kv.cpuUsage(), numFreeGpuBlocks: kv.numFreeGpuBlocks, numFreeCpuBlocks: kv.numFreeCpuBlocks, stats: kv.stats };
   }
 
+  /** KV blocks in use / total, [0, 1] (cheap: kvGauges() also walks every block for fragmentation). */
+  kvUsage(): number {
+    return this.kv.usage();
+  }
+
   get waiting(): Request[] {
     return this.policy.waiting.toArray();
   }
@@ -291,7 +296,7 @@ export class Scheduler {
     const quota = c.tenantMaxInFlight[request.tenant];
     const inFlight = this.inFlightByTenant.get(request.tenant) ?? 0;
     if (quota !== undefined && inFlight >= quota) return reject('tenant_quota', `tenant ${request.tenant} has ${inFlight} requests in flight (quota ${quota})`);
-    if (nowMs + this.estimateServiceMs(request) > request.deadlineAtMs) {
+    if (request.deadlineAtMs !== Infinity && nowMs + this.estimateServiceMs(request) > request.deadlineAtMs) {
       return reject('deadline_unmeetable', `deadline at ${request.deadlineAtMs.toFixed(1)} ms cannot be met (now ${nowMs.toFixed(1)} ms)`);
     }
 

@@ -48,6 +48,8 @@ export interface AutoscalerSpec {
   /** Cold start = weight bytes per device / loadBytesPerS (storage or network) + warmupS. */
   loadBytesPerS: number;
   warmupS: number;
+  /** ttft-slo only: the percentile of the last interval's TTFTs held at the target, in (0, 1] (default 0.9). */
+  ttftPercentile?: number;
 }
 
 /** A pool: the replicas serving one model, behind one router, with its own queues. */
@@ -102,6 +104,7 @@ export interface FleetTenantSpec {
   weight: number;
   /** The pool this tenant's requests ask for (PoolSpec.model). */
   model: string;
+  /** Median prompt tokens of a request's own text (after its shared prefix, if any). */
   promptMedian: number;
   outputMedian: number;
   /** Log-normal sigma of both lengths (default 0.6). */
@@ -151,6 +154,19 @@ export interface FleetSpec {
   sloTtftS: number;
   /** Simulated time at most (requests still running then end 'abort' with that reason). */
   maxDurationS?: number;
+  /** Interval of ReplicaSample and FleetSeries, s (default: the arrival span / 150, at least 0.5 s). */
+  sampleIntervalS?: number;
+}
+
+/** The phases a request's time is split into (RequestBreakdown's parts, one at a time). */
+export type RequestPhase = 'queue' | 'moderation' | 'prefill' | 'decode' | 'preempted' | 'recompute';
+
+/** One stretch of a request's life in one phase (on a replica, when it was on one). */
+export interface RequestSpan {
+  phase: RequestPhase;
+  startS: number;
+  endS: number;
+  replica?: string;
 }
 
 /** Time spent per phase of one request, s; the parts add up to its end-to-end time. */
@@ -186,6 +202,8 @@ export interface FleetRequestRecord {
   e2eS?: number;
   breakdown: RequestBreakdown;
   numPreemptions: number;
+  /** Its life phase by phase, in order (contiguous from arrivalS to arrivalS + e2eS); the breakdown sums these. */
+  spans?: RequestSpan[];
   /** What the tenant is billed for this request, USD (what is billed on content_filter is stated in BillingResult.policy). */
   billedUsd: number;
 }
@@ -298,7 +316,13 @@ export interface FleetResult {
   summary: FleetSummary;
   requests: FleetRequestRecord[];
   replicas: ReplicaRecord[];
+  /**
+   * The router's decisions: all of the first 2,000, then one in 10, at most 10,000 kept
+   * (routerDecisionsTotal says how many were made).
+   */
   routerDecisions: RouterDecision[];
+  /** Router decisions made in all (routerDecisions keeps a bounded sample). */
+  routerDecisionsTotal?: number;
   autoscalerDecisions: AutoscalerDecision[];
   series: FleetSeries;
   billing: BillingResult;

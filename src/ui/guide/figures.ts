@@ -77,6 +77,8 @@ const int = (n: number) => Math.round(n).toLocaleString('en-US');
 const plural = (n: number, word: string, many = `${word}s`) => `${int(n)} ${n === 1 ? word : many}`;
 const secs = (s: number) => (Number.isFinite(s) ? `${s.toFixed(s >= 10 ? 1 : 2)} s` : '—');
 const usd = (x: number) => `$${x >= 100 ? x.toFixed(0) : x.toFixed(2)}`;
+/** Small sums (a few requests' bills): four decimals. */
+const usd4 = (x: number) => `$${x.toFixed(4)}`;
 
 export function median(xs: readonly number[]): number {
   if (xs.length === 0) return NaN;
@@ -398,7 +400,7 @@ export function twoModelsFigure(f: FleetSource): GuideFigure | null {
   });
   const c = r.consolidation;
   return {
-    text: `${pools.join('; ')}; ${crossed} requests ran on the other model's replicas.${c ? ` Separate pools: ${c.separateGpus} GPUs; one shared pool: ${c.sharedGpus}. ${c.explanation}` : ''}`,
+    text: `${pools.join('; ')}; ${crossed} requests ran on the other model's replicas.${c ? ` Separate pools: ${c.separateGpus} GPUs; one shared pool: ${c.sharedGpus} (every replica holding both models' weights).` : ''}`,
     clock: 'SIMULATED',
   };
 }
@@ -408,7 +410,7 @@ export function spikeFigure(f: FleetSource): GuideFigure | null {
   if (f.runs.length === 0) return null;
   const parts = f.runs.map(({ label, result }) => {
     const s = result.summary;
-    return `${label}: P99 TTFT ${secs(s.p99TtftS)}, SLO met by ${pct(s.sloAttainment)}, up to ${plural(s.replicasMax, 'replica')}, ${usd(s.costUsd)}`;
+    return `${label} — P99 TTFT ${secs(s.p99TtftS)}, SLO met by ${pct(s.sloAttainment)}, up to ${plural(s.replicasMax, 'replica')}, ${usd(s.costUsd)}`;
   });
   const cold = f.runs.flatMap((x) => x.result.replicas.filter((r) => r.createdS > 0).map((r) => r.coldStartS));
   return { text: `${parts.join('; ')}.${cold.length ? ` Each new replica took ${secs(median(cold))} (median) to start serving.` : ''}`, clock: 'SIMULATED' };
@@ -435,12 +437,13 @@ export function spotLossFigure(f: FleetSource): GuideFigure | null {
     const loss = result.spec.spotLosses?.[0];
     const failed = result.requests.filter((q) => q.finishReason === 'failed').length;
     const when = loss ? `replica ${loss.replica} lost at ${secs(loss.atS)} (${loss.noticeS > 0 ? `${secs(loss.noticeS)} notice` : 'no notice'})` : 'no spot loss';
-    return `${label}: ${when}; ${plural(s.reroutedRequests, 'request')} re-routed and recomputed, ${s.lostRequests} lost, ${failed} failed with a reason, ${s.numCompleted} of ${s.numRequests} completed`;
+    return `${label} — ${when}; ${plural(s.reroutedRequests, 'request')} re-routed and recomputed, ${s.lostRequests} lost, ${failed} failed with a reason, ${s.numCompleted} of ${s.numRequests} completed`;
   });
   return { text: `${parts.join('; ')}.`, clock: 'SIMULATED' };
 }
 
-const PHASES: (keyof RequestBreakdown)[] = ['queueS', 'moderationS', 'prefillS', 'decodeS', 'preemptedS', 'recomputeS'];
+/** The phases that can come before a request's first token (decode comes after it). */
+const PHASES: (keyof RequestBreakdown)[] = ['queueS', 'moderationS', 'prefillS', 'preemptedS', 'recomputeS'];
 const PHASE_NAME: Record<keyof RequestBreakdown, string> = { queueS: 'queueing', moderationS: 'moderation', prefillS: 'prefill', decodeS: 'decode', preemptedS: 'preempted', recomputeS: 'recompute' };
 
 /** 13: the regression, and what the slowest requests have in common. */
@@ -463,23 +466,29 @@ export function p99HuntFigure(f: FleetSource): GuideFigure | null {
   return {
     text:
       `P99 TTFT ${secs(percentile(before, 99))} for requests before ${secs(split)}, ${secs(percentile(after, 99))} after.` +
-      ` Of the ${slow.length} slowest, ${count} are tenant "${tenant}"'s (${pct(share(tenant))} of all requests), and ${PHASE_NAME[phaseTotals[0][0]]} is ${total > 0 ? pct(phaseTotals[0][1] / total) : '—'} of their time.`,
+      ` Of the ${slow.length} slowest, ${count} are tenant "${tenant}"'s (${pct(share(tenant))} of all requests), and ${PHASE_NAME[phaseTotals[0][0]]} is ${total > 0 ? pct(phaseTotals[0][1] / total) : '—'} of their time before the first token.`,
     clock: 'SIMULATED',
   };
 }
 
-/** 15: moderation's share of TTFT, and the streams it stopped. */
+/** 15: moderation's share of TTFT (beside the same workload without it), and the streams it stopped. */
 export function moderationFigure(f: FleetSource): GuideFigure | null {
-  const r = f.runs[0]?.result;
-  if (!r) return null;
+  const withMod = f.runs.find((x) => x.result.spec.moderation);
+  if (!withMod) return null;
+  const r = withMod.result;
   const started = r.requests.filter((q) => q.ttftS !== undefined && q.ttftS > 0);
   if (started.length === 0) return null;
   const mod = sum(started.map((q) => q.breakdown.moderationS)) / started.length;
   const ttft = sum(started.map((q) => q.ttftS ?? 0)) / started.length;
+  const filtered = r.requests.filter((q) => q.finishReason === 'content_filter');
+  const without = f.runs.find((x) => !x.result.spec.moderation)?.result;
+  const base = without ? without.requests.filter((q) => q.ttftS !== undefined && q.ttftS > 0) : [];
+  const baseTtft = base.length ? sum(base.map((q) => q.ttftS ?? 0)) / base.length : NaN;
   return {
     text:
-      `Moderation took ${formatMs(mod * 1000)} of a mean TTFT of ${formatMs(ttft * 1000)} (${pct(mod / ttft)}), input and output checks together;` +
-      ` ${plural(r.summary.contentFiltered, 'stream')} stopped with finish_reason "content_filter". ${r.billing.policy}`,
+      `${withMod.label}: moderation took ${formatMs(mod * 1000)} of a mean TTFT of ${formatMs(ttft * 1000)} (${pct(mod / ttft)})` +
+      (base.length ? `; without it the mean TTFT was ${formatMs(baseTtft * 1000)}` : '') +
+      `. ${plural(filtered.length, 'stream')} stopped with finish_reason "content_filter", billed ${usd4(sum(filtered.map((q) => q.billedUsd)))} together for their prompts and the ${int(sum(filtered.map((q) => q.outputTokens)))} tokens generated before the stops.`,
     clock: 'SIMULATED',
   };
 }

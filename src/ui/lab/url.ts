@@ -9,13 +9,14 @@ import { POLICY_NAMES, type PolicyName } from '../../engine/policies.ts';
 import { MAX_NUM_SPECULATIVE_TOKENS } from '../../engine/config.ts';
 import { SCENARIOS, scenarioById } from './scenarios.ts';
 import { isWeightType } from '../../model/quant.ts';
+import { FLEET_PRESET_IDS, type FleetPresetId } from '../../sim/fleet/types.ts';
 import { BASE_SETTINGS, BASE_WORKLOAD_FORM, clampWorkloadForm, type LabSettings, type WorkloadForm } from './settings.ts';
 import { HARDWARE_PRESETS, MODEL_PRESETS } from '../../sim/presets.ts';
 import { GUIDE_SIZE } from '../guide/entries.ts';
 import { DEFAULT_SIM_SETUP } from './sim-engine.svelte.ts';
 
-export type ViewName = 'lab' | 'compare' | 'calculator' | 'simulated' | 'guide';
-export const VIEW_NAMES: readonly ViewName[] = ['lab', 'compare', 'calculator', 'simulated', 'guide'];
+export type ViewName = 'lab' | 'compare' | 'calculator' | 'simulated' | 'fleet' | 'guide';
+export const VIEW_NAMES: readonly ViewName[] = ['lab', 'compare', 'calculator', 'simulated', 'fleet', 'guide'];
 
 /** The KV calculator's inputs (keys of MODEL_PRESETS / HARDWARE_PRESETS; KV bytes per element). */
 export interface CalcSetup {
@@ -59,6 +60,13 @@ export interface UrlState {
   calc: CalcSetup | null;
   /** The simulated mode's deployment (null: its defaults). */
   sim: SimDeployment | null;
+  /** The fleet view's preset (`fleet=<id>`; absent: the first preset). An unknown id is ignored. */
+  fleetPresetId?: FleetPresetId;
+}
+
+/** A fleet preset's id from the URL, or undefined when it names none. */
+export function fleetPresetIdOf(v: string | null): FleetPresetId | undefined {
+  return FLEET_PRESET_IDS.includes(v as FleetPresetId) ? (v as FleetPresetId) : undefined;
 }
 
 const keys: Record<string, keyof LabSettings> = {
@@ -238,6 +246,7 @@ export function readUrl(search: string): UrlState {
   const a = readSettings(q, 'a.', base.compare.a.settings);
   const b = readSettings(q, 'b.', base.compare.b.settings);
   if (a || b) compare = { a: a ?? base.compare.a.settings, b: b ?? base.compare.b.settings };
+  const fleetPresetId = fleetPresetIdOf(q.get('fleet'));
   return {
     view,
     scenarioId,
@@ -249,6 +258,7 @@ export function readUrl(search: string): UrlState {
     guide: intIn(q.get('guide'), 1, GUIDE_SIZE) ?? null,
     calc: readCalc(q),
     sim: readSim(q, DEFAULT_SIM_DEPLOYMENT),
+    ...(fleetPresetId ? { fleetPresetId } : {}),
   };
 }
 
@@ -268,6 +278,7 @@ export function writeQuery(s: UrlState): string {
   }
   if (s.calc) writeCalc(q, s.calc);
   if (s.sim) writeSim(q, s.sim, DEFAULT_SIM_DEPLOYMENT);
+  if (s.fleetPresetId && fleetPresetIdOf(s.fleetPresetId)) q.set('fleet', s.fleetPresetId);
   if (s.guide !== null) q.set('guide', String(s.guide));
   if (s.theme === 'light') q.set('theme', 'light');
   if (s.presenter) q.set('present', '1');

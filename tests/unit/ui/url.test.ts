@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { DEFAULT_CALC_SETUP, DEFAULT_SIM_DEPLOYMENT, readUrl, writeQuery, type UrlState } from '../../../src/ui/lab/url.ts';
 import { SCENARIOS, scenarioById } from '../../../src/ui/lab/scenarios.ts';
 import { BASE_SETTINGS, BASE_WORKLOAD_FORM } from '../../../src/ui/lab/settings.ts';
+import { FLEET_PRESET_IDS, type FleetPresetId } from '../../../src/sim/fleet/types.ts';
 
 const state = (over: Partial<UrlState>): UrlState => ({
   view: 'lab',
@@ -108,6 +109,20 @@ describe('the URL holds the demo', () => {
     expect(back.view).toBe('compare');
     // Unchanged sides write nothing.
     expect(writeQuery(state({ view: 'compare', scenarioId: sc.id, compare: { a: sc.compare.a.settings, b: sc.compare.b.settings } }))).toBe(`?view=compare&scenario=${sc.id}`);
+  });
+
+  it('round-trips the fleet view with a preset; an unknown preset or view is ignored', () => {
+    for (const id of FLEET_PRESET_IDS) {
+      const s = state({ view: 'fleet', fleetPresetId: id });
+      const q = writeQuery(s);
+      expect(q).toBe(`?view=fleet&fleet=${id}`);
+      expect(readUrl(q)).toEqual(s);
+    }
+    expect(readUrl('?view=fleet')).toEqual(state({ view: 'fleet' }));
+    expect(readUrl('?view=fleet&fleet=nonsense')).toEqual(state({ view: 'fleet' }));
+    expect(readUrl('?view=fleets&fleet=spike').view).toBe('lab');
+    // A preset id that is not one is never written.
+    expect(writeQuery(state({ view: 'fleet', fleetPresetId: 'nope' as FleetPresetId }))).toBe('?view=fleet');
   });
 
   it('ignores out-of-range or unknown settings', () => {
