@@ -38,7 +38,8 @@ async function expectRunning(page: Page, e: GuideEntry): Promise<void> {
     await expect(page.getByTestId('sim-tp')).toHaveValue(String(t.tensorParallel));
     await expect.poll(() => numAttr(page, 'kv-grid', 'data-step'), { timeout: 30_000 }).toBeGreaterThan(0);
   } else {
-    await expect(page.getByTestId('fleet-view')).toBeVisible();
+    await expect(page.getByTestId('fleet-view')).toHaveAttribute('data-preset', t.presetId);
+    await expect(page.getByTestId('fleet-view')).toHaveAttribute('data-status', 'done', { timeout: 60_000 });
   }
 }
 
@@ -143,6 +144,9 @@ test.describe('the Guide', () => {
       await page.goto('/?view=calculator&guide=5');
       await expectFigure(page, GUIDE[4]);
       await shoot(page, testInfo, `guide-strip-calculator-${w}x${h}`);
+      await page.goto('/?view=fleet&fleet=spike&guide=10');
+      await expectFigure(page, GUIDE[9]);
+      await shoot(page, testInfo, `guide-strip-fleet-${w}x${h}`);
     }
   });
 });
