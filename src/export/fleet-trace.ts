@@ -6,6 +6,8 @@
  *                        arrivals per second, cumulative GPU cost
  *   pid 2 "front door"   the parts of requests before a replica has them: the input moderation
  *                        check, waiting at the router for a serving replica
+ *   pid 3 "moderation"   every moderation check, from when a checker took it to its verdict, on
+ *                        lanes (as many as checks ran at once); args: its wait for a checker, flagged
  *   pid 10 + k           replica k (in order of creation): one complete event per request's stay
  *                        on it, with its phases (queue, prefill, decode, preempted, recompute,
  *                        moderation) nested inside; instant events at its state changes (cold,
@@ -19,6 +21,7 @@ import type { FleetResult, RequestSpan } from '../sim/fleet/types.ts';
 
 export const FLEET_PID = 1;
 export const FRONT_DOOR_PID = 2;
+export const MODERATION_PID = 3;
 export const REPLICA_PID_BASE = 10;
 const ROUTER_TID = 0;
 const AUTOSCALER_TID = 1;
@@ -83,6 +86,27 @@ export function fleetChromeTrace(result: FleetResult): ChromeTrace {
     out.push({ name: 'arrivals/s', ph: 'C', ts: us(t), pid: FLEET_PID, tid: COUNTER_TID, args: { rate: Math.round(se.arrivalsPerS[i] * 100) / 100 } });
     out.push({ name: 'GPU cost USD', ph: 'C', ts: us(t), pid: FLEET_PID, tid: COUNTER_TID, args: { usd: Math.round(se.costUsd[i] * 1e4) / 1e4 } });
   });
+
+  const checks: Stay[] = [];
+  for (const req of result.requests) {
+    for (const c of req.moderationChecks ?? []) {
+      checks.push({
+        requestId: req.id,
+        tenant: req.tenant,
+        startS: c.startS,
+        endS: c.doneS,
+        spans: [],
+        args: { stage: c.stage, waitedMs: Math.round((c.startS - c.submitS) * 1e6) / 1e3, flagged: c.flagged, ...(c.upToToken !== undefined ? { upToToken: c.upToToken } : {}) },
+      });
+    }
+  }
+  if (checks.length > 0) {
+    meta(MODERATION_PID, 0, 'process_name', 'moderation checks');
+    for (const { stay, tid } of lanes(checks, 0)) {
+      const stage = stay.args.stage as string;
+      out.push({ name: `${stage} check ${stay.requestId}${stay.args.flagged ? ' (flagged)' : ''}`, ph: 'X', ts: us(stay.startS), dur: Math.max(0, us(stay.endS) - us(stay.startS)), pid: MODERATION_PID, tid, cat: 'moderation', args: stay.args });
+    }
+  }
 
   // Each request's spans, grouped into stays: consecutive spans on one replica (or at the front door).
   const stays = new Map<number, Stay[]>();

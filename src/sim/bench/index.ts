@@ -3,10 +3,12 @@ import { registerBench } from './registry.ts';
 import { kvBench } from './kv.ts';
 import { batchingBench } from './batching.ts';
 import { overheadBench } from './overhead.ts';
+import { fleetBench } from './fleet.ts';
 
 registerBench(kvBench);
 registerBench(batchingBench);
 registerBench(overheadBench);
+registerBench(fleetBench);
 
 export { getBench, listBenches, getBackend, listBackends, registerBench, registerBackend } from './registry.ts';
 export { formatTable } from './runWorkload.ts';

@@ -351,7 +351,7 @@ class FleetSim {
     if (this.numEnded < this.reqs.length) {
       if (pastDeadline) this.nowMs = this.deadlineMs;
       for (const r of this.reqs) if (!r.ended && r.plan.arrivalMs <= this.nowMs) this.end(r, 'abort', leftReason);
-      for (const r of this.reqs) if (!r.ended) this.endUnarrived(r, leftReason);
+      for (const r of this.reqs) if (!r.ended) this.endUnarrived(r, `due at ${(r.plan.arrivalMs / 1000).toFixed(1)} s, after the simulation stopped at ${(this.nowMs / 1000).toFixed(0)} s: never sent`);
     }
     this.sampleTick(false);
     onProgress?.(1);
@@ -426,6 +426,7 @@ class FleetSim {
         maxModelLen: pool.maxModelLen,
         enablePrefixCaching: true,
         enableChunkedPrefill: true,
+        policy: pool.spec.schedulerPolicy ?? 'fcfs',
         maxLoras: 0,
       },
     });
@@ -531,7 +532,8 @@ class FleetSim {
       maxTokens: p.maxTokens - req.generated.length,
       tenant: p.tenant,
       priority: p.priority,
-      arrivalMs: Math.min(this.nowMs, replica.clock.nowMs()),
+      // Now: mid-step (the replica's clock is at the step's end) it joins at the next step boundary.
+      arrivalMs: this.nowMs,
     });
     this.setPhase(req, 'queue', this.nowMs, replica.id);
     const n = this.numRouterDecisions++;
@@ -571,7 +573,8 @@ class FleetSim {
     const m = this.spec.moderation;
     if (m) {
       req.draws = moderationDraws(this.spec.workload.seed, p.index, p.outputTokens, m);
-      const { doneMs } = this.inputModeration!.submit(this.nowMs, req.draws.inputMs);
+      const { startMs, doneMs } = this.inputModeration!.submit(this.nowMs, req.draws.inputMs);
+      req.rec.moderationChecks = [{ stage: 'input', submitS: this.nowMs / 1000, startS: startMs / 1000, doneS: doneMs / 1000, flagged: req.draws.inputFlagged }];
       this.setPhase(req, 'moderation', this.nowMs, undefined);
       this.push(doneMs, { kind: 'inputChecked', req });
       return;
@@ -602,6 +605,9 @@ class FleetSim {
       pool.queue.push(req);
       return;
     }
+    // Outstanding counts are the router's own (sent, not yet ended as of now). KV usage is read from
+    // the replica's engine, which is already at the end of its step in flight: blocks that step
+    // frees count as free a little early (at most one step, tens of ms).
     const candidates: RouteCandidate[] = serving.map((r) => ({ id: r.id, outstanding: r.outstanding.size, kvUsage: pool.spec.router === 'least-kv' ? r.engine.kvUsage() : 0 }));
     const p = req.plan;
     const prefixKey = p.prefixId;
@@ -685,12 +691,14 @@ class FleetSim {
     while (n - req.checkedTokens >= m.output.everyTokens || (final && n > req.checkedTokens)) {
       const upTo = Math.min(n, req.checkedTokens + m.output.everyTokens);
       const rng = drawRng(this.spec.workload.seed, req.plan.index, `out${upTo}`);
-      const { doneMs } = this.outputModeration!.submit(this.nowMs, logNormalMs(m.output.medianMs, m.output.sigma, rng));
+      const { startMs, doneMs } = this.outputModeration!.submit(this.nowMs, logNormalMs(m.output.medianMs, m.output.sigma, rng));
       const flagAt = req.draws?.flagAtToken;
-      if (flagAt !== undefined && flagAt > req.checkedTokens && flagAt <= upTo && Number.isNaN(req.flagAtMs)) {
+      const flagged = flagAt !== undefined && flagAt > req.checkedTokens && flagAt <= upTo && Number.isNaN(req.flagAtMs);
+      if (flagged) {
         req.flagAtMs = doneMs;
         this.push(doneMs, { kind: 'flag', req });
       }
+      (req.rec.moderationChecks ??= []).push({ stage: 'output', submitS: this.nowMs / 1000, startS: startMs / 1000, doneS: doneMs / 1000, upToToken: upTo, flagged });
       req.checkedTokens = upTo;
       req.checksDoneMs = Math.max(req.checksDoneMs, doneMs);
     }
@@ -747,9 +755,12 @@ class FleetSim {
   private endUnarrived(req: Req, reason: string): void {
     req.phaseStartMs = req.plan.arrivalMs;
     const saved = this.nowMs;
+    const savedLast = this.lastEventMs;
     this.nowMs = req.plan.arrivalMs;
     this.end(req, 'abort', reason);
+    // The run ended when it stopped, not at this request's (never reached) arrival.
     this.nowMs = saved;
+    this.lastEventMs = savedLast;
   }
 
   // ---- autoscaler ----
@@ -907,6 +918,9 @@ class FleetSim {
     const promptTotal = promptScheduled.reduce((a, r) => a + r.promptTokens, 0);
     const cachedTotal = promptScheduled.reduce((a, r) => a + r.cachedPromptTokens, 0);
     const durationS = endMs / 1000;
+    // SLO attainment: requests whose first token came within sloTtftS and that completed (stop,
+    // length, or a stream stopped by the output check), over every request except those refused
+    // by policy (a quota, the input check); failed, aborted and engine-refused ones count as misses.
     const summary: FleetSummary = {
       numRequests: records.length,
       numCompleted: completed.length,
@@ -940,7 +954,8 @@ class FleetSim {
       gpu.usd,
     );
     const result: FleetResult = {
-      spec: this.spec,
+      // A copy: the caller may edit its spec for the next run.
+      spec: structuredClone(this.spec),
       summary,
       requests: records,
       replicas: this.allReplicas.map((r) => r.record),

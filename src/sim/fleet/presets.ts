@@ -99,7 +99,7 @@ export function sharedPrefixWorkload(seed = 5, numRequests = 800): FleetWorkload
   return {
     seed,
     numRequests,
-    arrival: { kind: 'poisson', ratePerS: 12 },
+    arrival: { kind: 'poisson', ratePerS: 16 },
     tenants: [{ name: 'agents', weight: 1, model: 'llama-3-8b', promptMedian: 64, outputMedian: 24, lengthSigma: 0.4, sharedPrefix: { numTokens: 1536, numPrefixes: 48 } }],
   };
 }
@@ -110,11 +110,11 @@ function prefixAffinity(): FleetPreset {
     id: 'prefix-affinity',
     title: 'Prefix-affinity routing',
     summary:
-      'Requests start with one of 48 shared 1,536-token system prompts. Round-robin spreads every prefix over all four replicas, so each replica computes (and caches) every prefix and evicts them for lack of room; prefix-affinity hashes each prefix to one replica, where it stays cached, so most prompt tokens are cache hits and TTFT drops.',
+      'Requests start with one of 48 shared 1,536-token system prompts. Round-robin spreads every prefix over all four replicas, so each replica computes (and caches) every prefix and evicts them for lack of room; prefix-affinity hashes each prefix to one replica, where it stays cached (unless that replica has more than 4 requests above the least loaded one), so most prompt tokens are cache hits and TTFT drops.',
     watch: ['Prefix-cache hit rate of the two routers.', 'The router decisions: "prefix … → r2 by rendezvous hash".', 'P99 TTFT: prefill skipped on a hit.'],
     runs: [
       { label: 'round-robin', spec: fleet('round-robin', [pool('llama-3-8b', L4_8B, 4, { router: 'round-robin' })], w) },
-      { label: 'prefix-affinity', spec: fleet('prefix-affinity', [pool('llama-3-8b', L4_8B, 4, { router: 'prefix-affinity', affinityLoadCap: 8 })], w) },
+      { label: 'prefix-affinity', spec: fleet('prefix-affinity', [pool('llama-3-8b', L4_8B, 4, { router: 'prefix-affinity', affinityLoadCap: 4 })], w) },
     ],
   };
 }

@@ -66,6 +66,8 @@ export interface PoolSpec {
    */
   affinityLoadCap?: number;
   autoscaler?: AutoscalerSpec;
+  /** The replicas' engine scheduling policy: 'fcfs' (default) or 'priority' (tenants' priority, lower first). */
+  schedulerPolicy?: 'fcfs' | 'priority';
 }
 
 /** A spot reclaim: replica `replica` (0-based, in order of creation) of pool `model` disappears at atS. */
@@ -158,6 +160,17 @@ export interface FleetSpec {
   sampleIntervalS?: number;
 }
 
+/** One moderation check of a request: submitted, started when a checker was free, done. */
+export interface ModerationCheck {
+  stage: 'input' | 'output';
+  submitS: number;
+  startS: number;
+  doneS: number;
+  /** Output checks: the generated tokens checked so far (this chunk's end). */
+  upToToken?: number;
+  flagged: boolean;
+}
+
 /** The phases a request's time is split into (RequestBreakdown's parts, one at a time). */
 export type RequestPhase = 'queue' | 'moderation' | 'prefill' | 'decode' | 'preempted' | 'recompute';
 
@@ -204,6 +217,12 @@ export interface FleetRequestRecord {
   numPreemptions: number;
   /** Its life phase by phase, in order (contiguous from arrivalS to arrivalS + e2eS); the breakdown sums these. */
   spans?: RequestSpan[];
+  /**
+   * Its moderation checks (with a moderation stage): the input check, then one per output chunk.
+   * Output checks run beside decoding; only the wait for the last one after the final token shows
+   * as moderation in the breakdown.
+   */
+  moderationChecks?: ModerationCheck[];
   /** What the tenant is billed for this request, USD (what is billed on content_filter is stated in BillingResult.policy). */
   billedUsd: number;
 }

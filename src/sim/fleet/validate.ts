@@ -67,6 +67,7 @@ export function validateFleetSpec(spec: FleetSpec): void {
     checkDeployment(p, at);
     num(p.replicas, `${at}.replicas`, { min: 0, max: MAX_POOL_REPLICAS, integer: true });
     if (!ROUTER_POLICIES.includes(p.router)) fail(`${at}.router`, `unknown policy ${JSON.stringify(p.router)} (one of ${ROUTER_POLICIES.join(', ')})`);
+    if (p.schedulerPolicy !== undefined && p.schedulerPolicy !== 'fcfs' && p.schedulerPolicy !== 'priority') fail(`${at}.schedulerPolicy`, `fcfs or priority, got ${JSON.stringify(p.schedulerPolicy)}`);
     if (p.affinityLoadCap !== undefined) num(p.affinityLoadCap, `${at}.affinityLoadCap`, { min: 0, max: 100_000, integer: true });
     const a = p.autoscaler;
     if (a !== undefined) {

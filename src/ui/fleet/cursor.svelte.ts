@@ -53,7 +53,7 @@ export class FleetCursor {
 
   pause(): void {
     this.playing = false;
-    cancelAnimationFrame(this.raf);
+    if (this.raf) cancelAnimationFrame(this.raf);
     this.raf = 0;
   }
 
@@ -68,8 +68,10 @@ export class FleetCursor {
     this.seek(this.tS + this.stepS);
   }
 
+  /** Moves the cursor to tS (clamped to the run); within a microsecond of the end is the end (a range input rounds its value). */
   seek(tS: number): void {
-    this.tS = Math.min(this.durationS, Math.max(0, Number.isFinite(tS) ? tS : 0));
+    const t = Math.min(this.durationS, Math.max(0, Number.isFinite(tS) ? tS : 0));
+    this.tS = this.durationS - t < 1e-6 ? this.durationS : t;
   }
 
   toEnd(): void {

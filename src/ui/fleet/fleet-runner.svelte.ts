@@ -5,7 +5,7 @@
  * kept: the simulation is seeded, so running one again would give the same result.
  */
 import * as Comlink from 'comlink';
-import type { FleetPresetId } from '../../sim/fleet/types.ts';
+import type { FleetPresetId, FleetSpec } from '../../sim/fleet/types.ts';
 import type { FleetApi, FleetRun } from '../../../workers/fleet-protocol.ts';
 
 export type FleetRunStatus = 'idle' | 'running' | 'done' | 'error';
@@ -18,9 +18,15 @@ export class FleetRunner {
   progressLabel = $state('');
   error = $state<string | null>(null);
   presetId = $state<FleetPresetId | null>(null);
+  /** The latest runs that finished (kept while a changed fleet runs or fails: nothing shown is lost). */
   runs = $state.raw<FleetRun[] | null>(null);
+  /** The preset `runs` belong to, and whether they are its fleets as the user changed them. */
+  runsPresetId = $state<FleetPresetId | null>(null);
+  runsEdited = $state(false);
   /** Wall-clock time the last simulation took, ms (null: from the cache). */
   wallMs = $state<number | null>(null);
+  /** The runs shown are the preset's fleets as the user changed them (not the preset's own). */
+  edited = $state(false);
 
   private worker: Worker | null = null;
   private api: Comlink.Remote<FleetApi> | null = null;
@@ -28,29 +34,44 @@ export class FleetRunner {
   private cache = new Map<FleetPresetId, FleetRun[]>();
 
   /** Runs the preset (or shows its kept result); resolves with its runs, or null when it failed or was superseded. */
-  async run(id: FleetPresetId): Promise<FleetRun[] | null> {
+  run(id: FleetPresetId): Promise<FleetRun[] | null> {
+    return this.exec(id, false, (api, onProgress) => api.runPreset(id, onProgress));
+  }
+
+  /** Runs the preset's fleets as changed by the user (never kept: the next edit differs). */
+  runEdited(id: FleetPresetId, runs: { label: string; spec: FleetSpec }[]): Promise<FleetRun[] | null> {
+    return this.exec(id, true, (api, onProgress) => api.runSpecs(runs, onProgress));
+  }
+
+  private async exec(id: FleetPresetId, edited: boolean, call: (api: Comlink.Remote<FleetApi>, onProgress: (fraction: number, label: string) => void) => Promise<FleetRun[]>): Promise<FleetRun[] | null> {
     const gen = ++this.generation;
     this.presetId = id;
     this.error = null;
-    const kept = this.cache.get(id);
+    this.edited = edited;
+    const kept = edited ? undefined : this.cache.get(id);
     if (kept) {
       if (this.status === 'running') this.stopWorker();
       this.runs = kept;
+      this.runsPresetId = id;
+      this.runsEdited = false;
       this.status = 'done';
       this.progress = 1;
       this.wallMs = null;
       return kept;
     }
     if (this.status === 'running') this.stopWorker();
-    this.runs = null;
+    if (this.runsPresetId !== id) {
+      this.runs = null;
+      this.runsPresetId = null;
+    }
     this.status = 'running';
     this.progress = 0;
     this.progressLabel = '';
     const api = this.ensureWorker();
     const t0 = performance.now();
     try {
-      const runs = await api.runPreset(
-        id,
+      const runs = await call(
+        api,
         Comlink.proxy((fraction: number, label: string) => {
           if (gen !== this.generation) return;
           this.progress = fraction;
@@ -58,8 +79,10 @@ export class FleetRunner {
         }),
       );
       if (gen !== this.generation) return null;
-      this.cache.set(id, runs);
+      if (!edited) this.cache.set(id, runs);
       this.runs = runs;
+      this.runsPresetId = id;
+      this.runsEdited = edited;
       this.wallMs = performance.now() - t0;
       this.status = 'done';
       this.progress = 1;

@@ -4,7 +4,7 @@
  * that point at a cause (a tenant's share of the slowest vs of all requests; when the slowest
  * arrived). Pure.
  */
-import type { FleetRequestRecord, RequestBreakdown } from '../../sim/fleet/types.ts';
+import type { FleetRequestRecord, RequestBreakdown, RequestPhase } from '../../sim/fleet/types.ts';
 
 export type LatencyMetric = 'ttft' | 'e2e';
 
@@ -112,4 +112,48 @@ export function dominantPart(b: RequestBreakdown): (typeof BREAKDOWN_PARTS)[numb
   let best = BREAKDOWN_PARTS[0];
   for (const p of BREAKDOWN_PARTS) if (b[p.key] > b[best.key]) best = p;
   return best;
+}
+
+const PHASE_PART: Record<RequestPhase, keyof RequestBreakdown> = {
+  queue: 'queueS',
+  moderation: 'moderationS',
+  prefill: 'prefillS',
+  decode: 'decodeS',
+  preempted: 'preemptedS',
+  recompute: 'recomputeS',
+};
+
+/**
+ * The parts of a request's time to its first token: its spans clipped at arrival + TTFT, summed by
+ * phase. Without spans, or without a first token, its whole breakdown (what the record has).
+ */
+export function partsUntilFirstToken(r: FleetRequestRecord): RequestBreakdown {
+  if (r.ttftS === undefined || !r.spans || r.spans.length === 0) return r.breakdown;
+  const end = r.arrivalS + r.ttftS;
+  const out: RequestBreakdown = { queueS: 0, moderationS: 0, prefillS: 0, decodeS: 0, preemptedS: 0, recomputeS: 0 };
+  for (const sp of r.spans) {
+    const d = Math.min(sp.endS, end) - sp.startS;
+    if (d > 0) out[PHASE_PART[sp.phase]] += d;
+  }
+  return out;
+}
+
+/** The median of a list (NaN when empty). */
+function median(values: number[]): number {
+  if (values.length === 0) return NaN;
+  const s = [...values].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/**
+ * A tenant's median prompt tokens per arrival-time bin of [0, durationS) (NaN: no request of it
+ * arrived in that bin): how its prompts changed over the run, whatever the metric or the cursor.
+ */
+export function promptMediansByArrival(requests: readonly FleetRequestRecord[], tenant: string, durationS: number, numBins: number): number[] {
+  const n = Math.max(1, Math.floor(numBins));
+  const width = durationS > 0 ? durationS / n : 1;
+  const bins: number[][] = Array.from({ length: n }, () => []);
+  for (const r of requests) if (r.tenant === tenant) bins[Math.min(n - 1, Math.max(0, Math.floor(r.arrivalS / width)))].push(r.promptTokens);
+  return bins.map(median);
 }

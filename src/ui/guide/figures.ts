@@ -8,7 +8,8 @@
 import type { LabSnapshot, RequestRecord, SeriesPoint, TimelineColumn } from '../lab/state.svelte.ts';
 import type { StepRecord } from '../../../workers/protocol.ts';
 import type { CalcSetup, SimDeployment } from '../lab/url.ts';
-import type { FleetRequestRecord, FleetResult, RequestBreakdown } from '../../sim/fleet/types.ts';
+import { FLEET_PRESET_IDS, type FleetPresetId, type FleetResult } from '../../sim/fleet/types.ts';
+import { presetFinding } from '../../sim/fleet/analysis.ts';
 import type { StepCost } from '../../sim/costModel.ts';
 import { HARDWARE_PRESETS, MODEL_PRESETS } from '../../sim/presets.ts';
 import { kvBytesPerToken, kvCapacity } from '../../sim/kvCalculator.ts';
@@ -76,7 +77,6 @@ const ratio = (x: number) => (x >= 10 ? x.toFixed(0) : x.toFixed(1));
 const int = (n: number) => Math.round(n).toLocaleString('en-US');
 const plural = (n: number, word: string, many = `${word}s`) => `${int(n)} ${n === 1 ? word : many}`;
 const secs = (s: number) => (Number.isFinite(s) ? `${s.toFixed(s >= 10 ? 1 : 2)} s` : '—');
-const usd = (x: number) => `$${x >= 100 ? x.toFixed(0) : x.toFixed(2)}`;
 /** Small sums (a few requests' bills): four decimals. */
 const usd4 = (x: number) => `$${x.toFixed(4)}`;
 
@@ -85,13 +85,6 @@ export function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
-/** The nearest-rank percentile (p in [0, 100]). */
-export function percentile(xs: readonly number[], p: number): number {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
 }
 
 /** Generated tokens per second of engine time since the first arrival (compare mode's figure). */
@@ -386,111 +379,84 @@ export function quantizationFigure(a: RunSource, b: RunSource, scenarioId: strin
 
 // ---- fleet figures (SIMULATED) ----
 
-const ttfts = (reqs: readonly FleetRequestRecord[]) => reqs.map((r) => r.ttftS).filter((t): t is number => t !== undefined && Number.isFinite(t));
-
-/** 4: the two pools, and what consolidating them would cost. */
-export function twoModelsFigure(f: FleetSource): GuideFigure | null {
-  const r = f.runs[0]?.result;
-  if (!r) return null;
-  const modelOf = new Map(r.replicas.map((x) => [x.id, x.model]));
-  const crossed = r.requests.filter((q) => q.replicas.some((id) => modelOf.get(id) !== q.model)).length;
-  const pools = r.spec.pools.map((p) => {
-    const own = r.requests.filter((q) => q.model === p.model);
-    return `${p.model}: ${plural(own.length, 'request')}, P99 TTFT ${secs(percentile(ttfts(own), 99))}`;
-  });
-  const c = r.consolidation;
-  return {
-    text: `${pools.join('; ')}; ${crossed} requests ran on the other model's replicas.${c ? ` Separate pools: ${c.separateGpus} GPUs; one shared pool: ${c.sharedGpus} (every replica holding both models' weights).` : ''}`,
-    clock: 'SIMULATED',
-  };
+/**
+ * The preset's point with the figures of its runs: the fleet core's finding (presetFinding, one
+ * owner of what each preset shows), then what the entry adds from the same results. Null when the
+ * runs are not the preset's own (the finding refuses them).
+ */
+function fleetFigure(f: FleetSource, extra: (results: FleetResult[]) => string): GuideFigure | null {
+  if (!isFleetPresetId(f.presetId) || f.runs.length === 0) return null;
+  const results = f.runs.map((r) => r.result);
+  let finding: string;
+  try {
+    finding = presetFinding(f.presetId, results);
+  } catch (e) {
+    if (e instanceof RangeError) return null;
+    throw e;
+  }
+  const more = extra(results);
+  return { text: more ? `${finding} ${more}` : finding, clock: 'SIMULATED' };
 }
 
-/** 10: fixed vs autoscaled (or any runs of the preset) through the spike. */
-export function spikeFigure(f: FleetSource): GuideFigure | null {
-  if (f.runs.length === 0) return null;
-  const parts = f.runs.map(({ label, result }) => {
-    const s = result.summary;
-    return `${label} — P99 TTFT ${secs(s.p99TtftS)}, SLO met by ${pct(s.sloAttainment)}, up to ${plural(s.replicasMax, 'replica')}, ${usd(s.costUsd)}`;
+const isFleetPresetId = (id: string): id is FleetPresetId => (FLEET_PRESET_IDS as readonly string[]).includes(id);
+
+/** 4: the two pools, what consolidating them would cost, and that no request crossed pools. */
+export function twoModelsFigure(f: FleetSource): GuideFigure | null {
+  return fleetFigure(f, ([r]) => {
+    const modelOf = new Map(r.replicas.map((x) => [x.id, x.model]));
+    const crossed = r.requests.filter((q) => q.replicas.some((id) => modelOf.get(id) !== q.model)).length;
+    return `${crossed} of ${int(r.requests.length)} requests ran on a replica of another model.`;
   });
-  const cold = f.runs.flatMap((x) => x.result.replicas.filter((r) => r.createdS > 0).map((r) => r.coldStartS));
-  return { text: `${parts.join('; ')}.${cold.length ? ` Each new replica took ${secs(median(cold))} (median) to start serving.` : ''}`, clock: 'SIMULATED' };
+}
+
+/** 10: fixed vs autoscaled through the spike, and what a cold start took. */
+export function spikeFigure(f: FleetSource): GuideFigure | null {
+  return fleetFigure(f, (results) => {
+    const cold = results.flatMap((r) => r.replicas.filter((x) => x.createdS > 0).map((x) => x.coldStartS));
+    return cold.length ? `Each new replica took ${secs(median(cold))} (median) from the order to serving.` : '';
+  });
 }
 
 /** 11: per-tenant bills, quota refusals, the fleet's cost per million tokens. */
 export function billingFigure(f: FleetSource): GuideFigure | null {
-  const r = f.runs[0]?.result;
-  if (!r || r.billing.tenants.length === 0) return null;
-  const bills = [...r.billing.tenants]
-    .sort((x, y) => y.usd - x.usd)
-    .map((t) => `${t.tenant} ${usd(t.usd)} (${int(t.promptTokens)} prompt, ${int(t.cachedPromptTokens)} cached, ${int(t.generatedTokens)} generated${t.quotaRejected ? `; ${plural(t.quotaRejected, 'request')} over quota` : ''})`);
-  return {
-    text: `Billed: ${bills.join('; ')}. ${plural(r.summary.quotaRejected, 'request')} refused by the tokens-per-minute quota; serving cost ${usd(r.billing.costPerMTokensUsd)} of GPU time per 1M generated tokens.`,
-    clock: 'SIMULATED',
-  };
+  return fleetFigure(f, ([r]) => {
+    const bills = [...r.billing.tenants].sort((x, y) => y.usd - x.usd).map((t) => `${t.tenant} ${usd4(t.usd)} (${int(t.promptTokens)} prompt, ${int(t.cachedPromptTokens)} cached, ${int(t.generatedTokens)} generated tokens)`);
+    return `Bills: ${bills.join('; ')}.`;
+  });
 }
 
 /** 12: what a spot loss did to the requests in flight. */
 export function spotLossFigure(f: FleetSource): GuideFigure | null {
-  if (f.runs.length === 0) return null;
-  const parts = f.runs.map(({ label, result }) => {
-    const s = result.summary;
-    const loss = result.spec.spotLosses?.[0];
-    const failed = result.requests.filter((q) => q.finishReason === 'failed').length;
-    const when = loss ? `replica ${loss.replica} lost at ${secs(loss.atS)} (${loss.noticeS > 0 ? `${secs(loss.noticeS)} notice` : 'no notice'})` : 'no spot loss';
-    return `${label} — ${when}; ${plural(s.reroutedRequests, 'request')} re-routed and recomputed, ${s.lostRequests} lost, ${failed} failed with a reason, ${s.numCompleted} of ${s.numRequests} completed`;
+  return fleetFigure(f, (results) => {
+    const parts = f.runs.map(({ label }, i) => {
+      const s = results[i].summary;
+      const failed = results[i].requests.filter((q) => q.finishReason === 'failed').length;
+      return `${label} — ${s.numCompleted} of ${s.numRequests} completed, ${failed} failed with a reason`;
+    });
+    return `${parts.join('; ')}.`;
   });
-  return { text: `${parts.join('; ')}.`, clock: 'SIMULATED' };
 }
-
-/** The phases that can come before a request's first token (decode comes after it). */
-const PHASES: (keyof RequestBreakdown)[] = ['queueS', 'moderationS', 'prefillS', 'preemptedS', 'recomputeS'];
-const PHASE_NAME: Record<keyof RequestBreakdown, string> = { queueS: 'queueing', moderationS: 'moderation', prefillS: 'prefill', decodeS: 'decode', preemptedS: 'preempted', recomputeS: 'recompute' };
 
 /** 13: the regression, and what the slowest requests have in common. */
 export function p99HuntFigure(f: FleetSource): GuideFigure | null {
-  const r = f.runs[f.runs.length - 1]?.result;
-  if (!r) return null;
-  const started = r.requests.filter((q) => q.ttftS !== undefined);
-  if (started.length < 10) return null;
-  // Before / after the change (its time, not its cause); without one, the two halves of the run.
-  const split = r.spec.workload.planted?.atS ?? median(started.map((q) => q.arrivalS));
-  const before = ttfts(started.filter((q) => q.arrivalS < split));
-  const after = ttfts(started.filter((q) => q.arrivalS >= split));
-  const slow = [...started].sort((x, y) => (y.ttftS ?? 0) - (x.ttftS ?? 0)).slice(0, Math.max(5, Math.ceil(started.length / 100)));
-  const byTenant = new Map<string, number>();
-  for (const q of slow) byTenant.set(q.tenant, (byTenant.get(q.tenant) ?? 0) + 1);
-  const [tenant, count] = [...byTenant].sort((x, y) => y[1] - x[1])[0];
-  const share = (t: string) => r.requests.filter((q) => q.tenant === t).length / r.requests.length;
-  const phaseTotals = PHASES.map((p) => [p, sum(slow.map((q) => q.breakdown[p]))] as const).sort((x, y) => y[1] - x[1]);
-  const total = sum(phaseTotals.map((x) => x[1]));
-  return {
-    text:
-      `P99 TTFT ${secs(percentile(before, 99))} for requests before ${secs(split)}, ${secs(percentile(after, 99))} after.` +
-      ` Of the ${slow.length} slowest, ${count} are tenant "${tenant}"'s (${pct(share(tenant))} of all requests), and ${PHASE_NAME[phaseTotals[0][0]]} is ${total > 0 ? pct(phaseTotals[0][1] / total) : '—'} of their time before the first token.`,
-    clock: 'SIMULATED',
-  };
+  return fleetFigure(f, () => '');
 }
 
-/** 15: moderation's share of TTFT (beside the same workload without it), and the streams it stopped. */
+/** 15: moderation's share of TTFT, and what the streams it stopped were billed. */
 export function moderationFigure(f: FleetSource): GuideFigure | null {
-  const withMod = f.runs.find((x) => x.result.spec.moderation);
-  if (!withMod) return null;
-  const r = withMod.result;
-  const started = r.requests.filter((q) => q.ttftS !== undefined && q.ttftS > 0);
-  if (started.length === 0) return null;
-  const mod = sum(started.map((q) => q.breakdown.moderationS)) / started.length;
-  const ttft = sum(started.map((q) => q.ttftS ?? 0)) / started.length;
-  const filtered = r.requests.filter((q) => q.finishReason === 'content_filter');
-  const without = f.runs.find((x) => !x.result.spec.moderation)?.result;
-  const base = without ? without.requests.filter((q) => q.ttftS !== undefined && q.ttftS > 0) : [];
-  const baseTtft = base.length ? sum(base.map((q) => q.ttftS ?? 0)) / base.length : NaN;
-  return {
-    text:
-      `${withMod.label}: moderation took ${formatMs(mod * 1000)} of a mean TTFT of ${formatMs(ttft * 1000)} (${pct(mod / ttft)})` +
-      (base.length ? `; without it the mean TTFT was ${formatMs(baseTtft * 1000)}` : '') +
-      `. ${plural(filtered.length, 'stream')} stopped with finish_reason "content_filter", billed ${usd4(sum(filtered.map((q) => q.billedUsd)))} together for their prompts and the ${int(sum(filtered.map((q) => q.outputTokens)))} tokens generated before the stops.`,
-    clock: 'SIMULATED',
-  };
+  return fleetFigure(f, (results) => {
+    const r = results.find((x) => x.spec.moderation);
+    if (!r) return '';
+    const started = r.requests.filter((q) => q.ttftS !== undefined && q.ttftS > 0);
+    if (started.length === 0) return '';
+    const mod = sum(started.map((q) => q.breakdown.moderationS)) / started.length;
+    const ttft = sum(started.map((q) => q.ttftS ?? 0)) / started.length;
+    const filtered = r.requests.filter((q) => q.finishReason === 'content_filter');
+    return (
+      `Moderation is ${formatMs(mod * 1000)} of a mean TTFT of ${formatMs(ttft * 1000)} (${pct(mod / ttft)}); ` +
+      `the ${plural(filtered.length, 'stopped stream')} ${filtered.length === 1 ? 'was' : 'were'} billed ${usd4(sum(filtered.map((q) => q.billedUsd)))} together, for their prompts and the ${int(sum(filtered.map((q) => q.outputTokens)))} tokens generated before the stops.`
+    );
+  });
 }
 
 /** The figure for an entry from what the app runs now (null: the run has not given it yet, or another view is on screen). */

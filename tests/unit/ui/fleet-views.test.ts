@@ -6,10 +6,10 @@
 import { describe, expect, it } from 'vitest';
 import type { FleetRequestRecord, FleetSummary, ReplicaRecord } from '../../../src/sim/fleet/types.ts';
 import { countUpTo, indexAtOrBefore, recentUpTo, replicaSampleAt, replicaStateAt, requestCountsAt, requestEndS, sentPerReplica } from '../../../src/ui/fleet/timeline.ts';
-import { arrivalBins, breakdownTotalS, cutSize, dominantPart, slowestRequests, tenantShares } from '../../../src/ui/fleet/slowest.ts';
+import { arrivalBins, breakdownTotalS, cutSize, dominantPart, partsUntilFirstToken, promptMediansByArrival, slowestRequests, tenantShares } from '../../../src/ui/fleet/slowest.ts';
 import { isBilledRecord, pricesProblem, recomputeBills, requestPriceUsd } from '../../../src/ui/fleet/billing.ts';
 import { comparisonRows } from '../../../src/ui/fleet/compare.ts';
-import { FLEET_SPEEDS, speedIndexFor } from '../../../src/ui/fleet/cursor.svelte.ts';
+import { FLEET_SPEEDS, FleetCursor, speedIndexFor } from '../../../src/ui/fleet/cursor.svelte.ts';
 
 function req(id: string, over: Partial<FleetRequestRecord> = {}): FleetRequestRecord {
   return {
@@ -168,6 +168,49 @@ describe('the slowest requests', () => {
     expect(bins[4]).toMatchObject({ fromS: 200, toS: 250 });
   });
 
+  it("splits the time to the first token by phase from the spans, clipped at the first token", () => {
+    const r = req('x', {
+      arrivalS: 10,
+      ttftS: 2.5,
+      e2eS: 6,
+      breakdown: { queueS: 1, moderationS: 0.2, prefillS: 1.5, decodeS: 3, preemptedS: 0, recomputeS: 0.3 },
+      spans: [
+        { phase: 'moderation', startS: 10, endS: 10.2 },
+        { phase: 'queue', startS: 10.2, endS: 11.2, replica: 'r0' },
+        { phase: 'prefill', startS: 11.2, endS: 11.7, replica: 'r0' },
+        { phase: 'recompute', startS: 11.7, endS: 12, replica: 'r0' },
+        { phase: 'prefill', startS: 12, endS: 13, replica: 'r0' },
+        { phase: 'decode', startS: 13, endS: 16, replica: 'r0' },
+      ],
+    });
+    const p = partsUntilFirstToken(r);
+    expect(p.moderationS).toBeCloseTo(0.2);
+    expect(p.queueS).toBeCloseTo(1);
+    expect(p.recomputeS).toBeCloseTo(0.3);
+    // The second prefill span is cut at the first token (12.5 s).
+    expect(p.prefillS).toBeCloseTo(1);
+    expect(p.decodeS).toBe(0);
+    expect(breakdownTotalS(p)).toBeCloseTo(2.5);
+    // No spans or no first token: the whole breakdown.
+    expect(partsUntilFirstToken({ ...r, spans: undefined })).toBe(r.breakdown);
+    expect(partsUntilFirstToken({ ...r, ttftS: undefined })).toBe(r.breakdown);
+  });
+
+  it("gives a tenant's median prompt per arrival bin (NaN where none arrived)", () => {
+    const rs = [
+      req('1', { tenant: 't', arrivalS: 1, promptTokens: 100 }),
+      req('2', { tenant: 't', arrivalS: 2, promptTokens: 300 }),
+      req('3', { tenant: 't', arrivalS: 3, promptTokens: 200 }),
+      req('4', { tenant: 'u', arrivalS: 12, promptTokens: 5 }),
+      req('5', { tenant: 't', arrivalS: 25, promptTokens: 800 }),
+      req('6', { tenant: 't', arrivalS: 29.9, promptTokens: 1000 }),
+    ];
+    const m = promptMediansByArrival(rs, 't', 30, 3);
+    expect(m[0]).toBe(200);
+    expect(m[1]).toBeNaN();
+    expect(m[2]).toBe(900);
+  });
+
   it('sums a breakdown and names its longest part', () => {
     const b = { queueS: 3, moderationS: 0.2, prefillS: 0.5, decodeS: 1, preemptedS: 0, recomputeS: 0.3 };
     expect(breakdownTotalS(b)).toBeCloseTo(5);
@@ -224,6 +267,30 @@ describe('the comparison line and the playback speed', () => {
     expect(by.gpuHours.best).toBeNull();
     expect(by.replicasMax.best).toBeNull();
     expect(comparisonRows([summary({})])[0].best).toBeNull();
+  });
+
+  it('moves the time cursor by steps and seeks, clamped to the run; the end snaps', () => {
+    const c = new FleetCursor();
+    c.load(100, 2);
+    expect([c.tS, c.durationS, c.playing, FLEET_SPEEDS[c.speedIndex].simSPerS]).toEqual([0, 100, false, 2]);
+    c.step();
+    c.step();
+    expect(c.tS).toBe(4);
+    c.seek(-5);
+    expect(c.tS).toBe(0);
+    c.seek(Number.NaN);
+    expect(c.tS).toBe(0);
+    c.seek(99.9999999);
+    expect(c.tS).toBe(100);
+    c.seek(99.5);
+    expect(c.tS).toBe(99.5);
+    c.step();
+    expect(c.tS).toBe(100);
+    c.seek(3);
+    c.toEnd();
+    expect(c.tS).toBe(100);
+    c.setSpeed(99);
+    expect(FLEET_SPEEDS[c.speedIndex].simSPerS).toBe(2);
   });
 
   it('plays a run in about 25 s of wall time at most', () => {

@@ -4,6 +4,7 @@ import { runFleet } from '../../../../src/sim/fleet/fleet.ts';
 import type { FleetResult, FleetSpec, PoolSpec } from '../../../../src/sim/fleet/types.ts';
 import { H100_8B, L4_8B, H100X4_70B, BILLING_8B } from '../../../../src/sim/fleet/presets.ts';
 import { requestUsd } from '../../../../src/sim/fleet/billing.ts';
+import { planFleetWorkload } from '../../../../src/sim/fleet/workload.ts';
 
 const pool = (model: string, replicas: number, extra: Partial<PoolSpec> = {}): PoolSpec => ({ model, deployment: { ...L4_8B, modelId: 'llama-3-8b' }, replicas, router: 'least-outstanding', ...extra });
 
@@ -118,9 +119,12 @@ describe('runFleet', () => {
     expect(moved.length).toBeGreaterThan(0);
     expect(r.summary.reroutedRequests).toBe(moved.length);
     expect(r.summary.lostRequests).toBe(0);
+    // The stream continues where it stopped: the planned output, no token more or less.
+    const plans = planFleetWorkload(r.spec.workload, () => 8192);
     for (const q of moved) {
       expect(q.replicas[0]).toBe('r0');
       expect(q.finishReason).toBe('stop');
+      expect(q.outputTokens).toBe(plans[Number(q.id.slice(1))].outputTokens);
     }
     expect(moved.some((q) => q.breakdown.recomputeS > 0)).toBe(true);
     const lost = r.replicas.find((x) => x.id === 'r0')!;
@@ -174,6 +178,11 @@ describe('runFleet', () => {
     }
     for (const q of output) {
       expect(q.finishReason).toBe('content_filter');
+      // Its flagged chunk's verdict is when the stream stopped (at the next step boundary of its replica).
+      const flagged = q.moderationChecks!.filter((c) => c.flagged);
+      expect(flagged.length).toBe(1);
+      expect(q.arrivalS + q.e2eS!).toBeGreaterThanOrEqual(flagged[0].doneS - 1e-9);
+      expect(flagged[0].upToToken! <= q.outputTokens).toBe(true);
       expect(q.billedUsd).toBeCloseTo(requestUsd(BILLING_8B, q.promptTokens, q.cachedPromptTokens, q.outputTokens), 15);
     }
     // Stopped early: fewer tokens than those that completed, on average.
@@ -184,6 +193,18 @@ describe('runFleet', () => {
     for (const q of done) {
       expect(q.spans![0].phase).toBe('moderation');
       expect(q.breakdown.moderationS).toBeGreaterThan(0);
+      // Input check, then output chunks of 8 covering every token; the response ends when both the
+      // engine (its EOS step) and the last verdict are done, and the wait for that verdict is moderation.
+      const c = q.moderationChecks!;
+      expect(c[0].stage).toBe('input');
+      expect(c.slice(1).map((x) => x.upToToken)).toEqual(Array.from({ length: Math.ceil(q.outputTokens / 8) }, (_, i) => Math.min(q.outputTokens, 8 * (i + 1))));
+      const lastVerdict = Math.max(...c.map((x) => x.doneS));
+      const end = q.arrivalS + q.e2eS!;
+      expect(end).toBeGreaterThanOrEqual(lastVerdict - 1e-9);
+      const tail = q.spans!.at(-1)!;
+      if (tail.phase === 'moderation') expect(tail.endS).toBeCloseTo(lastVerdict, 9);
+      else expect(tail.phase).toBe('decode');
+      for (const x of c) expect(x.startS).toBeGreaterThanOrEqual(x.submitS);
     }
     expect(r.billing.policy).toContain('content_filter');
   });
@@ -196,6 +217,75 @@ describe('runFleet', () => {
     expect(r.summary.quotaRejected).toBe(refused.length);
     expect(r.billing.tenants[0].quotaRejected).toBe(refused.length);
     expect(refused[0].reason).toMatch(/^tenant a: \d+ tokens reserved in the last minute \+ \d+ \(prompt \+ max_tokens\) > quota 5000 tokens\/min \(429\)$/);
+  });
+
+  it('schedulerPolicy priority: under load the tenant with the lower priority value waits less', async () => {
+    const two = (policy: 'fcfs' | 'priority') =>
+      small({
+        pools: [pool('llama-3-8b', 1, { schedulerPolicy: policy })],
+        workload: {
+          seed: 6,
+          numRequests: 200,
+          arrival: { kind: 'poisson', ratePerS: 20 },
+          tenants: [
+            { name: 'gold', weight: 1, model: 'llama-3-8b', promptMedian: 128, outputMedian: 48, priority: 0 },
+            { name: 'bronze', weight: 1, model: 'llama-3-8b', promptMedian: 128, outputMedian: 48, priority: 5 },
+          ],
+        },
+      });
+    const meanQueue = (r: FleetResult, tenant: string) => {
+      const xs = r.requests.filter((q) => q.tenant === tenant).map((q) => q.breakdown.queueS);
+      return xs.reduce((a, b) => a + b, 0) / xs.length;
+    };
+    const fcfs = await runFleet(two('fcfs'));
+    const prio = await runFleet(two('priority'));
+    checkAccounting(prio);
+    expect(meanQueue(prio, 'gold')).toBeLessThan(meanQueue(prio, 'bronze') / 2);
+    expect(meanQueue(fcfs, 'gold')).toBeGreaterThan(meanQueue(fcfs, 'bronze') / 2);
+    await expect(runFleet(small({ pools: [pool('llama-3-8b', 1, { schedulerPolicy: 'edf' as 'fcfs' })] }))).rejects.toThrow(/^pools\[0\]\.schedulerPolicy/);
+  });
+
+  it('runs end to end with every router policy and every autoscaler metric', async () => {
+    for (const router of ['round-robin', 'least-outstanding', 'least-kv', 'prefix-affinity'] as const) {
+      const r = await runFleet(small({ pools: [pool('llama-3-8b', 3, { router })] }, 60));
+      checkAccounting(r);
+      expect(r.summary.numCompleted).toBe(60);
+      expect(new Set(r.routerDecisions.map((d) => d.replica)).size).toBeGreaterThan(1);
+      expect(r.routerDecisions.every((d) => d.policy === router && d.reason.length > 0)).toBe(true);
+    }
+    for (const [metric, target] of [['queue-depth', 1], ['kv-usage', 0.01], ['ttft-slo', 0.05]] as const) {
+      const r = await runFleet(
+        small({
+          pools: [pool('llama-3-8b', 1, { autoscaler: { metric, target, intervalS: 2, minReplicas: 1, maxReplicas: 3, scaleDownCooldownS: 10, loadBytesPerS: 8e9, warmupS: 1 } })],
+          workload: { seed: 2, numRequests: 200, arrival: { kind: 'poisson', ratePerS: 20 }, tenants: [{ name: 'a', weight: 1, model: 'llama-3-8b', promptMedian: 128, outputMedian: 48 }] },
+        }),
+      );
+      checkAccounting(r);
+      const up = r.autoscalerDecisions.find((d) => d.to > d.from);
+      expect(up, metric).toBeDefined();
+      expect(up!.metric).toBe(metric);
+      expect(r.summary.replicasMax).toBeGreaterThan(1);
+    }
+  });
+
+  it('maxDurationS: what is still in flight or yet to arrive then ends abort, with the reason', async () => {
+    const r = await runFleet(small({ maxDurationS: 6 }));
+    checkAccounting(r);
+    const aborted = r.requests.filter((q) => q.finishReason === 'abort');
+    expect(aborted.length).toBeGreaterThan(50);
+    for (const q of aborted) {
+      expect(q.billedUsd).toBe(0);
+      if (q.arrivalS <= 6) {
+        expect(q.reason).toMatch(/^still in flight when the simulation stopped at 6 s/);
+        expect(q.arrivalS + q.e2eS!).toBeCloseTo(6, 9);
+      } else {
+        expect(q.reason).toMatch(/^due at [\d.]+ s, after the simulation stopped at 6 s: never sent$/);
+        expect(q.e2eS).toBe(0);
+      }
+    }
+    expect(aborted.some((q) => q.arrivalS <= 6)).toBe(true);
+    expect(aborted.some((q) => q.arrivalS > 6)).toBe(true);
+    expect(r.summary.durationS).toBeCloseTo(6, 9);
   });
 
   it('stops when the signal aborts', async () => {
@@ -218,6 +308,9 @@ describe('runFleet', () => {
     );
     expect(r.summary.numCompleted).toBe(10_000);
     expect(progress.at(-1)).toBe(1);
+    // It yielded to the event loop along the way (a page stays responsive), reporting progress each time.
+    expect(progress.length).toBeGreaterThan(3);
+    for (let i = 1; i < progress.length; i++) expect(progress[i]).toBeGreaterThanOrEqual(progress[i - 1]);
     expect(r.routerDecisions.length).toBeLessThan(10_000);
     expect(r.routerDecisionsTotal).toBe(10_000);
   });
