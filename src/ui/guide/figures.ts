@@ -263,7 +263,8 @@ export function kvFullFigure(a: RunSource, b: RunSource, scenarioId: string): Gu
   const l = compareLabels(scenarioId);
   const side = (label: string, run: RunSource, m: typeof ma) => {
     const out = sum(run.columns.map((c) => c.numSwapOut));
-    return `${label}: ${plural(m.numPreemptions, 'preemption')}${out > 0 ? `, ${plural(out, 'block')} swapped out` : ''}, ${m.numFinished} finished, E2E p50 ${formatMs(m.e2eMs.p50)}`;
+    const e2e = m.numFinished > 0 ? `, E2E p50 ${formatMs(m.e2eMs.p50)}` : '';
+    return `${label}: ${plural(m.numPreemptions, 'preemption')}${out > 0 ? `, ${plural(out, 'block')} swapped out` : ''}, ${m.numFinished} finished${e2e}`;
   };
   return { text: `${side(l.a, a, ma)}; ${side(l.b, b, mb)}.`, clock: 'engine clock' };
 }
