@@ -20,6 +20,7 @@ import { scenarioById } from '../../../src/ui/lab/scenarios.ts';
 import { fullConfig, type LabSettings } from '../../../src/ui/lab/settings.ts';
 import { DEFAULT_CALC_SETUP } from '../../../src/ui/lab/url.ts';
 import { GUIDE } from '../../../src/ui/guide/entries.ts';
+import { GUIDE_KEYS, guideKeyAction } from '../../../src/ui/guide/keys.ts';
 import {
   guideFigure,
   kvArithmeticFigure,
@@ -91,6 +92,18 @@ describe('the Guide entries', () => {
     const { a, b } = await runCompare('static-vs-continuous', 40);
     expect(guideFigure(entry(1), { ...NONE, compare: { a, b, scenarioId: 'priority-preemption' } })).toBeNull();
     expect(guideFigure(entry(1), { ...NONE, compare: { a, b, scenarioId: 'static-vs-continuous' } })).not.toBeNull();
+  });
+});
+
+describe('the Guide keys', () => {
+  it('step and open the Guide, page keys only while the strip is shown, none of the app keys taken', () => {
+    expect(guideKeyAction(GUIDE_KEYS.next, false)).toBe('next');
+    expect(guideKeyAction(GUIDE_KEYS.prev, true)).toBe('prev');
+    expect(guideKeyAction(GUIDE_KEYS.guide, false)).toBe('guide');
+    expect(guideKeyAction('PageDown', true)).toBe('next');
+    expect(guideKeyAction('PageUp', true)).toBe('prev');
+    expect(guideKeyAction('PageDown', false)).toBeNull(); // scrolls the Guide page
+    for (const k of [' ', 'ArrowRight', 'ArrowLeft', 'Enter', 'Escape', 'p', 't', '0', '1', '9']) expect(guideKeyAction(k, true), k).toBeNull();
   });
 });
 
