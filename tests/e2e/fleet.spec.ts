@@ -42,6 +42,10 @@ test('every fleet preset opens by URL, runs off the main thread and shows lanes,
       await page.getByTestId('fleet-run-1').click();
       await expect(page.getByTestId('fig-content-filter')).toHaveText(/^[1-9]\d*$/);
       await expect(page.getByTestId('compare-contentFiltered')).toContainText(/[1-9]/);
+      // The moderation span is in the breakdown, and a request's checks are listed.
+      await page.getByTestId('slowest-row').first().click();
+      await expect(page.getByTestId('slowest-detail')).toContainText(/moderation [1-9]/);
+      await expect(page.getByTestId('slowest-moderation')).toContainText('Moderation checks: 1 input');
     }
     if (id === 'two-models') await expect(page.getByTestId('fleet-consolidation')).toContainText('GPUs');
     if (id === 'quotas-billing') {
@@ -74,6 +78,13 @@ test("the P99 hunt: the slowest requests are the planted tenant's, Reveal names 
   const paused = Number(await page.getByTestId('fleet-time').getAttribute('data-t'));
   await page.keyboard.press('ArrowRight');
   await expect.poll(async () => Number(await page.getByTestId('fleet-time').getAttribute('data-t'))).toBeGreaterThan(paused);
+  await page.getByTestId('fleet-end').click();
+  await expect(page.getByTestId('fleet-compare')).toContainText('simulated in');
+  // The app keeps the fleet worker and its finished presets across views.
+  await page.getByTestId('tab-calculator').click();
+  await page.getByTestId('tab-fleet').click();
+  await expect(page.getByTestId('fleet-view')).toHaveAttribute('data-status', 'done');
+  await expect(page.getByTestId('fleet-compare')).toContainText('kept from an earlier run');
   await page.getByTestId('fleet-end').click();
 
   await page.getByTestId('reveal-cause').click();

@@ -31,11 +31,16 @@ export class FleetRunner {
   private worker: Worker | null = null;
   private api: Comlink.Remote<FleetApi> | null = null;
   private generation = 0;
+  /** The preset's own runs in flight (asked for again, e.g. by the view opening anew: the same promise). */
+  private inflight: { id: FleetPresetId; promise: Promise<FleetRun[] | null> } | null = null;
   private cache = new Map<FleetPresetId, FleetRun[]>();
 
   /** Runs the preset (or shows its kept result); resolves with its runs, or null when it failed or was superseded. */
   run(id: FleetPresetId): Promise<FleetRun[] | null> {
-    return this.exec(id, false, (api, onProgress) => api.runPreset(id, onProgress));
+    if (this.status === 'running' && this.inflight?.id === id) return this.inflight.promise;
+    const promise = this.exec(id, false, (api, onProgress) => api.runPreset(id, onProgress));
+    this.inflight = { id, promise };
+    return promise;
   }
 
   /** Runs the preset's fleets as changed by the user (never kept: the next edit differs). */
@@ -45,6 +50,7 @@ export class FleetRunner {
 
   private async exec(id: FleetPresetId, edited: boolean, call: (api: Comlink.Remote<FleetApi>, onProgress: (fraction: number, label: string) => void) => Promise<FleetRun[]>): Promise<FleetRun[] | null> {
     const gen = ++this.generation;
+    this.inflight = null;
     this.presetId = id;
     this.error = null;
     this.edited = edited;
@@ -98,6 +104,7 @@ export class FleetRunner {
   dispose(): void {
     this.generation++;
     this.stopWorker();
+    if (this.status === 'running') this.status = 'idle';
   }
 
   private ensureWorker(): Comlink.Remote<FleetApi> {
