@@ -1,6 +1,7 @@
 /**
  * The URL holds the demo: which view, which scenario or custom workload, the engine settings (in
- * compare mode each side's), the theme and presenter mode, so a link reproduces it. Query
+ * compare mode each side's), the KV calculator's and the simulated mode's model, hardware and
+ * parallelism, the Guide entry being shown, the theme and presenter mode, so a link reproduces it. Query
  * parameters are short, written only where they differ from the scenario's own values, and
  * validated on the way in (anything out of range is ignored, never trusted).
  */
@@ -10,9 +11,36 @@ import { SCENARIOS, scenarioById } from './scenarios.ts';
 import { isWeightType } from '../../model/quant.ts';
 import { FLEET_PRESET_IDS, type FleetPresetId } from '../../sim/fleet/types.ts';
 import { BASE_SETTINGS, BASE_WORKLOAD_FORM, clampWorkloadForm, type LabSettings, type WorkloadForm } from './settings.ts';
+import { HARDWARE_PRESETS, MODEL_PRESETS } from '../../sim/presets.ts';
+import { GUIDE_SIZE } from '../guide/entries.ts';
+import { DEFAULT_SIM_SETUP } from './sim-engine.svelte.ts';
 
-export type ViewName = 'lab' | 'compare' | 'calculator' | 'simulated' | 'fleet';
-export const VIEW_NAMES: readonly ViewName[] = ['lab', 'compare', 'calculator', 'simulated', 'fleet'];
+export type ViewName = 'lab' | 'compare' | 'calculator' | 'simulated' | 'fleet' | 'guide';
+export const VIEW_NAMES: readonly ViewName[] = ['lab', 'compare', 'calculator', 'simulated', 'fleet', 'guide'];
+
+/** The KV calculator's inputs (keys of MODEL_PRESETS / HARDWARE_PRESETS; KV bytes per element). */
+export interface CalcSetup {
+  modelId: string;
+  hardwareId: string;
+  tensorParallel: number;
+  pipelineParallel: number;
+  contextTokens: number;
+  numSeqs: number;
+  bytesPerElement: number;
+}
+
+export const DEFAULT_CALC_SETUP: CalcSetup = { modelId: 'llama-2-70b', hardwareId: 'h100-sxm', tensorParallel: 8, pipelineParallel: 1, contextTokens: 4096, numSeqs: 32, bytesPerElement: 2 };
+
+/** The simulated mode's deployment (its workload keeps the mode's defaults). */
+export interface SimDeployment {
+  modelId: string;
+  hardwareId: string;
+  tensorParallel: number;
+  pipelineParallel: number;
+}
+
+/** The parallel degrees the calculator and the simulated mode offer. */
+export const PARALLEL_DEGREES: readonly number[] = [1, 2, 4, 8];
 
 export interface UrlState {
   view: ViewName;
@@ -26,6 +54,12 @@ export interface UrlState {
   compare: { a: LabSettings; b: LabSettings } | null;
   theme: 'dark' | 'light';
   presenter: boolean;
+  /** The Guide entry shown in the strip over the view (1-based; null: none). */
+  guide: number | null;
+  /** The KV calculator's inputs (null: its defaults). */
+  calc: CalcSetup | null;
+  /** The simulated mode's deployment (null: its defaults). */
+  sim: SimDeployment | null;
   /** The fleet view's preset (`fleet=<id>`; absent: the first preset). An unknown id is ignored. */
   fleetPresetId?: FleetPresetId;
 }
@@ -141,6 +175,64 @@ function writeWorkload(q: URLSearchParams, f: WorkloadForm): void {
   }
 }
 
+const degree = (v: string | null): number | undefined => {
+  const n = intIn(v, 1, 8);
+  return n !== undefined && PARALLEL_DEGREES.includes(n) ? n : undefined;
+};
+const modelIn = (v: string | null): string | undefined => (v !== null && Object.hasOwn(MODEL_PRESETS, v) ? v : undefined);
+const hardwareIn = (v: string | null): string | undefined => (v !== null && Object.hasOwn(HARDWARE_PRESETS, v) ? v : undefined);
+
+function readCalc(q: URLSearchParams): CalcSetup | null {
+  if (!['cmodel', 'chw', 'ctp', 'cpp', 'cctx', 'cseqs', 'ckv'].some((k) => q.has(k))) return null;
+  const d = DEFAULT_CALC_SETUP;
+  const kv = intIn(q.get('ckv'), 1, 4);
+  return {
+    modelId: modelIn(q.get('cmodel')) ?? d.modelId,
+    hardwareId: hardwareIn(q.get('chw')) ?? d.hardwareId,
+    tensorParallel: degree(q.get('ctp')) ?? d.tensorParallel,
+    pipelineParallel: degree(q.get('cpp')) ?? d.pipelineParallel,
+    contextTokens: intIn(q.get('cctx'), 1, 1_000_000) ?? d.contextTokens,
+    numSeqs: intIn(q.get('cseqs'), 1, 4096) ?? d.numSeqs,
+    bytesPerElement: kv !== undefined && kv !== 3 ? kv : d.bytesPerElement,
+  };
+}
+
+function writeCalc(q: URLSearchParams, c: CalcSetup): void {
+  const d = DEFAULT_CALC_SETUP;
+  if (c.modelId !== d.modelId) q.set('cmodel', c.modelId);
+  if (c.hardwareId !== d.hardwareId) q.set('chw', c.hardwareId);
+  if (c.tensorParallel !== d.tensorParallel) q.set('ctp', String(c.tensorParallel));
+  if (c.pipelineParallel !== d.pipelineParallel) q.set('cpp', String(c.pipelineParallel));
+  if (c.contextTokens !== d.contextTokens) q.set('cctx', String(c.contextTokens));
+  if (c.numSeqs !== d.numSeqs) q.set('cseqs', String(c.numSeqs));
+  if (c.bytesPerElement !== d.bytesPerElement) q.set('ckv', String(c.bytesPerElement));
+}
+
+function readSim(q: URLSearchParams, d: SimDeployment): SimDeployment | null {
+  if (!['smodel', 'shw', 'stp', 'spp'].some((k) => q.has(k))) return null;
+  return {
+    modelId: modelIn(q.get('smodel')) ?? d.modelId,
+    hardwareId: hardwareIn(q.get('shw')) ?? d.hardwareId,
+    tensorParallel: degree(q.get('stp')) ?? d.tensorParallel,
+    pipelineParallel: degree(q.get('spp')) ?? d.pipelineParallel,
+  };
+}
+
+function writeSim(q: URLSearchParams, s: SimDeployment, d: SimDeployment): void {
+  if (s.modelId !== d.modelId) q.set('smodel', s.modelId);
+  if (s.hardwareId !== d.hardwareId) q.set('shw', s.hardwareId);
+  if (s.tensorParallel !== d.tensorParallel) q.set('stp', String(s.tensorParallel));
+  if (s.pipelineParallel !== d.pipelineParallel) q.set('spp', String(s.pipelineParallel));
+}
+
+/** The simulated mode's default deployment (its SimSetup defaults). */
+export const DEFAULT_SIM_DEPLOYMENT: SimDeployment = {
+  modelId: DEFAULT_SIM_SETUP.modelId,
+  hardwareId: DEFAULT_SIM_SETUP.hardwareId,
+  tensorParallel: DEFAULT_SIM_SETUP.tensorParallel,
+  pipelineParallel: DEFAULT_SIM_SETUP.pipelineParallel,
+};
+
 export function readUrl(search: string): UrlState {
   const q = new URLSearchParams(search);
   const view = VIEW_NAMES.includes(q.get('view') as ViewName) ? (q.get('view') as ViewName) : 'lab';
@@ -155,7 +247,19 @@ export function readUrl(search: string): UrlState {
   const b = readSettings(q, 'b.', base.compare.b.settings);
   if (a || b) compare = { a: a ?? base.compare.a.settings, b: b ?? base.compare.b.settings };
   const fleetPresetId = fleetPresetIdOf(q.get('fleet'));
-  return { view, scenarioId, settings, workload, compare, theme: q.get('theme') === 'light' ? 'light' : 'dark', presenter: q.get('present') === '1', ...(fleetPresetId ? { fleetPresetId } : {}) };
+  return {
+    view,
+    scenarioId,
+    settings,
+    workload,
+    compare,
+    theme: q.get('theme') === 'light' ? 'light' : 'dark',
+    presenter: q.get('present') === '1',
+    guide: intIn(q.get('guide'), 1, GUIDE_SIZE) ?? null,
+    calc: readCalc(q),
+    sim: readSim(q, DEFAULT_SIM_DEPLOYMENT),
+    ...(fleetPresetId ? { fleetPresetId } : {}),
+  };
 }
 
 /** The query string for a state ('' when everything is at its default). */
@@ -172,7 +276,10 @@ export function writeQuery(s: UrlState): string {
     writeSettings(q, 'a.', s.compare.a, base.compare.a.settings);
     writeSettings(q, 'b.', s.compare.b, base.compare.b.settings);
   }
+  if (s.calc) writeCalc(q, s.calc);
+  if (s.sim) writeSim(q, s.sim, DEFAULT_SIM_DEPLOYMENT);
   if (s.fleetPresetId && fleetPresetIdOf(s.fleetPresetId)) q.set('fleet', s.fleetPresetId);
+  if (s.guide !== null) q.set('guide', String(s.guide));
   if (s.theme === 'light') q.set('theme', 'light');
   if (s.presenter) q.set('present', '1');
   const str = q.toString();

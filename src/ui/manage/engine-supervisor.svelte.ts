@@ -168,6 +168,9 @@ export class EngineSupervisor implements EngineApi {
     this.slot = this.spawn();
     this.seenDeviceLosses = 0;
     const probe = this.probe().then((p) => (this.adapterProbe = p));
+    // Awaited below; if the worker goes (disposed, killed) during the load, the load's rejection
+    // ends boot first and this one would be left unhandled.
+    probe.catch(() => {});
     const preloaded = this.modelRef.kind === 'builtin' ? this.slot.builtin : null;
     if (preloaded) {
       // The worker was asked for the built-in model as it started: adopt that load, then apply

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { readUrl, writeQuery, type UrlState } from '../../../src/ui/lab/url.ts';
+import { DEFAULT_CALC_SETUP, DEFAULT_SIM_DEPLOYMENT, readUrl, writeQuery, type UrlState } from '../../../src/ui/lab/url.ts';
 import { SCENARIOS, scenarioById } from '../../../src/ui/lab/scenarios.ts';
 import { BASE_SETTINGS, BASE_WORKLOAD_FORM } from '../../../src/ui/lab/settings.ts';
 import { FLEET_PRESET_IDS, type FleetPresetId } from '../../../src/sim/fleet/types.ts';
@@ -12,6 +12,9 @@ const state = (over: Partial<UrlState>): UrlState => ({
   compare: null,
   theme: 'dark',
   presenter: false,
+  guide: null,
+  calc: null,
+  sim: null,
   ...over,
 });
 
@@ -137,5 +140,29 @@ describe('compare side labels', () => {
     expect(sideLabel('swap', base, base)).toBe('swap');
     expect(sideLabel('swap', base, { ...base, preemptionMode: 'abort', numCpuBlocks: 8 })).toBe('swap, edited: preemption abort, 8 CPU blocks');
     expect(describeChanges(base, { ...base, maxQueueLength: 5, enablePrefixCaching: !base.enablePrefixCaching })).toEqual(['prefix cache ' + (base.enablePrefixCaching ? 'off' : 'on'), 'queue cap 5']);
+  });
+
+  it('round-trips the Guide entry, the calculator inputs and the simulated deployment; garbage is ignored', () => {
+    const g = state({ view: 'compare', scenarioId: 'static-vs-continuous', guide: 1 });
+    expect(writeQuery(g)).toBe('?view=compare&scenario=static-vs-continuous&guide=1');
+    expect(readUrl(writeQuery(g))).toEqual(g);
+    expect(readUrl('?view=guide').view).toBe('guide');
+    for (const bad of ['0', '19', '2.5', 'x']) expect(readUrl(`?guide=${bad}`).guide).toBeNull();
+
+    const c = state({ view: 'calculator', calc: { ...DEFAULT_CALC_SETUP, modelId: 'llama-3-8b', hardwareId: 'l4', tensorParallel: 2, pipelineParallel: 4, contextTokens: 8192, numSeqs: 3, bytesPerElement: 1 } });
+    const qc = writeQuery(c);
+    expect(qc).toBe('?view=calculator&cmodel=llama-3-8b&chw=l4&ctp=2&cpp=4&cctx=8192&cseqs=3&ckv=1');
+    expect(readUrl(qc)).toEqual(c);
+    // The defaults write nothing; unknown presets and degrees fall back to the defaults.
+    expect(writeQuery(state({ view: 'calculator', calc: DEFAULT_CALC_SETUP }))).toBe('?view=calculator');
+    expect(readUrl('?view=calculator&cmodel=gpt-9&chw=tpu&ctp=3&cpp=16&ckv=3&cctx=-1').calc).toEqual(DEFAULT_CALC_SETUP);
+    expect(readUrl('?cmodel=__proto__').calc?.modelId).toBe(DEFAULT_CALC_SETUP.modelId);
+
+    const s = state({ view: 'simulated', sim: { ...DEFAULT_SIM_DEPLOYMENT, tensorParallel: 1, pipelineParallel: 8 }, guide: 9 });
+    const qs = writeQuery(s);
+    expect(qs).toBe('?view=simulated&stp=1&spp=8&guide=9');
+    expect(readUrl(qs)).toEqual(s);
+    expect(readUrl('?view=simulated&stp=5&spp=0&smodel=nope').sim).toEqual(DEFAULT_SIM_DEPLOYMENT);
+    expect(readUrl('?view=simulated').sim).toBeNull();
   });
 });
