@@ -30,8 +30,10 @@
  * fell in the step's host time (the step's less the readback wait's), submitRunDelayUs the part
  * inside queue.submit(): on SwiftShader the submit wakes the emulated GPU's threads, which take
  * the CPU from the host thread (on a 2-core machine, for up to a scheduler slice), and on a shared
- * machine other processes do the same anywhere. hostCpuUsPerStep = hostUsPerStep less the median
- * hostRunDelayUs: the host work itself, as a thread with a CPU of its own would spend it. Timing is
+ * machine other processes do the same anywhere. hostCpuUsPerStep = each step's host time less its
+ * run-queue delay, the median over the steps (robust where hostRunDelayUs, a median of its own,
+ * is as large as host time itself): the host work, as a thread with a CPU of its own would spend
+ * it. Timing is
  * performance.now(): each timed phase costs one call (its price is measured and reported),
  * sampling two per sampled token.
  */
@@ -88,7 +90,7 @@ export interface OverheadRow {
    */
   hostRunDelayUs: number | null;
   submitRunDelayUs: number | null;
-  /** hostUsPerStep less hostRunDelayUs (null where the delay is not known). */
+  /** Each step's host time less its run-queue delay, the median over the steps (null where the delay is not known). */
   hostCpuUsPerStep: number | null;
 }
 
@@ -292,7 +294,7 @@ export function rowFromSteps(
     profilerUs: (timedCallsPerStep * timerNs) / 1000,
     hostRunDelayUs,
     submitRunDelayUs: field('submitRunDelayUs'),
-    hostCpuUsPerStep: hostRunDelayUs === null ? null : Math.max(0, engineUs + (executorHostUs ?? 0) + phases.otherUs - hostRunDelayUs),
+    hostCpuUsPerStep: field('hostCpuUsPerStep'),
   };
 }
 
@@ -567,7 +569,7 @@ export const overheadBench: BenchCommand = {
         ...(gpu && rows.every((r) => r.gpuTimeUs === null) ? ['GPU: this device has no timestamp queries (GPU column empty)'] : []),
         ...(b64 && b64.executorHostUs !== null ? [`batch 64: executor host ${formatNum(b64.executorHostUs, 0)} µs per step (encode ${us(b64.encodeUs)}, upload ${us(b64.uploadUs)}, pack ${us(b64.packUs)}, submit ${us(b64.submitUs)}, output ${us(b64.outputUs)})`] : []),
         ...(rows.some((r) => r.hostRunDelayUs !== null)
-          ? ['run delay: of the host time, the thread waited for a CPU this long (Linux run-queue delay, /proc/thread-self/schedstat; "in submit": inside queue.submit(), where SwiftShader\'s threads, woken by the submit, take the CPU); host cpu = host less run delay']
+          ? ['run delay: of the host time, the thread waited for a CPU this long (Linux run-queue delay, /proc/thread-self/schedstat; "in submit": inside queue.submit(), where SwiftShader\'s threads, woken by the submit, take the CPU); host cpu = each step\'s host less its run delay, the median over the steps']
           : []),
         ...(asyncByBatch.length > 0
           ? [
