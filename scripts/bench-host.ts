@@ -4,6 +4,7 @@
  * no model at all, so what remains is the serving core). Both run on a virtual clock, as the
  * worker's engine does. Also the machine description the benchmarks record.
  */
+import { openSync, readSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { VirtualClock } from '../src/engine/clock.ts';
 import { FakeExecutor } from '../src/engine/testing/fakeExecutor.ts';
@@ -19,6 +20,35 @@ export function machineDescription(): string {
   const c = cpus();
   const model = c[0]?.model.trim() ?? 'unknown CPU';
   return `${model} x ${c.length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, ${process.platform}-${process.arch}`;
+}
+
+/**
+ * The calling thread's run-queue delay so far in ms (Linux: field 2 of /proc/thread-self/schedstat,
+ * ns), read through a file kept open, so a read is one pread; undefined where there is no such file.
+ * Call it from the thread whose delay it reads (the one that called this).
+ */
+export function threadRunDelayReader(): (() => number) | undefined {
+  if (process.platform !== 'linux') return undefined;
+  let fd: number;
+  try {
+    fd = openSync('/proc/thread-self/schedstat', 'r');
+  } catch {
+    return undefined;
+  }
+  const buf = Buffer.alloc(96);
+  const read = (): number => {
+    const n = readSync(fd, buf, 0, buf.length, 0);
+    const fields = buf.toString('latin1', 0, n).split(' ');
+    const ns = Number(fields[1]);
+    if (!Number.isFinite(ns)) throw new Error(`/proc/thread-self/schedstat: unexpected contents ${JSON.stringify(buf.toString('latin1', 0, n))}`);
+    return ns / 1e6;
+  };
+  try {
+    read();
+  } catch {
+    return undefined;
+  }
+  return read;
 }
 
 export function loadBenchModel(path = builtinModelPath): Model {
@@ -43,6 +73,7 @@ export function registerHostBackend(name: 'cpu' | 'fake', modelPath?: string): v
     realExecutor: make,
     executorFor: name === 'cpu' ? (m) => new CpuReferenceExecutor(m) : undefined,
     describe: () => `${name === 'cpu' ? 'CPU reference executor' : 'fake executor (no model)'}; ${machineDescription()}`,
+    threadRunDelayMs: threadRunDelayReader(),
     makeClock: () => new VirtualClock(),
   };
   registerBackend(backend);

@@ -18,7 +18,7 @@ import type { Model } from '../src/model/types.ts';
 import { formatNum } from '../src/sim/bench/format.ts';
 import { registerBackend, registerBench } from '../src/sim/bench/index.ts';
 import type { Backend, BenchCommand } from '../src/sim/bench/types.ts';
-import { loadBenchModel, machineDescription } from './bench-host.ts';
+import { loadBenchModel, machineDescription, threadRunDelayReader } from './bench-host.ts';
 import { fail } from './cli-args.ts';
 import { nodeGpu } from './node-gpu.ts';
 
@@ -62,6 +62,7 @@ export function registerWebGpu(modelPath?: string): void {
       return new GpuExecutor(ctx, runtime, m);
     },
     describe: async () => `WebGPU (Dawn for Node): ${await deviceDescription()}; ${machineDescription()}`,
+    threadRunDelayMs: threadRunDelayReader(),
     makeClock: () => new RealClock(),
   };
   registerBackend(backend);

@@ -23,10 +23,19 @@
  *   readbackWait  from submit() until the readbacks (and timestamps) are mapped and copied out
  *   output        the read-back argmax/logits turned into SeqOutputs
  *   gpu           GPU time from timestamp queries (not host time; only where the device has them)
+ *   submitRunDelay   of submit, the time the thread waited for a CPU (run-queue delay, see below)
+ *   readbackRunDelay of readbackWait, the same
+ *
+ * Run-queue delay: time a thread was ready to run but waited for a CPU (Linux's schedstat
+ * run_delay). Where the sink can read it (StepProfile's `runDelayMs`, given by a Node benchmark),
+ * the GPU executor reads it around queue.submit() and the readback wait; the overhead benchmark
+ * reads it around each step, so a step's host phases can be told apart from the time the host
+ * thread was descheduled (on SwiftShader the emulated GPU's threads, woken by the submit, take the
+ * CPU from it; on a shared machine, other processes).
  */
 
 export const ENGINE_PHASES = ['schedule', 'execute', 'sample', 'update', 'record', 'invariants', 'snapshot'] as const;
-export const EXECUTOR_PHASES = ['pack', 'swapOut', 'upload', 'encode', 'submit', 'readbackWait', 'output', 'gpu'] as const;
+export const EXECUTOR_PHASES = ['pack', 'swapOut', 'upload', 'encode', 'submit', 'readbackWait', 'output', 'gpu', 'submitRunDelay', 'readbackRunDelay'] as const;
 
 export type EnginePhase = (typeof ENGINE_PHASES)[number];
 export type ExecutorPhase = (typeof EXECUTOR_PHASES)[number];
@@ -37,6 +46,11 @@ export interface ProfileSink {
   add(phase: ProfilePhase, ms: number): void;
   /** One engine step ran (the engine calls this once per step that reached the executor). */
   countStep(): void;
+  /**
+   * This thread's run-queue delay so far, in ms (a cumulative counter: only differences count);
+   * absent where the platform has no such counter (browsers, non-Linux).
+   */
+  readonly runDelayMs?: () => number;
 }
 
 /** A ProfileSink that sums: total milliseconds and calls per phase, and the steps that ran. */
@@ -45,7 +59,8 @@ export class StepProfile implements ProfileSink {
   readonly calls = {} as Record<ProfilePhase, number>;
   numSteps = 0;
 
-  constructor() {
+  /** `runDelayMs`: the thread's cumulative run-queue delay (see ProfileSink), where it can be read. */
+  constructor(readonly runDelayMs?: () => number) {
     this.reset();
   }
 

@@ -7,7 +7,7 @@
  * persist between steps in GpuSeqTables.)
  *
  * The inputs share ONE buffer, section by section, each section bound as its own range; their
- * CPU mirror is one pooled Uint32Array that packStep fills in place (no per-step allocation) and
+ * CPU mirror is one pooled Uint32Array that packStep fills in place (token sections and logit rows) and
  * that upload() sends with ONE queue.writeBuffer of the used span:
  *
  *   inputs  [tokenIds T | positions T | slots T | tableOffsets T | logitRows R | copies 2C | loraSlots T] u32
@@ -94,7 +94,7 @@ export class ActivationArena {
     const positions = section(t);
     const slots = section(t);
     const tableOffsets = section(t);
-    const logitRows = section(r); // filled from PackedStep.logitRows in upload()
+    const logitRows = section(r); // packStep writes here (PackInto.logitRows)
     const copies = section(2 * cp);
     const loraSlots = section(t);
     this.current = {
@@ -116,7 +116,7 @@ export class ActivationArena {
       loraSlots: loraSlots.range,
       loraSlotsView: loraSlots.view,
       inputData,
-      into: { tokenIds: tokenIds.view, positions: positions.view, slots: slots.view, tableOffsets: tableOffsets.view },
+      into: { tokenIds: tokenIds.view, positions: positions.view, slots: slots.view, tableOffsets: tableOffsets.view, logitRows: logitRows.view },
     };
     return this.current;
   }
@@ -126,7 +126,8 @@ export class ActivationArena {
    * queue.writeBuffer of the sections the step uses.
    */
   upload(a: Activations, packed: PackedStep, copies: readonly BlockCopy[], withLoraSlots = false): void {
-    a.inputData.set(packed.logitRows, a.logitRows.offset / 4);
+    // Packed elsewhere than into this arena's section: copy the logit rows in.
+    if (packed.logitRows.buffer !== a.inputData.buffer || packed.logitRows.byteOffset !== a.logitRows.offset) a.inputData.set(packed.logitRows, a.logitRows.offset / 4);
     const copiesAt = a.copies.offset / 4;
     copies.forEach((cp, i) => {
       a.inputData[copiesAt + 2 * i] = cp.srcBlock;

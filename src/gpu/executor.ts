@@ -21,7 +21,7 @@
 import type { ProfileSink } from '../engine/profile.ts';
 import type { Executor, KvGeometry, LogitRow, LoraAdapter, SeqOutput, StepOutput, StepPlan } from '../engine/types.ts';
 import type { Model } from '../model/types.ts';
-import { ActivationArena, type Activations } from './activations.ts';
+import { ActivationArena } from './activations.ts';
 import type { GpuContext } from './device.ts';
 import { encodeForward, ForwardPrograms } from './forward.ts';
 import { checkKvGeometry, GpuKvPool } from './kv-pool.ts';
@@ -131,7 +131,7 @@ export class GpuExecutor implements Executor {
     this.kv?.destroy();
     this.tables?.destroy();
     this.kv = new GpuKvPool(this.device, this.model.config, geometry);
-    this.tables = new GpuSeqTables(this.device, geometry.blockSize, this.model.config.seqLen);
+    this.tables = new GpuSeqTables(this.device, geometry.blockSize, this.model.config.seqLen, geometry.numGpuBlocks);
     this.swap = new CpuSwapPool(this.kv);
     this.lora?.destroy();
     this.lora = new GpuLoraSlots(this.device, this.model.config, geometry.maxLoras ?? 0, geometry.maxLoraRank ?? 16, this.adapters);
@@ -165,14 +165,18 @@ export class GpuExecutor implements Executor {
     };
     const c = this.model.config;
     kv.checkBlocks(plan);
-    // Pack into the arena's pooled input arrays; the block tables are updated in place on the GPU.
-    // Placeholder rows read the previous step's kept tokens: keptRowOf finds a sequence's row there.
+    // Pack into the arena's pooled input arrays (sized for this step first); the block tables are
+    // updated in place on the GPU. Placeholder rows read the previous step's kept tokens:
+    // keptRowOf finds a sequence's row there.
+    let numTokens = 0;
+    let numLogitRows = 0;
+    for (const s of plan.seqs) {
+      numTokens += s.tokenIds.length;
+      if (s.needsLogits) numLogitRows += Math.max(1, s.numLogitRows ?? 1);
+    }
+    const a = this.act.ensure(numTokens, numLogitRows, plan.copies.length);
     const kept = this.keptRows;
-    const keptRowOf = (seqId: number): number => kept?.get(seqId) ?? -1;
-    const pack = (a: Activations) => packStep(plan, kv.geometry.blockSize, c.vocabSize, c.seqLen, a.into, this.tables!.update(plan.seqs), keptRowOf);
-    let a = this.act.ensure(plan.seqs.reduce((n, s) => n + s.tokenIds.length, 0), 0, plan.copies.length);
-    let packed = pack(a);
-    if (packed.logitRows.length > a.capacityRows) packed = pack((a = this.act.ensure(packed.numTokens, packed.logitRows.length, plan.copies.length)));
+    const packed = packStep(plan, kv.geometry.blockSize, c.vocabSize, c.seqLen, a.into, this.tables!.update(plan.seqs), kept ? (seqId) => kept.get(seqId) ?? -1 : undefined);
     // This step's placeholders read `readSampled`; what it keeps goes to this.sampled (a bigger
     // buffer when its rows outgrow the old one, which is destroyed once this step is submitted).
     const readSampled = this.sampled;
@@ -193,7 +197,6 @@ export class GpuExecutor implements Executor {
       if (prof) lap('swapOut');
       if (plan.swapIn.length > 0) swap.swapIn(this.device, kv, plan.swapIn);
 
-      const numTokens = packed.numTokens;
       const numRows = packed.logitRows.length;
       const numCopies = plan.copies.length;
       // LoRA: load the plan's adapters into their slots, then each token row's slot (or none)
@@ -236,18 +239,24 @@ export class GpuExecutor implements Executor {
       if (argmaxRead >= 0) {
         const argmax = new Uint32Array(result.reads[argmaxRead]);
         const logits = logitsRead >= 0 ? new Float32Array(result.reads[logitsRead]) : null;
+        const seqIds = packed.logitSeqIds;
         // A sequence verifying drafts has consecutive rows: one output with every row, the last on top.
-        let rows: LogitRow[] = [];
-        packed.logitSeqIds.forEach((seqId, r) => {
-          const row: LogitRow = { argmax: argmax[r] };
-          if (logits && packed.logitsWanted[r]) row.logits = logits.slice(r * c.vocabSize, (r + 1) * c.vocabSize);
-          rows.push(row);
-          if (packed.logitSeqIds[r + 1] === seqId) return;
-          const out: SeqOutput = { seqId, ...row };
-          if (rows.length > 1) out.rows = rows;
+        let rows: LogitRow[] | null = null;
+        for (let r = 0; r < seqIds.length; r++) {
+          const seqId = seqIds[r];
+          const rowLogits = logits && packed.logitsWanted[r] ? logits.slice(r * c.vocabSize, (r + 1) * c.vocabSize) : undefined;
+          const last = seqIds[r + 1] !== seqId;
+          if (!last || rows) {
+            const row: LogitRow = { argmax: argmax[r] };
+            if (rowLogits) row.logits = rowLogits;
+            (rows ??= []).push(row);
+          }
+          if (!last) continue;
+          const out: SeqOutput = rowLogits ? { seqId, argmax: argmax[r], logits: rowLogits } : { seqId, argmax: argmax[r] };
+          if (rows) out.rows = rows;
           outputs.push(out);
-          rows = [];
-        });
+          rows = null;
+        }
       }
       this.lastGpuTimeMs = result.gpuTimeMs;
       this.lastGpuSpanNs = result.gpuSpanNs;

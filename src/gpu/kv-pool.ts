@@ -44,19 +44,20 @@ export class GpuKvPool {
     this.v = v;
   }
 
-  /** Throws a RangeError when the plan names a GPU or CPU block outside this pool's geometry. */
+  /**
+   * Throws a RangeError when the plan's swaps or copies name a GPU or CPU block outside this
+   * pool's geometry. (The sequences' block tables are checked by GpuSeqTables.update, entry by
+   * entry as they change: an entry already on the GPU was checked when it was written.)
+   */
   checkBlocks(plan: StepPlan): void {
     const g = this.geometry;
-    const gpuOk = (b: number) => Number.isInteger(b) && b >= 0 && b < g.numGpuBlocks;
-    const cpuOk = (b: number) => Number.isInteger(b) && b >= 0 && b < g.numCpuBlocks;
-    for (const s of [...plan.swapOut, ...plan.swapIn]) {
-      if (!gpuOk(s.gpuBlock) || !cpuOk(s.cpuBlock)) throw new RangeError(`swap of GPU block ${s.gpuBlock} / CPU block ${s.cpuBlock} is out of range`);
+    for (const swaps of [plan.swapOut, plan.swapIn]) {
+      for (const s of swaps) {
+        if (!isBlock(s.gpuBlock, g.numGpuBlocks) || !isBlock(s.cpuBlock, g.numCpuBlocks)) throw new RangeError(`swap of GPU block ${s.gpuBlock} / CPU block ${s.cpuBlock} is out of range`);
+      }
     }
     for (const cp of plan.copies) {
-      if (!gpuOk(cp.srcBlock) || !gpuOk(cp.dstBlock)) throw new RangeError(`copy of block ${cp.srcBlock} to ${cp.dstBlock} is out of range`);
-    }
-    for (const seq of plan.seqs) {
-      for (const b of seq.blockTable) if (!gpuOk(b)) throw new RangeError(`sequence ${seq.seqId}: block ${b} is out of range (${g.numGpuBlocks} blocks)`);
+      if (!isBlock(cp.srcBlock, g.numGpuBlocks) || !isBlock(cp.dstBlock, g.numGpuBlocks)) throw new RangeError(`copy of block ${cp.srcBlock} to ${cp.dstBlock} is out of range`);
     }
   }
 
@@ -64,4 +65,9 @@ export class GpuKvPool {
     for (const b of this.k) b.destroy();
     for (const b of this.v) b.destroy();
   }
+}
+
+/** Whether `b` is a block id of a pool of `numBlocks` blocks. */
+export function isBlock(b: number, numBlocks: number): boolean {
+  return Number.isInteger(b) && b >= 0 && b < numBlocks;
 }

@@ -34,6 +34,8 @@ export interface PackInto {
   positions: Uint32Array; // [>= numTokens]
   slots: Uint32Array; // [>= numTokens]
   tableOffsets: Uint32Array; // [>= numTokens]
+  /** Where the logit rows go (the arena's section: then upload() has nothing to copy); absent: a new array. */
+  logitRows?: Uint32Array; // [>= numLogitRows]
 }
 
 /**
@@ -45,8 +47,9 @@ export type KeptRowOf = (seqId: number) => number;
 export function packStep(plan: StepPlan, blockSize: number, vocabSize: number, maxPositions: number, into?: PackInto, seqTableOffsets?: Uint32Array, keptRowOf?: KeptRowOf): PackedStep {
   const numTokens = plan.seqs.reduce((n, s) => n + s.tokenIds.length, 0);
   const numTableEntries = into ? 0 : plan.seqs.reduce((n, s) => n + s.blockTable.length, 0);
-  if (into && !(seqTableOffsets && seqTableOffsets.length >= plan.seqs.length && into.tokenIds.length >= numTokens)) {
-    throw new RangeError(`packStep: the pooled arrays have no room for ${numTokens} tokens of ${plan.seqs.length} sequences`);
+  const numLogitRows = plan.seqs.reduce((n, s) => n + (s.needsLogits ? Math.max(1, s.numLogitRows ?? 1) : 0), 0);
+  if (into && !(seqTableOffsets && seqTableOffsets.length >= plan.seqs.length && into.tokenIds.length >= numTokens && (!into.logitRows || into.logitRows.length >= numLogitRows))) {
+    throw new RangeError(`packStep: the pooled arrays have no room for ${numTokens} tokens and ${numLogitRows} logit rows of ${plan.seqs.length} sequences`);
   }
   const p: PackedStep = {
     numTokens,
@@ -55,7 +58,7 @@ export function packStep(plan: StepPlan, blockSize: number, vocabSize: number, m
     slots: into ? into.slots.subarray(0, numTokens) : new Uint32Array(numTokens),
     tableOffsets: into ? into.tableOffsets.subarray(0, numTokens) : new Uint32Array(numTokens),
     blockTables: new Uint32Array(numTableEntries),
-    logitRows: new Uint32Array(plan.seqs.reduce((n, s) => n + (s.needsLogits ? Math.max(1, s.numLogitRows ?? 1) : 0), 0)),
+    logitRows: into?.logitRows ? into.logitRows.subarray(0, numLogitRows) : new Uint32Array(numLogitRows),
     logitSeqIds: [],
     logitsWanted: [],
   };
@@ -107,6 +110,6 @@ export function packStep(plan: StepPlan, blockSize: number, vocabSize: number, m
     }
     if (!seqTableOffsets) tableOffset += seq.blockTable.length;
   }
-  if (p.logitSeqIds.length !== p.logitRows.length) p.logitRows = p.logitRows.slice(0, p.logitSeqIds.length);
+  if (p.logitSeqIds.length !== p.logitRows.length) p.logitRows = p.logitRows.subarray(0, p.logitSeqIds.length);
   return p;
 }

@@ -15,6 +15,7 @@
  */
 import type { ScheduledSeq } from '../engine/types.ts';
 import { STORAGE_USAGE } from './buffers.ts';
+import { isBlock } from './kv-pool.ts';
 
 const INITIAL_ROWS = 64;
 
@@ -35,10 +36,12 @@ export class GpuSeqTables {
   /** Entries written by the last update() (tests, benchmarks). */
   lastWrittenEntries = 0;
 
+  /** `numBlocks`: the KV pool's blocks; an entry outside them is refused (RangeError) before it is written. */
   constructor(
     private readonly device: GPUDevice,
     blockSize: number,
     maxPositions: number,
+    private readonly numBlocks = 2 ** 32,
   ) {
     this.rowEntries = Math.max(1, Math.ceil(maxPositions / blockSize));
     this.grow(INITIAL_ROWS);
@@ -52,7 +55,8 @@ export class GpuSeqTables {
   /**
    * Brings the rows of this step's sequences up to date (one write of the changed span); returns
    * where each sequence's table starts ([i] for seqs[i]: row * rowEntries), in an array reused
-   * by the next call.
+   * by the next call. Each changed entry is checked against the pool's blocks (a RangeError;
+   * the entries changed before it are still written, so the mirror stays what the GPU holds).
    */
   update(seqs: readonly ScheduledSeq[]): Uint32Array {
     if (this.offsets.length < seqs.length) this.offsets = new Uint32Array(2 ** Math.ceil(Math.log2(seqs.length)));
@@ -61,26 +65,35 @@ export class GpuSeqTables {
     let lo = Number.POSITIVE_INFINITY;
     let hi = -1;
     let written = 0;
-    for (let i = 0; i < seqs.length; i++) {
-      const seq = seqs[i];
-      const row = this.rowFor(seq.seqId, stamp);
-      const base = row * this.rowEntries;
-      const table = seq.blockTable;
-      const n = Math.min(table.length, this.rowEntries);
-      const mirror = this.mirror;
-      for (let k = 0; k < n; k++) {
-        if (mirror[base + k] !== table[k] || k >= this.length[row]) {
-          mirror[base + k] = table[k];
-          if (base + k < lo) lo = base + k;
-          if (base + k > hi) hi = base + k;
-          written++;
+    try {
+      for (let i = 0; i < seqs.length; i++) {
+        const seq = seqs[i];
+        const row = this.rowFor(seq.seqId, stamp);
+        const base = row * this.rowEntries;
+        const table = seq.blockTable;
+        const n = Math.min(table.length, this.rowEntries);
+        const mirror = this.mirror;
+        const valid = this.length[row];
+        for (let k = 0; k < n; k++) {
+          const block = table[k];
+          if (mirror[base + k] !== block || k >= valid) {
+            if (!isBlock(block, this.numBlocks)) {
+              this.length[row] = Math.min(valid, k); // what follows is not known to be on the GPU
+              throw new RangeError(`sequence ${seq.seqId}: block ${block} is out of range (${this.numBlocks} blocks)`);
+            }
+            mirror[base + k] = block;
+            if (base + k < lo) lo = base + k;
+            if (base + k > hi) hi = base + k;
+            written++;
+          }
         }
+        this.length[row] = n;
+        offsets[i] = base;
       }
-      this.length[row] = n;
-      offsets[i] = base;
+    } finally {
+      this.lastWrittenEntries = written;
+      if (hi >= lo) this.device.queue.writeBuffer(this.buf!, lo * 4, this.mirror, lo, hi - lo + 1);
     }
-    this.lastWrittenEntries = written;
-    if (hi >= lo) this.device.queue.writeBuffer(this.buf!, lo * 4, this.mirror, lo, hi - lo + 1);
     return offsets;
   }
 

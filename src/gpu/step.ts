@@ -415,8 +415,22 @@ export class StepEncoder implements DispatchTarget {
     }
     const commands = this.encoder.finish();
     if (prof) lap('encode');
+    // Where the sink reads the run-queue delay: how much of submit and of the readback wait the
+    // thread spent waiting for a CPU (the reads themselves are left out of both laps).
+    const runDelay = prof?.runDelayMs;
+    let delay = 0;
+    if (runDelay) {
+      delay = runDelay();
+      t = performance.now();
+    }
     this.device.queue.submit([commands]);
     if (prof) lap('submit');
+    if (runDelay) {
+      const now = runDelay();
+      prof!.add('submitRunDelay', now - delay);
+      delay = now;
+      t = performance.now();
+    }
 
     const validation = this.validate ? this.device.popErrorScope() : Promise.resolve(null);
     // GPU time is only reported when every pass was timed.
@@ -435,6 +449,7 @@ export class StepEncoder implements DispatchTarget {
       timed ? readGpuTimes(ts, timedPasses) : Promise.resolve(null),
     ]);
     if (prof) lap('readbackWait');
+    if (runDelay) prof!.add('readbackRunDelay', runDelay() - delay);
     if (ts) this.runtime.returnTimestamps(ts);
     if (error) throw new GpuValidationError(error.message);
     return {

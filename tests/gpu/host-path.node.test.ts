@@ -51,7 +51,7 @@ describe('the executor host path (Dawn for Node)', () => {
 
   it('GpuSeqTables writes only what changed, recycles the least recently used row, grows when every row is in use', async () => {
     const device = ctx.device;
-    const tables = new GpuSeqTables(device, 4, 64); // 16 entries per row, 64 rows to start
+    const tables = new GpuSeqTables(device, 4, 64, 64); // 16 entries per row, 64 rows to start, a pool of 64 blocks
     const check = async (seqs: ScheduledSeq[], offsets: Uint32Array) => {
       const gpuRows = await readUint32(device, tables.buffer);
       seqs.forEach((s, i) => expect([...gpuRows.subarray(offsets[i], offsets[i] + s.blockTable.length)], `seq ${s.seqId}`).toEqual(s.blockTable));
@@ -90,6 +90,13 @@ describe('the executor host path (Dawn for Node)', () => {
     expect(tables.generation).toBe(generation + 1);
     expect(new Set(grown).size).toBe(all.length);
     await check(all, grown);
+    // A block outside the pool is refused; what changed before it still reaches the GPU, and the
+    // sequence's next step rewrites whatever its row is not known to hold.
+    const bad = seq(700, [1], 0, [3, 64], 4);
+    expect(() => tables.update([b2, bad])).toThrow(/sequence 700: block 64 is out of range \(64 blocks\)/);
+    const fixed = { ...bad, blockTable: [3, 5] };
+    const rows = tables.update([b2, fixed]).slice(0, 2);
+    await check([b2, fixed], rows);
     tables.destroy();
   });
 

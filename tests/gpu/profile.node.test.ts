@@ -40,7 +40,10 @@ describe('GpuExecutor profiling (Dawn for Node)', () => {
   });
 
   it('times every phase of every step, and the golden texts are unchanged with profiling on', async () => {
-    const profile = new StepProfile();
+    // A run-queue delay counter that grows by 1 ms a read: the executor reads it around the
+    // submit and the readback wait, so each of those phases gains exactly 1 ms a step.
+    let delayReads = 0;
+    const profile = new StepProfile(() => delayReads++);
     const executor = new GpuExecutor(ctx, runtime, loaded.model, { validate: true, profile });
     const engine = new Engine({ executor, config: { maxModelLen: 512, blockSize: 16, numGpuBlocks: 64, numCpuBlocks: 0 }, checkInvariants: true, profile });
     // The goldens' first 48 steps (the whole 256 is engine.suite's): greedy, batched together,
@@ -76,6 +79,10 @@ describe('GpuExecutor profiling (Dawn for Node)', () => {
       const perStep = phase === 'encode' ? 2 : 1;
       expect(profile.calls[phase], phase).toBe(perStep * ran);
     }
+    for (const phase of ['submitRunDelay', 'readbackRunDelay'] as const) {
+      expect([profile.calls[phase], profile.totalMs[phase]], phase).toEqual([ran, ran]);
+    }
+    expect(delayReads).toBe(3 * ran);
     for (const phase of [...ENGINE_PHASES, ...EXECUTOR_PHASES]) {
       expect(profile.totalMs[phase], phase).toBeGreaterThanOrEqual(0);
       if (phase !== 'gpu') expect(profile.calls[phase], phase).toBeGreaterThan(0);

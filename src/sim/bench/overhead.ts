@@ -22,7 +22,18 @@
  * a window each phase is its median over the steps (a GC pause or a busy neighbour on a shared
  * machine lands in one phase of one step instead of being spread over all) and the totals are
  * the sums of those medians (the plain means are kept as hostUsPerStepMean and stepWallUsMean);
- * the row is the median over the windows. Timing is
+ * the row is the median over the windows.
+ *
+ * Run-queue delay (Linux, where the backend can read it: Backend.threadRunDelayMs): the time the
+ * engine's thread was ready to run but waited for a CPU, read around each step and, by the GPU
+ * executor, around queue.submit() and the readback wait. hostRunDelayUs is the part of it that
+ * fell in the step's host time (the step's less the readback wait's), submitRunDelayUs the part
+ * inside queue.submit(): on SwiftShader the submit wakes the emulated GPU's threads, which take
+ * the CPU from the host thread (on a 2-core machine, for up to a scheduler slice), and on a shared
+ * machine other processes do the same anywhere. hostCpuUsPerStep = each step's host time less its
+ * run-queue delay, the median over the steps (robust where hostRunDelayUs, a median of its own,
+ * is as large as host time itself): the host work, as a thread with a CPU of its own would spend
+ * it. Timing is
  * performance.now(): each timed phase costs one call (its price is measured and reported),
  * sampling two per sampled token.
  */
@@ -73,6 +84,14 @@ export interface OverheadRow {
   stepWallUsMean: number;
   /** performance.now() calls the profiling itself made per step, times their measured price. */
   profilerUs: number;
+  /**
+   * Of hostUsPerStep, the time the thread waited for a CPU (run-queue delay; GPU executor on
+   * Linux only, else null), and of that, the part inside queue.submit() (also in submitUs).
+   */
+  hostRunDelayUs: number | null;
+  submitRunDelayUs: number | null;
+  /** Each step's host time less its run-queue delay, the median over the steps (null where the delay is not known). */
+  hostCpuUsPerStep: number | null;
 }
 
 export interface OverheadSettings {
@@ -174,6 +193,8 @@ export function medianRow(rows: readonly OverheadRow[]): OverheadRow {
 export interface StepSample {
   wallMs: number;
   phaseMs: Record<ProfilePhase, number>;
+  /** The thread's run-queue delay over the step (null: not readable here). */
+  runDelayMs?: number | null;
 }
 
 /** The per-step fields of a row, in µs, from one step (null: the executor has no such phase). */
@@ -189,6 +210,9 @@ function stepFields(sample: StepSample, gpuExecutor: boolean, hasGpuTime: boolea
   const hostUsPerStep = gpuExecutor ? stepWallUs - us('readbackWait') - us('swapOut') : stepWallUs - executeUs;
   const executorHostUs = gpuExecutor ? us('pack') + us('upload') + us('encode') + us('submit') + us('output') : null;
   const gpuOnly = (p: ProfilePhase) => (gpuExecutor ? us(p) : null);
+  // The step's run-queue delay outside the readback wait (a GPU executor's; elsewhere execute()
+  // is not host time and its delay is not told apart).
+  const hostRunDelayUs = gpuExecutor && sample.runDelayMs != null ? Math.max(0, sample.runDelayMs * 1000 - us('readbackRunDelay')) : null;
   return {
     hostUsPerStep,
     engineUs,
@@ -207,6 +231,9 @@ function stepFields(sample: StepSample, gpuExecutor: boolean, hasGpuTime: boolea
     executeUs,
     gpuTimeUs: hasGpuTime ? us('gpu') : null,
     stepWallUs,
+    hostRunDelayUs,
+    submitRunDelayUs: hostRunDelayUs === null ? null : us('submitRunDelay'),
+    hostCpuUsPerStep: hostRunDelayUs === null ? null : hostUsPerStep - hostRunDelayUs,
   };
 }
 
@@ -246,6 +273,7 @@ export function rowFromSteps(
     recordUs: field('recordUs'),
     otherUs: field('otherUs'),
   };
+  const hostRunDelayUs = field('hostRunDelayUs');
   // The totals are sums of the phases' medians, so that a row adds up.
   const engineUs = phases.scheduleUs + phases.sampleUs + phases.updateUs + phases.recordUs;
   const executorHostUs = gpuExecutor ? phases.packUs! + phases.uploadUs! + phases.encodeUs! + phases.submitUs! + phases.outputUs! : null;
@@ -264,6 +292,9 @@ export function rowFromSteps(
     hostUsPerStepMean: mean(perStep.map((f) => f.hostUsPerStep)),
     stepWallUsMean: mean(perStep.map((f) => f.stepWallUs)),
     profilerUs: (timedCallsPerStep * timerNs) / 1000,
+    hostRunDelayUs,
+    submitRunDelayUs: field('submitRunDelayUs'),
+    hostCpuUsPerStep: field('hostCpuUsPerStep'),
   };
 }
 
@@ -283,7 +314,7 @@ interface Setup {
 
 /** Builds an engine with a profile on a fresh executor of the backend (warmed up where it can be). */
 async function profiledEngine(setup: Setup, config: { numGpuBlocks: number; maxNumSeqs: number; maxNumBatchedTokens: number; asyncScheduling?: boolean }) {
-  const profile = new StepProfile();
+  const profile = new StepProfile(setup.backend.threadRunDelayMs);
   const executor = await setup.backend.realExecutor!({ profile });
   const engine = new Engine({
     executor,
@@ -308,9 +339,11 @@ async function runSteps(engine: Engine, profile: StepProfile, numSteps: number, 
   for (let i = 0; i < numSteps; i++) {
     const since = engine.stepIndex;
     const before = profile.totals();
+    const delay0 = profile.runDelayMs?.();
     const t0 = performance.now();
     const r = await engine.step();
     const wallMs = performance.now() - t0;
+    const runDelayMs = delay0 === undefined ? null : profile.runDelayMs!() - delay0;
     if (r.kind !== 'ran') throw new Error('overhead: the engine went idle while measuring');
     const why = expect(r.step);
     if (why) throw new Error(`overhead: step ${r.step.stepIndex} is not the step being measured: ${why}`);
@@ -318,7 +351,7 @@ async function runSteps(engine: Engine, profile: StepProfile, numSteps: number, 
     const after = profile.totals();
     const phaseMs = {} as Record<ProfilePhase, number>;
     for (const p of Object.keys(after) as ProfilePhase[]) phaseMs[p] = after[p] - before[p];
-    samples.push({ wallMs, phaseMs });
+    samples.push({ wallMs, phaseMs, runDelayMs });
   }
   return samples;
 }
@@ -437,7 +470,7 @@ const us = (v: number | null): string => (v === null ? '-' : formatNum(v, 0));
 
 function table(rows: OverheadRow[]): string[][] {
   return [
-    ['step', 'seqs', 'tokens', 'host', 'host mean', 'schedule', 'pack', 'upload', 'encode', 'submit', 'output', 'sample', 'update', 'record', 'other', 'executor host', 'readback wait', 'execute', 'GPU', 'snapshot', 'wall'],
+    ['step', 'seqs', 'tokens', 'host', 'host mean', 'schedule', 'pack', 'upload', 'encode', 'submit', 'output', 'sample', 'update', 'record', 'other', 'executor host', 'readback wait', 'execute', 'GPU', 'snapshot', 'wall', 'run delay', 'in submit', 'host cpu'],
     ...rows.map((r) => [
       r.kind,
       String(r.batch),
@@ -460,6 +493,9 @@ function table(rows: OverheadRow[]): string[][] {
       us(r.gpuTimeUs),
       us(r.snapshotUs),
       us(r.stepWallUs),
+      us(r.hostRunDelayUs),
+      us(r.submitRunDelayUs),
+      us(r.hostCpuUsPerStep),
     ]),
   ];
 }
@@ -532,6 +568,9 @@ export const overheadBench: BenchCommand = {
         `profiling cost: performance.now() takes ${formatNum(setup.timerNs, 0)} ns here; about ${formatNum(rows[0].profilerUs, 1)} µs per step at batch ${rows[0].batch} and ${formatNum(rows[rows.length - 1].profilerUs, 1)} µs for the last row are the profiler's own (sample is timed per token)`,
         ...(gpu && rows.every((r) => r.gpuTimeUs === null) ? ['GPU: this device has no timestamp queries (GPU column empty)'] : []),
         ...(b64 && b64.executorHostUs !== null ? [`batch 64: executor host ${formatNum(b64.executorHostUs, 0)} µs per step (encode ${us(b64.encodeUs)}, upload ${us(b64.uploadUs)}, pack ${us(b64.packUs)}, submit ${us(b64.submitUs)}, output ${us(b64.outputUs)})`] : []),
+        ...(rows.some((r) => r.hostRunDelayUs !== null)
+          ? ['run delay: of the host time, the thread waited for a CPU this long (Linux run-queue delay, /proc/thread-self/schedstat; "in submit": inside queue.submit(), where SwiftShader\'s threads, woken by the submit, take the CPU); host cpu = each step\'s host less its run delay, the median over the steps']
+          : []),
         ...(asyncByBatch.length > 0
           ? [
               `the last ${asyncByBatch.length} decode rows run with asyncScheduling on: step n + 1 is planned and submitted before step n is read, so its readback wait overlaps the next step's host work and "host" (wall - readback wait) is not comparable with the rows above; compare the wall time`,

@@ -36,6 +36,12 @@ export interface Backend {
   executorFor?(model: Model): Promise<Executor> | Executor;
   /** The machine (and device) in words, for benchmark results. */
   describe?(): Promise<string> | string;
+  /**
+   * The calling thread's cumulative run-queue delay in ms (time it was ready but waited for a
+   * CPU; Linux's /proc/thread-self/schedstat), where the platform has it: the overhead benchmark
+   * tells host work from time the host thread was descheduled.
+   */
+  threadRunDelayMs?: () => number;
   /** A fresh clock for one run: virtual for simulation, real for hardware. */
   makeClock(): Clock;
 }

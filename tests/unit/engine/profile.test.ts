@@ -131,10 +131,10 @@ describe('engine profiling', () => {
   });
 });
 
-function sample(wallMs: number, phases: Partial<Record<ProfilePhase, number>>): StepSample {
+function sample(wallMs: number, phases: Partial<Record<ProfilePhase, number>>, runDelayMs?: number): StepSample {
   const phaseMs = {} as Record<ProfilePhase, number>;
   for (const p of [...ENGINE_PHASES, ...EXECUTOR_PHASES]) phaseMs[p] = phases[p] ?? 0;
-  return { wallMs, phaseMs };
+  return { wallMs, phaseMs, runDelayMs };
 }
 
 describe('overhead benchmark arithmetic', () => {
@@ -157,11 +157,25 @@ describe('overhead benchmark arithmetic', () => {
     expect(row.profilerUs).toBeCloseTo(1, 9); // 20 calls x 50 ns
   });
 
+  it('run-queue delay: the step\'s less the readback wait\'s is the host\'s; host cpu = host less it; unknown: null', () => {
+    const gpuStep = (runDelayMs: number | undefined) =>
+      sample(10, { schedule: 0.1, execute: 9.5, update: 0.2, pack: 0.05, encode: 0.3, submit: 0.8, submitRunDelay: 0.6, readbackWait: 8, readbackRunDelay: 1.5, output: 0.05 }, runDelayMs);
+    const row = rowFromSteps([gpuStep(2.3), gpuStep(2.2), gpuStep(2.4)], shape, 50, 20);
+    expect(row.hostUsPerStep).toBeCloseTo(2000, 6);
+    expect(row.hostRunDelayUs).toBeCloseTo(800, 6); // 2.3 - 1.5 ms
+    expect(row.submitRunDelayUs).toBeCloseTo(600, 6);
+    expect(row.hostCpuUsPerStep).toBeCloseTo(1200, 6);
+    // A delay accounted inside the readback wait only never makes host time negative.
+    expect(rowFromSteps([gpuStep(1)], shape, 50, 20).hostRunDelayUs).toBe(0);
+    const unknown = rowFromSteps([gpuStep(undefined)], shape, 50, 20);
+    expect([unknown.hostRunDelayUs, unknown.submitRunDelayUs, unknown.hostCpuUsPerStep]).toEqual([null, null, null]);
+  });
+
   it('host-only executors: host = wall - execute, the GPU executor\'s phases null', () => {
     const row = rowFromSteps([sample(3, { schedule: 0.2, execute: 2, sample: 0.1, update: 0.3, record: 0.1 })], shape, 50, 10);
     expect(row.hostUsPerStep).toBeCloseTo(1000, 6);
     expect(row.executeUs).toBeCloseTo(2000, 6);
-    for (const k of ['packUs', 'uploadUs', 'encodeUs', 'submitUs', 'outputUs', 'readbackWaitUs', 'executorHostUs', 'gpuTimeUs', 'snapshotUs'] as const) expect(row[k], k).toBeNull();
+    for (const k of ['packUs', 'uploadUs', 'encodeUs', 'submitUs', 'outputUs', 'readbackWaitUs', 'executorHostUs', 'gpuTimeUs', 'snapshotUs', 'hostRunDelayUs', 'hostCpuUsPerStep'] as const) expect(row[k], k).toBeNull();
     expect(row.otherUs).toBeCloseTo(1000 - 700, 6);
   });
 
