@@ -76,14 +76,7 @@ function settle<T>(p: Promise<T>): Promise<Settled<T>> {
 }
 
 /** What a step record carries besides its view. */
-interface RecordEvents {
-  preempted: string[];
-  rejected: string[];
-  finished: string[];
-  kvEvents: KvEvent[];
-  loraEvents: LoraEvent[];
-  decisions: Decision[];
-}
+type RecordEvents = Pick<StepRecord, 'preempted' | 'rejected' | 'finished' | 'kvEvents' | 'loraEvents' | 'decisions'>;
 
 /** One sequence's share of the last step, for the batch timeline. */
 export interface StepSeqView {

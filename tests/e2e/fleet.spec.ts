@@ -79,6 +79,17 @@ test("the P99 hunt: the slowest requests are the planted tenant's, Reveal names 
   const paused = Number(await page.getByTestId('fleet-time').getAttribute('data-t'));
   await page.keyboard.press('ArrowRight');
   await expect.poll(async () => Number(await page.getByTestId('fleet-time').getAttribute('data-t'))).toBeGreaterThan(paused);
+  // A click in the middle of a replica lane's or a chart's plot moves the cursor to about half the run.
+  const cursorT = async () => Number(await page.getByTestId('fleet-time').getAttribute('data-t'));
+  for (const plot of [page.locator('[data-testid="fleet-lanes"] .plot').first(), page.locator('figure.chart .plot').first()]) {
+    await page.getByTestId('fleet-end').click();
+    const end = await cursorT();
+    await plot.scrollIntoViewIfNeeded();
+    const box = (await plot.boundingBox())!;
+    await page.mouse.click(box.x + box.width / 2, box.y + box.height / 2);
+    await expect.poll(cursorT).toBeLessThan(end * 0.75);
+    expect(await cursorT()).toBeGreaterThan(end * 0.25);
+  }
   await page.getByTestId('fleet-end').click();
   await expect(page.getByTestId('fleet-compare')).toContainText('simulated in');
   // The app keeps the fleet worker and its finished presets across views.
