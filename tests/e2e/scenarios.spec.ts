@@ -92,6 +92,15 @@ test('the KV calculator shows the GQA arithmetic; the simulated 70B mode drives 
   await sim.getByTestId('sim-start').click();
   await expect(sim).toContainText('TP 2 x PP 4');
   await expect(sim.getByTestId('sim-cost')).toContainText('bubble');
+  // Q4_0 weights: about a quarter of the 16-bit bytes per device, and the memory they free holds more KV blocks.
+  const kvBlocks = async () => Number(await sim.getByTestId('sim-kv-pool').getAttribute('data-blocks'));
+  const blocks16 = await kvBlocks();
+  await expect(sim.getByTestId('sim-weight-bytes')).toContainText('16-bit: 17.2 GB per device');
+  await sim.getByTestId('sim-weights').selectOption('q4_0');
+  await sim.getByTestId('sim-start').click();
+  await expect(sim.getByTestId('sim-weight-bytes')).toContainText('Q4_0 (4-bit): 4.8 GB per device');
+  expect(await kvBlocks()).toBeGreaterThan(blocks16);
+  await expect(page).toHaveURL(/swt=q4_0/);
   await shoot(page, testInfo, 'simulated-70b');
   expect(errors).toEqual([]);
 });

@@ -25,7 +25,14 @@ export interface SimSetup {
   outputMedian: number;
   maxNumSeqs: number;
   batching: 'continuous' | 'static';
+  /** How the weights are stored: 16-bit, or ggml's Q8_0 / Q4_0 blocks (fewer bytes to hold and to read each step). */
+  weights: SimWeights;
 }
+
+/** The simulated mode's weight formats and their bytes per parameter (Q8_0: 34 bytes per 32 weights, Q4_0: 18). */
+export const SIM_WEIGHTS = { f16: 2, q8_0: 34 / 32, q4_0: 18 / 32 } as const;
+export type SimWeights = keyof typeof SIM_WEIGHTS;
+export const isSimWeights = (v: unknown): v is SimWeights => typeof v === 'string' && Object.hasOwn(SIM_WEIGHTS, v);
 
 export const DEFAULT_SIM_SETUP: SimSetup = {
   modelId: 'llama-2-70b',
@@ -38,6 +45,7 @@ export const DEFAULT_SIM_SETUP: SimSetup = {
   outputMedian: 2000,
   maxNumSeqs: 256,
   batching: 'continuous',
+  weights: 'f16',
 };
 
 /** Pools beyond this are capped (memory of the simulation itself; the grid groups blocks per cell). */
@@ -53,6 +61,8 @@ export class SimEngine implements EngineDriver {
   readonly settling = false;
   speedIndex = $state(0);
   capacity = $state.raw<KvCapacity | null>(null);
+  /** The weight format of the run on screen. */
+  weights = $state<SimWeights>('f16');
   numGpuBlocks = $state(0);
   executorName = $state('');
   error = $state<string | null>(null);
@@ -72,8 +82,12 @@ export class SimEngine implements EngineDriver {
     const model = MODEL_PRESETS[setup.modelId];
     const hardware = HARDWARE_PRESETS[setup.hardwareId];
     const blockSize = 16;
-    const cap = kvCapacity(model, hardware, { tensorParallel: setup.tensorParallel, pipelineParallel: setup.pipelineParallel, blockSize });
+    // Quantized weights: fewer bytes per device (more left for the KV cache) and fewer to read per
+    // step; the dequantization's own arithmetic is not modelled (decode is bandwidth-bound).
+    const bytesPerParam = SIM_WEIGHTS[setup.weights];
+    const cap = kvCapacity(model, hardware, { tensorParallel: setup.tensorParallel, pipelineParallel: setup.pipelineParallel, blockSize, bytesPerParam });
     this.capacity = cap;
+    this.weights = setup.weights;
     if (!cap.fitsWeights || cap.numBlocks < 8) {
       this.error = `${model.name} does not fit ${setup.tensorParallel * setup.pipelineParallel}× ${hardware.name}: the weights need ${(cap.weightBytesPerDevice / 1e9).toFixed(1)} GB per device.`;
       this.state.reset();
@@ -99,7 +113,7 @@ export class SimEngine implements EngineDriver {
       this.state.reset();
       return;
     }
-    this.executor = new SimExecutor({ model, hardware, parallel: { tensorParallel: setup.tensorParallel, pipelineParallel: setup.pipelineParallel } });
+    this.executor = new SimExecutor({ model, hardware, parallel: { tensorParallel: setup.tensorParallel, pipelineParallel: setup.pipelineParallel }, bytesPerParam });
     this.executorName = this.executor.name;
     this.clock = new VirtualClock();
     const engine = new Engine({

@@ -13,7 +13,7 @@ import { FLEET_PRESET_IDS, type FleetPresetId } from '../../sim/fleet/types.ts';
 import { BASE_SETTINGS, BASE_WORKLOAD_FORM, clampWorkloadForm, type LabSettings, type WorkloadForm } from './settings.ts';
 import { HARDWARE_PRESETS, MODEL_PRESETS } from '../../sim/presets.ts';
 import { GUIDE_SIZE } from '../guide/entries.ts';
-import { DEFAULT_SIM_SETUP } from './sim-engine.svelte.ts';
+import { DEFAULT_SIM_SETUP, isSimWeights, type SimWeights } from './sim-engine.svelte.ts';
 
 export type ViewName = 'lab' | 'compare' | 'calculator' | 'simulated' | 'fleet' | 'guide';
 export const VIEW_NAMES: readonly ViewName[] = ['lab', 'compare', 'calculator', 'simulated', 'fleet', 'guide'];
@@ -37,6 +37,8 @@ export interface SimDeployment {
   hardwareId: string;
   tensorParallel: number;
   pipelineParallel: number;
+  /** Weight format (16-bit, Q8_0, Q4_0). */
+  weights: SimWeights;
 }
 
 /** The parallel degrees the calculator and the simulated mode offer. */
@@ -209,12 +211,14 @@ function writeCalc(q: URLSearchParams, c: CalcSetup): void {
 }
 
 function readSim(q: URLSearchParams, d: SimDeployment): SimDeployment | null {
-  if (!['smodel', 'shw', 'stp', 'spp'].some((k) => q.has(k))) return null;
+  if (!['smodel', 'shw', 'stp', 'spp', 'swt'].some((k) => q.has(k))) return null;
+  const weights = q.get('swt');
   return {
     modelId: modelIn(q.get('smodel')) ?? d.modelId,
     hardwareId: hardwareIn(q.get('shw')) ?? d.hardwareId,
     tensorParallel: degree(q.get('stp')) ?? d.tensorParallel,
     pipelineParallel: degree(q.get('spp')) ?? d.pipelineParallel,
+    weights: isSimWeights(weights) ? weights : d.weights,
   };
 }
 
@@ -223,6 +227,7 @@ function writeSim(q: URLSearchParams, s: SimDeployment, d: SimDeployment): void 
   if (s.hardwareId !== d.hardwareId) q.set('shw', s.hardwareId);
   if (s.tensorParallel !== d.tensorParallel) q.set('stp', String(s.tensorParallel));
   if (s.pipelineParallel !== d.pipelineParallel) q.set('spp', String(s.pipelineParallel));
+  if (s.weights !== d.weights) q.set('swt', s.weights);
 }
 
 /** The simulated mode's default deployment (its SimSetup defaults). */
@@ -231,6 +236,7 @@ export const DEFAULT_SIM_DEPLOYMENT: SimDeployment = {
   hardwareId: DEFAULT_SIM_SETUP.hardwareId,
   tensorParallel: DEFAULT_SIM_SETUP.tensorParallel,
   pipelineParallel: DEFAULT_SIM_SETUP.pipelineParallel,
+  weights: DEFAULT_SIM_SETUP.weights,
 };
 
 export function readUrl(search: string): UrlState {

@@ -220,7 +220,7 @@ describe('figures from real engine runs', () => {
         state.ingest({ ...engine.snapshot(state.lastStep), texts: {}, prompts: {}, host: null, model: null });
       }
       const executor = (engine as unknown as { executor: SimExecutor }).executor;
-      return { run: state, deployment: { modelId: 'llama-2-70b', hardwareId: 'h100-sxm', tensorParallel: tp, pipelineParallel: pp }, lastCost: executor.lastCost };
+      return { run: state, deployment: { modelId: 'llama-2-70b', hardwareId: 'h100-sxm', tensorParallel: tp, pipelineParallel: pp, weights: 'f16' }, lastCost: executor.lastCost };
     };
     const tp8 = await simRun(8, 1);
     const pp8 = await simRun(1, 8);

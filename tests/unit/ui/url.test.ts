@@ -164,5 +164,10 @@ describe('compare side labels', () => {
     expect(readUrl(qs)).toEqual(s);
     expect(readUrl('?view=simulated&stp=5&spp=0&smodel=nope').sim).toEqual(DEFAULT_SIM_DEPLOYMENT);
     expect(readUrl('?view=simulated').sim).toBeNull();
+    // The weight format: written when not 16-bit, an unknown one ignored.
+    const w = state({ view: 'simulated', sim: { ...DEFAULT_SIM_DEPLOYMENT, weights: 'q4_0' } });
+    expect(writeQuery(w)).toBe('?view=simulated&swt=q4_0');
+    expect(readUrl('?view=simulated&swt=q4_0').sim?.weights).toBe('q4_0');
+    expect(readUrl('?view=simulated&swt=fp3').sim).toEqual(DEFAULT_SIM_DEPLOYMENT);
   });
 });
