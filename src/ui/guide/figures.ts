@@ -9,7 +9,7 @@ import type { LabSnapshot, RequestRecord, SeriesPoint, TimelineColumn } from '..
 import type { StepRecord } from '../../../workers/protocol.ts';
 import type { CalcSetup, SimDeployment } from '../lab/url.ts';
 import { FLEET_PRESET_IDS, type FleetPresetId, type FleetResult } from '../../sim/fleet/types.ts';
-import { presetFinding } from '../../sim/fleet/analysis.ts';
+import { huntEvidence, presetFinding } from '../../sim/fleet/analysis.ts';
 import type { StepCost } from '../../sim/costModel.ts';
 import { HARDWARE_PRESETS, MODEL_PRESETS } from '../../sim/presets.ts';
 import { kvBytesPerToken, kvCapacity } from '../../sim/kvCalculator.ts';
@@ -438,9 +438,22 @@ export function spotLossFigure(f: FleetSource): GuideFigure | null {
   });
 }
 
-/** 13: the regression, and what the slowest requests have in common. */
+/**
+ * 13: the regression itself, measured in this run — not its cause: the strip must not give the
+ * hunt away (the fleet view's "Reveal the cause" shows the answer with the run's figures).
+ */
 export function p99HuntFigure(f: FleetSource): GuideFigure | null {
-  return fleetFigure(f, () => '');
+  if (f.presetId !== 'p99-hunt' || f.runs.length !== 1) return null;
+  const r = f.runs[0].result;
+  const e = huntEvidence(r);
+  if (!e || !Number.isFinite(e.p99TtftS.before) || !Number.isFinite(e.p99TtftS.after)) return null;
+  const s2 = (v: number) => `${v.toFixed(2)} s`;
+  return {
+    text:
+      `In this run P99 TTFT went from ${s2(e.p99TtftS.before)} before t = ${e.atS} s to ${s2(e.p99TtftS.after)} after (SLO ${s2(r.spec.sloTtftS)}); ` +
+      `${e.numSlowestAfter} of the ${e.numSlowest} slowest requests arrived after t = ${e.atS} s. Find who and which phase in Slowest requests, then reveal the cause.`,
+    clock: 'SIMULATED',
+  };
 }
 
 /** 15: moderation's share of TTFT, and what the streams it stopped were billed. */

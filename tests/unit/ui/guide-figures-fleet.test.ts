@@ -8,7 +8,7 @@
 import { describe, expect, it } from 'vitest';
 import { runFleet } from '../../../src/sim/fleet/fleet.ts';
 import { fleetPreset } from '../../../src/sim/fleet/presets.ts';
-import { presetFinding } from '../../../src/sim/fleet/analysis.ts';
+import { huntEvidence, presetFinding } from '../../../src/sim/fleet/analysis.ts';
 import type { FleetPresetId } from '../../../src/sim/fleet/types.ts';
 import { GUIDE } from '../../../src/ui/guide/entries.ts';
 import { guideFigure, median, type FleetSource } from '../../../src/ui/guide/figures.ts';
@@ -26,14 +26,15 @@ async function runPreset(id: FleetPresetId): Promise<FleetSource> {
 
 const NONE = { lab: null, compare: null, calc: null, sim: null, simEarlier: [], fleet: null };
 
-/** The entry's figure from its preset's runs; it starts with the core's finding for them. */
+/** The entry's figure from its preset's runs; it starts with the core's finding for them (but for the hunt's). */
 async function figureOf(n: number): Promise<{ text: string; src: FleetSource }> {
   const e = GUIDE[n - 1];
   if (e.target.kind !== 'fleet') throw new Error(`entry ${n} is not a fleet entry`);
   const src = await runPreset(e.target.presetId);
   const f = guideFigure(e, { ...NONE, fleet: src });
   expect(f?.clock).toBe('SIMULATED');
-  expect(f!.text.startsWith(presetFinding(e.target.presetId, src.runs.map((r) => r.result)))).toBe(true);
+  // (The hunt's strip keeps the finding back: it names the cause.)
+  if (e.target.presetId !== 'p99-hunt') expect(f!.text.startsWith(presetFinding(e.target.presetId, src.runs.map((r) => r.result)))).toBe(true);
   // Another preset's results are not this entry's; runs that are not the preset's own give none.
   expect(guideFigure(e, { ...NONE, fleet: { ...src, presetId: 'prefix-affinity' } })).toBeNull();
   expect(guideFigure(e, { ...NONE, fleet: { ...src, runs: [...src.runs, ...src.runs] } })).toBeNull();
@@ -70,8 +71,13 @@ describe('fleet figures from simulated runs', () => {
   }, 60_000);
 
   it('13: the P99 regression and its suspect', async () => {
-    const { text } = await figureOf(13);
-    expect(text).toMatch(/^In this run P99 TTFT went from \d+\.\d+ s before t = 60 s to \d+\.\d+ s after; \d+ of the \d+ slowest requests are docs-search's/);
+    const { text, src } = await figureOf(13);
+    const e = huntEvidence(src.runs[0].result)!;
+    expect(e.p99TtftS.after).toBeGreaterThan(e.p99TtftS.before);
+    expect(text).toContain(`P99 TTFT went from ${e.p99TtftS.before.toFixed(2)} s before t = 60 s to ${e.p99TtftS.after.toFixed(2)} s after`);
+    expect(text).toContain(`${e.numSlowestAfter} of the ${e.numSlowest} slowest requests arrived after t = 60 s`);
+    // The strip does not give the hunt away: the planted tenant is not named.
+    expect(text).not.toContain(e.tenant);
   }, 60_000);
 
   it('15: moderation is a span of TTFT, and the stopped streams are billed for what they generated', async () => {
