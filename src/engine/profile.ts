@@ -19,8 +19,12 @@
  *   upload        swap-in writes, ActivationArena.upload (the step inputs' one write)
  *   encode        beginStep, the forward program (recorded on a step shape's first use, then
  *                 replayed), the readback copies, resolving the timestamps, finish()
+ *                 (a step encoded ahead, when it is this one: only looking it up)
  *   submit        the queue.submit() call
- *   readbackWait  from submit() until the readbacks (and timestamps) are mapped and copied out
+ *   prepare       after the submit, while the GPU runs the step: encoding the next step ahead
+ *                 (decode steps: the same shape again; GpuExecutor.prepareNext)
+ *   readbackWait  from the wait for the readbacks (after prepare) until they (and the
+ *                 timestamps) are mapped and copied out
  *   output        the read-back argmax/logits turned into SeqOutputs
  *   gpu           GPU time from timestamp queries (not host time; only where the device has them)
  *   submitRunDelay   of submit, the time the thread waited for a CPU (run-queue delay, see below)
@@ -35,7 +39,7 @@
  */
 
 export const ENGINE_PHASES = ['schedule', 'execute', 'sample', 'update', 'record', 'invariants', 'snapshot'] as const;
-export const EXECUTOR_PHASES = ['pack', 'swapOut', 'upload', 'encode', 'submit', 'readbackWait', 'output', 'gpu', 'submitRunDelay', 'readbackRunDelay'] as const;
+export const EXECUTOR_PHASES = ['pack', 'swapOut', 'upload', 'encode', 'submit', 'prepare', 'readbackWait', 'output', 'gpu', 'submitRunDelay', 'readbackRunDelay'] as const;
 
 export type EnginePhase = (typeof ENGINE_PHASES)[number];
 export type ExecutorPhase = (typeof EXECUTOR_PHASES)[number];

@@ -21,16 +21,16 @@
 import type { ProfileSink } from '../engine/profile.ts';
 import type { Executor, KvGeometry, LogitRow, LoraAdapter, SeqOutput, StepOutput, StepPlan } from '../engine/types.ts';
 import type { Model } from '../model/types.ts';
-import { ActivationArena } from './activations.ts';
+import { ActivationArena, type Activations } from './activations.ts';
 import type { GpuContext } from './device.ts';
-import { encodeForward, ForwardPrograms } from './forward.ts';
+import { encodeForward, ForwardPrograms, type ForwardProgram, type ForwardStep } from './forward.ts';
 import { checkKvGeometry, GpuKvPool } from './kv-pool.ts';
 import { GpuLoraSlots } from './lora-slots.ts';
 import { packStep } from './pack.ts';
 import { createStorageBuffer } from './buffers.ts';
 import type { KernelName } from './kernel-names.ts';
 import type { OverrideValues } from './registry.ts';
-import type { DispatchTarget, GpuRuntime } from './step.ts';
+import type { DispatchTarget, GpuRuntime, StepEncoder } from './step.ts';
 import { GpuSeqTables } from './seq-tables.ts';
 import { CpuSwapPool } from './swap.ts';
 import { GpuWeights } from './weights.ts';
@@ -56,6 +56,28 @@ export interface GpuExecutorOptions {
    * where the device has them). Absent: nothing is timed.
    */
   profile?: ProfileSink;
+  /**
+   * Encode the next step ahead (default true): right after a decode-only step is submitted, the
+   * same step shape is encoded for the step after it, while the GPU runs this one; the next
+   * execute() submits it when its shape and buffers match (else it is dropped). See prepareNext.
+   */
+  prepareSteps?: boolean;
+}
+
+/**
+ * A step encoded ahead of its plan (GpuExecutor.prepareNext): the forward program it replays and
+ * what it reads, finished and waiting to be submitted by the next execute() whose step has exactly
+ * this program (same shape, same buffers), the same kept-tokens target and the same reads.
+ */
+interface PreparedStep {
+  step: StepEncoder;
+  program: ForwardProgram;
+  /** Async scheduling: where its argmax is copied for the step after it (null: not kept). */
+  keepInto: GPUBuffer | null;
+  /** Whether it reads the logits back (temperature > 0 or structured rows), besides the argmax. */
+  readsLogits: boolean;
+  argmaxRead: number;
+  logitsRead: number;
 }
 
 /** Kept-token rows the executor's `sampled` buffer starts with (it grows by powers of two). */
@@ -89,6 +111,10 @@ export class GpuExecutor implements Executor {
   private lostMessage: string | null = null;
   /** Dispatches recorded by the last step (for benchmarks). */
   lastNumDispatches = 0;
+  /** The next step, encoded ahead (see prepareNext); null when none is waiting. */
+  private prepared: PreparedStep | null = null;
+  /** Steps encoded ahead: submitted as they were (used) or dropped because the step differed (benchmarks, tests). */
+  readonly preparedSteps = { used: 0, dropped: 0 };
   /** GPU time of the last step from timestamp queries, when the device has them. */
   lastGpuTimeMs: number | null = null;
   /** The last step's first-pass start and last-pass end on the GPU's clock (ns), when timestamps exist. */
@@ -128,6 +154,7 @@ export class GpuExecutor implements Executor {
   configure(geometry: KvGeometry): void {
     this.assertUsable();
     checkKvGeometry(this.device, this.model.config, geometry);
+    this.dropPrepared();
     this.kv?.destroy();
     this.tables?.destroy();
     this.kv = new GpuKvPool(this.device, this.model.config, geometry);
@@ -158,7 +185,7 @@ export class GpuExecutor implements Executor {
     const prof = this.options.profile;
     // Profiling: `t` is where the phase being timed began.
     let t = started;
-    const lap = (phase: 'pack' | 'swapOut' | 'upload' | 'encode' | 'output'): void => {
+    const lap = (phase: 'pack' | 'swapOut' | 'upload' | 'encode' | 'prepare' | 'output'): void => {
       const now = performance.now();
       prof!.add(phase, now - t);
       t = now;
@@ -216,22 +243,31 @@ export class GpuExecutor implements Executor {
       this.act.upload(a, packed, plan.copies, hasLora);
       if (prof) lap('upload');
 
-      const step = this.runtime.beginStep({ label: `step ${plan.stepIndex}`, timestamps: this.options.timestamps ?? true, validate: this.options.validate, profile: prof });
-      // The forward pass of this step's shape, recorded on its first use and replayed after.
-      const program = this.programs.get(kv, this.tables!, a, { numTokens, numRows, numCopies, lora: hasLora ? lora : null, sampled: readSampled });
-      step.replay(program.dispatches);
-      const hasLogits = program.hasLogits;
-      // Async scheduling: the tokens stay where the next step's embedding reads them.
-      if (keep && hasLogits) step.copyBuffer(a.argmax, 0, this.sampled, 0, numRows * 4);
-      const argmaxRead = hasLogits ? step.read(a.argmax, numRows * 4) : -1;
-      const logitsRead = hasLogits && packed.logitsWanted.some(Boolean) ? step.read(a.logits, numRows * c.vocabSize * 4) : -1;
+      // The forward pass of this step's shape (recorded on its first use and replayed after): the
+      // step encoded ahead when it is this one, else encoded now.
+      const shape: ForwardStep = { numTokens, numRows, numCopies, lora: hasLora ? lora : null, sampled: readSampled };
+      const readsLogits = packed.logitsWanted.some(Boolean);
+      let encoded = this.takePrepared(kv, a, shape, keep, readsLogits);
+      if (!encoded) {
+        const step = this.runtime.beginStep({ label: `step ${plan.stepIndex}`, timestamps: this.options.timestamps ?? true, validate: this.options.validate, profile: prof });
+        encoded = this.encodeStep(step, a, this.programs.get(kv, this.tables!, a, shape), numRows, keep, readsLogits);
+      }
+      const { step, argmaxRead, logitsRead } = encoded;
       this.lastNumDispatches = step.numDispatches;
       if (prof) lap('encode');
-      // submit() times its own parts (encode, upload, submit, readbackWait) into the profile; it
-      // submits before it awaits anything.
-      const submitted = step.submit();
+      // submitNow() times its own parts (the rest of encode, submit, and the readback wait from
+      // wait()) into the profile.
+      const submitted = step.submitNow();
       retired?.destroy();
-      const result = await submitted;
+      // While the GPU runs this step: a decode step is most often followed by one of the same
+      // shape (the same sequences decoding again), so that one is encoded now.
+      const decodeOnly = numRows > 0 && numRows === numTokens && numCopies === 0 && plan.swapIn.length === 0 && plan.swapOut.length === 0 && !plan.loraLoads;
+      if (decodeOnly && (this.options.prepareSteps ?? true)) {
+        if (prof) t = performance.now();
+        this.prepareNext(kv, a, { ...shape, sampled: this.sampled }, keep, readsLogits, plan.stepIndex + 1);
+        if (prof) lap('prepare');
+      }
+      const result = await submitted.wait();
       if (prof) t = performance.now();
       this.assertUsable();
 
@@ -273,6 +309,68 @@ export class GpuExecutor implements Executor {
       if (await this.settlesAsLost()) throw new DeviceLostError(this.lostMessage ?? `the GPU device was lost: ${(e as Error).message}`);
       throw e;
     }
+  }
+
+  /**
+   * Records a step's forward program into `step`, with the argmax kept on the GPU for the next
+   * step (async scheduling) and the readbacks it needs; returns the step with its read indices.
+   */
+  private encodeStep(step: StepEncoder, a: Activations, program: ForwardProgram, numRows: number, keep: boolean, readsLogits: boolean): PreparedStep {
+    step.replay(program.dispatches);
+    const keepInto = keep && program.hasLogits ? this.sampled : null;
+    // Async scheduling: the tokens stay where the next step's embedding reads them.
+    if (keepInto) step.copyBuffer(a.argmax, 0, keepInto, 0, numRows * 4);
+    const argmaxRead = program.hasLogits ? step.read(a.argmax, numRows * 4) : -1;
+    const logitsRead = program.hasLogits && readsLogits ? step.read(a.logits, numRows * this.model.config.vocabSize * 4) : -1;
+    return { step, program, keepInto, readsLogits, argmaxRead, logitsRead };
+  }
+
+  /**
+   * Encodes the step after this one ahead, as `shape` (this step's): called right after a decode
+   * step is submitted, while the GPU runs it, so the next execute() of that shape only uploads
+   * its inputs and submits (a queue's writes land before any later submit, whenever its commands
+   * were encoded). The host work is the same; it is done while the GPU is busy instead of while
+   * it waits, and right after the last encoding, when it costs the host least (measured: the same
+   * WebGPU calls cost 2-10x more on a thread that has just waited). A step that differs (a
+   * sequence joined or left, buffers grew, the parameter arena started over) drops it.
+   */
+  private prepareNext(kv: GpuKvPool, a: Activations, shape: ForwardStep, keep: boolean, readsLogits: boolean, stepIndex: number): void {
+    const step = this.runtime.beginStep({ label: `step ${stepIndex} (encoded ahead)`, timestamps: this.options.timestamps ?? true, validate: this.options.validate, profile: this.options.profile });
+    try {
+      const prepared = this.encodeStep(step, a, this.programs.get(kv, this.tables!, a, shape), shape.numRows, keep, readsLogits);
+      step.finish();
+      this.prepared = prepared;
+    } catch {
+      // An optimisation only: the next step encodes itself (and meets any real error there).
+      step.discard();
+    }
+  }
+
+  /**
+   * The step encoded ahead when the step being executed is exactly it (same program: shape and
+   * buffers; same kept-tokens target; same reads), else null (the encoded one is dropped). Called
+   * before beginStep(), so no new parameter generation has started since it was encoded.
+   */
+  private takePrepared(kv: GpuKvPool, a: Activations, shape: ForwardStep, keep: boolean, readsLogits: boolean): PreparedStep | null {
+    const p = this.prepared;
+    if (!p) return null;
+    this.prepared = null;
+    const program = this.programs.get(kv, this.tables!, a, shape);
+    const keepInto = keep && program.hasLogits ? this.sampled : null;
+    if (program === p.program && keepInto === p.keepInto && readsLogits === p.readsLogits) {
+      this.preparedSteps.used++;
+      return p;
+    }
+    p.step.discard();
+    this.preparedSteps.dropped++;
+    return null;
+  }
+
+  private dropPrepared(): void {
+    if (!this.prepared) return;
+    this.prepared.step.discard();
+    this.prepared = null;
+    this.preparedSteps.dropped++;
   }
 
   /**
@@ -338,6 +436,10 @@ export class GpuExecutor implements Executor {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
+    if (this.prepared) {
+      this.prepared.step.discard();
+      this.prepared = null;
+    }
     if (this.ctx.isLost) return;
     this.weights.destroy();
     this.kv?.destroy();

@@ -318,7 +318,14 @@ export class StepEncoder implements DispatchTarget {
   private numTimedPasses = 0;
   private dispatches = 0;
   private readonly reads: PendingRead[] = [];
+  /** Recording ended (finish() or submitNow()). */
   private closed = false;
+  /** Submitted (or discarded): nothing more may be done with it. */
+  private submitted = false;
+  /** The finished commands, until submitted. */
+  private commands: GPUCommandBuffer | null = null;
+  /** validate: the recording's validation scope, closed by finish(). */
+  private encodeValidation: Promise<GPUError | null> | null = null;
 
   /** Use GpuRuntime.beginStep(). */
   constructor(runtime: GpuRuntime, options: StepOptions) {
@@ -394,11 +401,64 @@ export class StepEncoder implements DispatchTarget {
     return this.reads.length - 1;
   }
 
-  /** Uploads the dispatch parameters, submits the step once and waits for its readbacks. */
+  /** Submits the step once and waits for its readbacks (submitNow().wait()). */
   async submit(): Promise<StepResult> {
+    return this.submitNow().wait();
+  }
+
+  /**
+   * Ends the recording: the pass ended, the timestamps resolved, the commands finished, ready for
+   * submitNow(). A finished step no longer counts as the runtime's open step, so the next one can
+   * begin while this one waits to be submitted (a step encoded ahead, see GpuExecutor).
+   */
+  finish(): void {
     this.assertOpen();
+    this.endPass();
+    const ts = this.timestamps;
+    if (ts && this.numTimedPasses > 0) {
+      this.encoder.resolveQuerySet(ts.querySet, 0, 2 * this.numTimedPasses, ts.resolve, 0);
+      this.encoder.copyBufferToBuffer(ts.resolve, 0, ts.staging, 0, 2 * this.numTimedPasses * 8);
+    }
+    this.commands = this.encoder.finish();
+    // The recording's own validation scope ends here (a step encoded ahead is submitted later,
+    // when other calls have happened that are not its own); submitNow() opens one for the submit.
+    if (this.validate) this.encodeValidation = this.device.popErrorScope();
     this.closed = true;
     this.runtime.stepClosed(this);
+  }
+
+  /** Whether finish() (or submitNow()) ended the recording. */
+  get isFinished(): boolean {
+    return this.closed;
+  }
+
+  /**
+   * Drops a step that will not be submitted: its readback buffers and timestamps go back to the
+   * runtime's pools (and its validation scope is closed). Nothing of it reaches the GPU.
+   */
+  discard(): void {
+    if (this.submitted) throw new Error('this step was already submitted');
+    if (!this.closed) {
+      this.endPass();
+      this.closed = true;
+      this.runtime.stepClosed(this);
+      if (this.validate) this.encodeValidation = this.device.popErrorScope();
+    }
+    this.submitted = true;
+    for (const r of this.reads) this.runtime.returnStaging(r.staging);
+    this.reads.length = 0;
+    if (this.timestamps) this.runtime.returnTimestamps(this.timestamps);
+    // Nothing of it runs: what its recording raised is not reported.
+    this.encodeValidation?.catch(() => {});
+  }
+
+  /**
+   * Submits the step now (finishing it first if needed) and starts mapping its readbacks; the
+   * returned wait() resolves with them. The host may do other work between the two (encode the
+   * next step while the GPU runs this one): the readback wait is timed from the wait() call.
+   */
+  submitNow(): { wait(): Promise<StepResult> } {
+    if (this.submitted) throw new Error('this step was already submitted');
     const prof = this.profile;
     let t = prof ? performance.now() : 0;
     const lap = (phase: 'encode' | 'submit' | 'readbackWait'): void => {
@@ -406,14 +466,12 @@ export class StepEncoder implements DispatchTarget {
       prof!.add(phase, now - t);
       t = now;
     };
-    this.endPass();
+    if (!this.closed) this.finish();
+    this.submitted = true;
+    const commands = this.commands!;
+    this.commands = null;
     const ts = this.timestamps;
     const timedPasses = this.numTimedPasses;
-    if (ts && timedPasses > 0) {
-      this.encoder.resolveQuerySet(ts.querySet, 0, 2 * timedPasses, ts.resolve, 0);
-      this.encoder.copyBufferToBuffer(ts.resolve, 0, ts.staging, 0, 2 * timedPasses * 8);
-    }
-    const commands = this.encoder.finish();
     if (prof) lap('encode');
     // Where the sink reads the run-queue delay: how much of submit and of the readback wait the
     // thread spent waiting for a CPU (the reads themselves are left out of both laps).
@@ -423,19 +481,20 @@ export class StepEncoder implements DispatchTarget {
       delay = runDelay();
       t = performance.now();
     }
+    if (this.validate) this.device.pushErrorScope('validation');
     this.device.queue.submit([commands]);
+    const submitValidation = this.validate ? this.device.popErrorScope() : null;
     if (prof) lap('submit');
-    if (runDelay) {
-      const now = runDelay();
-      prof!.add('submitRunDelay', now - delay);
-      delay = now;
-      t = performance.now();
-    }
+    if (runDelay) prof!.add('submitRunDelay', runDelay() - delay);
 
-    const validation = this.validate ? this.device.popErrorScope() : Promise.resolve(null);
+    const encodeValidation = this.encodeValidation;
+    const validation = this.validate
+      ? Promise.all([encodeValidation ?? Promise.resolve(null), submitValidation!]).then(([e, s]) => e ?? s)
+      : Promise.resolve(null);
     // GPU time is only reported when every pass was timed.
     const timed = ts !== null && timedPasses > 0 && timedPasses === this.numPasses;
-    const [error, reads, gpuTimes] = await Promise.all([
+    // The maps are asked for now; wait() only waits for them.
+    const results = Promise.all([
       validation,
       Promise.all(
         this.reads.map(async (r) => {
@@ -448,16 +507,25 @@ export class StepEncoder implements DispatchTarget {
       ),
       timed ? readGpuTimes(ts, timedPasses) : Promise.resolve(null),
     ]);
-    if (prof) lap('readbackWait');
-    if (runDelay) prof!.add('readbackRunDelay', runDelay() - delay);
-    if (ts) this.runtime.returnTimestamps(ts);
-    if (error) throw new GpuValidationError(error.message);
+    // A step dropped unwaited (its executor failed) must not leave an unhandled rejection.
+    results.catch(() => {});
     return {
-      reads,
-      gpuTimeMs: gpuTimes?.busyMs ?? null,
-      gpuSpanNs: gpuTimes?.span ?? null,
-      numDispatches: this.dispatches,
-      numPasses: this.numPasses,
+      wait: async (): Promise<StepResult> => {
+        if (prof) t = performance.now();
+        const waitDelay = runDelay ? runDelay() : 0;
+        const [error, reads, gpuTimes] = await results;
+        if (prof) lap('readbackWait');
+        if (runDelay) prof!.add('readbackRunDelay', runDelay() - waitDelay);
+        if (ts) this.runtime.returnTimestamps(ts);
+        if (error) throw new GpuValidationError(error.message);
+        return {
+          reads,
+          gpuTimeMs: gpuTimes?.busyMs ?? null,
+          gpuSpanNs: gpuTimes?.span ?? null,
+          numDispatches: this.dispatches,
+          numPasses: this.numPasses,
+        };
+      },
     };
   }
 
@@ -483,7 +551,7 @@ export class StepEncoder implements DispatchTarget {
   }
 
   private assertOpen(): void {
-    if (this.closed) throw new Error('this step was already submitted');
+    if (this.closed) throw new Error(this.submitted ? 'this step was already submitted' : 'this step was already finished');
   }
 }
 

@@ -156,8 +156,8 @@ export function engineSuite(label: string, getGpu: () => GPU, sources: KernelSou
       return text(runcText(loaded.tokenizer, promptTokens, r.seqs[0].outputTokenIds, steps, 512));
     }
 
-    it('reproduces both golden texts byte for byte, and batched together', async () => {
-      const { engine } = newEngine({ blockSize: 16, numGpuBlocks: 64, numCpuBlocks: 0 });
+    it('reproduces both golden texts byte for byte, and batched together (decode steps encoded ahead and submitted as encoded)', async () => {
+      const { engine, counter } = newEngine({ blockSize: 16, numGpuBlocks: 64, numCpuBlocks: 0 });
       const a = runcRequest(loaded.tokenizer, 'Once upon a time', 256, 512);
       const b = runcRequest(loaded.tokenizer, '', 256, 512);
       const idA = engine.submit({ ...a, sampling: { temperature: 0 } });
@@ -165,6 +165,26 @@ export function engineSuite(label: string, getGpu: () => GPU, sources: KernelSou
       await engine.runUntilIdle();
       expect(runcOutput(engine, idA, a.promptTokenIds, 256)).toBe(text(golden.once));
       expect(runcOutput(engine, idB, b.promptTokenIds, 256)).toBe(text(golden.none));
+      // Both decode together for ~250 steps: all but the first of those ran the step encoded ahead
+      // of them (the prompts' prefill steps and the step after them differ in shape).
+      const prepared = (counter.inner as GpuExecutor).preparedSteps;
+      expect(prepared.used).toBeGreaterThan(240);
+      expect(prepared.dropped).toBeLessThanOrEqual(2);
+    });
+
+    it('steps encoded ahead off: both golden texts byte for byte, and nothing is encoded ahead', async () => {
+      const executor = new GpuExecutor(ctx, runtime, loaded.model, { validate: true, prepareSteps: false });
+      const engine = new Engine({ executor, config: { maxModelLen: 512, blockSize: 16, numGpuBlocks: 64, numCpuBlocks: 0 }, checkInvariants: true });
+      const a = runcRequest(loaded.tokenizer, 'Once upon a time', 64, 512);
+      const b = runcRequest(loaded.tokenizer, '', 64, 512);
+      const idA = engine.submit({ ...a, sampling: { temperature: 0 } });
+      const idB = engine.submit({ ...b, sampling: { temperature: 0 } });
+      await engine.runUntilIdle();
+      expect(golden.once.length).toBeGreaterThan(0);
+      expect(text(golden.once).startsWith(runcOutput(engine, idA, a.promptTokenIds, 64).slice(0, -1))).toBe(true);
+      expect(text(golden.none).startsWith(runcOutput(engine, idB, b.promptTokenIds, 64).slice(0, -1))).toBe(true);
+      expect(executor.preparedSteps).toEqual({ used: 0, dropped: 0 });
+      executor.dispose();
     });
 
     it('warm-up compiles every pipeline a run uses on throwaway K/V, and the goldens are unchanged after it', async () => {

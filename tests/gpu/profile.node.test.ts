@@ -82,13 +82,20 @@ describe('GpuExecutor profiling (Dawn for Node)', () => {
     for (const phase of ['submitRunDelay', 'readbackRunDelay'] as const) {
       expect([profile.calls[phase], profile.totalMs[phase]], phase).toEqual([ran, ran]);
     }
-    expect(delayReads).toBe(3 * ran);
+    // Read before and after the submit, and when the wait for the readbacks starts and ends.
+    expect(delayReads).toBe(4 * ran);
+    // Decode steps encode the next step ahead (timed as 'prepare'), and most of them are used.
+    expect(profile.calls.prepare).toBeGreaterThan(ran / 2);
+    expect(executor.preparedSteps.used).toBeGreaterThan(ran / 2);
+    // Each one encoded was used or dropped, but for the last, which may still be waiting.
+    const settled = executor.preparedSteps.used + executor.preparedSteps.dropped;
+    expect(settled === profile.calls.prepare || settled === profile.calls.prepare - 1).toBe(true);
     for (const phase of [...ENGINE_PHASES, ...EXECUTOR_PHASES]) {
       expect(profile.totalMs[phase], phase).toBeGreaterThanOrEqual(0);
       if (phase !== 'gpu') expect(profile.calls[phase], phase).toBeGreaterThan(0);
     }
     // The executor's phases happen inside the engine's execute().
-    const inside = profile.totalMs.pack + profile.totalMs.swapOut + profile.totalMs.upload + profile.totalMs.encode + profile.totalMs.submit + profile.totalMs.readbackWait + profile.totalMs.output;
+    const inside = profile.totalMs.pack + profile.totalMs.swapOut + profile.totalMs.upload + profile.totalMs.encode + profile.totalMs.submit + profile.totalMs.prepare + profile.totalMs.readbackWait + profile.totalMs.output;
     expect(inside).toBeLessThanOrEqual(profile.totalMs.execute);
 
     if (ctx.hasTimestampQuery) {

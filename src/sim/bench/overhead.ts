@@ -64,6 +64,11 @@ export interface OverheadRow {
   uploadUs: number | null;
   encodeUs: number | null;
   submitUs: number | null;
+  /**
+   * After the submit, while the GPU runs the step: the next step encoded ahead (GpuExecutor's
+   * prepareNext; host work, counted in executorHostUs, done while the GPU is busy).
+   */
+  prepareUs: number | null;
   outputUs: number | null;
   sampleUs: number;
   updateUs: number;
@@ -208,7 +213,7 @@ function stepFields(sample: StepSample, gpuExecutor: boolean, hasGpuTime: boolea
   const engineUs = scheduleUs + sampleUs + updateUs + recordUs;
   const executeUs = us('execute');
   const hostUsPerStep = gpuExecutor ? stepWallUs - us('readbackWait') - us('swapOut') : stepWallUs - executeUs;
-  const executorHostUs = gpuExecutor ? us('pack') + us('upload') + us('encode') + us('submit') + us('output') : null;
+  const executorHostUs = gpuExecutor ? us('pack') + us('upload') + us('encode') + us('submit') + us('prepare') + us('output') : null;
   const gpuOnly = (p: ProfilePhase) => (gpuExecutor ? us(p) : null);
   // The step's run-queue delay outside the readback wait (a GPU executor's; elsewhere execute()
   // is not host time and its delay is not told apart).
@@ -222,6 +227,7 @@ function stepFields(sample: StepSample, gpuExecutor: boolean, hasGpuTime: boolea
     uploadUs: gpuOnly('upload'),
     encodeUs: gpuOnly('encode'),
     submitUs: gpuOnly('submit'),
+    prepareUs: gpuOnly('prepare'),
     outputUs: gpuOnly('output'),
     sampleUs,
     updateUs,
@@ -267,6 +273,7 @@ export function rowFromSteps(
     uploadUs: field('uploadUs'),
     encodeUs: field('encodeUs'),
     submitUs: field('submitUs'),
+    prepareUs: field('prepareUs'),
     outputUs: field('outputUs'),
     sampleUs: field('sampleUs'),
     updateUs: field('updateUs'),
@@ -276,7 +283,7 @@ export function rowFromSteps(
   const hostRunDelayUs = field('hostRunDelayUs');
   // The totals are sums of the phases' medians, so that a row adds up.
   const engineUs = phases.scheduleUs + phases.sampleUs + phases.updateUs + phases.recordUs;
-  const executorHostUs = gpuExecutor ? phases.packUs! + phases.uploadUs! + phases.encodeUs! + phases.submitUs! + phases.outputUs! : null;
+  const executorHostUs = gpuExecutor ? phases.packUs! + phases.uploadUs! + phases.encodeUs! + phases.submitUs! + phases.prepareUs! + phases.outputUs! : null;
   return {
     ...shape,
     numSteps: samples.length,
