@@ -57,8 +57,17 @@ export interface OverheadRow {
   hostUsPerStep: number;
   /** The serving core: schedule + sample + update + record. */
   engineUs: number;
-  /** GpuExecutor's host side: pack + upload + encode + submit + output (null for other executors). */
+  /** GpuExecutor's host side: pack + upload + encode + submit + prepare + output (null for other executors). */
   executorHostUs: number | null;
+  /**
+   * The part of executorHostUs the GPU waits for, between the readback of one step and the
+   * submit of the next: executorHostUs less prepareUs (null for other executors).
+   */
+  exposedHostUs: number | null;
+  /** Whether the GpuExecutor encoded decode steps ahead (null for other executors). */
+  prepareSteps: boolean | null;
+  /** Of the measured steps, the share that ran a step encoded ahead (null for other executors). */
+  preparedUsedShare: number | null;
   scheduleUs: number;
   packUs: number | null;
   uploadUs: number | null;
@@ -115,6 +124,11 @@ export interface OverheadSettings {
    * measured off, then on, with the on/off ratios of step wall time and tok/s).
    */
   asyncScheduling: 'off' | 'on' | 'both';
+  /**
+   * GpuExecutor's prepareSteps (encoding a decode step's successor ahead, while the GPU runs it)
+   * for the decode rows: on (default), off, or both (each decode row measured on, then off).
+   */
+  prepareSteps: 'off' | 'on' | 'both';
 }
 
 function intList(name: string, raw: string | undefined, fallback: number[]): number[] {
@@ -143,7 +157,11 @@ function flag(name: string, raw: string | undefined, fallback: boolean): boolean
 }
 
 export function overheadSettings(options: Record<string, string>): OverheadSettings {
-  const known = new Set(['batches', 'steps', 'warm', 'repeats', 'prompt', 'temperature', 'mixed', 'mixed-decodes', 'mixed-chunk', 'snapshot', 'async-scheduling']);
+  const known = new Set(['batches', 'steps', 'warm', 'repeats', 'prompt', 'temperature', 'mixed', 'mixed-decodes', 'mixed-chunk', 'snapshot', 'async-scheduling', 'prepare-steps']);
+  const prepareSteps = options['prepare-steps'] ?? 'on';
+  if (prepareSteps !== 'off' && prepareSteps !== 'on' && prepareSteps !== 'both') {
+    throw new Error(`overhead: --prepare-steps must be off, on or both, got ${JSON.stringify(prepareSteps)}`);
+  }
   const asyncScheduling = options['async-scheduling'] ?? 'off';
   if (asyncScheduling !== 'off' && asyncScheduling !== 'on' && asyncScheduling !== 'both') {
     throw new Error(`overhead: --async-scheduling must be off, on or both, got ${JSON.stringify(asyncScheduling)}`);
@@ -161,6 +179,7 @@ export function overheadSettings(options: Record<string, string>): OverheadSetti
     mixedChunk: num('mixed-chunk', options['mixed-chunk'], 128, 1, 100_000),
     snapshot: flag('snapshot', options.snapshot, true),
     asyncScheduling,
+    prepareSteps,
   };
 }
 
@@ -256,6 +275,7 @@ export function rowFromSteps(
   shape: { kind: 'decode' | 'mixed'; batch: number; tokensPerStep: number; prefillTokensPerStep: number },
   timerNs: number,
   timedCallsPerStep: number,
+  prepared: { on: boolean; used: number } | null = null,
 ): OverheadRow {
   if (samples.length === 0) throw new Error('overhead: no step was measured');
   const gpuExecutor = samples.some((x) => x.phaseMs.submit > 0);
@@ -302,6 +322,9 @@ export function rowFromSteps(
     hostRunDelayUs,
     submitRunDelayUs: field('submitRunDelayUs'),
     hostCpuUsPerStep: field('hostCpuUsPerStep'),
+    exposedHostUs: executorHostUs === null ? null : executorHostUs - phases.prepareUs!,
+    prepareSteps: gpuExecutor && prepared ? prepared.on : null,
+    preparedUsedShare: gpuExecutor && prepared ? prepared.used / samples.length : null,
   };
 }
 
@@ -320,9 +343,9 @@ interface Setup {
 }
 
 /** Builds an engine with a profile on a fresh executor of the backend (warmed up where it can be). */
-async function profiledEngine(setup: Setup, config: { numGpuBlocks: number; maxNumSeqs: number; maxNumBatchedTokens: number; asyncScheduling?: boolean }) {
+async function profiledEngine(setup: Setup, config: { numGpuBlocks: number; maxNumSeqs: number; maxNumBatchedTokens: number; asyncScheduling?: boolean }, prepareSteps = true) {
   const profile = new StepProfile(setup.backend.threadRunDelayMs);
-  const executor = await setup.backend.realExecutor!({ profile });
+  const executor = await setup.backend.realExecutor!({ profile, prepareSteps });
   const engine = new Engine({
     executor,
     // As the worker's host runs it: a virtual engine clock, events recorded, no invariant checks.
@@ -383,7 +406,13 @@ function timedCalls(gpu: boolean, sampledPerStep: number, snapshot: boolean): nu
   return 5 + (gpu ? 12 : 0) + 2 * sampledPerStep + (snapshot ? 2 : 0);
 }
 
-async function measureDecode(setup: Setup, batch: number, asyncScheduling = false): Promise<OverheadRow> {
+/** A GpuExecutor's count of steps it ran as encoded ahead (null for other executors). */
+function preparedUsed(executor: object): number | null {
+  const p = (executor as { preparedSteps?: { used: number } }).preparedSteps;
+  return p ? p.used : null;
+}
+
+async function measureDecode(setup: Setup, batch: number, asyncScheduling = false, prepareSteps = true): Promise<OverheadRow> {
   const { settings: s } = setup;
   // Room for every decode plus 256 prompt tokens a step while the batch fills; the first prompts
   // prefilled decode while later ones still prefill, so their contexts need room for those steps.
@@ -394,7 +423,7 @@ async function measureDecode(setup: Setup, batch: number, asyncScheduling = fals
     throw new Error(`overhead: --prompt + --warm + --repeats x --steps and the prefill steps (${perSeqTokens}) must fit the model's ${setup.maxModelLen}-token context`);
   }
   const blocksPerSeq = Math.ceil(perSeqTokens / 16);
-  const { engine, executor, profile } = await profiledEngine(setup, { numGpuBlocks: batch * blocksPerSeq + 1, maxNumSeqs: batch, maxNumBatchedTokens, asyncScheduling });
+  const { engine, executor, profile } = await profiledEngine(setup, { numGpuBlocks: batch * blocksPerSeq + 1, maxNumSeqs: batch, maxNumBatchedTokens, asyncScheduling }, prepareSteps);
   try {
     for (let b = 0; b < batch; b++) {
       engine.submit({ promptTokenIds: prompt(b, s.promptTokens, setup.vocabSize), maxTokens: perSeqTokens - s.promptTokens, stopTokenIds: [], sampling: { temperature: s.temperature, seed: b + 1 } });
@@ -412,8 +441,11 @@ async function measureDecode(setup: Setup, batch: number, asyncScheduling = fals
     await runSteps(engine, profile, s.warm, pureDecode, s.snapshot);
     const rows: OverheadRow[] = [];
     for (let k = 0; k < s.repeats; k++) {
+      const usedBefore = preparedUsed(executor);
       const samples = await runSteps(engine, profile, s.steps, pureDecode, s.snapshot);
-      rows.push(rowFromSteps(samples, { kind: 'decode', batch, tokensPerStep: batch, prefillTokensPerStep: 0 }, setup.timerNs, timedCalls(profile.calls.submit > 0, batch, s.snapshot)));
+      const usedAfter = preparedUsed(executor);
+      const prepared = usedBefore === null || usedAfter === null ? null : { on: prepareSteps, used: usedAfter - usedBefore };
+      rows.push(rowFromSteps(samples, { kind: 'decode', batch, tokensPerStep: batch, prefillTokensPerStep: 0 }, setup.timerNs, timedCalls(profile.calls.submit > 0, batch, s.snapshot), prepared));
     }
     return medianRow(rows);
   } finally {
@@ -462,10 +494,13 @@ async function measureMixed(setup: Setup): Promise<OverheadRow> {
     await runSteps(engine, profile, s.warm, mixedStep, s.snapshot);
     const rows: OverheadRow[] = [];
     for (let k = 0; k < s.repeats; k++) {
+      const usedBefore = preparedUsed(executor);
       const samples = await runSteps(engine, profile, s.steps, mixedStep, s.snapshot);
       // A prefill request samples on its last chunk only.
       const sampled = decodes + 1 / chunksPerPrompt;
-      rows.push(rowFromSteps(samples, { kind: 'mixed', batch: decodes + 1, tokensPerStep: decodes + chunk, prefillTokensPerStep: chunk }, setup.timerNs, timedCalls(profile.calls.submit > 0, sampled, s.snapshot)));
+      const usedAfter = preparedUsed(executor);
+      const prepared = usedBefore === null || usedAfter === null ? null : { on: true, used: usedAfter - usedBefore };
+      rows.push(rowFromSteps(samples, { kind: 'mixed', batch: decodes + 1, tokensPerStep: decodes + chunk, prefillTokensPerStep: chunk }, setup.timerNs, timedCalls(profile.calls.submit > 0, sampled, s.snapshot), prepared));
     }
     return medianRow(rows);
   } finally {
@@ -477,7 +512,7 @@ const us = (v: number | null): string => (v === null ? '-' : formatNum(v, 0));
 
 function table(rows: OverheadRow[]): string[][] {
   return [
-    ['step', 'seqs', 'tokens', 'host', 'host mean', 'schedule', 'pack', 'upload', 'encode', 'submit', 'output', 'sample', 'update', 'record', 'other', 'executor host', 'readback wait', 'execute', 'GPU', 'snapshot', 'wall', 'run delay', 'in submit', 'host cpu'],
+    ['step', 'seqs', 'tokens', 'host', 'host mean', 'schedule', 'pack', 'upload', 'encode', 'submit', 'prepare', 'output', 'sample', 'update', 'record', 'other', 'executor host', 'exposed', 'ahead', 'readback wait', 'execute', 'GPU', 'snapshot', 'wall', 'run delay', 'in submit', 'host cpu'],
     ...rows.map((r) => [
       r.kind,
       String(r.batch),
@@ -489,12 +524,15 @@ function table(rows: OverheadRow[]): string[][] {
       us(r.uploadUs),
       us(r.encodeUs),
       us(r.submitUs),
+      us(r.prepareUs),
       us(r.outputUs),
       us(r.sampleUs),
       us(r.updateUs),
       us(r.recordUs),
       us(r.otherUs),
       us(r.executorHostUs),
+      us(r.exposedHostUs),
+      r.preparedUsedShare === null ? '-' : `${formatNum(r.preparedUsedShare * 100, 0)}%`,
       us(r.readbackWaitUs),
       us(r.executeUs),
       us(r.gpuTimeUs),
@@ -529,10 +567,17 @@ export const overheadBench: BenchCommand = {
     ctx.log(`overhead: ${backend.realModel.name} on ${backend.name} (${machine}); ${settings.repeats} x ${settings.steps} steps per row after ${settings.warm} warm-up steps, temperature ${settings.temperature}`);
     const byBatch: OverheadRow[] = [];
     const asyncByBatch: OverheadRow[] = [];
+    const notPreparedByBatch: OverheadRow[] = [];
     for (const batch of settings.batches) {
       if (settings.asyncScheduling !== 'on') {
-        ctx.log(`overhead: decode batch ${batch}...`);
-        byBatch.push(await measureDecode(setup, batch));
+        if (settings.prepareSteps !== 'off') {
+          ctx.log(`overhead: decode batch ${batch}...`);
+          byBatch.push(await measureDecode(setup, batch));
+        }
+        if (settings.prepareSteps !== 'on') {
+          ctx.log(`overhead: decode batch ${batch}, steps not encoded ahead...`);
+          (settings.prepareSteps === 'off' ? byBatch : notPreparedByBatch).push(await measureDecode(setup, batch, false, false));
+        }
       }
       if (settings.asyncScheduling !== 'off') {
         ctx.log(`overhead: decode batch ${batch}, asyncScheduling on...`);
@@ -551,7 +596,14 @@ export const overheadBench: BenchCommand = {
       ctx.log(`overhead: mixed step (${settings.mixedChunk}-token prefill chunk + ${settings.mixedDecodes} decodes)...`);
       mixed = await measureMixed(setup);
     }
-    const rows = [...byBatch, ...(mixed ? [mixed] : []), ...asyncByBatch];
+    const rows = [...byBatch, ...(mixed ? [mixed] : []), ...notPreparedByBatch, ...asyncByBatch];
+    // Encoded ahead / not, per batch: the executor's host time, and the part of it the GPU waits for.
+    const prepareRatios = notPreparedByBatch.flatMap((off) => {
+      const on = byBatch.find((r) => r.batch === off.batch);
+      return on && on.executorHostUs !== null && off.executorHostUs !== null && on.exposedHostUs !== null && off.exposedHostUs !== null
+        ? [{ batch: off.batch, executorHostUs: { off: off.executorHostUs, on: on.executorHostUs }, exposedHostUs: { off: off.exposedHostUs, on: on.exposedHostUs }, exposedOnOverOff: on.exposedHostUs / off.exposedHostUs, executorHostOnOverOff: on.executorHostUs / off.executorHostUs }]
+        : [];
+    });
     const gpu = rows.some((r) => r.readbackWaitUs !== null);
     const b64 = byBatch.find((r) => r.batch === 64);
     return {
@@ -567,14 +619,25 @@ export const overheadBench: BenchCommand = {
         byBatch,
         mixed,
         ...(asyncByBatch.length > 0 ? { asyncScheduling: { byBatch: asyncByBatch, ratios: asyncRatios } } : {}),
+        ...(notPreparedByBatch.length > 0 ? { stepsNotEncodedAhead: { byBatch: notPreparedByBatch, ratios: prepareRatios } } : {}),
       },
       notes: [
         'µs per step (snapshot: per call): each phase the median over a window\'s steps, then over the windows; host = the sum of its phases (' +
-          (gpu ? 'a step\'s wall time less its readback wait; executor host = pack + upload + encode + submit + output' : 'a step\'s wall time less execute(), the model itself') +
+          (gpu
+            ? 'a step\'s wall time less its readback wait; executor host = pack + upload + encode + submit + prepare + output; prepare = encoding the next decode step ahead, after the submit, while the GPU runs this one; exposed = executor host less prepare, the host work the GPU waits for between steps; ahead = the share of measured steps that ran a step encoded ahead'
+            : 'a step\'s wall time less execute(), the model itself') +
           '; other = the rest: awaits, microtask hops, the executor\'s checks); host mean = the plain mean of each step\'s host time, pauses and preemptions included.',
         `profiling cost: performance.now() takes ${formatNum(setup.timerNs, 0)} ns here; about ${formatNum(rows[0].profilerUs, 1)} µs per step at batch ${rows[0].batch} and ${formatNum(rows[rows.length - 1].profilerUs, 1)} µs for the last row are the profiler's own (sample is timed per token)`,
         ...(gpu && rows.every((r) => r.gpuTimeUs === null) ? ['GPU: this device has no timestamp queries (GPU column empty)'] : []),
-        ...(b64 && b64.executorHostUs !== null ? [`batch 64: executor host ${formatNum(b64.executorHostUs, 0)} µs per step (encode ${us(b64.encodeUs)}, upload ${us(b64.uploadUs)}, pack ${us(b64.packUs)}, submit ${us(b64.submitUs)}, output ${us(b64.outputUs)})`] : []),
+        ...(b64 && b64.executorHostUs !== null
+          ? [`batch 64: executor host ${formatNum(b64.executorHostUs, 0)} µs per step (encode ${us(b64.encodeUs)}, upload ${us(b64.uploadUs)}, pack ${us(b64.packUs)}, submit ${us(b64.submitUs)}, prepare ${us(b64.prepareUs)}, output ${us(b64.outputUs)}); exposed to the GPU ${us(b64.exposedHostUs)}`]
+          : []),
+        ...(notPreparedByBatch.length > 0
+          ? [
+              `the ${notPreparedByBatch.length} decode rows after the mixed one run without steps encoded ahead`,
+              ...prepareRatios.map((r) => `batch ${r.batch}: encoded ahead on/off: executor host ${us(r.executorHostUs.off)} -> ${us(r.executorHostUs.on)} µs (${formatNum(r.executorHostOnOverOff, 2)}x), exposed to the GPU ${us(r.exposedHostUs.off)} -> ${us(r.exposedHostUs.on)} µs (${formatNum(r.exposedOnOverOff, 2)}x)`),
+            ]
+          : []),
         ...(rows.some((r) => r.hostRunDelayUs !== null)
           ? ['run delay: of the host time, the thread waited for a CPU this long (Linux run-queue delay, /proc/thread-self/schedstat; "in submit": inside queue.submit(), where SwiftShader\'s threads, woken by the submit, take the CPU); host cpu = each step\'s host less its run delay, the median over the steps']
           : []),

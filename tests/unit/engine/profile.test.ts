@@ -155,6 +155,17 @@ describe('overhead benchmark arithmetic', () => {
     expect(row.gpuTimeUs).toBeCloseTo(2000, 6);
     expect(row.snapshotUs).toBeCloseTo(70, 6);
     expect(row.profilerUs).toBeCloseTo(1, 9); // 20 calls x 50 ns
+    expect([row.prepareSteps, row.preparedUsedShare]).toEqual([null, null]); // not told
+  });
+
+  it('steps encoded ahead: prepare counts in executor host but not in what the GPU waits for; the share of steps that ran one', () => {
+    const gpuStep = sample(10, { schedule: 0.1, execute: 9.5, update: 0.2, pack: 0.05, upload: 0.05, encode: 0.02, submit: 0.2, prepare: 0.3, readbackWait: 8, output: 0.03, gpu: 7 });
+    const row = rowFromSteps([gpuStep, gpuStep, gpuStep, gpuStep], shape, 50, 20, { on: true, used: 3 });
+    expect(row.prepareUs).toBeCloseTo(300, 6);
+    expect(row.executorHostUs).toBeCloseTo(650, 6); // 50 + 50 + 20 + 200 + 300 + 30
+    expect(row.exposedHostUs).toBeCloseTo(350, 6);
+    expect(row.prepareSteps).toBe(true);
+    expect(row.preparedUsedShare).toBeCloseTo(0.75, 9);
   });
 
   it('run-queue delay: the step\'s less the readback wait\'s is the host\'s; host cpu = host less it; unknown: null', () => {
@@ -175,7 +186,7 @@ describe('overhead benchmark arithmetic', () => {
     const row = rowFromSteps([sample(3, { schedule: 0.2, execute: 2, sample: 0.1, update: 0.3, record: 0.1 })], shape, 50, 10);
     expect(row.hostUsPerStep).toBeCloseTo(1000, 6);
     expect(row.executeUs).toBeCloseTo(2000, 6);
-    for (const k of ['packUs', 'uploadUs', 'encodeUs', 'submitUs', 'outputUs', 'readbackWaitUs', 'executorHostUs', 'gpuTimeUs', 'snapshotUs', 'hostRunDelayUs', 'hostCpuUsPerStep'] as const) expect(row[k], k).toBeNull();
+    for (const k of ['packUs', 'uploadUs', 'encodeUs', 'submitUs', 'prepareUs', 'outputUs', 'readbackWaitUs', 'executorHostUs', 'exposedHostUs', 'prepareSteps', 'preparedUsedShare', 'gpuTimeUs', 'snapshotUs', 'hostRunDelayUs', 'hostCpuUsPerStep'] as const) expect(row[k], k).toBeNull();
     expect(row.otherUs).toBeCloseTo(1000 - 700, 6);
   });
 
@@ -195,6 +206,9 @@ describe('overhead benchmark arithmetic', () => {
     expect(() => overheadSettings({ batches: '0' })).toThrow(/--batches/);
     expect(() => overheadSettings({ steps: '1.5' })).toThrow(/--steps/);
     expect(() => overheadSettings({ mixed: 'maybe' })).toThrow(/--mixed/);
+    expect(overheadSettings({}).prepareSteps).toBe('on');
+    expect(overheadSettings({ 'prepare-steps': 'both' }).prepareSteps).toBe('both');
+    expect(() => overheadSettings({ 'prepare-steps': 'sometimes' })).toThrow(/--prepare-steps/);
     expect(() => overheadSettings({ bogus: '1' })).toThrow(/unknown option --bogus/);
   });
 
