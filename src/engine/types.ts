@@ -160,6 +160,13 @@ export interface Executor {
    */
   warmUp?(shape: { maxTokens: number; maxSeqs: number }): Promise<void>;
   /**
+   * Settles when everything warmUp() started is ready, including what it did not wait for (a
+   * GPU executor returns from warmUp() once a base-model step needs nothing more, and compiles
+   * the pipelines of copy-on-write copies and LoRA rows after; a step needing one sooner compiles
+   * it itself). Benchmarks wait for it so that no measured step shares the CPU with a compile.
+   */
+  readonly warmedUp?: Promise<void>;
+  /**
    * LoRA: keeps an adapter's weights in host memory under its name, for the plans' loraLoads (the
    * engine registers a name once; a new executor after a device loss gets them all again).
    * Executors without it run every row as the base model.

@@ -374,15 +374,19 @@ export class GpuExecutor implements Executor {
   }
 
   /**
-   * Gets every pipeline a step can use compiled, and the activation buffers sized for the largest
-   * step, before any measured step — without running a step. The forward pass of each step
-   * shape that selects different specialisations (token rows and logit rows in the kernels'
-   * row-count classes 1, 2, 4, 8+, the largest step, a copy-on-write copy) is recorded into a
-   * collector that only notes each dispatch's kernel and override values (no GPU work, no
-   * buffers touched); the distinct specialisations are then compiled with
-   * createComputePipelineAsync, all asked for at once (a driver may compile them in parallel;
-   * Chromium on SwiftShader compiled them one after another, ~90 ms of CPU each on a quiet
-   * 2-core machine). Steps find them in the registry's cache afterwards.
+   * Gets every pipeline a base-model step can use compiled, and the activation buffers sized for
+   * the largest step, before any measured step — without running a step. The forward pass of each
+   * step shape that selects different specialisations (token rows and logit rows in the kernels'
+   * row-count classes 1, 2, 4, 8+, the largest step) is recorded into a collector that only notes
+   * each dispatch's kernel and override values (no GPU work, no buffers touched); the distinct
+   * specialisations are then compiled with createComputePipelineAsync, all asked for at once (a
+   * driver may compile them in parallel; Chromium on SwiftShader runs them on its worker threads,
+   * ~50-150 ms of CPU each). Steps find them in the registry's cache afterwards.
+   *
+   * What only some steps need — a copy-on-write block copy (n > 1, a shared prefix's last block)
+   * and the LoRA gathers (a loaded adapter) — is asked for at the same time but not waited for:
+   * `warmedUp` settles when those are compiled too. A step that needs one before then compiles it
+   * on the spot (as it would without a warm-up), so nothing waits for them.
    */
   async warmUp(shape: { maxTokens: number; maxSeqs: number }): Promise<void> {
     const kv = this.kv;
@@ -392,35 +396,48 @@ export class GpuExecutor implements Executor {
     const maxRows = Math.max(1, Math.min(shape.maxSeqs, maxTokens));
     const a = this.act.ensure(maxTokens, maxRows, 1);
     const tables = this.tables!;
-    const specs = new Map<string, { kernel: KernelName; overrides: OverrideValues }>();
-    const collector: DispatchTarget = {
+    const collect = (into: Map<string, { kernel: KernelName; overrides: OverrideValues }>): DispatchTarget => ({
       tuning: this.runtime.tuning,
       dispatch: (kernel, _bindings, _workgroups, options = {}) => {
         const overrides = options.overrides ?? {};
-        specs.set(`${kernel}:${JSON.stringify(overrides)}`, { kernel, overrides });
+        into.set(`${kernel}:${JSON.stringify(overrides)}`, { kernel, overrides });
       },
-    };
+    });
+    const needed = new Map<string, { kernel: KernelName; overrides: OverrideValues }>();
+    const later = new Map<string, { kernel: KernelName; overrides: OverrideValues }>();
     // Small shapes first: the registry compiles in the order asked, and a first prompt needs them.
     // The matmuls pick gemv (by row-count class) or the tiled kernel by rows, so these sizes
     // reach every specialisation a step up to maxTokens rows can use.
     const sizes = [...new Set([8, 1, 4, 2, maxTokens].map((n) => Math.min(n, maxTokens)))];
-    for (const [i, numTokens] of sizes.entries()) {
-      const numRows = Math.min(numTokens, maxRows);
-      encodeForward(collector, c, this.weights, kv, tables, a, { numTokens, numRows, numCopies: i === 0 ? 1 : 0, lora: null });
+    for (const numTokens of sizes) {
+      encodeForward(collect(needed), c, this.weights, kv, tables, a, { numTokens, numRows: Math.min(numTokens, maxRows), numCopies: 0, lora: null });
     }
-    // LoRA: one forward pass with adapter rows in every (layer, module) records the gather's
-    // pipelines (one per projection shape: q, k|v, o, w1|w3, w2; independent of the row count), so
-    // no step with adapter rows compiles one. No adapter is loaded yet: only the shapes count.
+    // A block copy, and (with adapter slots) one forward pass with adapter rows in every (layer,
+    // module): the gather's pipelines (one per projection shape: q, k|v, o, w1|w3, w2; independent
+    // of the row count). No adapter is loaded yet: only the shapes count.
+    const numTokens = sizes[0];
+    encodeForward(collect(later), c, this.weights, kv, tables, a, { numTokens, numRows: Math.min(numTokens, maxRows), numCopies: 1, lora: null });
     const slots = this.lora;
     if (slots?.buffer) {
       const everyModule: GpuLoraSlots = Object.assign(Object.create(slots) as GpuLoraSlots, { uses: () => true });
-      const numTokens = sizes[0];
-      encodeForward(collector, c, this.weights, kv, tables, a, { numTokens, numRows: Math.min(numTokens, maxRows), numCopies: 0, lora: everyModule });
+      encodeForward(collect(later), c, this.weights, kv, tables, a, { numTokens, numRows: Math.min(numTokens, maxRows), numCopies: 0, lora: everyModule });
     }
+    for (const key of needed.keys()) later.delete(key);
     const registry = this.runtime.registry;
-    await Promise.all([...specs.values()].map((s) => registry.pipelineAsync(s.kernel, s.overrides)));
+    const compile = (specs: Map<string, { kernel: KernelName; overrides: OverrideValues }>) => Promise.all([...specs.values()].map((s) => registry.pipelineAsync(s.kernel, s.overrides)));
+    const first = compile(needed);
+    const rest = compile(later).then(() => undefined);
+    rest.catch(() => {}); // reported by warmedUp's reader; a step compiles what it needs anyway
+    this.warmedUp = first.then(() => rest);
+    await first;
     this.assertUsable();
   }
+
+  /**
+   * Settles when everything warmUp() asked for is compiled, the pipelines it did not wait for
+   * included (resolved at once before any warmUp()).
+   */
+  warmedUp: Promise<void> = Promise.resolve();
 
   private async settlesAsLost(): Promise<boolean> {
     if (this.lostMessage || this.ctx.isLost) return true;

@@ -144,9 +144,10 @@ export class KernelRegistry {
     let pending = this.pending.get(key);
     if (!pending) {
       pending = this.device.createComputePipelineAsync(this.pipelineDescriptor(name, overrides)).then((p) => {
-        this.pipelines.set(key, p);
+        // A step that could not wait may have created it synchronously meanwhile: keep that one.
+        if (!this.pipelines.has(key)) this.pipelines.set(key, p);
         this.pending.delete(key);
-        return p;
+        return this.pipelines.get(key)!;
       });
       this.pending.set(key, pending);
     }

@@ -194,6 +194,7 @@ export function engineSuite(label: string, getGpu: () => GPU, sources: KernelSou
         const engine = new Engine({ executor, config: { maxModelLen: 512, blockSize: 16, numGpuBlocks: 64, numCpuBlocks: 0, maxNumBatchedTokens: 256, maxNumSeqs: 32 }, checkInvariants: true });
         await engine.init();
         await executor.warmUp({ maxTokens: 256, maxSeqs: 32 });
+        await executor.warmedUp; // the copy and LoRA pipelines it did not wait for
         const compiled = fresh.registry.stats.pipelines;
         expect(compiled).toBeGreaterThan(5);
         const a = runcRequest(loaded.tokenizer, 'Once upon a time', 256, 512);
@@ -218,6 +219,7 @@ export function engineSuite(label: string, getGpu: () => GPU, sources: KernelSou
         const engine = new Engine({ executor, config: { maxModelLen: 512, blockSize: 16, numGpuBlocks: 64, numCpuBlocks: 0, maxNumBatchedTokens: 256, maxNumSeqs: 32 }, checkInvariants: true });
         await engine.init();
         await executor.warmUp({ maxTokens: 256, maxSeqs: 32 });
+        await executor.warmedUp; // the copy and LoRA pipelines it did not wait for
         const compiled = fresh.registry.stats.pipelines;
         expect(compiled).toBeGreaterThan(5);
         const ids = [prompts[0], prompts[2]].map((p) => {

@@ -106,6 +106,7 @@ describe('the executor host path (Dawn for Node)', () => {
     const bs = 4;
     ex.configure({ blockSize: bs, numGpuBlocks: 64, numCpuBlocks: 0, maxLoras: 2, maxLoraRank: 8 });
     await ex.warmUp({ maxTokens: 16, maxSeqs: 4 });
+    await ex.warmedUp; // the LoRA gathers are compiled after warmUp() returns
     const compiled = runtime.registry.pipelinesOf('lora_bgmv');
     expect(compiled).toBe(5); // q, k|v, o, w1|w3, w2
     const c = loaded.model.config;
@@ -127,6 +128,29 @@ describe('the executor host path (Dawn for Node)', () => {
     expect(baseBeside).toEqual(baseAlone); // bit for bit
     expect(adapted).not.toEqual(twinAlone); // the adapter row changed
     expect(runtime.registry.pipelinesOf('lora_bgmv')).toBe(compiled);
+    ex.dispose();
+    runtime.destroy();
+  });
+
+  it('warm-up waits only for what a base-model step needs; a step needing a pipeline still compiling makes its own, and warmedUp keeps that one', async () => {
+    const runtime = GpuRuntime.fromContext(ctx, loadKernelSources());
+    const ex = new GpuExecutor(ctx, runtime, loaded.model, { validate: true });
+    ex.configure({ blockSize: 4, numGpuBlocks: 64, numCpuBlocks: 0, maxLoras: 2, maxLoraRank: 8 });
+    const registry = runtime.registry;
+    // The copy-on-write pipeline: warmUp() asks for it without waiting; taken synchronously below
+    // while that compile may still run, as a step needing it that soon would.
+    const copyOverrides = { KV_DIM: (loaded.model.config.dim * loaded.model.config.numKvHeads) / loaded.model.config.numHeads, BLOCK_SIZE: 4, WG: runtime.tuning.rowThreads };
+    await ex.warmUp({ maxTokens: 16, maxSeqs: 4 });
+    const base = ['embedding', 'matmul_gemv', 'rope_kv_write', 'paged_attention', 'argmax'] as const;
+    const counts = () => Object.fromEntries(base.map((k) => [k, registry.pipelinesOf(k)]));
+    const ready = counts();
+    for (const k of base) expect(ready[k], k).toBeGreaterThan(0);
+    const syncCopy = registry.pipeline('block_copy', copyOverrides);
+    await ex.warmedUp;
+    expect(counts()).toEqual(ready); // nothing a base step uses was left for later
+    expect(registry.pipelinesOf('block_copy')).toBe(1);
+    expect(registry.pipeline('block_copy', copyOverrides)).toBe(syncCopy); // the first one made is kept
+    expect(registry.pipelinesOf('lora_bgmv')).toBe(5);
     ex.dispose();
     runtime.destroy();
   });

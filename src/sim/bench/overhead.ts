@@ -357,6 +357,7 @@ async function profiledEngine(setup: Setup, config: { numGpuBlocks: number; maxN
   });
   await engine.init();
   if (executor.warmUp) await executor.warmUp({ maxTokens: config.maxNumBatchedTokens, maxSeqs: config.maxNumSeqs });
+  await executor.warmedUp;
   return { engine, executor, profile };
 }
 

@@ -103,6 +103,7 @@ export function specBench(tokenizer: () => Tokenizer): BenchCommand {
         const engine = new Engine({ executor, clock, config: { ...base, ...extra }, recordEvents: false, checkInvariants: false });
         await engine.init();
         if (executor.warmUp) await executor.warmUp({ maxTokens: base.maxNumBatchedTokens!, maxSeqs: base.maxNumSeqs! });
+        await executor.warmedUp;
         let decodeSeqSteps = 0;
         let decodeTokens = 0;
         let decodeRows = 0;
