@@ -23,7 +23,8 @@
  *   `--temperature` (no longer 0 by default), `--percentile-metrics` (default ttft,tpot,itl),
  *   `--metric-percentiles` (default 99), `--save-result`, `--save-detailed`, `--result-filename`.
  */
-import type { ArrivalProcess } from '../engine/workload.ts';
+import type { ArrivalProcess, WorkloadSpec } from '../engine/workload.ts';
+import type { BenchPrompts } from '../serve/bench-prompts.ts';
 
 /** One request of a text benchmark. */
 export interface BenchRequest {
@@ -139,6 +140,27 @@ export interface BenchBundleInput {
   /** Base of the file names (letters, digits, dot, dash, underscore). */
   baseName: string;
   model?: string;
+}
+
+/**
+ * The bundle input of a lab workload whose requests became `bench` (benchPrompts, or the worker's
+ * EngineApi.benchPrompts): its arrivals, seed, temperature and shared system prompts as the lab
+ * ran them.
+ */
+export function labBenchBundleInput(label: string, workload: WorkloadSpec, bench: BenchPrompts, baseName: string): BenchBundleInput {
+  const p = workload.sharedPrefix;
+  return {
+    label,
+    tokenizerModel: bench.model,
+    vocabSize: bench.vocabSize,
+    requests: bench.prompts,
+    arrival: workload.arrival,
+    seed: workload.seed,
+    temperature: workload.temperature ?? 0,
+    ...(p ? { sharedPrefix: { numTokens: p.numTokens, numPrefixes: p.numPrefixes ?? 1, fraction: p.fraction } } : {}),
+    losses: bench.losses,
+    baseName,
+  };
 }
 
 export interface BenchBundle {

@@ -9,7 +9,7 @@ import { generateWorkload, type WorkloadSpec } from '../../../src/engine/workloa
 import { benchPrompts, fitPromptText } from '../../../src/serve/bench-prompts.ts';
 import { scenarioSpecs } from '../../../src/serve/requests.ts';
 import { storyText } from '../../../src/serve/story-prompts.ts';
-import { arrivalFlags, benchServeCommand, customDatasetJsonl, shellWord, vllmBenchBundle, type BenchBundleInput } from '../../../src/export/vllm-bench.ts';
+import { arrivalFlags, benchServeCommand, customDatasetJsonl, labBenchBundleInput, shellWord, vllmBenchBundle, type BenchBundleInput } from '../../../src/export/vllm-bench.ts';
 import { SCENARIOS } from '../../../src/ui/lab/scenarios.ts';
 import { builtin } from '../model/helpers.ts';
 
@@ -24,17 +24,7 @@ const labSpecs = (workload: WorkloadSpec) => {
 
 function bundleOf(workload: WorkloadSpec, label = 'test'): ReturnType<typeof vllmBenchBundle> & { input: BenchBundleInput } {
   const bench = benchPrompts(workload, loaded);
-  const input: BenchBundleInput = {
-    label,
-    tokenizerModel: bench.model,
-    vocabSize: bench.vocabSize,
-    requests: bench.prompts,
-    arrival: workload.arrival,
-    seed: workload.seed,
-    temperature: workload.temperature ?? 0,
-    losses: bench.losses,
-    baseName: 'servelab-test',
-  };
+  const input = labBenchBundleInput(label, workload, bench, 'servelab-test');
   return { ...vllmBenchBundle(input), input };
 }
 
@@ -99,6 +89,11 @@ describe('the lab workloads as vLLM custom datasets', () => {
       // On the tokenizer, the shared text is the shared tokens (but possibly the last, merged with what follows).
       for (const t of texts) expect(tokenizer.encode(t, true, false).slice(0, numTokens - 1)).toEqual(key.split(',').map(Number).slice(0, numTokens - 1));
     }
+    // The note says so, with the lab's figures (the same input the Runs panel builds).
+    const p = s.workload.sharedPrefix!;
+    const { note } = bundleOf(s.workload);
+    expect(note).toContain(`${p.numPrefixes ?? 1} prefix(es) of ${p.numTokens} tokens, ${Math.round(p.fraction * 100)}% of requests`);
+    expect(bundleOf(SCENARIOS.find((x) => x.id === 'short-vs-long')!.workload).note).not.toContain('prefix(es) of');
   });
 
   it('counts what a text benchmark cannot carry', () => {
