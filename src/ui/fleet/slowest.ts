@@ -5,7 +5,7 @@
  * the arrival histogram and each tenant's prompt lengths over time. Pure.
  */
 import { bySlowest, latencyOf, slowestCount, type LatencyMetric } from '../../sim/fleet/analysis.ts';
-import type { FleetRequestRecord, RequestBreakdown } from '../../sim/fleet/types.ts';
+import { BREAKDOWN_KEY, type FleetRequestRecord, type RequestBreakdown, type RequestPhase } from '../../sim/fleet/types.ts';
 
 /** The slowest percent% (at least one) or the top n. */
 export type SlowestCut = { kind: 'percent'; percent: number } | { kind: 'top'; n: number };
@@ -58,15 +58,11 @@ export function arrivalBins(slowest: readonly FleetRequestRecord[], eligible: re
   return bins;
 }
 
-/** The breakdown's parts in the order a request lives them, with their labels (the phase names). */
-export const BREAKDOWN_PARTS: readonly { key: keyof RequestBreakdown; label: string }[] = [
-  { key: 'queueS', label: 'queue' },
-  { key: 'moderationS', label: 'moderation' },
-  { key: 'prefillS', label: 'prefill' },
-  { key: 'preemptedS', label: 'preempted' },
-  { key: 'recomputeS', label: 'recompute' },
-  { key: 'decodeS', label: 'decode' },
-];
+/** The phases in the order a request lives them. */
+const PHASE_ORDER: readonly RequestPhase[] = ['queue', 'moderation', 'prefill', 'preempted', 'recompute', 'decode'];
+
+/** The breakdown's parts in the order a request lives them, labelled with their phase's name. */
+export const BREAKDOWN_PARTS: readonly { key: keyof RequestBreakdown; label: RequestPhase }[] = PHASE_ORDER.map((phase) => ({ key: BREAKDOWN_KEY[phase], label: phase }));
 
 /** The median of a list (NaN when empty). */
 function median(values: number[]): number {

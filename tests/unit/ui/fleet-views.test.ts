@@ -6,7 +6,8 @@
 import { describe, expect, it } from 'vitest';
 import type { FleetRequestRecord, FleetSummary, ReplicaRecord } from '../../../src/sim/fleet/types.ts';
 import { countUpTo, indexAtOrBefore, recentUpTo, replicaSampleAt, replicaStateAt, requestCountsAt, requestEndS, sentPerReplica } from '../../../src/ui/fleet/timeline.ts';
-import { arrivalBins, cutSize, findSlowest, promptMediansByArrival } from '../../../src/ui/fleet/slowest.ts';
+import { BREAKDOWN_PARTS, arrivalBins, cutSize, findSlowest, promptMediansByArrival } from '../../../src/ui/fleet/slowest.ts';
+import { BREAKDOWN_KEY } from '../../../src/sim/fleet/types.ts';
 import { breakdownTotalS, dominantPhase, partsUntilFirstToken, tenantShares } from '../../../src/sim/fleet/analysis.ts';
 import { isBilledRecord, pricesProblem, recomputeBills, requestPriceUsd } from '../../../src/ui/fleet/billing.ts';
 import { comparisonRows } from '../../../src/ui/fleet/compare.ts';
@@ -130,6 +131,11 @@ describe('time-cursor lookups', () => {
 
 describe('the slowest requests', () => {
   const rs = Array.from({ length: 250 }, (_, i) => req(`r${i}`, { arrivalS: i, tenant: i % 5 === 0 ? 'big' : 'small', ttftS: i % 5 === 0 ? 2 + i / 1000 : 0.1 + i / 10000, e2eS: 3 }));
+
+  it('shows every part of the breakdown once, each labelled with its phase', () => {
+    expect(BREAKDOWN_PARTS.map((p) => p.key).sort()).toEqual(Object.values(BREAKDOWN_KEY).sort());
+    for (const p of BREAKDOWN_PARTS) expect(BREAKDOWN_KEY[p.label]).toBe(p.key);
+  });
 
   it('keeps ceil(1%) (at least one) or the top n, slowest first', () => {
     expect(cutSize({ kind: 'percent', percent: 1 }, 250)).toBe(3);
