@@ -31,6 +31,7 @@ import { createStorageBuffer } from './buffers.ts';
 import type { KernelName } from './kernel-names.ts';
 import type { OverrideValues } from './registry.ts';
 import type { DispatchTarget, GpuRuntime, StepEncoder } from './step.ts';
+import { firstTierTuning, type KernelTuning } from './tuning.ts';
 import { GpuSeqTables } from './seq-tables.ts';
 import { CpuSwapPool } from './swap.ts';
 import { GpuWeights } from './weights.ts';
@@ -374,8 +375,8 @@ export class GpuExecutor implements Executor {
   }
 
   /**
-   * Gets every pipeline a base-model step can use compiled, and the activation buffers sized for
-   * the largest step, before any measured step — without running a step. The forward pass of each
+   * Gets the pipelines a base-model step needs compiled, and the activation buffers sized for the
+   * largest step, before any measured step — without running a step. The forward pass of each
    * step shape that selects different specialisations (token rows and logit rows in the kernels'
    * row-count classes 1, 2, 4, 8+, the largest step) is recorded into a collector that only notes
    * each dispatch's kernel and override values (no GPU work, no buffers touched); the distinct
@@ -383,10 +384,11 @@ export class GpuExecutor implements Executor {
    * driver may compile them in parallel; Chromium on SwiftShader runs them on its worker threads,
    * ~50-150 ms of CPU each). Steps find them in the registry's cache afterwards.
    *
-   * What only some steps need — a copy-on-write block copy (n > 1, a shared prefix's last block)
-   * and the LoRA gathers (a loaded adapter) — is asked for at the same time but not waited for:
-   * `warmedUp` settles when those are compiled too. A step that needs one before then compiles it
-   * on the spot (as it would without a warm-up), so nothing waits for them.
+   * In two tiers: it returns once the pipelines of the runtime's first tier are compiled (every
+   * matmul as gemv in the smallest row class: firstTierTuning), and steps use that tier until the
+   * rest are compiled too — the other row classes (and the tiled kernel), the copy-on-write copy
+   * and the LoRA gathers — then the runtime's own tuning again (`warmedUp` settles then). The
+   * bits are the same either way; only the speed of steps with many rows differs meanwhile.
    */
   async warmUp(shape: { maxTokens: number; maxSeqs: number }): Promise<void> {
     const kv = this.kv;
@@ -396,40 +398,51 @@ export class GpuExecutor implements Executor {
     const maxRows = Math.max(1, Math.min(shape.maxSeqs, maxTokens));
     const a = this.act.ensure(maxTokens, maxRows, 1);
     const tables = this.tables!;
-    const collect = (into: Map<string, { kernel: KernelName; overrides: OverrideValues }>): DispatchTarget => ({
-      tuning: this.runtime.tuning,
+    type Spec = { kernel: KernelName; overrides: OverrideValues };
+    const collect = (into: Map<string, Spec>, tuning: Readonly<KernelTuning>): DispatchTarget => ({
+      tuning,
       dispatch: (kernel, _bindings, _workgroups, options = {}) => {
         const overrides = options.overrides ?? {};
         into.set(`${kernel}:${JSON.stringify(overrides)}`, { kernel, overrides });
       },
     });
-    const needed = new Map<string, { kernel: KernelName; overrides: OverrideValues }>();
-    const later = new Map<string, { kernel: KernelName; overrides: OverrideValues }>();
+    const full = this.runtime.fullTuning;
+    const first = firstTierTuning(full);
+    const firstSpecs = new Map<string, Spec>();
+    const laterSpecs = new Map<string, Spec>();
     // Small shapes first: the registry compiles in the order asked, and a first prompt needs them.
     // The matmuls pick gemv (by row-count class) or the tiled kernel by rows, so these sizes
     // reach every specialisation a step up to maxTokens rows can use.
     const sizes = [...new Set([8, 1, 4, 2, maxTokens].map((n) => Math.min(n, maxTokens)))];
-    for (const numTokens of sizes) {
-      encodeForward(collect(needed), c, this.weights, kv, tables, a, { numTokens, numRows: Math.min(numTokens, maxRows), numCopies: 0, lora: null });
+    for (const [tuning, into] of [[first, firstSpecs], [full, laterSpecs]] as const) {
+      for (const numTokens of sizes) {
+        encodeForward(collect(into, tuning), c, this.weights, kv, tables, a, { numTokens, numRows: Math.min(numTokens, maxRows), numCopies: 0, lora: null });
+      }
     }
     // A block copy, and (with adapter slots) one forward pass with adapter rows in every (layer,
     // module): the gather's pipelines (one per projection shape: q, k|v, o, w1|w3, w2; independent
     // of the row count). No adapter is loaded yet: only the shapes count.
     const numTokens = sizes[0];
-    encodeForward(collect(later), c, this.weights, kv, tables, a, { numTokens, numRows: Math.min(numTokens, maxRows), numCopies: 1, lora: null });
+    encodeForward(collect(laterSpecs, full), c, this.weights, kv, tables, a, { numTokens, numRows: Math.min(numTokens, maxRows), numCopies: 1, lora: null });
     const slots = this.lora;
     if (slots?.buffer) {
       const everyModule: GpuLoraSlots = Object.assign(Object.create(slots) as GpuLoraSlots, { uses: () => true });
-      encodeForward(collect(later), c, this.weights, kv, tables, a, { numTokens, numRows: Math.min(numTokens, maxRows), numCopies: 0, lora: everyModule });
+      encodeForward(collect(laterSpecs, full), c, this.weights, kv, tables, a, { numTokens, numRows: Math.min(numTokens, maxRows), numCopies: 0, lora: everyModule });
     }
-    for (const key of needed.keys()) later.delete(key);
+    for (const key of firstSpecs.keys()) laterSpecs.delete(key);
     const registry = this.runtime.registry;
-    const compile = (specs: Map<string, { kernel: KernelName; overrides: OverrideValues }>) => Promise.all([...specs.values()].map((s) => registry.pipelineAsync(s.kernel, s.overrides)));
-    const first = compile(needed);
-    const rest = compile(later).then(() => undefined);
-    rest.catch(() => {}); // reported by warmedUp's reader; a step compiles what it needs anyway
-    this.warmedUp = first.then(() => rest);
-    await first;
+    const compile = (specs: Map<string, Spec>) => Promise.all([...specs.values()].map((s) => registry.pipelineAsync(s.kernel, s.overrides)));
+    // Steps use the first tier until the rest is compiled (released however that ends: a step
+    // compiles what it needs itself, and meets a real compile error there).
+    const release = laterSpecs.size > 0 ? this.runtime.holdFirstTier() : () => {};
+    const firstDone = compile(firstSpecs);
+    const rest = compile(laterSpecs).then(
+      () => release(),
+      () => release(),
+    );
+    this.warmedUp = firstDone.then(() => rest);
+    this.warmedUp.catch(() => {});
+    await firstDone;
     this.assertUsable();
   }
 

@@ -33,6 +33,7 @@ import type { GpuKvPool } from './kv-pool.ts';
 import type { GpuSeqTables } from './seq-tables.ts';
 import type { GpuLoraSlots } from './lora-slots.ts';
 import { ProgramRecorder, type DispatchTarget, type GpuRuntime, type ResolvedDispatch } from './step.ts';
+import type { KernelTuning } from './tuning.ts';
 import type { GpuWeights } from './weights.ts';
 
 export interface ForwardStep {
@@ -154,7 +155,8 @@ const MAX_PROGRAMS = 64;
 /**
  * The forward pass recorded once per step shape and replayed. Valid for one set of buffers: the
  * cache empties itself when the activation set, the KV pool, the block tables' buffer or the
- * runtime's parameter generation or the kept-tokens buffer changes (the weights live as long as the executor that holds this cache). Owns no buffers.
+ * runtime's parameter generation or the kept-tokens buffer changes, or the runtime's tuning (a
+ * warm-up's first tier ending) (the weights live as long as the executor that holds this cache). Owns no buffers.
  */
 export class ForwardPrograms {
   private readonly programs = new Map<string, ForwardProgram>(); // key `${numTokens},${numRows},${numCopies}`
@@ -164,6 +166,7 @@ export class ForwardPrograms {
   private tablesGeneration = -1;
   private paramsGeneration = -1;
   private sampled: GPUBuffer | undefined = undefined;
+  private tuning: Readonly<KernelTuning> | null = null;
   /** Programs recorded (cache misses), for tests and benchmarks. */
   numRecorded = 0;
 
@@ -175,8 +178,17 @@ export class ForwardPrograms {
 
   /** The program of this step shape; call after runtime.beginStep() (which may start a new parameter generation). */
   get(kv: GpuKvPool, tables: GpuSeqTables, a: Activations, n: ForwardStep): ForwardProgram {
-    if (a !== this.act || kv !== this.kv || tables !== this.tables || tables.generation !== this.tablesGeneration || this.runtime.paramsGeneration !== this.paramsGeneration || n.sampled !== this.sampled) {
+    if (
+      a !== this.act ||
+      kv !== this.kv ||
+      tables !== this.tables ||
+      tables.generation !== this.tablesGeneration ||
+      this.runtime.paramsGeneration !== this.paramsGeneration ||
+      n.sampled !== this.sampled ||
+      this.runtime.tuning !== this.tuning
+    ) {
       this.programs.clear();
+      this.tuning = this.runtime.tuning;
       this.sampled = n.sampled;
       this.act = a;
       this.kv = kv;

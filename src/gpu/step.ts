@@ -26,7 +26,7 @@ import type { ProfileSink } from '../engine/profile.ts';
 import type { GpuContext } from './device.ts';
 import type { KernelName, KernelSources } from './kernel-names.ts';
 import { KernelRegistry, PARAMS_SLOT_BYTES, type BufferBinding, type OverrideValues, type ParamField } from './registry.ts';
-import { GPU_TUNING, tuningFor, type KernelTuning } from './tuning.ts';
+import { firstTierTuning, GPU_TUNING, tuningFor, type KernelTuning } from './tuning.ts';
 
 /** A validation error raised by the WebGPU implementation while a step was recorded or run. */
 export class GpuValidationError extends Error {
@@ -119,7 +119,11 @@ export class GpuRuntime {
   readonly device: GPUDevice;
   readonly registry: KernelRegistry;
   readonly hasTimestampQuery: boolean;
-  readonly tuning: Readonly<KernelTuning>;
+  /** The workgroup sizing the runtime was made with (steps use it unless a warm-up holds the first tier). */
+  readonly fullTuning: Readonly<KernelTuning>;
+  /** While a warm-up's later pipelines compile: fullTuning cut to its first tier (firstTierTuning). */
+  private heldTuning: Readonly<KernelTuning> | null = null;
+  private numHolds = 0;
   private readonly paramChunks: ParamChunk[] = [];
   /** Slot index by params content (the fields' 32-bit words); slots of one generation never change. */
   private readonly paramSlots = new Map<string, number>();
@@ -138,7 +142,31 @@ export class GpuRuntime {
     this.device = device;
     this.registry = new KernelRegistry(device, sources);
     this.hasTimestampQuery = options.hasTimestampQuery ?? device.features.has('timestamp-query');
-    this.tuning = options.tuning ?? GPU_TUNING;
+    this.fullTuning = options.tuning ?? GPU_TUNING;
+  }
+
+  /**
+   * The workgroup sizing steps are encoded with now: fullTuning, or its first tier while a
+   * warm-up holds it (holdFirstTier). The object changes only when that starts or ends, so a
+   * program recorded with one can be told apart (ForwardPrograms keys on it).
+   */
+  get tuning(): Readonly<KernelTuning> {
+    return this.heldTuning ?? this.fullTuning;
+  }
+
+  /**
+   * Until the returned release() is called (every holder's, when several hold), steps use
+   * firstTierTuning(fullTuning): fewer pipelines to compile before the first step, with the same
+   * bits (a row's arithmetic is the same in every matmul row class and in the tiled kernel).
+   */
+  holdFirstTier(): () => void {
+    if (this.numHolds++ === 0) this.heldTuning = firstTierTuning(this.fullTuning);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      if (--this.numHolds === 0) this.heldTuning = null;
+    };
   }
 
   /** A runtime for an acquired device, tuned for its adapter class (tuningFor). */

@@ -44,3 +44,14 @@ export const SOFTWARE_TUNING: Readonly<KernelTuning> = {
 export function tuningFor(adapter: { isFallback: boolean }): Readonly<KernelTuning> {
   return adapter.isFallback ? SOFTWARE_TUNING : GPU_TUNING;
 }
+
+/**
+ * What a step can run with while the rest of its pipelines compile (GpuExecutor.warmUp): every
+ * matmul as gemv in the smallest row class. Slower for many rows, the same bits: each output row's
+ * reduction is the same in every row class and in the tiled kernel (kernels/matmul_gemv.wgsl,
+ * kernels/matmul_tiled.wgsl). With SOFTWARE_TUNING it halves the matmul pipelines a first prompt
+ * needs (5 matmul shapes x 1 class instead of 2).
+ */
+export function firstTierTuning(t: Readonly<KernelTuning>): Readonly<KernelTuning> {
+  return { ...t, gemvMaxRows: Number.POSITIVE_INFINITY, gemvRowClasses: [t.gemvRowClasses[0]] };
+}

@@ -132,25 +132,40 @@ describe('the executor host path (Dawn for Node)', () => {
     runtime.destroy();
   });
 
-  it('warm-up waits only for what a base-model step needs; a step needing a pipeline still compiling makes its own, and warmedUp keeps that one', async () => {
+  it('warm-up in two tiers: steps use the smallest matmul row class until the rest is compiled, with the same tokens; a pipeline taken before its compile ends is the one kept', async () => {
     const runtime = GpuRuntime.fromContext(ctx, loadKernelSources());
     const ex = new GpuExecutor(ctx, runtime, loaded.model, { validate: true });
-    ex.configure({ blockSize: 4, numGpuBlocks: 64, numCpuBlocks: 0, maxLoras: 2, maxLoraRank: 8 });
+    const bs = 4;
+    ex.configure({ blockSize: bs, numGpuBlocks: 64, numCpuBlocks: 0, maxLoras: 2, maxLoraRank: 8 });
     const registry = runtime.registry;
+    const full = runtime.tuning;
+    expect(full.gemvRowClasses.length).toBeGreaterThan(1);
     // The copy-on-write pipeline: warmUp() asks for it without waiting; taken synchronously below
     // while that compile may still run, as a step needing it that soon would.
-    const copyOverrides = { KV_DIM: (loaded.model.config.dim * loaded.model.config.numKvHeads) / loaded.model.config.numHeads, BLOCK_SIZE: 4, WG: runtime.tuning.rowThreads };
-    await ex.warmUp({ maxTokens: 16, maxSeqs: 4 });
-    const base = ['embedding', 'matmul_gemv', 'rope_kv_write', 'paged_attention', 'argmax'] as const;
-    const counts = () => Object.fromEntries(base.map((k) => [k, registry.pipelinesOf(k)]));
-    const ready = counts();
-    for (const k of base) expect(ready[k], k).toBeGreaterThan(0);
+    const copyOverrides = { KV_DIM: (loaded.model.config.dim * loaded.model.config.numKvHeads) / loaded.model.config.numHeads, BLOCK_SIZE: bs, WG: runtime.tuning.rowThreads };
+    const warming = ex.warmUp({ maxTokens: 16, maxSeqs: 4 });
+    // From the start of the warm-up, steps use the first tier: one row class.
+    expect(runtime.tuning.gemvRowClasses).toEqual([full.gemvRowClasses[0]]);
+    await warming;
     const syncCopy = registry.pipeline('block_copy', copyOverrides);
     await ex.warmedUp;
-    expect(counts()).toEqual(ready); // nothing a base step uses was left for later
+    expect(runtime.tuning).toBe(full);
     expect(registry.pipelinesOf('block_copy')).toBe(1);
     expect(registry.pipeline('block_copy', copyOverrides)).toBe(syncCopy); // the first one made is kept
     expect(registry.pipelinesOf('lora_bgmv')).toBe(5);
+    const compiled = registry.stats.pipelines;
+    const prompt = loaded.tokenizer.encode('Once upon a time');
+    const prefill = async () => (await ex.execute(plan(1, [seq(0, prompt, 0, [10, 11, 12, 13, 14], bs)]))).outputs[0].argmax;
+    const fullToken = await prefill();
+    // The first tier again (as while the rest compiles): a prefill step of several rows compiles
+    // nothing the warm-up did not, and gives the same token.
+    const release = runtime.holdFirstTier();
+    expect(runtime.tuning.gemvRowClasses).toEqual([full.gemvRowClasses[0]]);
+    expect(await prefill()).toBe(fullToken);
+    release();
+    expect(runtime.tuning).toBe(full);
+    expect(await prefill()).toBe(fullToken);
+    expect(registry.stats.pipelines).toBe(compiled); // every tier's pipelines were warmed
     ex.dispose();
     runtime.destroy();
   });
