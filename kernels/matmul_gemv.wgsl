@@ -13,12 +13,10 @@
 //   ACCUMULATE   — Y += result (residual add fused into wo / w2).
 //
 // Weight formats (override WTYPE): 0 f32; 1 Q8_0; 2 Q4_0 — ggml's blocks of 32 weights of a W
-// row, as a GGUF file stores them (IN a multiple of 32), dequantized in registers:
-//   Q8_0 block, 34 bytes: f16 d | 32 int8 q                        w = f32(q) * d
-//   Q4_0 block, 18 bytes: f16 d | 16 bytes: weight j in the low nibble of byte j (j < 16),
-//                         weight j + 16 in its high nibble         w = f32(q - 8) * d
-// The dequantized vec4 is exact in f32 and enters the same dot() as an f32 weight, so a
-// quantized matmul gives the bits of the f32 matmul of the dequantized matrix.
+// row, as a GGUF file stores them (IN a multiple of 32), dequantized in registers by
+// lib/quant.wgsl (shared with matmul_tiled.wgsl): the dequantized vec4 is exact in f32 and enters
+// the same dot() as an f32 weight, so a quantized matmul gives the bits of the f32 matmul of the
+// dequantized matrix.
 //
 // Bindings (group 0):
 //   @binding(0) params     : uniform Params { rows: u32 }      number of output rows
@@ -75,38 +73,14 @@ fn wWord(j: u32) -> u32 {
   return w[j >> 2u][j & 3u];
 }
 
-// The 4 bytes of W at byte offset o (o even: blocks are 34 or 18 bytes), little-endian.
-fn wBytes4(o: u32) -> u32 {
-  let lo = wWord(o >> 2u);
-  if ((o & 3u) == 0u) {
-    return lo;
-  }
-  return (lo >> 16u) | (wWord((o >> 2u) + 1u) << 16u);
-}
-
-// The f16 scale at byte offset o (o even).
-fn wScale(o: u32) -> f32 {
-  return unpack2x16float(wWord(o >> 2u) >> ((o & 2u) * 8u)).x;
-}
+// @include lib/quant.wgsl
 
 // Weights 4 k4 .. 4 k4 + 3 of W row `row`, as f32.
 fn weight4(row: u32, k4: u32) -> vec4<f32> {
   if (WTYPE == 0u) {
     return bitcast<vec4<f32>>(w[row * (IN / 4u) + k4]);
   }
-  let k = 4u * k4;
-  let block = row * (IN / 32u) + k / 32u;
-  let i = k % 32u;
-  if (WTYPE == 1u) {
-    let o = block * 34u;
-    let q = wBytes4(o + 2u + i);
-    let v = vec4<i32>(bitcast<i32>(q << 24u), bitcast<i32>(q << 16u), bitcast<i32>(q << 8u), bitcast<i32>(q)) >> vec4<u32>(24u);
-    return vec4<f32>(v) * wScale(o);
-  }
-  let o = block * 18u;
-  let q = (wBytes4(o + 2u + i % 16u) >> select(0u, 4u, i >= 16u)) & 0x0f0f0f0fu;
-  let v = vec4<i32>(vec4<u32>(q, q >> 8u, q >> 16u, q >> 24u) & vec4<u32>(0xfu)) - vec4<i32>(8);
-  return vec4<f32>(v) * wScale(o);
+  return quantWeight4(row, 4u * k4);
 }
 
 @compute @workgroup_size(WG)

@@ -6,8 +6,8 @@
 // SWIGLU_INPUT, GATHER_ROWS, ACCUMULATE); see there. IN need not be a multiple of 4 here (X and
 // W are read as f32 and gathered into vec4s, the tail padded with zeros).
 // Weight formats (WTYPE: 0 f32, 1 Q8_0, 2 Q4_0; IN a multiple of 32 when quantized): as in
-// matmul_gemv.wgsl, dequantized by the same weight4() expressions, so the two kernels keep
-// giving the same bits with quantized weights too.
+// matmul_gemv.wgsl, dequantized by the same code (lib/quant.wgsl, included by both), so the two
+// kernels keep giving the same bits with quantized weights too.
 //
 // Batch invariance: every output is reduced in EXACTLY the order of matmul_gemv.wgsl run with
 // WG = LANES threads, so a row's bits do not depend on which kernel (and so how many rows) ran:
@@ -98,19 +98,12 @@ fn load4x(base: u32, k4: u32) -> vec4<f32> {
   return v;
 }
 
-// The 4 bytes of W at byte offset o (o even: blocks are 34 or 18 bytes), little-endian.
-fn wBytes4(o: u32) -> u32 {
-  let lo = w[o >> 2u];
-  if ((o & 3u) == 0u) {
-    return lo;
-  }
-  return (lo >> 16u) | (w[(o >> 2u) + 1u] << 16u);
+// Word j (4 bytes) of W.
+fn wWord(j: u32) -> u32 {
+  return w[j];
 }
 
-// The f16 scale at byte offset o (o even).
-fn wScale(o: u32) -> f32 {
-  return unpack2x16float(w[o >> 2u] >> ((o & 2u) * 8u)).x;
-}
+// @include lib/quant.wgsl
 
 // Weights 4 k4 .. 4 k4 + 3 of W row `row` (zero past IN), as matmul_gemv.wgsl's weight4.
 fn weight4(row: u32, k4: u32) -> vec4<f32> {
@@ -125,18 +118,7 @@ fn weight4(row: u32, k4: u32) -> vec4<f32> {
     }
     return v;
   }
-  let block = row * (IN / 32u) + k / 32u;
-  let i = k % 32u;
-  if (WTYPE == 1u) {
-    let o = block * 34u;
-    let q = wBytes4(o + 2u + i);
-    let v = vec4<i32>(bitcast<i32>(q << 24u), bitcast<i32>(q << 16u), bitcast<i32>(q << 8u), bitcast<i32>(q)) >> vec4<u32>(24u);
-    return vec4<f32>(v) * wScale(o);
-  }
-  let o = block * 18u;
-  let q = (wBytes4(o + 2u + i % 16u) >> select(0u, 4u, i >= 16u)) & 0x0f0f0f0fu;
-  let v = vec4<i32>(vec4<u32>(q, q >> 8u, q >> 16u, q >> 24u) & vec4<u32>(0xfu)) - vec4<i32>(8);
-  return vec4<f32>(v) * wScale(o);
+  return quantWeight4(row, k);
 }
 
 fn load4norm(k4: u32) -> vec4<f32> {

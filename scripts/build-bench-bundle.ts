@@ -9,9 +9,8 @@
  *                         node dist-node/bench.mjs overhead --json $OUT/overhead.json   (host time per step by phase)
  */
 import { build, type Plugin } from 'esbuild';
-import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { KERNEL_NAMES } from '../src/gpu/kernel-names.ts';
+import { loadKernelSources } from '../src/gpu/kernel-sources.node.ts';
 import { projectRoot } from './cli-args.ts';
 
 /** Replaces the fs-reading kernel loader with the sources themselves. */
@@ -19,7 +18,8 @@ const inlineKernels: Plugin = {
   name: 'inline-kernels',
   setup(b) {
     b.onLoad({ filter: /kernel-sources\.node\.ts$/ }, () => {
-      const sources = Object.fromEntries(KERNEL_NAMES.map((n) => [n, readFileSync(resolve(projectRoot, 'kernels', `${n}.wgsl`), 'utf8')]));
+      // Read and with their includes resolved, as the Node loader does.
+      const sources = loadKernelSources(resolve(projectRoot, 'kernels'));
       return {
         contents: `const sources = ${JSON.stringify(sources)};\nexport const defaultKernelDir = '(inlined)';\nexport function loadKernelSources() { return { ...sources }; }\n`,
         loader: 'ts',

@@ -12,9 +12,14 @@ import matmulTiled from '../../kernels/matmul_tiled.wgsl?raw';
 import pagedAttention from '../../kernels/paged_attention.wgsl?raw';
 import rmsnorm from '../../kernels/rmsnorm.wgsl?raw';
 import ropeKvWrite from '../../kernels/rope_kv_write.wgsl?raw';
+import quantLib from '../../kernels/lib/quant.wgsl?raw';
+import { resolveIncludes, type KernelLibs } from './kernel-include.ts';
 import type { KernelName, KernelSources } from './kernel-names.ts';
 
-export const kernelSources: KernelSources = {
+/** kernels/lib/: the WGSL the kernels include (see kernel-include.ts). */
+export const kernelLibs: KernelLibs = { 'lib/quant.wgsl': quantLib };
+
+const raw = {
   argmax,
   block_copy: blockCopy,
   embedding,
@@ -25,3 +30,7 @@ export const kernelSources: KernelSources = {
   rmsnorm,
   rope_kv_write: ropeKvWrite,
 } satisfies Record<KernelName, string>;
+
+export const kernelSources: KernelSources = Object.fromEntries(
+  Object.entries(raw).map(([name, source]) => [name, resolveIncludes(name, source, kernelLibs)]),
+) as Record<KernelName, string>;
