@@ -436,10 +436,7 @@ export class GpuExecutor implements Executor {
     // compiles what it needs itself, and meets a real compile error there).
     const release = laterSpecs.size > 0 ? this.runtime.holdFirstTier() : () => {};
     const firstDone = compile(firstSpecs);
-    const rest = compile(laterSpecs).then(
-      () => release(),
-      () => release(),
-    );
+    const rest = compile(laterSpecs).then(release, release);
     this.warmedUp = firstDone.then(() => rest);
     this.warmedUp.catch(() => {});
     await firstDone;
@@ -466,10 +463,7 @@ export class GpuExecutor implements Executor {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    if (this.prepared) {
-      this.prepared.step.discard();
-      this.prepared = null;
-    }
+    this.dropPrepared();
     if (this.ctx.isLost) return;
     this.weights.destroy();
     this.kv?.destroy();

@@ -448,11 +448,18 @@ export class StepEncoder implements DispatchTarget {
       this.encoder.copyBufferToBuffer(ts.resolve, 0, ts.staging, 0, 2 * this.numTimedPasses * 8);
     }
     this.commands = this.encoder.finish();
-    // The recording's own validation scope ends here (a step encoded ahead is submitted later,
-    // when other calls have happened that are not its own); submitNow() opens one for the submit.
-    if (this.validate) this.encodeValidation = this.device.popErrorScope();
+    this.endRecording();
+  }
+
+  /**
+   * Closes the recording: no longer the runtime's open step, and its own validation scope ended
+   * (a step encoded ahead is submitted later, after calls that are not its own; submitNow() opens
+   * one for the submit).
+   */
+  private endRecording(): void {
     this.closed = true;
     this.runtime.stepClosed(this);
+    if (this.validate) this.encodeValidation = this.device.popErrorScope();
   }
 
   /** Whether finish() (or submitNow()) ended the recording. */
@@ -468,9 +475,7 @@ export class StepEncoder implements DispatchTarget {
     if (this.submitted) throw new Error('this step was already submitted');
     if (!this.closed) {
       this.endPass();
-      this.closed = true;
-      this.runtime.stepClosed(this);
-      if (this.validate) this.encodeValidation = this.device.popErrorScope();
+      this.endRecording();
     }
     this.submitted = true;
     for (const r of this.reads) this.runtime.returnStaging(r.staging);
