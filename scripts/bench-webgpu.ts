@@ -53,9 +53,9 @@ export function registerWebGpu(modelPath?: string): void {
       const { ctx, runtime } = await gpu();
       return new GpuExecutor(ctx, runtime, model);
     },
-    async realExecutor({ profile, prepareSteps }): Promise<Executor> {
+    async realExecutor({ profile, prepareSteps, fuseRopeKv }): Promise<Executor> {
       const { ctx, runtime } = await gpu();
-      return new GpuExecutor(ctx, runtime, model, { profile, prepareSteps });
+      return new GpuExecutor(ctx, runtime, model, { profile, prepareSteps, fuseRopeKv });
     },
     async executorFor(m: Model): Promise<Executor> {
       const { ctx, runtime } = await gpu();

@@ -38,7 +38,7 @@ export const KERNEL_MIN_LIMITS: Readonly<Record<RaisedLimit, number>> = {
   maxComputeWorkgroupStorageSize: 16384,
   maxComputeInvocationsPerWorkgroup: 256,
   maxComputeWorkgroupSizeX: 256,
-  maxStorageBuffersPerShaderStage: 7,
+  maxStorageBuffersPerShaderStage: 8,
   maxComputeWorkgroupsPerDimension: 65535,
 };
 

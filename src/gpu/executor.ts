@@ -63,6 +63,12 @@ export interface GpuExecutorOptions {
    * execute() submits it when its shape and buffers match (else it is dropped). See prepareNext.
    */
   prepareSteps?: boolean;
+  /**
+   * In a decode step (each sequence one token), rotate and write K/V inside paged_attention
+   * (default true, where the runtime's tuning allows: KernelTuning.fuseRopeKv): one dispatch
+   * fewer per layer, the same bits. False: rope_kv_write as its own dispatch (benchmarks compare).
+   */
+  fuseRopeKv?: boolean;
 }
 
 /**
@@ -112,6 +118,11 @@ export class GpuExecutor implements Executor {
   private lostMessage: string | null = null;
   /** Dispatches recorded by the last step (for benchmarks). */
   lastNumDispatches = 0;
+  /**
+   * Decode steps rotate and write K/V inside paged_attention (options.fuseRopeKv, default true).
+   * May change between steps: a benchmark alternates it over windows of one run.
+   */
+  fuseRopeKv: boolean;
   /** The next step, encoded ahead (see prepareNext); null when none is waiting. */
   private prepared: PreparedStep | null = null;
   /** Steps encoded ahead: submitted as they were (used) or dropped because the step differed (benchmarks, tests). */
@@ -127,6 +138,7 @@ export class GpuExecutor implements Executor {
     readonly model: Model,
     private readonly options: GpuExecutorOptions = {},
   ) {
+    this.fuseRopeKv = options.fuseRopeKv ?? true;
     this.device = ctx.device;
     this.vocabSize = model.config.vocabSize;
     this.name = `webgpu: ${ctx.adapter.vendor} ${ctx.adapter.architecture}`.trim();
@@ -198,8 +210,10 @@ export class GpuExecutor implements Executor {
     // keptRowOf finds a sequence's row there.
     let numTokens = 0;
     let numLogitRows = 0;
+    let oneTokenPerSeq = true; // a decode step
     for (const s of plan.seqs) {
       numTokens += s.tokenIds.length;
+      if (s.tokenIds.length !== 1) oneTokenPerSeq = false;
       if (s.needsLogits) numLogitRows += Math.max(1, s.numLogitRows ?? 1);
     }
     const a = this.act.ensure(numTokens, numLogitRows, plan.copies.length);
@@ -246,7 +260,7 @@ export class GpuExecutor implements Executor {
 
       // The forward pass of this step's shape (recorded on its first use and replayed after): the
       // step encoded ahead when it is this one, else encoded now.
-      const shape: ForwardStep = { numTokens, numRows, numCopies, lora: hasLora ? lora : null, sampled: readSampled };
+      const shape: ForwardStep = { numTokens, numRows, numCopies, lora: hasLora ? lora : null, sampled: readSampled, fuseRopeKv: oneTokenPerSeq && this.fuseRopeKv };
       const readsLogits = packed.logitsWanted.some(Boolean);
       let encoded = this.takePrepared(kv, a, shape, keep, readsLogits);
       if (!encoded) {
@@ -418,6 +432,8 @@ export class GpuExecutor implements Executor {
       for (const numTokens of sizes) {
         encodeForward(collect(into, tuning), c, this.weights, kv, tables, a, { numTokens, numRows: Math.min(numTokens, maxRows), numCopies: 0, lora: null });
       }
+      // A decode step's attention (rope_kv_write inside it, where the tuning says so).
+      encodeForward(collect(into, tuning), c, this.weights, kv, tables, a, { numTokens: 1, numRows: 1, numCopies: 0, lora: null, fuseRopeKv: this.fuseRopeKv });
     }
     // A block copy, and (with adapter slots) one forward pass with adapter rows in every (layer,
     // module): the gather's pipelines (one per projection shape: q, k|v, o, w1|w3, w2; independent

@@ -8,6 +8,7 @@
  *   [block_copy per layer, for copy-on-write]
  *   embedding
  *   per layer: matmul qkv (fused RMSNorm) · rope_kv_write · paged_attention · matmul wo (+= x)
+ *              (a decode step, each sequence one token: rope_kv_write done inside paged_attention)
  *              · matmul w1|w3 (fused RMSNorm) · matmul w2 (fused SwiGLU, += x)
  *              with adapter rows (LoRA): after each projection, lora_bgmv adds every row's own
  *              scale · B (A input) for the (layer, module)s a loaded adapter changes (base rows skip)
@@ -15,7 +16,7 @@
  *
  * ForwardPrograms keeps that recording per step shape: a step of the same shape (token rows,
  * logit rows, copies) on the same buffers replays it (StepEncoder.replay) instead of planning and
- * looking up its ~33 dispatches again; only what changed per step (the inputs) is uploaded.
+ * looking up its dispatches again (33 for stories260K, 28 in a decode step); only what changed per step (the inputs) is uploaded.
  */
 import { headSize as headSizeOf, kvDim as kvDimOf, type ModelConfig } from '../model/types.ts';
 import type { LoraModule } from '../engine/types.ts';
@@ -43,6 +44,12 @@ export interface ForwardStep {
   /** LoRA: the adapter slots when some row uses one (rows' slots in act.loraSlots); null: a base-only step. */
   lora: GpuLoraSlots | null;
   /**
+   * Rotate and write K/V inside paged_attention (with the tuning's fuseRopeKv) instead of a
+   * rope_kv_write dispatch. Only for a step where each token is its sequence's only one (a decode
+   * step: no token reads a slot another one writes). Absent: false.
+   */
+  fuseRopeKv?: boolean;
+  /**
    * Async scheduling: the previous step's kept tokens, which token ids FROM_SAMPLED | row read
    * (the executor's buffer; absent: none, as in the warm-up).
    */
@@ -65,6 +72,7 @@ export function encodeForward(
   const blockSize = kv.geometry.blockSize;
   const qkvStride = dim + 2 * kvDim;
   const T = n.numTokens;
+  const fuseRopeKv = n.fuseRopeKv === true && step.tuning.fuseRopeKv;
 
   // copy-on-write: each copied block's K and V, every layer, before anything writes into them
   if (n.numCopies > 0) {
@@ -95,7 +103,10 @@ export function encodeForward(
     lora('k', l, { x: a.x, y: a.qkv, inDim: dim, outDim: kvDim, yStride: qkvStride, yOffset: dim, norm: attNorm });
     lora('v', l, { x: a.x, y: a.qkv, inDim: dim, outDim: kvDim, yStride: qkvStride, yOffset: dim + kvDim, norm: attNorm });
     // rotate q in place; write rotated k and v into this layer's cache at each token's slot
-    encodeRopeKvWrite(step, { qkv: a.qkv, positions: a.positions, slots: a.slots, ropeTable: w.ropeTable, kCache: kv.k[l], vCache: kv.v[l], numTokens: T, dim, kvDim, headSize });
+    // (a decode step: paged_attention does it, one dispatch fewer)
+    if (!fuseRopeKv) {
+      encodeRopeKvWrite(step, { qkv: a.qkv, positions: a.positions, slots: a.slots, ropeTable: w.ropeTable, kCache: kv.k[l], vCache: kv.v[l], numTokens: T, dim, kvDim, headSize });
+    }
     // att = attention(q, this layer's cache), each token over its own positions via its block table
     encodePagedAttention(step, {
       q: a.qkv,
@@ -111,6 +122,7 @@ export function encodeForward(
       headSize,
       blockSize,
       qStride: qkvStride,
+      ropeTable: fuseRopeKv ? w.ropeTable : undefined,
     });
     // x += att · woᵀ
     encodeMatmul(step, { x: a.att, w: lw.wo.buffer, weightType: lw.wo.type, y: a.x, rows: T, inDim: dim, outDim: dim, accumulate: true });
@@ -159,7 +171,7 @@ const MAX_PROGRAMS = 64;
  * warm-up's first tier ending) (the weights live as long as the executor that holds this cache). Owns no buffers.
  */
 export class ForwardPrograms {
-  private readonly programs = new Map<string, ForwardProgram>(); // key `${numTokens},${numRows},${numCopies}`
+  private readonly programs = new Map<string, ForwardProgram>(); // key `${numTokens},${numRows},${numCopies},${fuseRopeKv}`
   private act: Activations | null = null;
   private kv: GpuKvPool | null = null;
   private tables: GpuSeqTables | null = null;
@@ -197,7 +209,7 @@ export class ForwardPrograms {
       this.paramsGeneration = this.runtime.paramsGeneration;
     }
     // A LoRA step also keys on which (layer, module)s the loaded adapters change (their dispatches).
-    const key = `${n.numTokens},${n.numRows},${n.numCopies}${n.lora ? `,${n.lora.maskKey}` : ''}`;
+    const key = `${n.numTokens},${n.numRows},${n.numCopies},${n.fuseRopeKv === true}${n.lora ? `,${n.lora.maskKey}` : ''}`;
     let program = this.programs.get(key);
     if (program) {
       this.programs.delete(key); // re-inserted below: most recently used last

@@ -272,6 +272,12 @@ export interface PagedAttentionArgs {
   blockSize: number;
   /** Row stride of q in floats (default numHeads * headSize). */
   qStride?: number;
+  /**
+   * Given: the kernel does rope_kv_write's work too (ROPE_KV): q is the unrotated qkv buffer
+   * (qStride numHeads·headSize + 2·kvDim), k and v are rotated and written at each token's position
+   * through its block table. Only for a step where each token is its sequence's only one.
+   */
+  ropeTable?: BufferBinding; // [maxPositions, headSize / 2] vec2<f32> (cos, sin)
 }
 
 /** kernels/paged_attention.wgsl: dispatch (numHeads, numTokens), WG = max(tuning.attentionThreads, headSize). */
@@ -288,6 +294,10 @@ export function planPagedAttention(a: PagedAttentionArgs, tuning: Readonly<Kerne
   if (a.numHeads % a.numKvHeads !== 0) throw new RangeError('paged_attention: numKvHeads must divide numHeads');
   const threads = Math.max(tuning.attentionThreads, a.headSize);
   if (threads > 256) throw new RangeError(`paged_attention: headSize ${a.headSize} > 256 is not supported`);
+  const ropeKv = a.ropeTable !== undefined;
+  if (ropeKv && (a.headSize % 2 !== 0 || qStride !== a.numHeads * a.headSize + 2 * a.numKvHeads * a.headSize)) {
+    throw new RangeError('paged_attention with a rope table: headSize must be even and q the qkv buffer (qStride = dim + 2 kvDim)');
+  }
   return {
     kernel: 'paged_attention',
     bindings: {
@@ -298,6 +308,7 @@ export function planPagedAttention(a: PagedAttentionArgs, tuning: Readonly<Kerne
       positions: a.positions,
       blockTableOffsets: a.blockTableOffsets,
       out: a.out,
+      ropeTable: a.ropeTable,
     },
     workgroups: [a.numHeads, a.numTokens],
     overrides: {
@@ -308,6 +319,7 @@ export function planPagedAttention(a: PagedAttentionArgs, tuning: Readonly<Kerne
       Q_STRIDE: qStride,
       SCALE: Math.fround(1 / Math.sqrt(a.headSize)),
       WG: threads,
+      ROPE_KV: ropeKv,
     },
   };
 }

@@ -53,6 +53,7 @@ const OPTIONAL_BINDINGS: Partial<Record<KernelName, Record<string, string>>> = {
   matmul_gemv: { normWeight: 'NORM_INPUT', rowIds: 'GATHER_ROWS' },
   matmul_tiled: { normWeight: 'NORM_INPUT', rowIds: 'GATHER_ROWS' },
   lora_bgmv: { normWeight: 'NORM_INPUT' },
+  paged_attention: { ropeTable: 'ROPE_KV' },
 };
 
 /** Reads bindings, the params struct and the overrides of one kernel's WGSL. */

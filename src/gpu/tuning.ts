@@ -25,9 +25,15 @@ export interface KernelTuning {
   attentionThreads: number;
   /** Threads of the one-workgroup-per-row kernels: embedding, rmsnorm, rope_kv_write, argmax, block_copy. */
   rowThreads: number;
+  /**
+   * A step where each sequence has one token (decode): paged_attention does rope_kv_write's work
+   * too (ROPE_KV), one dispatch fewer per layer (the same bits: see kernels/paged_attention.wgsl).
+   * Off: rope_kv_write then paged_attention, as a prefill step always does.
+   */
+  fuseRopeKv: boolean;
 }
 
-export const GPU_TUNING: Readonly<KernelTuning> = { gemvMaxRows: 16, gemvRowClasses: [1, 2, 4, 8], gemvThreads: 64, attentionThreads: 64, rowThreads: 64 };
+export const GPU_TUNING: Readonly<KernelTuning> = { gemvMaxRows: 16, gemvRowClasses: [1, 2, 4, 8], gemvThreads: 64, attentionThreads: 64, rowThreads: 64, fuseRopeKv: true };
 
 export const SOFTWARE_TUNING: Readonly<KernelTuning> = {
   gemvMaxRows: Number.POSITIVE_INFINITY,
@@ -38,6 +44,7 @@ export const SOFTWARE_TUNING: Readonly<KernelTuning> = {
   gemvThreads: 8,
   attentionThreads: 8,
   rowThreads: 16,
+  fuseRopeKv: true,
 };
 
 /** SOFTWARE_TUNING for software adapters (SwiftShader, WARP, lavapipe), else GPU_TUNING. */
@@ -47,11 +54,12 @@ export function tuningFor(adapter: { isFallback: boolean }): Readonly<KernelTuni
 
 /**
  * What a step can run with while the rest of its pipelines compile (GpuExecutor.warmUp): every
- * matmul as gemv in the smallest row class. Slower for many rows, the same bits: each output row's
- * reduction is the same in every row class and in the tiled kernel (kernels/matmul_gemv.wgsl,
- * kernels/matmul_tiled.wgsl). With SOFTWARE_TUNING it halves the matmul pipelines a first prompt
- * needs (5 matmul shapes x 1 class instead of 2).
+ * matmul as gemv in the smallest row class, and decode steps' attention as prefill's (rope_kv_write
+ * apart). Slower for many rows, the same bits: each output row's reduction is the same in every
+ * row class and in the tiled kernel (kernels/matmul_gemv.wgsl, kernels/matmul_tiled.wgsl), and the
+ * fused attention computes what the two kernels do. With SOFTWARE_TUNING it halves the matmul
+ * pipelines a first prompt needs (5 matmul shapes x 1 class instead of 2).
  */
 export function firstTierTuning(t: Readonly<KernelTuning>): Readonly<KernelTuning> {
-  return { ...t, gemvMaxRows: Number.POSITIVE_INFINITY, gemvRowClasses: [t.gemvRowClasses[0]] };
+  return { ...t, gemvMaxRows: Number.POSITIVE_INFINITY, gemvRowClasses: [t.gemvRowClasses[0]], fuseRopeKv: false };
 }

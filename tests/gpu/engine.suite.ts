@@ -170,10 +170,12 @@ export function engineSuite(label: string, getGpu: () => GPU, sources: KernelSou
       const prepared = (counter.inner as GpuExecutor).preparedSteps;
       expect(prepared.used).toBeGreaterThan(240);
       expect(prepared.dropped).toBeLessThanOrEqual(2);
+      // The last step decoded: rope_kv_write inside paged_attention, one dispatch fewer per layer.
+      expect((counter.inner as GpuExecutor).lastNumDispatches).toBe(1 + 5 * loaded.model.config.numLayers + 2);
     });
 
-    it('steps encoded ahead off: both golden texts byte for byte, and nothing is encoded ahead', async () => {
-      const executor = new GpuExecutor(ctx, runtime, loaded.model, { validate: true, prepareSteps: false });
+    it('steps encoded ahead off and rope_kv_write its own dispatch: both golden texts byte for byte, nothing encoded ahead', async () => {
+      const executor = new GpuExecutor(ctx, runtime, loaded.model, { validate: true, prepareSteps: false, fuseRopeKv: false });
       const engine = new Engine({ executor, config: { maxModelLen: 512, blockSize: 16, numGpuBlocks: 64, numCpuBlocks: 0 }, checkInvariants: true });
       const a = runcRequest(loaded.tokenizer, 'Once upon a time', 64, 512);
       const b = runcRequest(loaded.tokenizer, '', 64, 512);
@@ -184,6 +186,7 @@ export function engineSuite(label: string, getGpu: () => GPU, sources: KernelSou
       expect(text(golden.once).startsWith(runcOutput(engine, idA, a.promptTokenIds, 64).slice(0, -1))).toBe(true);
       expect(text(golden.none).startsWith(runcOutput(engine, idB, b.promptTokenIds, 64).slice(0, -1))).toBe(true);
       expect(executor.preparedSteps).toEqual({ used: 0, dropped: 0 });
+      expect(executor.lastNumDispatches).toBe(1 + 6 * loaded.model.config.numLayers + 2);
       executor.dispose();
     });
 

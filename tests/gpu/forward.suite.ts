@@ -130,7 +130,7 @@ export function forwardSuite(label: string, getGpu: () => GPU | undefined, sourc
     it.each([
       { tuningName: 'gpu tuning', tuning: GPU_TUNING },
       { tuningName: 'software tuning', tuning: SOFTWARE_TUNING },
-    ])('two mixed steps match the per-token CPU forward ($tuningName)', async ({ tuning }) => {
+    ])('two mixed steps and a decode step match the per-token CPU forward ($tuningName)', async ({ tuning }) => {
       const device = ctx.device;
       const runtime = new GpuRuntime(device, sources, { tuning });
       const rng = new Prng(42);
@@ -186,7 +186,7 @@ export function forwardSuite(label: string, getGpu: () => GPU | undefined, sourc
       const physical = rng.permutation(numBlocks);
       const tables = [physical.slice(0, 4), physical.slice(4, 8), physical.slice(8, 12)];
       const tableOffsets = [0, 4, 8];
-      const tokens = [Array.from({ length: 9 }, () => rng.int(vocab)), Array.from({ length: 6 }, () => rng.int(vocab)), Array.from({ length: 4 }, () => rng.int(vocab))];
+      const tokens = [Array.from({ length: 9 }, () => rng.int(vocab)), Array.from({ length: 7 }, () => rng.int(vocab)), Array.from({ length: 5 }, () => rng.int(vocab))];
       // Each step: [seq, first position, count], in batch order (sequences mixed).
       const steps: [number, number, number][][] = [
         [
@@ -197,6 +197,12 @@ export function forwardSuite(label: string, getGpu: () => GPU | undefined, sourc
           [1, 3, 3],
           [0, 5, 1],
           [2, 0, 4],
+        ],
+        // a decode step (each sequence one token): rope_kv_write's work done inside paged_attention
+        [
+          [2, 4, 1],
+          [0, 6, 1],
+          [1, 6, 1],
         ],
       ];
 
@@ -217,6 +223,7 @@ export function forwardSuite(label: string, getGpu: () => GPU | undefined, sourc
           logitRows.push(ids.length - 1);
         }
         const T = ids.length;
+        const decode = plan.every(([, , count]) => count === 1);
         const idsBuf = up(Uint32Array.from(ids));
         const posBuf = up(Uint32Array.from(positions));
         const slotBuf = up(Uint32Array.from(slots));
@@ -228,8 +235,9 @@ export function forwardSuite(label: string, getGpu: () => GPU | undefined, sourc
         encodeEmbedding(step, { tokenIds: idsBuf, embedding: embBuf, out: x, numTokens: T, dim });
         for (const l of gpuLayers) {
           encodeMatmul(step, { x, w: l.wqkv, y: qkv, rows: T, inDim: dim, outDim: dim + 2 * kvDim, norm: { weight: l.rmsAtt, eps } });
-          encodeRopeKvWrite(step, { qkv, positions: posBuf, slots: slotBuf, ropeTable, kCache: l.kCache, vCache: l.vCache, numTokens: T, dim, kvDim, headSize });
+          if (!decode) encodeRopeKvWrite(step, { qkv, positions: posBuf, slots: slotBuf, ropeTable, kCache: l.kCache, vCache: l.vCache, numTokens: T, dim, kvDim, headSize });
           encodePagedAttention(step, {
+            ropeTable: decode ? ropeTable : undefined,
             q: qkv,
             qStride: dim + 2 * kvDim,
             kCache: l.kCache,
@@ -251,7 +259,7 @@ export function forwardSuite(label: string, getGpu: () => GPU | undefined, sourc
         const rows = logitRows.length;
         encodeMatmul(step, { x, w: embBuf, y: logits, rows, inDim: dim, outDim: vocab, norm: { weight: rmsFinalBuf, eps }, rowIds: rowBuf });
         encodeArgmax(step, { logits, out: argmax, numRows: rows, vocabSize: vocab });
-        expect(step.numDispatches).toBe(1 + 6 * numLayers + 2);
+        expect(step.numDispatches).toBe(1 + (decode ? 5 : 6) * numLayers + 2);
         const logitsRead = step.read(logits, rows * vocab * 4);
         const argmaxRead = step.read(argmax, rows * 4);
         const result = await step.submit();

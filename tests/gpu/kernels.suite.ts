@@ -31,6 +31,7 @@ import {
   planMatmul,
   planPagedAttention,
   planRmsNorm,
+  planRopeKvWrite,
   warmUp,
   type MatmulArgs,
 } from '../../src/gpu/kernels.ts';
@@ -655,6 +656,72 @@ export function kernelSuite(label: string, getGpu: () => GPU | undefined, source
           }
         });
         expectClose(new Float32Array(got), expected, { tol: () => 2e-5, what: 'attention output' });
+      });
+
+      // A decode step: each sequence's one token at its next position, in a shuffled batch order;
+      // positions 0, 32 and 64 start a chunk of the loop (WG 8 or 64), 0 is the only position.
+      it.each(
+        [
+          { name: 'GQA 8/4 heads of 8, block 4', numHeads: 8, numKvHeads: 4, headSize: 8, blockSize: 4, seqLens: [70, 13, 1, 33, 65], order: [2, 0, 4, 3, 1] },
+          { name: 'MQA 4/1 heads of 48, block 16', numHeads: 4, numKvHeads: 1, headSize: 48, blockSize: 16, seqLens: [300, 17], order: [1, 0] },
+        ].flatMap((c) => TUNINGS.map((t) => ({ ...c, ...t }))),
+      )('with a rope table (ROPE_KV) it is rope_kv_write then paged_attention, bit for bit: $name ($tuningName)', async (c) => {
+        const rng = new Prng(900 + c.headSize);
+        const dim = c.numHeads * c.headSize;
+        const kvDim = c.numKvHeads * c.headSize;
+        const qkvStride = dim + 2 * kvDim;
+        const numBlocks = c.seqLens.reduce((a, n) => a + Math.ceil(n / c.blockSize), 0) + 3;
+        const physical = rng.permutation(numBlocks);
+        const tables: number[][] = [];
+        let next = 0;
+        for (const n of c.seqLens) tables.push(physical.slice(next, (next += Math.ceil(n / c.blockSize))));
+        const tableOffsets = tables.map((_, s) => tables.slice(0, s).reduce((a, tb) => a + tb.length, 0));
+        // Positions 0 .. len-2 cached; each sequence's token at len-1 writes its own slot.
+        const kInit = rng.floats(numBlocks * c.blockSize * kvDim);
+        const vInit = rng.floats(numBlocks * c.blockSize * kvDim);
+        const positions = c.order.map((s) => c.seqLens[s] - 1);
+        const slots = c.order.map((s, i) => tables[s][Math.floor(positions[i] / c.blockSize)] * c.blockSize + (positions[i] % c.blockSize));
+        const T = c.order.length;
+        const qkv = rng.floats(T * qkvStride, -2, 2);
+        const ropeTable = upload(buildRopeTable(512, c.headSize, 10000));
+        const common = {
+          blockTables: upload(u32(tables.flat())),
+          blockTableOffsets: upload(u32(c.order.map((s) => tableOffsets[s]))),
+          positions: upload(u32(positions)),
+          numTokens: T,
+          numHeads: c.numHeads,
+          numKvHeads: c.numKvHeads,
+          headSize: c.headSize,
+          blockSize: c.blockSize,
+          qStride: qkvStride,
+        };
+        const run = (fused: boolean) => {
+          const q = upload(qkv);
+          const kCache = upload(kInit);
+          const vCache = upload(vInit);
+          const out = empty(T * dim);
+          return runStep((s) => {
+            if (!fused) {
+              encodePlan(s, planRopeKvWrite({ qkv: q, positions: common.positions, slots: upload(u32(slots)), ropeTable, kCache, vCache, numTokens: T, dim, kvDim, headSize: c.headSize }, c.tuning));
+            }
+            encodePlan(s, planPagedAttention({ ...common, q, kCache, vCache, out, ropeTable: fused ? ropeTable : undefined }, c.tuning));
+          }, [out, kCache, vCache]);
+        };
+        const [twoKernels, fused] = [await run(false), await run(true)];
+        const bits = (b: ArrayBuffer) => Array.from(new Uint32Array(b));
+        expect(bits(fused[0]), 'attention output').toEqual(bits(twoKernels[0]));
+        expect(bits(fused[1]), 'kCache').toEqual(bits(twoKernels[1]));
+        expect(bits(fused[2]), 'vCache').toEqual(bits(twoKernels[2]));
+        // The written slots changed (the comparison is not of two untouched caches).
+        expect(bits(fused[1])).not.toEqual(bits(kInit.buffer as ArrayBuffer));
+      });
+
+      it('refuses a rope table unless q is the qkv buffer and the head size even', () => {
+        const b = upload(new Float32Array(4));
+        const args = { q: b, kCache: b, vCache: b, blockTables: b, blockTableOffsets: b, positions: b, out: b, numTokens: 1, numHeads: 2, numKvHeads: 1, headSize: 8, blockSize: 4, ropeTable: b };
+        expect(() => planPagedAttention(args)).toThrow(/qStride = dim \+ 2 kvDim/);
+        expect(() => planPagedAttention({ ...args, qStride: 32 })).not.toThrow();
+        expect(() => planPagedAttention({ ...args, headSize: 7, qStride: 28 })).toThrow(/even/);
       });
     });
 

@@ -129,6 +129,12 @@ export interface OverheadSettings {
    * for the decode rows: on (default), off, or both (each decode row measured on, then off).
    */
   prepareSteps: 'off' | 'on' | 'both';
+  /**
+   * GpuExecutor's fuseRopeKv (a decode step's rope_kv_write done inside paged_attention, one
+   * dispatch fewer per layer) for the decode rows: on (default), off, or both (each decode row
+   * measured on, then off, with the on/off ratios of executor host time and GPU time).
+   */
+  fuseRopeKv: 'off' | 'on' | 'both';
 }
 
 function intList(name: string, raw: string | undefined, fallback: number[]): number[] {
@@ -157,10 +163,14 @@ function flag(name: string, raw: string | undefined, fallback: boolean): boolean
 }
 
 export function overheadSettings(options: Record<string, string>): OverheadSettings {
-  const known = new Set(['batches', 'steps', 'warm', 'repeats', 'prompt', 'temperature', 'mixed', 'mixed-decodes', 'mixed-chunk', 'snapshot', 'async-scheduling', 'prepare-steps']);
+  const known = new Set(['batches', 'steps', 'warm', 'repeats', 'prompt', 'temperature', 'mixed', 'mixed-decodes', 'mixed-chunk', 'snapshot', 'async-scheduling', 'prepare-steps', 'fuse-rope-kv']);
   const prepareSteps = options['prepare-steps'] ?? 'on';
   if (prepareSteps !== 'off' && prepareSteps !== 'on' && prepareSteps !== 'both') {
     throw new Error(`overhead: --prepare-steps must be off, on or both, got ${JSON.stringify(prepareSteps)}`);
+  }
+  const fuseRopeKv = options['fuse-rope-kv'] ?? 'on';
+  if (fuseRopeKv !== 'off' && fuseRopeKv !== 'on' && fuseRopeKv !== 'both') {
+    throw new Error(`overhead: --fuse-rope-kv must be off, on or both, got ${JSON.stringify(fuseRopeKv)}`);
   }
   const asyncScheduling = options['async-scheduling'] ?? 'off';
   if (asyncScheduling !== 'off' && asyncScheduling !== 'on' && asyncScheduling !== 'both') {
@@ -180,6 +190,7 @@ export function overheadSettings(options: Record<string, string>): OverheadSetti
     snapshot: flag('snapshot', options.snapshot, true),
     asyncScheduling,
     prepareSteps,
+    fuseRopeKv,
   };
 }
 
@@ -343,9 +354,9 @@ interface Setup {
 }
 
 /** Builds an engine with a profile on a fresh executor of the backend (warmed up where it can be). */
-async function profiledEngine(setup: Setup, config: { numGpuBlocks: number; maxNumSeqs: number; maxNumBatchedTokens: number; asyncScheduling?: boolean }, prepareSteps = true) {
+async function profiledEngine(setup: Setup, config: { numGpuBlocks: number; maxNumSeqs: number; maxNumBatchedTokens: number; asyncScheduling?: boolean }, prepareSteps = true, fuseRopeKv = setup.settings.fuseRopeKv !== 'off') {
   const profile = new StepProfile(setup.backend.threadRunDelayMs);
-  const executor = await setup.backend.realExecutor!({ profile, prepareSteps });
+  const executor = await setup.backend.realExecutor!({ profile, prepareSteps, fuseRopeKv });
   const engine = new Engine({
     executor,
     // As the worker's host runs it: a virtual engine clock, events recorded, no invariant checks.
@@ -414,17 +425,25 @@ function preparedUsed(executor: object): number | null {
 }
 
 async function measureDecode(setup: Setup, batch: number, asyncScheduling = false, prepareSteps = true): Promise<OverheadRow> {
+  return (await measureDecodeVariants(setup, batch, asyncScheduling, prepareSteps, [setup.settings.fuseRopeKv !== 'off']))[0];
+}
+
+/**
+ * Decode rows of one engine, one per value of the GpuExecutor's fuseRopeKv in `fuse`: with two,
+ * the windows alternate between them (on, off, then off, on, ...), so both see the same machine.
+ */
+async function measureDecodeVariants(setup: Setup, batch: number, asyncScheduling: boolean, prepareSteps: boolean, fuse: readonly boolean[]): Promise<OverheadRow[]> {
   const { settings: s } = setup;
   // Room for every decode plus 256 prompt tokens a step while the batch fills; the first prompts
   // prefilled decode while later ones still prefill, so their contexts need room for those steps.
   const maxNumBatchedTokens = batch + 256;
   const rampSteps = Math.ceil((batch * s.promptTokens) / 256) + 1;
-  const perSeqTokens = s.promptTokens + rampSteps + s.warm + s.repeats * s.steps + 2;
+  const perSeqTokens = s.promptTokens + rampSteps + s.warm + fuse.length * (s.repeats * (s.steps + 1)) + 2;
   if (perSeqTokens > setup.maxModelLen) {
     throw new Error(`overhead: --prompt + --warm + --repeats x --steps and the prefill steps (${perSeqTokens}) must fit the model's ${setup.maxModelLen}-token context`);
   }
   const blocksPerSeq = Math.ceil(perSeqTokens / 16);
-  const { engine, executor, profile } = await profiledEngine(setup, { numGpuBlocks: batch * blocksPerSeq + 1, maxNumSeqs: batch, maxNumBatchedTokens, asyncScheduling }, prepareSteps);
+  const { engine, executor, profile } = await profiledEngine(setup, { numGpuBlocks: batch * blocksPerSeq + 1, maxNumSeqs: batch, maxNumBatchedTokens, asyncScheduling }, prepareSteps, fuse[0]);
   try {
     for (let b = 0; b < batch; b++) {
       engine.submit({ promptTokenIds: prompt(b, s.promptTokens, setup.vocabSize), maxTokens: perSeqTokens - s.promptTokens, stopTokenIds: [], sampling: { temperature: s.temperature, seed: b + 1 } });
@@ -440,15 +459,23 @@ async function measureDecode(setup: Setup, batch: number, asyncScheduling = fals
       if (i > 10_000) throw new Error('overhead: the batch never reached steady decode');
     }
     await runSteps(engine, profile, s.warm, pureDecode, s.snapshot);
-    const rows: OverheadRow[] = [];
+    const rows: OverheadRow[][] = fuse.map(() => []);
+    const fused = executor as { fuseRopeKv?: boolean };
     for (let k = 0; k < s.repeats; k++) {
-      const usedBefore = preparedUsed(executor);
-      const samples = await runSteps(engine, profile, s.steps, pureDecode, s.snapshot);
-      const usedAfter = preparedUsed(executor);
-      const prepared = usedBefore === null || usedAfter === null ? null : { on: prepareSteps, used: usedAfter - usedBefore };
-      rows.push(rowFromSteps(samples, { kind: 'decode', batch, tokensPerStep: batch, prefillTokensPerStep: 0 }, setup.timerNs, timedCalls(profile.calls.submit > 0, batch, s.snapshot), prepared));
+      for (let j = 0; j < fuse.length; j++) {
+        const v = k % 2 === 0 ? j : fuse.length - 1 - j;
+        if (fuse.length > 1 && fused.fuseRopeKv !== undefined && fused.fuseRopeKv !== fuse[v]) {
+          fused.fuseRopeKv = fuse[v];
+          await runSteps(engine, profile, 1, pureDecode, false); // the step encoded ahead as the other variant is dropped here
+        }
+        const usedBefore = preparedUsed(executor);
+        const samples = await runSteps(engine, profile, s.steps, pureDecode, s.snapshot);
+        const usedAfter = preparedUsed(executor);
+        const prepared = usedBefore === null || usedAfter === null ? null : { on: prepareSteps, used: usedAfter - usedBefore };
+        rows[v].push(rowFromSteps(samples, { kind: 'decode', batch, tokensPerStep: batch, prefillTokensPerStep: 0 }, setup.timerNs, timedCalls(profile.calls.submit > 0, batch, s.snapshot), prepared));
+      }
     }
-    return medianRow(rows);
+    return rows.map(medianRow);
   } finally {
     executor.dispose();
   }
@@ -569,11 +596,19 @@ export const overheadBench: BenchCommand = {
     const byBatch: OverheadRow[] = [];
     const asyncByBatch: OverheadRow[] = [];
     const notPreparedByBatch: OverheadRow[] = [];
+    const unfusedByBatch: OverheadRow[] = [];
     for (const batch of settings.batches) {
       if (settings.asyncScheduling !== 'on') {
         if (settings.prepareSteps !== 'off') {
           ctx.log(`overhead: decode batch ${batch}...`);
-          byBatch.push(await measureDecode(setup, batch));
+          if (settings.fuseRopeKv === 'both') {
+            ctx.log(`overhead: decode batch ${batch}, rope_kv_write fused into paged_attention and not, windows alternating...`);
+            const [on, off] = await measureDecodeVariants(setup, batch, false, true, [true, false]);
+            byBatch.push(on);
+            unfusedByBatch.push(off);
+          } else {
+            byBatch.push(await measureDecode(setup, batch));
+          }
         }
         if (settings.prepareSteps !== 'on') {
           ctx.log(`overhead: decode batch ${batch}, steps not encoded ahead...`);
@@ -597,7 +632,14 @@ export const overheadBench: BenchCommand = {
       ctx.log(`overhead: mixed step (${settings.mixedChunk}-token prefill chunk + ${settings.mixedDecodes} decodes)...`);
       mixed = await measureMixed(setup);
     }
-    const rows = [...byBatch, ...(mixed ? [mixed] : []), ...notPreparedByBatch, ...asyncByBatch];
+    const rows = [...byBatch, ...(mixed ? [mixed] : []), ...notPreparedByBatch, ...unfusedByBatch, ...asyncByBatch];
+    // Fused / not, per batch: the executor's host time (fewer dispatches to encode and submit) and the GPU's.
+    const fuseRatios = unfusedByBatch.flatMap((off) => {
+      const on = byBatch.find((r) => r.batch === off.batch);
+      return on && on.executorHostUs !== null && off.executorHostUs !== null
+        ? [{ batch: off.batch, executorHostUs: { off: off.executorHostUs, on: on.executorHostUs }, prepareUs: { off: off.prepareUs, on: on.prepareUs }, submitUs: { off: off.submitUs, on: on.submitUs }, gpuTimeUs: { off: off.gpuTimeUs, on: on.gpuTimeUs }, executorHostOnOverOff: on.executorHostUs / off.executorHostUs, gpuTimeOnOverOff: on.gpuTimeUs !== null && off.gpuTimeUs !== null ? on.gpuTimeUs / off.gpuTimeUs : null }]
+        : [];
+    });
     // Encoded ahead / not, per batch: the executor's host time, and the part of it the GPU waits for.
     const prepareRatios = notPreparedByBatch.flatMap((off) => {
       const on = byBatch.find((r) => r.batch === off.batch);
@@ -621,6 +663,7 @@ export const overheadBench: BenchCommand = {
         mixed,
         ...(asyncByBatch.length > 0 ? { asyncScheduling: { byBatch: asyncByBatch, ratios: asyncRatios } } : {}),
         ...(notPreparedByBatch.length > 0 ? { stepsNotEncodedAhead: { byBatch: notPreparedByBatch, ratios: prepareRatios } } : {}),
+        ...(unfusedByBatch.length > 0 ? { ropeKvNotFused: { byBatch: unfusedByBatch, ratios: fuseRatios } } : {}),
       },
       notes: [
         'µs per step (snapshot: per call): each phase the median over a window\'s steps, then over the windows; host = the sum of its phases (' +
@@ -637,6 +680,12 @@ export const overheadBench: BenchCommand = {
           ? [
               `the ${notPreparedByBatch.length} decode rows after the mixed one run without steps encoded ahead`,
               ...prepareRatios.map((r) => `batch ${r.batch}: encoded ahead on/off: executor host ${us(r.executorHostUs.off)} -> ${us(r.executorHostUs.on)} µs (${formatNum(r.executorHostOnOverOff, 2)}x), exposed to the GPU ${us(r.exposedHostUs.off)} -> ${us(r.exposedHostUs.on)} µs (${formatNum(r.exposedOnOverOff, 2)}x)`),
+            ]
+          : []),
+        ...(unfusedByBatch.length > 0
+          ? [
+              `the ${unfusedByBatch.length} decode rows after those run with rope_kv_write as its own dispatch (fuseRopeKv off), in the same engine as the fused row of their batch, the windows alternating`,
+              ...fuseRatios.map((r) => `batch ${r.batch}: rope_kv_write fused into paged_attention on/off: executor host ${us(r.executorHostUs.off)} -> ${us(r.executorHostUs.on)} µs (${formatNum(r.executorHostOnOverOff, 2)}x; prepare ${us(r.prepareUs.off)} -> ${us(r.prepareUs.on)}, submit ${us(r.submitUs.off)} -> ${us(r.submitUs.on)})${r.gpuTimeOnOverOff !== null ? `, GPU ${us(r.gpuTimeUs.off)} -> ${us(r.gpuTimeUs.on)} µs (${formatNum(r.gpuTimeOnOverOff, 2)}x)` : ''}`),
             ]
           : []),
         ...(rows.some((r) => r.hostRunDelayUs !== null)

@@ -31,7 +31,7 @@ export interface Backend {
    * Real-model backends (webgpu, cpu, fake): a fresh executor for that model, timing its phases
    * into `profile` when given, for benchmarks that drive the Engine themselves (overhead).
    */
-  realExecutor?(options: { profile?: ProfileSink; prepareSteps?: boolean }): Promise<Executor> | Executor;
+  realExecutor?(options: { profile?: ProfileSink; prepareSteps?: boolean; fuseRopeKv?: boolean }): Promise<Executor> | Executor;
   /** Real-model backends (webgpu, cpu): a fresh executor for any model (bench quant's f32/Q8_0/Q4_0 models). */
   executorFor?(model: Model): Promise<Executor> | Executor;
   /** The machine (and device) in words, for benchmark results. */

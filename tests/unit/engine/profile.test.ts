@@ -209,6 +209,9 @@ describe('overhead benchmark arithmetic', () => {
     expect(overheadSettings({}).prepareSteps).toBe('on');
     expect(overheadSettings({ 'prepare-steps': 'both' }).prepareSteps).toBe('both');
     expect(() => overheadSettings({ 'prepare-steps': 'sometimes' })).toThrow(/--prepare-steps/);
+    expect(overheadSettings({}).fuseRopeKv).toBe('on');
+    expect(overheadSettings({ 'fuse-rope-kv': 'both' }).fuseRopeKv).toBe('both');
+    expect(() => overheadSettings({ 'fuse-rope-kv': 'yes' })).toThrow(/--fuse-rope-kv must be off, on or both/);
     expect(() => overheadSettings({ bogus: '1' })).toThrow(/unknown option --bogus/);
   });
 
