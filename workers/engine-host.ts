@@ -441,7 +441,8 @@ export class EngineHost {
     if (executor.warmUp && !this.warmed.has(executor)) {
       // Shaders compiled and first dispatches run before any run starts (out of every latency).
       const started = performance.now();
-      await executor.warmUp({ maxTokens: config.maxNumBatchedTokens, maxSeqs: config.maxNumSeqs });
+      // What the first prompt does not need compiles after its first step (deferRest).
+      await executor.warmUp({ maxTokens: config.maxNumBatchedTokens, maxSeqs: config.maxNumSeqs, deferRest: true });
       this.warmed.add(executor);
       this.warmUpMs = performance.now() - started;
     }

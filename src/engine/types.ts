@@ -158,12 +158,14 @@ export interface Executor {
    * throwaway K/V, so that no measured step pays for it. Call after configure(); the K/V it
    * writes is never read (every position is written before it is attended to).
    */
-  warmUp?(shape: { maxTokens: number; maxSeqs: number }): Promise<void>;
+  warmUp?(shape: { maxTokens: number; maxSeqs: number; deferRest?: boolean }): Promise<void>;
   /**
    * Settles when everything warmUp() started is ready, including what it did not wait for (a
    * GPU executor returns from warmUp() once a base-model step needs nothing more, and compiles
    * the pipelines of copy-on-write copies and LoRA rows after; a step needing one sooner compiles
-   * it itself). Benchmarks wait for it so that no measured step shares the CPU with a compile.
+   * it itself; with `deferRest`, it starts those only after the first step, or after a while
+   * without one, so that a first prompt does not share the CPU with them). Benchmarks wait for it
+   * so that no measured step shares the CPU with a compile.
    */
   readonly warmedUp?: Promise<void>;
   /**

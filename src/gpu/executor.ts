@@ -89,6 +89,10 @@ interface PreparedStep {
 
 /** Kept-token rows the executor's `sampled` buffer starts with (it grows by powers of two). */
 const INITIAL_SAMPLED_ROWS = 256;
+/** warmUp({ deferRest }): the rest compiles this long after the first step ends (its tokens reach the page first)... */
+const REST_AFTER_STEP_MS = 100;
+/** ...or after this long with no step. */
+const REST_IDLE_MS = 1500;
 
 export class GpuExecutor implements Executor {
   readonly name: string;
@@ -315,6 +319,11 @@ export class GpuExecutor implements Executor {
         lap('output');
         if (result.gpuTimeMs !== null) prof.add('gpu', result.gpuTimeMs);
       }
+      if (this.beginRest) {
+        // warmUp({ deferRest }): the first step is done; the rest compiles once its tokens are out.
+        clearTimeout(this.restTimer);
+        this.restTimer = setTimeout(this.beginRest, REST_AFTER_STEP_MS);
+      }
       // The engine clock: the step's GPU time where timestamp queries exist, else its wall time.
       const wallMs = performance.now() - started;
       return { outputs, durationMs: result.gpuTimeMs ?? wallMs, wallMs };
@@ -403,8 +412,11 @@ export class GpuExecutor implements Executor {
    * rest are compiled too — the other row classes (and the tiled kernel), the copy-on-write copy
    * and the LoRA gathers — then the runtime's own tuning again (`warmedUp` settles then). The
    * bits are the same either way; only the speed of steps with many rows differs meanwhile.
+   * With `deferRest` the rest starts compiling only after the first step (REST_AFTER_STEP_MS after
+   * it ends) or after REST_IDLE_MS without one, so that a first prompt's step does not share the
+   * CPU with those compiles (the lab's launch: page open → first token); else at once.
    */
-  async warmUp(shape: { maxTokens: number; maxSeqs: number }): Promise<void> {
+  async warmUp(shape: { maxTokens: number; maxSeqs: number; deferRest?: boolean }): Promise<void> {
     const kv = this.kv;
     if (!kv) throw new Error('the GPU executor needs configure() before warmUp()');
     const c = this.model.config;
@@ -452,12 +464,27 @@ export class GpuExecutor implements Executor {
     // compiles what it needs itself, and meets a real compile error there).
     const release = laterSpecs.size > 0 ? this.runtime.holdFirstTier() : () => {};
     const firstDone = compile(firstSpecs);
-    const rest = compile(laterSpecs).then(release, release);
+    let begin!: () => void;
+    const rest = new Promise<void>((resolve) => (begin = resolve)).then(() => compile(laterSpecs)).then(release, release);
     this.warmedUp = firstDone.then(() => rest);
     this.warmedUp.catch(() => {});
+    if (!shape.deferRest || laterSpecs.size === 0) begin();
     await firstDone;
     this.assertUsable();
+    if (shape.deferRest && laterSpecs.size > 0) {
+      // The first prompt's steps get the CPU to themselves (a software adapter compiles on it).
+      this.beginRest = () => {
+        clearTimeout(this.restTimer);
+        this.beginRest = null;
+        begin();
+      };
+      this.restTimer = setTimeout(this.beginRest, REST_IDLE_MS);
+    }
   }
+
+  /** warmUp({ deferRest }): starts compiling the rest (null once started or when nothing waits). */
+  private beginRest: (() => void) | null = null;
+  private restTimer: ReturnType<typeof setTimeout> | undefined;
 
   /**
    * Settles when everything warmUp() asked for is compiled, the pipelines it did not wait for
@@ -479,6 +506,8 @@ export class GpuExecutor implements Executor {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
+    clearTimeout(this.restTimer);
+    this.beginRest = null;
     this.dropPrepared();
     if (this.ctx.isLost) return;
     this.weights.destroy();

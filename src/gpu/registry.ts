@@ -98,6 +98,8 @@ interface CompiledKernel {
 
 export interface RegistryStats {
   pipelines: number;
+  /** Pipelines asked for with pipelineAsync and not compiled yet. */
+  compiling: number;
   bindGroups: number;
   bindGroupMisses: number;
 }
@@ -229,7 +231,7 @@ export class KernelRegistry {
   }
 
   get stats(): RegistryStats {
-    return { pipelines: this.pipelines.size, bindGroups: this.bindGroups.size, bindGroupMisses: this.bindGroupMisses };
+    return { pipelines: this.pipelines.size, compiling: this.pending.size, bindGroups: this.bindGroups.size, bindGroupMisses: this.bindGroupMisses };
   }
 
   /** Frees the registry's own buffer. Pipelines and bind groups are garbage collected. */

@@ -214,6 +214,53 @@ export function engineSuite(label: string, getGpu: () => GPU, sources: KernelSou
       }
     });
 
+    it('warm-up with deferRest (the lab): the first tier only until the first step ends, then the rest; the golden unchanged', async () => {
+      const fresh = GpuRuntime.fromContext(ctx, sources);
+      try {
+        const executor = new GpuExecutor(ctx, fresh, loaded.model, { validate: true });
+        const engine = new Engine({ executor, config: { maxModelLen: 512, blockSize: 16, numGpuBlocks: 64, numCpuBlocks: 0, maxNumBatchedTokens: 256, maxNumSeqs: 32 }, checkInvariants: true });
+        await engine.init();
+        await executor.warmUp({ maxTokens: 256, maxSeqs: 32, deferRest: true });
+        let restDone = false;
+        void executor.warmedUp.then(() => (restDone = true));
+        const firstTier = fresh.registry.stats;
+        expect(firstTier.compiling).toBe(0); // the rest is not even asked for yet
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        expect(fresh.registry.stats).toMatchObject({ pipelines: firstTier.pipelines, compiling: 0 });
+        expect(restDone).toBe(false);
+        // The prompt's first step (its prefill) runs on the first tier alone...
+        const a = runcRequest(loaded.tokenizer, 'Once upon a time', 256, 512);
+        const idA = engine.submit({ ...a, sampling: { temperature: 0 } });
+        await engine.step();
+        expect(fresh.registry.stats.pipelines).toBe(firstTier.pipelines);
+        // ...and the rest compiles after it, while the run goes on.
+        await engine.runUntilIdle();
+        await executor.warmedUp;
+        expect(fresh.registry.stats.pipelines).toBeGreaterThan(firstTier.pipelines);
+        expect(runcOutput(engine, idA, a.promptTokenIds, 256)).toBe(text(golden.once));
+        executor.dispose();
+      } finally {
+        fresh.destroy();
+      }
+    });
+
+    it('warm-up with deferRest and no step: the rest compiles after a while anyway', async () => {
+      const fresh = GpuRuntime.fromContext(ctx, sources);
+      try {
+        const executor = new GpuExecutor(ctx, fresh, loaded.model, { validate: true });
+        const engine = new Engine({ executor, config: { maxModelLen: 512, blockSize: 16, numGpuBlocks: 64, numCpuBlocks: 0, maxNumBatchedTokens: 64, maxNumSeqs: 8 }, checkInvariants: true });
+        await engine.init();
+        await executor.warmUp({ maxTokens: 64, maxSeqs: 8, deferRest: true });
+        const firstTier = fresh.registry.stats.pipelines;
+        await executor.warmedUp;
+        expect(fresh.registry.stats).toMatchObject({ compiling: 0 });
+        expect(fresh.registry.stats.pipelines).toBeGreaterThan(firstTier);
+        executor.dispose();
+      } finally {
+        fresh.destroy();
+      }
+    });
+
     it('warm-up with Q4_0 weights records their WTYPE specialisations: a quantized run compiles nothing after it', async () => {
       const fresh = GpuRuntime.fromContext(ctx, sources);
       try {
