@@ -319,10 +319,11 @@ export class GpuExecutor implements Executor {
         lap('output');
         if (result.gpuTimeMs !== null) prof.add('gpu', result.gpuTimeMs);
       }
-      if (this.beginRest) {
+      if (this.restGate && !this.restAfterStep) {
         // warmUp({ deferRest }): the first step is done; the rest compiles once its tokens are out.
+        this.restAfterStep = true;
         clearTimeout(this.restTimer);
-        this.restTimer = setTimeout(this.beginRest, REST_AFTER_STEP_MS);
+        this.restTimer = setTimeout(() => this.restGate?.(true), REST_AFTER_STEP_MS);
       }
       // The engine clock: the step's GPU time where timestamp queries exist, else its wall time.
       const wallMs = performance.now() - started;
@@ -464,27 +465,32 @@ export class GpuExecutor implements Executor {
     // compiles what it needs itself, and meets a real compile error there).
     const release = laterSpecs.size > 0 ? this.runtime.holdFirstTier() : () => {};
     const firstDone = compile(firstSpecs);
-    let begin!: () => void;
-    const rest = new Promise<void>((resolve) => (begin = resolve)).then(() => compile(laterSpecs)).then(release, release);
+    // The rest: compiled once the gate opens (true), or skipped (false: disposed before that).
+    let gate!: (compileRest: boolean) => void;
+    const rest = new Promise<boolean>((resolve) => (gate = resolve)).then((go) => (go ? compile(laterSpecs) : undefined)).then(release, release);
     this.warmedUp = firstDone.then(() => rest);
     this.warmedUp.catch(() => {});
-    if (!shape.deferRest || laterSpecs.size === 0) begin();
+    if (!shape.deferRest || laterSpecs.size === 0) gate(true);
+    else {
+      // The first prompt's steps get the CPU to themselves (a software adapter compiles on it).
+      this.restGate = (go) => {
+        clearTimeout(this.restTimer);
+        this.restGate = null;
+        gate(go);
+      };
+    }
     await firstDone;
     this.assertUsable();
-    if (shape.deferRest && laterSpecs.size > 0) {
-      // The first prompt's steps get the CPU to themselves (a software adapter compiles on it).
-      this.beginRest = () => {
-        clearTimeout(this.restTimer);
-        this.beginRest = null;
-        begin();
-      };
-      this.restTimer = setTimeout(this.beginRest, REST_IDLE_MS);
-    }
+    if (this.restGate) this.restTimer = setTimeout(() => this.restGate?.(true), REST_IDLE_MS);
   }
 
-  /** warmUp({ deferRest }): starts compiling the rest (null once started or when nothing waits). */
-  private beginRest: (() => void) | null = null;
+  /**
+   * warmUp({ deferRest }): opens the rest's gate (true: compile it; false: the executor is
+   * disposed, the runtime's first tier released without it); null once opened or when none waits.
+   */
+  private restGate: ((compileRest: boolean) => void) | null = null;
   private restTimer: ReturnType<typeof setTimeout> | undefined;
+  private restAfterStep = false;
 
   /**
    * Settles when everything warmUp() asked for is compiled, the pipelines it did not wait for
@@ -506,8 +512,8 @@ export class GpuExecutor implements Executor {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    clearTimeout(this.restTimer);
-    this.beginRest = null;
+    // A warm-up's rest not begun: the runtime (shared with the next executor) leaves its first tier.
+    this.restGate?.(false);
     this.dropPrepared();
     if (this.ctx.isLost) return;
     this.weights.destroy();

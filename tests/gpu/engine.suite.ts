@@ -261,6 +261,24 @@ export function engineSuite(label: string, getGpu: () => GPU, sources: KernelSou
       }
     });
 
+    it('warm-up with deferRest, disposed before the rest began: the shared runtime leaves its first tier, nothing more compiles', async () => {
+      const fresh = GpuRuntime.fromContext(ctx, sources);
+      try {
+        const executor = new GpuExecutor(ctx, fresh, loaded.model, { validate: true });
+        const engine = new Engine({ executor, config: { maxModelLen: 512, blockSize: 16, numGpuBlocks: 64, numCpuBlocks: 0, maxNumBatchedTokens: 64, maxNumSeqs: 8 }, checkInvariants: true });
+        await engine.init();
+        await executor.warmUp({ maxTokens: 64, maxSeqs: 8, deferRest: true });
+        expect(fresh.tuning).not.toBe(fresh.fullTuning); // held at the first tier meanwhile
+        const firstTier = fresh.registry.stats.pipelines;
+        executor.dispose(); // e.g. the model replaced before any step
+        await executor.warmedUp;
+        expect(fresh.tuning).toBe(fresh.fullTuning); // the next executor on this runtime is not held back
+        expect(fresh.registry.stats).toMatchObject({ pipelines: firstTier, compiling: 0 });
+      } finally {
+        fresh.destroy();
+      }
+    });
+
     it('warm-up with Q4_0 weights records their WTYPE specialisations: a quantized run compiles nothing after it', async () => {
       const fresh = GpuRuntime.fromContext(ctx, sources);
       try {
