@@ -90,7 +90,7 @@ interface PreparedStep {
 /** Kept-token rows the executor's `sampled` buffer starts with (it grows by powers of two). */
 const INITIAL_SAMPLED_ROWS = 256;
 /** warmUp({ deferRest }): the rest compiles this long after the first step ends (its tokens reach the page first)... */
-const REST_AFTER_STEP_MS = 100;
+const REST_AFTER_STEP_MS = 400;
 /** ...or after this long with no step. */
 const REST_IDLE_MS = 1500;
 
