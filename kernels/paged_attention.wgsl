@@ -68,6 +68,20 @@ var<workgroup> maxPart: array<f32, WG>;
 var<workgroup> accPart: array<f32, WG>;
 var<workgroup> sumPart: array<f32, WG>;
 
+// One position (score s, value v) folded into a group's running max m, softmax denominator l and
+// out[d] acc (the last two relative to m): the online softmax's step, the same for every position.
+fn fold(m: ptr<function, f32>, l: ptr<function, f32>, acc: ptr<function, f32>, s: f32, v: f32) {
+  if (s > *m) {
+    let correction = exp(*m - s);
+    *l = *l * correction;
+    *acc = *acc * correction;
+    *m = s;
+  }
+  let e = exp(s - *m);
+  *l += e;
+  *acc += e * v;
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let h = wid.x;
@@ -137,16 +151,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     workgroupBarrier();
     if (g < groups) {
       for (var j = g; j < n; j += groups) {
-        let s = scores[j];
-        if (s > m) {
-          let correction = exp(m - s);
-          l = l * correction;
-          acc = acc * correction;
-          m = s;
-        }
-        let e = exp(s - m);
-        l += e;
-        acc += e * vCache[chunkSlots[j] * kvDim + kvOff + d];
+        fold(&m, &l, &acc, scores[j], vCache[chunkSlots[j] * kvDim + kvOff + d]);
       }
     }
     workgroupBarrier();
@@ -162,15 +167,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     s = s * SCALE;
     if (g == (pos - (pos / WG) * WG) % groups) {
-      if (s > m) {
-        let correction = exp(m - s);
-        l = l * correction;
-        acc = acc * correction;
-        m = s;
-      }
-      let e = exp(s - m);
-      l += e;
-      acc += e * vs[d];
+      fold(&m, &l, &acc, s, vs[d]);
     }
   }
 

@@ -214,13 +214,26 @@ export function engineSuite(label: string, getGpu: () => GPU, sources: KernelSou
       }
     });
 
-    it('warm-up with deferRest (the lab): the first tier only until the first step ends, then the rest; the golden unchanged', async () => {
+    /**
+     * A GpuExecutor on a runtime of its own (its registry's counts start at zero), configured by
+     * an engine and warmed up with deferRest, as the lab's worker does; both freed after `body`.
+     */
+    async function withDeferredWarmUp(maxSeqs: number, maxTokens: number, body: (x: { fresh: GpuRuntime; executor: GpuExecutor; engine: Engine }) => Promise<void>): Promise<void> {
       const fresh = GpuRuntime.fromContext(ctx, sources);
+      const executor = new GpuExecutor(ctx, fresh, loaded.model, { validate: true });
       try {
-        const executor = new GpuExecutor(ctx, fresh, loaded.model, { validate: true });
-        const engine = new Engine({ executor, config: { maxModelLen: 512, blockSize: 16, numGpuBlocks: 64, numCpuBlocks: 0, maxNumBatchedTokens: 256, maxNumSeqs: 32 }, checkInvariants: true });
+        const engine = new Engine({ executor, config: { maxModelLen: 512, blockSize: 16, numGpuBlocks: 64, numCpuBlocks: 0, maxNumBatchedTokens: maxTokens, maxNumSeqs: maxSeqs }, checkInvariants: true });
         await engine.init();
-        await executor.warmUp({ maxTokens: 256, maxSeqs: 32, deferRest: true });
+        await executor.warmUp({ maxTokens, maxSeqs, deferRest: true });
+        await body({ fresh, executor, engine });
+      } finally {
+        executor.dispose();
+        fresh.destroy();
+      }
+    }
+
+    it('warm-up with deferRest (the lab): the first tier only until the first step ends, then the rest; the golden unchanged', async () => {
+      await withDeferredWarmUp(32, 256, async ({ fresh, executor, engine }) => {
         let restDone = false;
         void executor.warmedUp.then(() => (restDone = true));
         const firstTier = fresh.registry.stats;
@@ -238,45 +251,27 @@ export function engineSuite(label: string, getGpu: () => GPU, sources: KernelSou
         await executor.warmedUp;
         expect(fresh.registry.stats.pipelines).toBeGreaterThan(firstTier.pipelines);
         expect(runcOutput(engine, idA, a.promptTokenIds, 256)).toBe(text(golden.once));
-        executor.dispose();
-      } finally {
-        fresh.destroy();
-      }
+      });
     });
 
     it('warm-up with deferRest and no step: the rest compiles after a while anyway', async () => {
-      const fresh = GpuRuntime.fromContext(ctx, sources);
-      try {
-        const executor = new GpuExecutor(ctx, fresh, loaded.model, { validate: true });
-        const engine = new Engine({ executor, config: { maxModelLen: 512, blockSize: 16, numGpuBlocks: 64, numCpuBlocks: 0, maxNumBatchedTokens: 64, maxNumSeqs: 8 }, checkInvariants: true });
-        await engine.init();
-        await executor.warmUp({ maxTokens: 64, maxSeqs: 8, deferRest: true });
+      await withDeferredWarmUp(8, 64, async ({ fresh, executor }) => {
         const firstTier = fresh.registry.stats.pipelines;
         await executor.warmedUp;
         expect(fresh.registry.stats).toMatchObject({ compiling: 0 });
         expect(fresh.registry.stats.pipelines).toBeGreaterThan(firstTier);
-        executor.dispose();
-      } finally {
-        fresh.destroy();
-      }
+      });
     });
 
     it('warm-up with deferRest, disposed before the rest began: the shared runtime leaves its first tier, nothing more compiles', async () => {
-      const fresh = GpuRuntime.fromContext(ctx, sources);
-      try {
-        const executor = new GpuExecutor(ctx, fresh, loaded.model, { validate: true });
-        const engine = new Engine({ executor, config: { maxModelLen: 512, blockSize: 16, numGpuBlocks: 64, numCpuBlocks: 0, maxNumBatchedTokens: 64, maxNumSeqs: 8 }, checkInvariants: true });
-        await engine.init();
-        await executor.warmUp({ maxTokens: 64, maxSeqs: 8, deferRest: true });
+      await withDeferredWarmUp(8, 64, async ({ fresh, executor }) => {
         expect(fresh.tuning).not.toBe(fresh.fullTuning); // held at the first tier meanwhile
         const firstTier = fresh.registry.stats.pipelines;
         executor.dispose(); // e.g. the model replaced before any step
         await executor.warmedUp;
         expect(fresh.tuning).toBe(fresh.fullTuning); // the next executor on this runtime is not held back
         expect(fresh.registry.stats).toMatchObject({ pipelines: firstTier, compiling: 0 });
-      } finally {
-        fresh.destroy();
-      }
+      });
     });
 
     it('warm-up with Q4_0 weights records their WTYPE specialisations: a quantized run compiles nothing after it', async () => {
