@@ -420,6 +420,7 @@ export class GpuExecutor implements Executor {
   async warmUp(shape: { maxTokens: number; maxSeqs: number; deferRest?: boolean }): Promise<void> {
     const kv = this.kv;
     if (!kv) throw new Error('the GPU executor needs configure() before warmUp()');
+    this.restGate?.(true); // an earlier warm-up's rest, still waiting: compiled now
     const c = this.model.config;
     const maxTokens = Math.max(1, shape.maxTokens);
     const maxRows = Math.max(1, Math.min(shape.maxSeqs, maxTokens));
