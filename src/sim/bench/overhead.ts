@@ -162,20 +162,18 @@ function flag(name: string, raw: string | undefined, fallback: boolean): boolean
   throw new Error(`overhead: --${name} must be on or off, got ${JSON.stringify(raw)}`);
 }
 
+/** An option measured off, on or both ways (--async-scheduling, --prepare-steps, --fuse-rope-kv). */
+function offOnBoth(name: string, raw: string | undefined, fallback: 'off' | 'on'): 'off' | 'on' | 'both' {
+  const v = raw ?? fallback;
+  if (v !== 'off' && v !== 'on' && v !== 'both') throw new Error(`overhead: --${name} must be off, on or both, got ${JSON.stringify(v)}`);
+  return v;
+}
+
 export function overheadSettings(options: Record<string, string>): OverheadSettings {
   const known = new Set(['batches', 'steps', 'warm', 'repeats', 'prompt', 'temperature', 'mixed', 'mixed-decodes', 'mixed-chunk', 'snapshot', 'async-scheduling', 'prepare-steps', 'fuse-rope-kv']);
-  const prepareSteps = options['prepare-steps'] ?? 'on';
-  if (prepareSteps !== 'off' && prepareSteps !== 'on' && prepareSteps !== 'both') {
-    throw new Error(`overhead: --prepare-steps must be off, on or both, got ${JSON.stringify(prepareSteps)}`);
-  }
-  const fuseRopeKv = options['fuse-rope-kv'] ?? 'on';
-  if (fuseRopeKv !== 'off' && fuseRopeKv !== 'on' && fuseRopeKv !== 'both') {
-    throw new Error(`overhead: --fuse-rope-kv must be off, on or both, got ${JSON.stringify(fuseRopeKv)}`);
-  }
-  const asyncScheduling = options['async-scheduling'] ?? 'off';
-  if (asyncScheduling !== 'off' && asyncScheduling !== 'on' && asyncScheduling !== 'both') {
-    throw new Error(`overhead: --async-scheduling must be off, on or both, got ${JSON.stringify(asyncScheduling)}`);
-  }
+  const prepareSteps = offOnBoth('prepare-steps', options['prepare-steps'], 'on');
+  const fuseRopeKv = offOnBoth('fuse-rope-kv', options['fuse-rope-kv'], 'on');
+  const asyncScheduling = offOnBoth('async-scheduling', options['async-scheduling'], 'off');
   for (const key of Object.keys(options)) if (!known.has(key)) throw new Error(`overhead: unknown option --${key} (known: ${[...known].map((k) => `--${k}`).join(', ')})`);
   return {
     batches: intList('batches', options.batches, [1, 16, 64, 256]),
@@ -438,7 +436,9 @@ async function measureDecodeVariants(setup: Setup, batch: number, asyncSchedulin
   // prefilled decode while later ones still prefill, so their contexts need room for those steps.
   const maxNumBatchedTokens = batch + 256;
   const rampSteps = Math.ceil((batch * s.promptTokens) / 256) + 1;
-  const perSeqTokens = s.promptTokens + rampSteps + s.warm + fuse.length * (s.repeats * (s.steps + 1)) + 2;
+  // With two variants, each window also has the one step that switches to it.
+  const windowSteps = fuse.length > 1 ? s.steps + 1 : s.steps;
+  const perSeqTokens = s.promptTokens + rampSteps + s.warm + fuse.length * s.repeats * windowSteps + 2;
   if (perSeqTokens > setup.maxModelLen) {
     throw new Error(`overhead: --prompt + --warm + --repeats x --steps and the prefill steps (${perSeqTokens}) must fit the model's ${setup.maxModelLen}-token context`);
   }
