@@ -382,3 +382,41 @@ describe('RunLoop: errors and targets', () => {
     await loop.attach(null);
   });
 });
+
+describe('RunLoop: a hold after each step (the worker’s view pacing)', () => {
+  it('waits for the hold a step asked for before the next step; a null hold goes on at once; pause still lands', async () => {
+    const walls: number[] = [];
+    let release: (() => void) | null = null;
+    let holdNext = true;
+    const loop = new RunLoop({
+      onError: () => {},
+      hold: (ms) => {
+        walls.push(ms);
+        if (!holdNext) return null;
+        return new Promise<void>((resolve) => (release = resolve));
+      },
+    });
+    const t = new FakeTarget();
+    await loop.attach(t);
+    await until(() => t.inFlight === 1);
+    await new Promise((r) => setTimeout(r, 20));
+    t.land();
+    await until(() => release !== null);
+    // The hold is given the step's wall time (it ran at least the 20 ms the test kept it in flight).
+    expect(walls[0]).toBeGreaterThanOrEqual(15);
+    await settle(10);
+    expect(t.numSteps).toBe(1); // held
+    holdNext = false;
+    release!();
+    await until(() => t.inFlight === 1);
+    expect(t.numSteps).toBe(2);
+    t.land();
+    await until(() => t.inFlight === 1);
+    expect(t.numSteps).toBe(3); // no hold: straight on
+    const pausing = loop.pause();
+    t.land();
+    await pausing;
+    expect(t.maxActive).toBe(1);
+    await loop.attach(null);
+  });
+});
