@@ -61,11 +61,21 @@ export function prepareCanvas(canvas: HTMLCanvasElement, width: number, height: 
   return ctx;
 }
 
+/** withAlpha's answers: the views ask for a few dozen colours thousands of times per draw. */
+const rgbaCache = new Map<string, string>();
+
 /** `color` (#rrggbb) with an alpha, as an rgba() string. */
 export function withAlpha(color: string, alpha: number): string {
-  const m = /^#([0-9a-f]{2})([0-9a-f]{2})([0-9a-f]{2})$/i.exec(color);
-  if (!m) return color;
-  return `rgba(${parseInt(m[1], 16)}, ${parseInt(m[2], 16)}, ${parseInt(m[3], 16)}, ${alpha})`;
+  const key = `${color}/${alpha}`;
+  let rgba = rgbaCache.get(key);
+  if (rgba === undefined) {
+    const m = /^#([0-9a-f]{2})([0-9a-f]{2})([0-9a-f]{2})$/i.exec(color);
+    rgba = m ? `rgba(${parseInt(m[1], 16)}, ${parseInt(m[2], 16)}, ${parseInt(m[3], 16)}, ${alpha})` : color;
+    // Bounded: request colours are generated, so a long session could otherwise grow it.
+    if (rgbaCache.size >= 4096) rgbaCache.clear();
+    rgbaCache.set(key, rgba);
+  }
+  return rgba;
 }
 
 /**
