@@ -61,21 +61,10 @@ export interface HostOptions {
    * src/serve/xgrammar.node.ts). Absent: requests with response_format are refused.
    */
   xgrammar?: () => Promise<XGrammarApi>;
-  /** View pacing's bounds (paceToViews; tests change them): PACE_SHARE, PACE_MAX_HOLD_MS, PACE_MIN_HOLD_MS. */
-  pacing?: { share: number; maxHoldMs: number; minHoldMs: number };
 }
 
 /** Ended requests whose text is kept (older ones are forgotten in long sessions). */
 const MAX_TRACKED = 2000;
-
-/**
- * View pacing (paceToViews): after a step, the loop waits for the page to show it for at most
- * this share of the step's wall time (so the engine keeps at least 80% of its pace) ...
- */
-const PACE_SHARE = 0.25;
-/** ... and at most this long; a wait shorter than PACE_MIN_HOLD_MS is not worth it (a real GPU's steps). */
-const PACE_MAX_HOLD_MS = 100;
-const PACE_MIN_HOLD_MS = 8;
 
 export class EngineHost {
   /** The model as its file gave it (before model options): what `weights` quantizes from. */
@@ -92,11 +81,6 @@ export class EngineHost {
   private phase: HostStatus['phase'] = 'starting';
   private message: string | null = null;
   private numDeviceLosses = 0;
-  /** View pacing on (paceToViews), the last step the page said it showed, and the loop's wait for it. */
-  private viewPacing = false;
-  private shownStepIndex = -1;
-  private viewWait: { stepIndex: number; release: () => void } | null = null;
-  private readonly pacing: NonNullable<HostOptions['pacing']>;
   /** LoRA adapters read for the loaded model, by name; every new engine registers them all. */
   private readonly adapters = new Map<string, LoraAdapter>();
   private readonly readShippedAdapter: HostOptions['readShippedAdapter'];
@@ -113,8 +97,7 @@ export class EngineHost {
     this.readShippedAdapter = options.readShippedAdapter;
     this.executors = new ExecutorFactory(options.gpu, options.kernelSources);
     this.loadXGrammar = options.xgrammar;
-    this.pacing = options.pacing ?? { share: PACE_SHARE, maxHoldMs: PACE_MAX_HOLD_MS, minHoldMs: PACE_MIN_HOLD_MS };
-    this.loop = new RunLoop({ onError: (e) => this.failAll(`the engine stopped: ${e.message}`), onStep: options.onStep, hold: (ms) => this.holdForViews(ms) });
+    this.loop = new RunLoop({ onError: (e) => this.failAll(`the engine stopped: ${e.message}`), onStep: options.onStep });
   }
 
   get status(): HostStatus {
@@ -356,52 +339,6 @@ export class EngineHost {
     this.loop.setMinStepInterval(ms);
   }
 
-  /**
-   * View pacing, for a page that draws every step on a software GPU (Chromium + SwiftShader):
-   * there the model's compute takes every core while a step runs, and the frame that shows the
-   * step lands in the next step's compute, two or three frame intervals long. While on, after
-   * each step the loop waits until the page says it has drawn that step (viewShown), for at most
-   * a quarter of the step's wall time (PACE_SHARE) and PACE_MAX_HOLD_MS, so the page draws with
-   * the CPU to itself. A real GPU's steps (a millisecond or less) never wait. No figure changes:
-   * the engine clock advances by each step's own measured time, never by this wait.
-   */
-  paceToViews(on: boolean): void {
-    this.viewPacing = on;
-    if (!on) this.releaseViewWait();
-  }
-
-  /** The page has drawn the views of step `stepIndex` (see paceToViews). */
-  viewShown(stepIndex: number): void {
-    // A step index past the engine's is an older engine's (the views of a reset engine).
-    if (!this.engine || stepIndex > this.engine.stepIndex) return;
-    this.shownStepIndex = Math.max(this.shownStepIndex, stepIndex);
-    if (this.viewWait && this.shownStepIndex >= this.viewWait.stepIndex) this.releaseViewWait();
-  }
-
-  /** The loop's wait after a step (null: none), see paceToViews. */
-  private holdForViews(stepWallMs: number): Promise<void> | null {
-    const engine = this.engine;
-    const holdMs = Math.min(this.pacing.maxHoldMs, this.pacing.share * stepWallMs);
-    if (!this.viewPacing || !engine || holdMs < this.pacing.minHoldMs || this.shownStepIndex >= engine.stepIndex) return null;
-    this.releaseViewWait();
-    return new Promise<void>((resolve) => {
-      const timer = setTimeout(() => this.releaseViewWait(), holdMs);
-      this.viewWait = {
-        stepIndex: engine.stepIndex,
-        release: () => {
-          clearTimeout(timer);
-          resolve();
-        },
-      };
-    });
-  }
-
-  private releaseViewWait(): void {
-    const w = this.viewWait;
-    this.viewWait = null;
-    w?.release();
-  }
-
   /** Exactly one engine iteration (after the step in flight, if any); resolves with the last step's index. */
   async stepOnce(): Promise<number> {
     await this.loop.stepOnce();
@@ -512,7 +449,6 @@ export class EngineHost {
     if (config.maxLoras > 0) for (const a of this.adapters.values()) engine.registerAdapter(a);
     engine.on((e) => this.onEngineEvent(e));
     this.engine = engine;
-    this.shownStepIndex = -1;
     let idle: { arrivalMs: number; sinceRealMs: number } | null = null;
     /** Real ms still to wait before the next arrival, while nothing is in the system (0: due). */
     const idleWaitMs = (): number | null => {
@@ -544,7 +480,6 @@ export class EngineHost {
     this.tracked.clear();
     this.engine.releaseConstraints();
     this.engine = null;
-    this.releaseViewWait();
   }
 
   private track(

@@ -108,13 +108,6 @@ export interface EngineApi {
   /** Exactly one step (after the one in flight); resolves with the last step's index. */
   step(): Promise<number>;
   setMinStepInterval(ms: number): Promise<void>;
-  /**
-   * View pacing: after a step, the engine waits (briefly, bounded by the step's own length) for
-   * the page to say it has drawn it, so a software GPU's compute leaves the page the CPU to draw.
-   */
-  paceToViews(on: boolean): Promise<void>;
-  /** The page has drawn the views of step `stepIndex` (see paceToViews). */
-  viewShown(stepIndex: number): Promise<void>;
   /** Fails every request and starts a fresh engine with the same settings. */
   reset(): Promise<void>;
   status(): Promise<HostStatus>;

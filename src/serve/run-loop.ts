@@ -25,11 +25,6 @@ export interface RunLoopOptions {
   onError: (e: Error) => void;
   /** After every step that ran (Node drivers; the page pulls snapshots instead). */
   onStep?: () => void;
-  /**
-   * After every step that ran, given its wall time: a promise to wait for before the next step
-   * (null: go on at once). The worker's view pacing (EngineHost.paceToViews) holds here.
-   */
-  hold?: (stepWallMs: number) => Promise<void> | null;
 }
 
 /** Longest sleep while idle or paused (a safety net: inputs wake the loop at once). */
@@ -158,8 +153,6 @@ export class RunLoop {
           continue;
         }
         this.options.onStep?.();
-        const held = this.options.hold?.(performance.now() - started);
-        if (held) await held;
         // Always yield to the event loop, so submissions and snapshot requests get through. Slow
         // motion: inputs wake the loop but do not cut the least interval short (a new interval does).
         await this.sleep(this.msUntilDue(started));

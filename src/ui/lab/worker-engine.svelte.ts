@@ -74,27 +74,6 @@ export class WorkerEngine implements EngineDriver {
     this.engine = new EngineSupervisor();
     void this.engine.start().catch(() => {});
     this.frame = requestAnimationFrame(this.tick);
-    document.addEventListener('visibilitychange', this.applyPacing);
-  }
-
-  /**
-   * View pacing (EngineHost.paceToViews): the worker's loop waits briefly after a long step for
-   * the page to draw it (viewShown, sent once the frame that shows a step has run). Off while
-   * the page is hidden: it draws no frames then.
-   */
-  private readonly applyPacing = (): void => {
-    if (this.disposed) return;
-    void this.engine.paceToViews(document.visibilityState === 'visible').catch(() => {});
-  };
-
-  /** Tells the worker once the frame showing step `stepIndex` has been drawn (after its rendering). */
-  private reportShown(stepIndex: number): void {
-    if (this.externallyDriven) return;
-    requestAnimationFrame(() =>
-      setTimeout(() => {
-        if (!this.disposed) void this.engine.viewShown(stepIndex).catch(() => {});
-      }, 0),
-    );
   }
 
   get label(): string {
@@ -168,7 +147,6 @@ export class WorkerEngine implements EngineDriver {
           const interval = Math.round(this.governor.minIntervalMs);
           if (Math.abs(interval - this.state.updateIntervalMs) >= 10 || (interval === 0) !== (this.state.updateIntervalMs === 0)) this.state.updateIntervalMs = interval;
           this.state.ingest(snap);
-          if (!prev || snap.stepIndex > prev.stepIndex) this.reportShown(snap.stepIndex);
         }
         this.urgent = false;
         this.releaseWaiters(snap.stepIndex);
@@ -193,8 +171,6 @@ export class WorkerEngine implements EngineDriver {
       if (!this.playing || this.externallyDriven) void this.engine.start().then(() => this.engine.pause());
     }
     this.seenGeneration = this.engine.generation;
-    // A new worker starts with pacing off.
-    this.applyPacing();
     for (const w of this.shownWaiters.splice(0)) w.resolve();
   }
 
@@ -343,7 +319,6 @@ export class WorkerEngine implements EngineDriver {
 
   dispose(): void {
     this.disposed = true;
-    document.removeEventListener('visibilitychange', this.applyPacing);
     cancelAnimationFrame(this.frame);
     for (const w of this.shownWaiters.splice(0)) w.resolve();
     this.engine.dispose();

@@ -367,14 +367,6 @@ export class EngineSupervisor implements EngineApi {
     return this.call((c) => c.setMinStepInterval(ms));
   }
 
-  paceToViews(on: boolean): Promise<void> {
-    return this.call((c) => c.paceToViews(on));
-  }
-
-  viewShown(stepIndex: number): Promise<void> {
-    return this.call((c) => c.viewShown(stepIndex));
-  }
-
   /** A fresh engine with the current settings (which may have changed live since the last one started). */
   async reset(): Promise<void> {
     await this.call((c) => c.reset());

@@ -254,56 +254,6 @@ describe('EngineHost on the engine clock (issue 12)', () => {
     }
   });
 
-  it('view pacing: after a step the loop waits for the page to show it, at most its bound; the clock counts none of the wait', async () => {
-    const stepIndex = (h: EngineHost) => h.currentEngine?.stepIndex ?? 0;
-    // Every step would wait up to 3 s (the bound is the smallest of share x the step's wall time and maxHoldMs).
-    const host = new EngineHost({ gpu: undefined, kernelSources: loadKernelSources(), pacing: { share: 1e6, maxHoldMs: 3000, minHoldMs: 0 } });
-    await host.setModel(builtin());
-    await host.pause();
-    const t0 = host.currentEngine!.clock.nowMs();
-    const events: StreamEvent[] = [];
-    const ids = ['The dog', 'Once upon a time'].map((prompt) => host.submit({ prompt, max_tokens: 10 }, (e) => events.push(e)));
-    host.paceToViews(true);
-    host.resume();
-    await until(() => stepIndex(host) >= 1);
-    await new Promise((r) => setTimeout(r, 300));
-    expect(stepIndex(host)).toBe(1); // waiting for the page
-    host.viewShown(5); // a step this engine has not run: an older engine's, ignored
-    await new Promise((r) => setTimeout(r, 100));
-    expect(stepIndex(host)).toBe(1);
-    const shownAt = Date.now();
-    host.viewShown(1);
-    await until(() => stepIndex(host) >= 2);
-    expect(Date.now() - shownAt).toBeLessThan(2000); // released by the page, not by the bound
-    // A page that shows each step as it lands: the run goes on to the end.
-    const shower = setInterval(() => host.viewShown(stepIndex(host)), 2);
-    await until(() => ids.every((id) => events.some((e) => e.requestId === id && e.type === 'done')));
-    clearInterval(shower);
-    const engine = host.currentEngine!;
-    const stepTime = engine.eventLog.reduce((sum, e) => sum + (e.type === 'step' ? e.durationMs : 0), 0);
-    const lastEnd = Math.max(...ids.map((id) => engine.getRequest(id)!.finishedMs));
-    expect(lastEnd - t0).toBeCloseTo(stepTime, 6);
-    // Pacing off: a request runs to its end with no page showing anything.
-    host.paceToViews(false);
-    const more: StreamEvent[] = [];
-    host.submit({ prompt: 'A cat', max_tokens: 8 }, (e) => more.push(e));
-    await until(() => more.some((e) => e.type === 'done'), 2500);
-  });
-
-  it('view pacing with no page answering: each step waits its bound, then goes on', async () => {
-    const host = new EngineHost({ gpu: undefined, kernelSources: loadKernelSources(), pacing: { share: 1e6, maxHoldMs: 120, minHoldMs: 0 } });
-    await host.setModel(builtin());
-    host.paceToViews(true);
-    const events: StreamEvent[] = [];
-    const started = Date.now();
-    host.submit({ prompt: 'The dog', max_tokens: 6 }, (e) => events.push(e));
-    await until(() => events.some((e) => e.type === 'done'));
-    const steps = host.currentEngine!.stepIndex;
-    expect(steps).toBeGreaterThanOrEqual(6);
-    // Every step but the last waited its 120 ms.
-    expect(Date.now() - started).toBeGreaterThanOrEqual(0.9 * 120 * (steps - 1));
-  });
-
   it('idle time waits in real time for the next arrival and jumps to it; a single step while paused runs the next arrival', async () => {
     const host = new EngineHost({ gpu: undefined, kernelSources: loadKernelSources() });
     await host.setModel(builtin());
