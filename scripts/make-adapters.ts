@@ -27,11 +27,11 @@ import { join } from 'node:path';
 import { Rng } from '../src/engine/workload.ts';
 import { LORA_MODULES, type LoraAdapter, type LoraModule } from '../src/engine/types.ts';
 import { loadModel } from '../src/model/load.ts';
-import { loraModuleShape, mergeLora, peftTensorName, LLAMA2C_TO_PEFT } from '../src/model/lora.ts';
+import { llama2cRowsToHf, loraModuleShape, mergeLora, peftTensorName, LLAMA2C_TO_PEFT } from '../src/model/lora.ts';
 import { argmax, matvec, rmsnorm } from '../src/model/ops.ts';
 import { createKvStore, forwardToken, ReferenceModel, Scratch } from '../src/model/reference.ts';
 import { writeSafetensors } from '../src/model/safetensors.ts';
-import type { Model } from '../src/model/types.ts';
+import { headSize, type Model } from '../src/model/types.ts';
 import { builtinModelPath, builtinTokenizerPath } from './cli-args.ts';
 
 const outDir = process.argv.includes('--out') ? process.argv[process.argv.indexOf('--out') + 1] : 'public/adapters';
@@ -242,7 +242,9 @@ function write(name: string, adapter: LoraAdapter, alpha: number, modules: LoraM
       if (!w) continue;
       const [out, inDim] = loraModuleShape(c, m);
       tensors.push({ name: peftTensorName(l, m, 'A'), shape: [adapter.rank, inDim], data: w.a });
-      tensors.push({ name: peftTensorName(l, m, 'B'), shape: [out, adapter.rank], data: w.b });
+      // PEFT files hold q/k's lora_B rows in Hugging Face's RoPE order (readPeftAdapter undoes it).
+      const b = m === 'q' || m === 'k' ? llama2cRowsToHf(w.b, adapter.rank, headSize(c)) : w.b;
+      tensors.push({ name: peftTensorName(l, m, 'B'), shape: [out, adapter.rank], data: b });
     }
   });
   writeFileSync(join(dir, 'adapter_model.safetensors'), writeSafetensors(tensors, { format: 'pt', made_by: 'servelab scripts/make-adapters.ts' }));

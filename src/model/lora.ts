@@ -18,15 +18,19 @@
  *   down_proj         w2         [dim, hidden]   ffn_down
  *   up_proj           w3         [hidden, dim]   ffn_up
  *
- * (Hugging Face's llama permutes q_proj/k_proj rows for its half-split RoPE; llama2.c's export
- * un-permutes them. An adapter trained on the HF layout would need the same row permutation of
- * q/k's lora_B; the adapters here are made on the llama2.c layout, so none is applied.)
+ * Hugging Face's llama keeps q_proj/k_proj rows in another order than llama2.c (and Meta, and
+ * GGUF): its RoPE rotates each head's first half against its second half, llama2.c's rotates
+ * adjacent pairs, so transformers' convert_llama_weights_to_hf.py permutes wq/wk rows and
+ * llama2.c's export.py permutes them back. A PEFT adapter is trained on the HF model, so its q/k
+ * lora_B rows are in the HF order: the reader puts them into llama2.c's (hfRopeRowToLlama2c), and
+ * scripts/make-adapters.ts writes them in the HF order. lora_A (the input side) and the other
+ * projections are the same in both layouts.
  * Leading prefixes are ignored up to "layers.N."; names that are not LoRA A/B of these seven
  * projections, ranks other than the config's r, shapes other than the model's and layers the model
  * does not have are ModelFormatErrors naming the file and the tensor.
  */
 import { readSafetensors } from './safetensors.ts';
-import { kvDim as kvDimOf, ModelFormatError, type ModelConfig, type ModelWeights } from './types.ts';
+import { headSize as headSizeOf, kvDim as kvDimOf, ModelFormatError, type ModelConfig, type ModelWeights } from './types.ts';
 import { LORA_MODULES, type LoraAdapter, type LoraModule, type LoraModuleWeights } from '../engine/types.ts';
 
 /** PEFT's llama module names -> llama2.c's. */
@@ -104,6 +108,36 @@ export function parseAdapterConfig(json: string | unknown, name = 'adapter_confi
   return { r: o.r as number, loraAlpha: alpha as number, targetModules: modules, useRslora: o.use_rslora === true };
 }
 
+/**
+ * The llama2.c row of row `hfRow` of a Hugging Face q_proj/k_proj matrix (or of its lora_B).
+ * transformers' permute(w) = w.view(heads, headSize / 2, 2, cols).transpose(1, 2).reshape(rows,
+ * cols): HF row h·headSize + p·headSize/2 + i holds llama2.c row h·headSize + 2i + p (p = 0, 1).
+ * The same for q (numHeads heads) and k (numKvHeads heads): only the head size matters.
+ */
+export function hfRopeRowToLlama2c(hfRow: number, headSize: number): number {
+  const half = headSize / 2;
+  const r = hfRow % headSize;
+  const p = r < half ? 0 : 1;
+  return hfRow - r + 2 * (r - p * half) + p;
+}
+
+/** A [rows, cols] row-major matrix with its q/k rows moved from HF's order into llama2.c's. */
+export function hfRowsToLlama2c(m: Float32Array, cols: number, headSize: number): Float32Array {
+  const out = new Float32Array(m.length);
+  for (let hf = 0; hf < m.length / cols; hf++) out.set(m.subarray(hf * cols, (hf + 1) * cols), hfRopeRowToLlama2c(hf, headSize) * cols);
+  return out;
+}
+
+/** The inverse of hfRowsToLlama2c: llama2.c's q/k rows in HF's order (what a PEFT file holds). */
+export function llama2cRowsToHf(m: Float32Array, cols: number, headSize: number): Float32Array {
+  const out = new Float32Array(m.length);
+  for (let hf = 0; hf < m.length / cols; hf++) {
+    const l = hfRopeRowToLlama2c(hf, headSize);
+    out.set(m.subarray(l * cols, (l + 1) * cols), hf * cols);
+  }
+  return out;
+}
+
 const NAME = /(?:^|\.)layers\.(\d+)\.(?:self_attn|mlp)\.(q_proj|k_proj|v_proj|o_proj|gate_proj|down_proj|up_proj)\.lora_(A|B)(?:\.default)?\.weight$/;
 
 /**
@@ -140,7 +174,8 @@ export function readPeftAdapter(
     }
     for (let i = 0; i < t.data.length; i++) if (!Number.isFinite(t.data[i])) fail(`tensor ${t.name} holds a non-finite value at index ${i}`);
     const slot = (layers[layer][mod] ??= {});
-    slot[which === 'A' ? 'a' : 'b'] = t.data;
+    // q/k's lora_B rows: from HF's RoPE order into llama2.c's (see the top of this file).
+    slot[which === 'A' ? 'a' : 'b'] = which === 'B' && (mod === 'q' || mod === 'k') ? hfRowsToLlama2c(t.data, r, headSizeOf(model)) : t.data;
   }
   let numModules = 0;
   for (let l = 0; l < layers.length; l++) {
@@ -156,7 +191,7 @@ export function readPeftAdapter(
   return { name: adapterName, rank: r, scale, layers: layers as Partial<Record<LoraModule, LoraModuleWeights>>[] };
 }
 
-/** The PEFT tensor name of a layer's module (what scripts/make-adapters.ts writes). */
+/** The PEFT tensor name of a layer's module (what scripts/make-adapters.ts writes; its q/k lora_B in HF's row order: llama2cRowsToHf). */
 export function peftTensorName(layer: number, m: LoraModule, which: 'A' | 'B'): string {
   const block = m === 'q' || m === 'k' || m === 'v' || m === 'o' ? 'self_attn' : 'mlp';
   return `base_model.model.model.layers.${layer}.${block}.${LLAMA2C_TO_PEFT[m]}.lora_${which}.weight`;

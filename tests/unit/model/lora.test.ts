@@ -1,7 +1,8 @@
 /**
  * LoRA files and the CPU reference: the safetensors reader (exact layout, F16/BF16 conversion,
  * every malformed file a ModelFormatError naming it, a seeded fuzz of the shipped adapter), the
- * PEFT -> llama2.c mapping (ranks, shapes, modules, layers), and the CPU executor serving a mixed
+ * PEFT -> llama2.c mapping (ranks, shapes, modules, layers, Hugging Face's q/k row order against
+ * transformers' and llama2.c's own permutations written out), and the CPU executor serving a mixed
  * batch whose greedy texts equal the reference run alone with W + scale·B·A merged into W.
  */
 import fc from 'fast-check';
@@ -14,7 +15,7 @@ import { replayEventLog } from '../../../src/engine/replay.ts';
 import { makeSavedRun, parseImport, replaySavedRun, serializeRun } from '../../../src/export/saved-run.ts';
 import { VirtualClock } from '../../../src/engine/clock.ts';
 import type { LoraAdapter } from '../../../src/engine/types.ts';
-import { mergeLora, parseAdapterConfig, peftTensorName, readPeftAdapter } from '../../../src/model/lora.ts';
+import { hfRopeRowToLlama2c, hfRowsToLlama2c, llama2cRowsToHf, mergeLora, parseAdapterConfig, peftTensorName, readPeftAdapter } from '../../../src/model/lora.ts';
 import { CpuReferenceExecutor } from '../../../src/model/reference.ts';
 import { readSafetensors, writeSafetensors } from '../../../src/model/safetensors.ts';
 import { ModelFormatError } from '../../../src/model/types.ts';
@@ -149,6 +150,89 @@ describe('PEFT adapters on llama2.c', () => {
     refuse('{"r": ', file(qA, qB), /LoRA config x\/adapter_config.json: not valid JSON/);
     expect(parseAdapterConfig(cfg({ use_rslora: true, r: 4, lora_alpha: 8 })).useRslora).toBe(true);
     expect(readPeftAdapter('x', cfg({ use_rslora: true }), file(qA, qB), c).scale).toBeCloseTo(4 / Math.SQRT2, 12);
+  });
+});
+
+/**
+ * transformers' convert_llama_weights_to_hf.py, written out: permute(w) =
+ * w.view(heads, rows / heads / 2, 2, cols).transpose(1, 2).reshape(rows, cols).
+ */
+function hfPermute(w: Float32Array, heads: number, rows: number, cols: number): Float32Array {
+  const half = rows / heads / 2;
+  const out = new Float32Array(w.length);
+  for (let h = 0; h < heads; h++)
+    for (let p = 0; p < 2; p++)
+      for (let i = 0; i < half; i++)
+        for (let col = 0; col < cols; col++) out[((h * 2 + p) * half + i) * cols + col] = w[((h * half + i) * 2 + p) * cols + col];
+  return out;
+}
+
+/** llama2.c's export.py, written out: permute_reverse(w) = w.view(heads, 2, rows / heads / 2, cols).transpose(1, 2).reshape(rows, cols). */
+function llama2cPermuteReverse(w: Float32Array, heads: number, rows: number, cols: number): Float32Array {
+  const half = rows / heads / 2;
+  const out = new Float32Array(w.length);
+  for (let h = 0; h < heads; h++)
+    for (let i = 0; i < half; i++)
+      for (let p = 0; p < 2; p++)
+        for (let col = 0; col < cols; col++) out[((h * half + i) * 2 + p) * cols + col] = w[((h * 2 + p) * half + i) * cols + col];
+  return out;
+}
+
+describe("PEFT adapters trained on Hugging Face's llama (q/k rows in its RoPE order)", () => {
+  const { model } = builtin();
+  const c = model.config;
+  const headSize = c.dim / c.numHeads;
+
+  it('the row map is transformers\' permute: within a head, the even rows first, then the odd ones', () => {
+    // Two heads of size 4: HF rows 0..7 hold llama2.c rows 0, 2, 1, 3, 4, 6, 5, 7.
+    expect(Array.from({ length: 8 }, (_, r) => hfRopeRowToLlama2c(r, 4))).toEqual([0, 2, 1, 3, 4, 6, 5, 7]);
+    const rows = 64;
+    const cols = 3;
+    const w = Float32Array.from({ length: rows * cols }, (_, i) => i);
+    for (const heads of [8, 4]) {
+      const hs = rows / heads;
+      expect(llama2cRowsToHf(w, cols, hs)).toEqual(hfPermute(w, heads, rows, cols));
+      expect(hfRowsToLlama2c(hfPermute(w, heads, rows, cols), cols, hs)).toEqual(w);
+      expect(llama2cPermuteReverse(hfPermute(w, heads, rows, cols), heads, rows, cols)).toEqual(w);
+    }
+  });
+
+  it('an adapter on the HF model merges into llama2.c\'s weights as the HF model, merged and exported back by llama2.c, would have them', () => {
+    const r = 2;
+    const alpha = 3;
+    const rng = (seed: number) => () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648 - 0.5) * 0.2;
+    const next = rng(7);
+    const kvDim = (c.dim * c.numKvHeads) / c.numHeads;
+    const hfB = { q: Float32Array.from({ length: c.dim * r }, next), k: Float32Array.from({ length: kvDim * r }, next), v: Float32Array.from({ length: kvDim * r }, next) };
+    const a = { q: Float32Array.from({ length: r * c.dim }, next), k: Float32Array.from({ length: r * c.dim }, next), v: Float32Array.from({ length: r * c.dim }, next) };
+    const tensors = (['q', 'k', 'v'] as const).flatMap((m) => [
+      { name: peftTensorName(1, m, 'A'), shape: [r, c.dim], data: a[m] },
+      { name: peftTensorName(1, m, 'B'), shape: [m === 'q' ? c.dim : kvDim, r], data: hfB[m] },
+    ]);
+    const adapter = readPeftAdapter('hf', { r, lora_alpha: alpha, target_modules: ['q_proj', 'k_proj', 'v_proj'] }, writeSafetensors(tensors), c);
+    const merged = mergeLora(c, model.weights, adapter).layers[1];
+    const scale = alpha / r;
+    /** W + scale·B·A on the HF model's own rows, as PEFT's merge does (the same float operations as mergeLora). */
+    const mergeHf = (w: Float32Array, b: Float32Array, am: Float32Array, rows: number) => {
+      const out = w.slice();
+      for (let i = 0; i < rows; i++)
+        for (let j = 0; j < c.dim; j++) {
+          let acc = 0;
+          for (let k = 0; k < r; k++) acc += b[i * r + k] * am[k * c.dim + j];
+          out[i * c.dim + j] = Math.fround(w[i * c.dim + j] + Math.fround(scale * acc));
+        }
+      return out;
+    };
+    const w = model.weights.layers[1];
+    // q and k: the HF model's rows are permuted (q over numHeads heads, k over numKvHeads); v is not.
+    const hfWq = hfPermute(w.wq, c.numHeads, c.dim, c.dim);
+    const hfWk = hfPermute(w.wk, c.numKvHeads, kvDim, c.dim);
+    expect(merged.wq).toEqual(llama2cPermuteReverse(mergeHf(hfWq, hfB.q, a.q, c.dim), c.numHeads, c.dim, c.dim));
+    expect(merged.wk).toEqual(llama2cPermuteReverse(mergeHf(hfWk, hfB.k, a.k, kvDim), c.numKvHeads, kvDim, c.dim));
+    expect(merged.wv).toEqual(mergeHf(w.wv, hfB.v, a.v, kvDim));
+    // Without the row map the update would land on other rows of wq (a different model).
+    expect(adapter.layers[1].q!.b).not.toEqual(hfB.q);
+    expect(headSize % 2).toBe(0);
   });
 });
 
