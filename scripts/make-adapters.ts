@@ -27,7 +27,7 @@ import { join } from 'node:path';
 import { Rng } from '../src/engine/workload.ts';
 import { LORA_MODULES, type LoraAdapter, type LoraModule } from '../src/engine/types.ts';
 import { loadModel } from '../src/model/load.ts';
-import { llama2cRowsToHf, loraModuleShape, mergeLora, peftTensorName, LLAMA2C_TO_PEFT } from '../src/model/lora.ts';
+import { hasHfRopeRows, llama2cRowsToHf, loraModuleShape, mergeLora, peftTensorName, LLAMA2C_TO_PEFT } from '../src/model/lora.ts';
 import { argmax, matvec, rmsnorm } from '../src/model/ops.ts';
 import { createKvStore, forwardToken, ReferenceModel, Scratch } from '../src/model/reference.ts';
 import { writeSafetensors } from '../src/model/safetensors.ts';
@@ -243,7 +243,7 @@ function write(name: string, adapter: LoraAdapter, alpha: number, modules: LoraM
       const [out, inDim] = loraModuleShape(c, m);
       tensors.push({ name: peftTensorName(l, m, 'A'), shape: [adapter.rank, inDim], data: w.a });
       // PEFT files hold q/k's lora_B rows in Hugging Face's RoPE order (readPeftAdapter undoes it).
-      const b = m === 'q' || m === 'k' ? llama2cRowsToHf(w.b, adapter.rank, headSize(c)) : w.b;
+      const b = hasHfRopeRows(m) ? llama2cRowsToHf(w.b, adapter.rank, headSize(c)) : w.b;
       tensors.push({ name: peftTensorName(l, m, 'B'), shape: [out, adapter.rank], data: b });
     }
   });

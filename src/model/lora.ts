@@ -121,6 +121,11 @@ export function hfRopeRowToLlama2c(hfRow: number, headSize: number): number {
   return hfRow - r + 2 * (r - p * half) + p;
 }
 
+/** Whether a module's rows are in another order in Hugging Face's llama (q and k: RoPE is applied to their output). */
+export function hasHfRopeRows(m: LoraModule): boolean {
+  return m === 'q' || m === 'k';
+}
+
 /** A [rows, cols] row-major matrix with its q/k rows moved from HF's order into llama2.c's. */
 export function hfRowsToLlama2c(m: Float32Array, cols: number, headSize: number): Float32Array {
   const out = new Float32Array(m.length);
@@ -175,7 +180,7 @@ export function readPeftAdapter(
     for (let i = 0; i < t.data.length; i++) if (!Number.isFinite(t.data[i])) fail(`tensor ${t.name} holds a non-finite value at index ${i}`);
     const slot = (layers[layer][mod] ??= {});
     // q/k's lora_B rows: from HF's RoPE order into llama2.c's (see the top of this file).
-    slot[which === 'A' ? 'a' : 'b'] = which === 'B' && (mod === 'q' || mod === 'k') ? hfRowsToLlama2c(t.data, r, headSizeOf(model)) : t.data;
+    slot[which === 'A' ? 'a' : 'b'] = which === 'B' && hasHfRopeRows(mod) ? hfRowsToLlama2c(t.data, r, headSizeOf(model)) : t.data;
   }
   let numModules = 0;
   for (let l = 0; l < layers.length; l++) {

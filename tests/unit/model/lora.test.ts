@@ -18,7 +18,7 @@ import type { LoraAdapter } from '../../../src/engine/types.ts';
 import { hfRopeRowToLlama2c, hfRowsToLlama2c, llama2cRowsToHf, mergeLora, parseAdapterConfig, peftTensorName, readPeftAdapter } from '../../../src/model/lora.ts';
 import { CpuReferenceExecutor } from '../../../src/model/reference.ts';
 import { readSafetensors, writeSafetensors } from '../../../src/model/safetensors.ts';
-import { ModelFormatError } from '../../../src/model/types.ts';
+import { headSize as headSizeOf, kvDim as kvDimOf, ModelFormatError } from '../../../src/model/types.ts';
 import { builtin, formatError, root } from './helpers.ts';
 import { greedyAlone } from '../../../src/sim/bench/lora.ts';
 
@@ -181,7 +181,7 @@ function llama2cPermuteReverse(w: Float32Array, heads: number, rows: number, col
 describe("PEFT adapters trained on Hugging Face's llama (q/k rows in its RoPE order)", () => {
   const { model } = builtin();
   const c = model.config;
-  const headSize = c.dim / c.numHeads;
+  const headSize = headSizeOf(c);
 
   it('the row map is transformers\' permute: within a head, the even rows first, then the odd ones', () => {
     // Two heads of size 4: HF rows 0..7 hold llama2.c rows 0, 2, 1, 3, 4, 6, 5, 7.
@@ -202,7 +202,7 @@ describe("PEFT adapters trained on Hugging Face's llama (q/k rows in its RoPE or
     const alpha = 3;
     const rng = (seed: number) => () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648 - 0.5) * 0.2;
     const next = rng(7);
-    const kvDim = (c.dim * c.numKvHeads) / c.numHeads;
+    const kvDim = kvDimOf(c);
     const hfB = { q: Float32Array.from({ length: c.dim * r }, next), k: Float32Array.from({ length: kvDim * r }, next), v: Float32Array.from({ length: kvDim * r }, next) };
     const a = { q: Float32Array.from({ length: r * c.dim }, next), k: Float32Array.from({ length: r * c.dim }, next), v: Float32Array.from({ length: r * c.dim }, next) };
     const tensors = (['q', 'k', 'v'] as const).flatMap((m) => [
