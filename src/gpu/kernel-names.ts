@@ -5,6 +5,7 @@ export const KERNEL_NAMES = [
   'embedding',
   'lora_bgmv',
   'matmul_gemv',
+  'matmul_lanes',
   'matmul_tiled',
   'paged_attention',
   'rmsnorm',

@@ -8,6 +8,7 @@ import blockCopy from '../../kernels/block_copy.wgsl?raw';
 import embedding from '../../kernels/embedding.wgsl?raw';
 import loraBgmv from '../../kernels/lora_bgmv.wgsl?raw';
 import matmulGemv from '../../kernels/matmul_gemv.wgsl?raw';
+import matmulLanes from '../../kernels/matmul_lanes.wgsl?raw';
 import matmulTiled from '../../kernels/matmul_tiled.wgsl?raw';
 import pagedAttention from '../../kernels/paged_attention.wgsl?raw';
 import rmsnorm from '../../kernels/rmsnorm.wgsl?raw';
@@ -25,6 +26,7 @@ const raw = {
   embedding,
   lora_bgmv: loraBgmv,
   matmul_gemv: matmulGemv,
+  matmul_lanes: matmulLanes,
   matmul_tiled: matmulTiled,
   paged_attention: pagedAttention,
   rmsnorm,

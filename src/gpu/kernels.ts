@@ -151,16 +151,17 @@ export interface MatmulArgs {
   /** How W is stored (default f32); quantized W needs inDim a multiple of 32. */
   weightType?: WeightType;
   /**
-   * 'auto' (default): gemv up to tuning.gemvMaxRows rows when inDim and xStride are multiples of
-   * 4, tiled above. Either way a row's bits are the same: the tiled kernel reduces each output in
+   * 'auto' (default), when inDim and xStride are multiples of 4: lanes from tuning.lanesMinRows
+   * rows, else gemv up to tuning.gemvMaxRows rows, tiled above (and tiled when they are not).
+   * Whichever it is, a row's bits are the same: the tiled and lanes kernels reduce each output in
    * the gemv kernel's order (LANES = the gemv plan's WG), so the choice never changes results.
    */
-  strategy?: 'auto' | 'gemv' | 'tiled';
+  strategy?: 'auto' | 'gemv' | 'lanes' | 'tiled';
 }
 
 /**
- * The K split both matmul kernels reduce by: gemv's threads per workgroup (each thread one
- * strided part of IN/4, then the parts summed in order), the tiled kernel's LANES.
+ * The K split every matmul kernel reduces by: gemv's threads per workgroup (each thread one
+ * strided part of IN/4, then the parts summed in order), the tiled and lanes kernels' LANES.
  */
 export function matmulLanes(inDim: number, tuning: Readonly<KernelTuning>): number {
   return Math.min(tuning.gemvThreads, nextPow2(ceilDiv(inDim, 4)));
@@ -168,7 +169,8 @@ export function matmulLanes(inDim: number, tuning: Readonly<KernelTuning>): numb
 
 /**
  * kernels/matmul_gemv.wgsl: dispatch (ceil(outDim / 4), ceil(rows / ROWS)), ROWS from tuning.gemvRowClasses
- * by `rows`; kernels/matmul_tiled.wgsl: dispatch (ceil(outDim / 32), ceil(rows / 32)).
+ * by `rows`; kernels/matmul_lanes.wgsl: dispatch (ceil(ceil(outDim / 4) / tuning.lanesThreads),
+ * ceil(rows / 4)); kernels/matmul_tiled.wgsl: dispatch (ceil(outDim / 32), ceil(rows / 32)).
  */
 export function planMatmul(a: MatmulArgs, tuning: Readonly<KernelTuning> = GPU_TUNING): DispatchPlan {
   const xStride = a.xStride ?? (a.swigluInput ? 2 * a.inDim : a.inDim);
@@ -181,8 +183,9 @@ export function planMatmul(a: MatmulArgs, tuning: Readonly<KernelTuning> = GPU_T
   checkWeightType('matmul', weightType, a.inDim);
   const vec4Ok = a.inDim % 4 === 0 && xStride % 4 === 0;
   const strategy = a.strategy ?? 'auto';
-  if (strategy === 'gemv' && !vec4Ok) throw new RangeError('matmul gemv: inDim and xStride must be multiples of 4');
-  const gemv = strategy === 'gemv' || (strategy === 'auto' && vec4Ok && a.rows <= tuning.gemvMaxRows);
+  if ((strategy === 'gemv' || strategy === 'lanes') && !vec4Ok) throw new RangeError(`matmul ${strategy}: inDim and xStride must be multiples of 4`);
+  const useLanes = strategy === 'lanes' || (strategy === 'auto' && vec4Ok && a.rows >= tuning.lanesMinRows);
+  const gemv = !useLanes && (strategy === 'gemv' || (strategy === 'auto' && vec4Ok && a.rows <= tuning.gemvMaxRows));
 
   const bindings = { x: a.x, w: a.w, y: a.y, normWeight: a.norm?.weight, rowIds: a.rowIds };
   const common = {
@@ -198,6 +201,16 @@ export function planMatmul(a: MatmulArgs, tuning: Readonly<KernelTuning> = GPU_T
     EPS: a.norm?.eps ?? 1e-5,
   };
   const lanes = matmulLanes(a.inDim, tuning);
+  if (useLanes) {
+    const wg = tuning.lanesThreads;
+    return {
+      kernel: 'matmul_lanes',
+      bindings,
+      workgroups: [ceilDiv(ceilDiv(a.outDim, 4), wg), ceilDiv(a.rows, 4)],
+      overrides: { ...common, LANES: lanes, WG: wg },
+      params: { rows: a.rows },
+    };
+  }
   if (gemv) {
     const classes = tuning.gemvRowClasses;
     const rowsPerGroup = classes.find((n) => n >= a.rows) ?? classes[classes.length - 1];

@@ -51,6 +51,7 @@ export const PARAMS_SLOT_BYTES = 256;
  */
 const OPTIONAL_BINDINGS: Partial<Record<KernelName, Record<string, string>>> = {
   matmul_gemv: { normWeight: 'NORM_INPUT', rowIds: 'GATHER_ROWS' },
+  matmul_lanes: { normWeight: 'NORM_INPUT', rowIds: 'GATHER_ROWS' },
   matmul_tiled: { normWeight: 'NORM_INPUT', rowIds: 'GATHER_ROWS' },
   lora_bgmv: { normWeight: 'NORM_INPUT' },
   paged_attention: { ropeTable: 'ROPE_KV' },

@@ -222,7 +222,7 @@ export function kernelSuite(label: string, getGpu: () => GPU | undefined, source
         rows: number;
         inDim: number;
         outDim: number;
-        strategy: 'gemv' | 'tiled';
+        strategy: 'gemv' | 'lanes' | 'tiled';
         accumulate?: boolean;
         norm?: boolean;
         swiglu?: boolean;
@@ -237,6 +237,10 @@ export function kernelSuite(label: string, getGpu: () => GPU | undefined, source
         { name: 'gemv, 5 rows, swiglu input, accumulate (w2)', rows: 5, inDim: 172, outDim: 64, strategy: 'gemv', swiglu: true, accumulate: true },
         { name: 'gemv, gathered rows + rmsnorm (logits)', rows: 3, inDim: 64, outDim: 512, strategy: 'gemv', norm: true, gatherFrom: 7 },
         { name: 'gemv, y row stride', rows: 2, inDim: 32, outDim: 20, strategy: 'gemv', yStride: 28 },
+        { name: 'lanes, 2 rows, accumulate', rows: 2, inDim: 64, outDim: 64, strategy: 'lanes', accumulate: true },
+        { name: 'lanes, 13 rows (4 row groups, the last partial), fused rmsnorm (QKV), 70 columns', rows: 13, inDim: 64, outDim: 70, strategy: 'lanes', norm: true },
+        { name: 'lanes, swiglu input, accumulate (w2)', rows: 6, inDim: 172, outDim: 64, strategy: 'lanes', swiglu: true, accumulate: true },
+        { name: 'lanes, gathered rows + rmsnorm (logits), y row stride', rows: 5, inDim: 64, outDim: 512, strategy: 'lanes', norm: true, gatherFrom: 9, yStride: 516 },
         { name: 'tiled, 40×70 (partial tiles, K not a multiple of 16)', rows: 40, inDim: 44, outDim: 70, strategy: 'tiled' },
         { name: 'tiled, accumulate', rows: 33, inDim: 64, outDim: 64, strategy: 'tiled', accumulate: true },
         { name: 'tiled, fused rmsnorm', rows: 37, inDim: 64, outDim: 128, strategy: 'tiled', norm: true },
@@ -271,7 +275,7 @@ export function kernelSuite(label: string, getGpu: () => GPU | undefined, source
           strategy: c.strategy,
         };
         const plan = planMatmul(args, c.tuning);
-        expect(plan.kernel).toBe(c.strategy === 'gemv' ? 'matmul_gemv' : 'matmul_tiled');
+        expect(plan.kernel).toBe(`matmul_${c.strategy}`);
         const [got] = await runStep((s) => encodePlan(s, plan), [y]);
 
         // CPU reference: build the input row as ops.ts would, then ops.matvec.
@@ -279,8 +283,8 @@ export function kernelSuite(label: string, getGpu: () => GPU | undefined, source
         expectClose(new Float32Array(got), expected, { tol: (i) => 1e-5 * magnitude[i] + 1e-6, what: c.name });
       });
 
-      // The batch-invariance contract: the tiled kernel reduces every output in the gemv kernel's
-      // order, so the same row gives the same bits whichever kernel (whatever the batch) ran it.
+      // The batch-invariance contract: the tiled and lanes kernels reduce every output in the gemv
+      // kernel's order, so the same row gives the same bits whichever kernel (whatever the batch) ran it.
       // (Lanes of one vec4 each, as at 64 threads on IN = 64, sum in walk order either way; the
       // 8-thread tuning and IN = 520 give lanes of several, where a wrong split shows.)
       const invariance = [
@@ -291,7 +295,7 @@ export function kernelSuite(label: string, getGpu: () => GPU | undefined, source
         { variant: 'K of 8 vec4s', inDim: 32, outDim: 33 },
         { variant: 'K of 130 vec4s, lanes of unequal length', inDim: 520, outDim: 40, norm: true },
       ].flatMap((v) => TUNINGS.map((t) => ({ ...v, ...t })));
-      it.each(invariance)('tiled = gemv bit for bit: $variant ($tuningName)', async (c) => {
+      it.each(invariance)('tiled = lanes = gemv bit for bit: $variant ($tuningName)', async (c) => {
         const rows = 37; // two row tiles, the second partial; gemv: five 8-row groups
         const rng = new Prng(500 + c.inDim + c.outDim);
         const xRows = c.gatherFrom ?? rows;
@@ -311,21 +315,28 @@ export function kernelSuite(label: string, getGpu: () => GPU | undefined, source
         };
         const yGemv = upload(Float32Array.from(y0));
         const yTiled = upload(Float32Array.from(y0));
+        const yLanes = upload(Float32Array.from(y0));
         const gemv = planMatmul({ ...common, y: yGemv, strategy: 'gemv' }, c.tuning);
         const tiled = planMatmul({ ...common, y: yTiled, strategy: 'tiled' }, c.tuning);
+        const lanes = planMatmul({ ...common, y: yLanes, strategy: 'lanes' }, c.tuning);
         expect(gemv.kernel).toBe('matmul_gemv');
         expect(tiled.kernel).toBe('matmul_tiled');
+        expect(lanes.kernel).toBe('matmul_lanes');
         expect(tiled.overrides.LANES).toBe(gemv.overrides.WG);
-        const [a, b] = await runStep((s) => {
+        expect(lanes.overrides.LANES).toBe(gemv.overrides.WG);
+        const [a, b, l] = await runStep((s) => {
           encodePlan(s, gemv);
           encodePlan(s, tiled);
-        }, [yGemv, yTiled]);
+          encodePlan(s, lanes);
+        }, [yGemv, yTiled, yLanes]);
         const bitsA = new Uint32Array(a);
-        const bitsB = new Uint32Array(b);
-        let firstDiff = -1;
-        for (let i = 0; i < bitsA.length && firstDiff < 0; i++) if (bitsA[i] !== bitsB[i]) firstDiff = i;
-        if (firstDiff >= 0) {
-          expect.fail(`element ${firstDiff} (row ${Math.floor(firstDiff / c.outDim)}): gemv ${new Float32Array(a)[firstDiff]}, tiled ${new Float32Array(b)[firstDiff]}`);
+        for (const [name, other] of [['tiled', b], ['lanes', l]] as const) {
+          const bitsB = new Uint32Array(other);
+          let firstDiff = -1;
+          for (let i = 0; i < bitsA.length && firstDiff < 0; i++) if (bitsA[i] !== bitsB[i]) firstDiff = i;
+          if (firstDiff >= 0) {
+            expect.fail(`element ${firstDiff} (row ${Math.floor(firstDiff / c.outDim)}): gemv ${new Float32Array(a)[firstDiff]}, ${name} ${new Float32Array(other)[firstDiff]}`);
+          }
         }
         // And not trivially equal: the outputs were written.
         expect(new Float32Array(a).some((v, i) => v !== y0[i])).toBe(true);
@@ -338,6 +349,8 @@ export function kernelSuite(label: string, getGpu: () => GPU | undefined, source
         { name: 'gemv, 11 rows, fused rmsnorm (QKV), odd block count', rows: 11, inDim: 96, outDim: 40, strategy: 'gemv' as const, norm: true },
         { name: 'gemv, 5 rows, swiglu input, accumulate (w2)', rows: 5, inDim: 96, outDim: 64, strategy: 'gemv' as const, swiglu: true, accumulate: true },
         { name: 'gemv, gathered rows + rmsnorm (classifier)', rows: 3, inDim: 64, outDim: 512, strategy: 'gemv' as const, norm: true, gatherFrom: 7 },
+        { name: 'lanes, 7 rows, fused rmsnorm (QKV), odd block count', rows: 7, inDim: 96, outDim: 40, strategy: 'lanes' as const, norm: true },
+        { name: 'lanes, 6 rows, swiglu input, accumulate (w2)', rows: 6, inDim: 96, outDim: 64, strategy: 'lanes' as const, swiglu: true, accumulate: true },
         { name: 'tiled, 40×70, fused rmsnorm', rows: 40, inDim: 96, outDim: 70, strategy: 'tiled' as const, norm: true },
         { name: 'tiled, swiglu input, accumulate', rows: 33, inDim: 160, outDim: 64, strategy: 'tiled' as const, swiglu: true, accumulate: true },
         { name: 'tiled, gathered rows + rmsnorm', rows: 34, inDim: 64, outDim: 100, strategy: 'tiled' as const, norm: true, gatherFrom: 50 },
@@ -367,7 +380,7 @@ export function kernelSuite(label: string, getGpu: () => GPU | undefined, source
         };
         const planQ = planMatmul({ ...common, w: uploadBlocks(q), weightType: c.type, y: yQ }, c.tuning);
         const planF = planMatmul({ ...common, w: upload(wDeq), y: yF }, c.tuning);
-        expect(planQ.kernel).toBe(c.strategy === 'gemv' ? 'matmul_gemv' : 'matmul_tiled');
+        expect(planQ.kernel).toBe(`matmul_${c.strategy}`);
         const [got, gotF] = await runStep((s) => {
           encodePlan(s, planQ);
           encodePlan(s, planF);
@@ -381,15 +394,15 @@ export function kernelSuite(label: string, getGpu: () => GPU | undefined, source
         if (firstDiff >= 0) expect.fail(`element ${firstDiff}: ${c.type} ${new Float32Array(got)[firstDiff]}, f32 of the dequantized matrix ${new Float32Array(gotF)[firstDiff]}`);
       });
 
-      // Batch invariance with quantized weights: the tiled kernel dequantizes with gemv's
-      // expressions and reduces in its order.
+      // Batch invariance with quantized weights: the tiled and lanes kernels dequantize with
+      // gemv's expressions and reduce in its order.
       const quantInvariance = [
         { variant: 'fused rmsnorm (QKV), 3 blocks a row', inDim: 96, outDim: 70, norm: true },
         { variant: 'swiglu input + accumulate (w2)', inDim: 160, outDim: 64, swiglu: true, accumulate: true },
         { variant: 'gathered rows + rmsnorm (classifier)', inDim: 64, outDim: 100, norm: true, gatherFrom: 50 },
         { variant: 'K of 136 vec4s (17 blocks), lanes of unequal length', inDim: 544, outDim: 40 },
       ].flatMap((v) => QUANT_TYPES.flatMap((type) => TUNINGS.map((t) => ({ ...v, type, ...t }))));
-      it.each(quantInvariance)('tiled = gemv bit for bit, $type: $variant ($tuningName)', async (c) => {
+      it.each(quantInvariance)('tiled = lanes = gemv bit for bit, $type: $variant ($tuningName)', async (c) => {
         const rows = 37;
         const rng = new Prng(700 + c.inDim + c.outDim);
         const xRows = c.gatherFrom ?? rows;
@@ -409,19 +422,25 @@ export function kernelSuite(label: string, getGpu: () => GPU | undefined, source
         };
         const yGemv = upload(Float32Array.from(y0));
         const yTiled = upload(Float32Array.from(y0));
+        const yLanes = upload(Float32Array.from(y0));
         const gemv = planMatmul({ ...common, y: yGemv, strategy: 'gemv' }, c.tuning);
         const tiled = planMatmul({ ...common, y: yTiled, strategy: 'tiled' }, c.tuning);
+        const lanes = planMatmul({ ...common, y: yLanes, strategy: 'lanes' }, c.tuning);
         expect(tiled.overrides.WTYPE).toBe(gemv.overrides.WTYPE);
+        expect(lanes.overrides.WTYPE).toBe(gemv.overrides.WTYPE);
         expect(gemv.overrides.WTYPE).not.toBe(0);
-        const [a, b] = await runStep((s) => {
+        const [a, b, l] = await runStep((s) => {
           encodePlan(s, gemv);
           encodePlan(s, tiled);
-        }, [yGemv, yTiled]);
+          encodePlan(s, lanes);
+        }, [yGemv, yTiled, yLanes]);
         const bitsA = new Uint32Array(a);
-        const bitsB = new Uint32Array(b);
-        const firstDiff = bitsA.findIndex((v, i) => v !== bitsB[i]);
-        if (firstDiff >= 0) {
-          expect.fail(`element ${firstDiff}: gemv ${new Float32Array(a)[firstDiff]}, tiled ${new Float32Array(b)[firstDiff]}`);
+        for (const [name, other] of [['tiled', b], ['lanes', l]] as const) {
+          const bitsB = new Uint32Array(other);
+          const firstDiff = bitsA.findIndex((v, i) => v !== bitsB[i]);
+          if (firstDiff >= 0) {
+            expect.fail(`element ${firstDiff}: gemv ${new Float32Array(a)[firstDiff]}, ${name} ${new Float32Array(other)[firstDiff]}`);
+          }
         }
         expect(new Float32Array(a).some((v, i) => v !== y0[i])).toBe(true);
       });

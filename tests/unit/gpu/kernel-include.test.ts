@@ -28,7 +28,7 @@ describe('WGSL includes', () => {
       expect(fromDisk[name], name).toBe(kernelSources[name]);
       expect(includedPaths(kernelSources[name]), name).toEqual([]);
     }
-    for (const name of ['matmul_gemv', 'matmul_tiled'] as const) expect(kernelSources[name]).toContain(kernelLibs['lib/quant.wgsl']);
+    for (const name of ['matmul_gemv', 'matmul_lanes', 'matmul_tiled'] as const) expect(kernelSources[name]).toContain(kernelLibs['lib/quant.wgsl']);
     // Defined once, in the shared file.
     expect(kernelSources.matmul_gemv.match(/fn quantWeight4\(/g)).toHaveLength(1);
   });
