@@ -63,25 +63,9 @@ struct Params {
 // Partial sums: [ROWS*COLS dot products, then ROWS sums of squares] x WG threads.
 var<workgroup> red: array<f32, WG * (ROWS * COLS + ROWS)>;
 
-fn silu4(v: vec4<f32>) -> vec4<f32> {
-  // min() keeps exp finite: silu(v) -> 0 for very negative v, as in ops.ts.
-  return v * (1.0 / (1.0 + exp(min(-v, vec4<f32>(88.0)))));
-}
-
-// Word j (4 bytes) of W.
-fn wWord(j: u32) -> u32 {
-  return w[j >> 2u][j & 3u];
-}
-
+// silu4, wWord, weight4 (shared with matmul_lanes.wgsl), and the quantized blocks' reader.
+// @include lib/matmul_vec4.wgsl
 // @include lib/quant.wgsl
-
-// Weights 4 k4 .. 4 k4 + 3 of W row `row`, as f32.
-fn weight4(row: u32, k4: u32) -> vec4<f32> {
-  if (WTYPE == 0u) {
-    return bitcast<vec4<f32>>(w[row * (IN / 4u) + k4]);
-  }
-  return quantWeight4(row, 4u * k4);
-}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {

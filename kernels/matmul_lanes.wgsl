@@ -10,8 +10,8 @@
 // whichever batch — computed the row. Set LANES to the WG the gemv plan would use (planMatmul does).
 //
 // Same bindings, overrides, fused variants and semantics as matmul_gemv.wgsl (NORM_INPUT,
-// SWIGLU_INPUT, GATHER_ROWS, ACCUMULATE, WTYPE with lib/quant.wgsl); IN and X_STRIDE multiples
-// of 4, as there.
+// SWIGLU_INPUT, GATHER_ROWS, ACCUMULATE, WTYPE), reading X and W through the same functions
+// (lib/matmul_vec4.wgsl, lib/quant.wgsl); IN and X_STRIDE multiples of 4, as there.
 //
 // Every `var` is zeroed where it is declared: SwiftShader was seen keeping a loop-body var's
 // values from the iteration before when it was left to the implicit zero.
@@ -56,25 +56,9 @@ struct Params {
 @group(0) @binding(4) var<storage, read> normWeight: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read> rowIds: array<u32>;
 
-fn silu4(v: vec4<f32>) -> vec4<f32> {
-  // As matmul_gemv.wgsl (the same expression, so the same bits).
-  return v * (1.0 / (1.0 + exp(min(-v, vec4<f32>(88.0)))));
-}
-
-// Word j (4 bytes) of W.
-fn wWord(j: u32) -> u32 {
-  return w[j >> 2u][j & 3u];
-}
-
+// silu4, wWord, weight4: matmul_gemv.wgsl's own (so the same bits), and the quantized blocks' reader.
+// @include lib/matmul_vec4.wgsl
 // @include lib/quant.wgsl
-
-// Weights 4 k4 .. 4 k4 + 3 of W row `row`, as f32 (as matmul_gemv.wgsl).
-fn weight4(row: u32, k4: u32) -> vec4<f32> {
-  if (WTYPE == 0u) {
-    return bitcast<vec4<f32>>(w[row * (IN / 4u) + k4]);
-  }
-  return quantWeight4(row, 4u * k4);
-}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {

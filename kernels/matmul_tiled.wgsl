@@ -73,7 +73,7 @@ var<workgroup> ws: array<vec4<f32>, TK4 * TN>; // [TK4][TN] W slice
 var<workgroup> invRms: array<f32, TM>;
 
 fn silu4(v: vec4<f32>) -> vec4<f32> {
-  // As matmul_gemv.wgsl (the same expression, so the same bits).
+  // As lib/matmul_vec4.wgsl's (gemv's and lanes': the same expression, so the same bits).
   return v * (1.0 / (1.0 + exp(min(-v, vec4<f32>(88.0)))));
 }
 

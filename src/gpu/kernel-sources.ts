@@ -14,11 +14,12 @@ import pagedAttention from '../../kernels/paged_attention.wgsl?raw';
 import rmsnorm from '../../kernels/rmsnorm.wgsl?raw';
 import ropeKvWrite from '../../kernels/rope_kv_write.wgsl?raw';
 import quantLib from '../../kernels/lib/quant.wgsl?raw';
+import matmulVec4Lib from '../../kernels/lib/matmul_vec4.wgsl?raw';
 import { resolveIncludes, type KernelLibs } from './kernel-include.ts';
 import type { KernelName, KernelSources } from './kernel-names.ts';
 
 /** kernels/lib/: the WGSL the kernels include (see kernel-include.ts). */
-export const kernelLibs: KernelLibs = { 'lib/quant.wgsl': quantLib };
+export const kernelLibs: KernelLibs = { 'lib/quant.wgsl': quantLib, 'lib/matmul_vec4.wgsl': matmulVec4Lib };
 
 const raw = {
   argmax,

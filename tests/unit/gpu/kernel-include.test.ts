@@ -22,14 +22,19 @@ describe('WGSL includes', () => {
     expect(() => resolveIncludes('k', '// @include lib/a.wgsl', { 'lib/a.wgsl': '// @include lib/b.wgsl' })).toThrow(/lib\/a\.wgsl includes another file/);
   });
 
-  it('both loaders give the same sources, with every include resolved; the matmul kernels share the dequantization', () => {
+  it('both loaders give the same sources, with every include resolved; the matmul kernels share the dequantization, gemv and lanes their input reads', () => {
     const fromDisk = loadKernelSources();
     for (const name of KERNEL_NAMES) {
       expect(fromDisk[name], name).toBe(kernelSources[name]);
       expect(includedPaths(kernelSources[name]), name).toEqual([]);
     }
     for (const name of ['matmul_gemv', 'matmul_lanes', 'matmul_tiled'] as const) expect(kernelSources[name]).toContain(kernelLibs['lib/quant.wgsl']);
-    // Defined once, in the shared file.
-    expect(kernelSources.matmul_gemv.match(/fn quantWeight4\(/g)).toHaveLength(1);
+    for (const name of ['matmul_gemv', 'matmul_lanes'] as const) {
+      expect(kernelSources[name]).toContain(kernelLibs['lib/matmul_vec4.wgsl']);
+      // Defined once, in the shared files.
+      expect(kernelSources[name].match(/fn quantWeight4\(/g), name).toHaveLength(1);
+      expect(kernelSources[name].match(/fn weight4\(/g), name).toHaveLength(1);
+      expect(kernelSources[name].match(/fn silu4\(/g), name).toHaveLength(1);
+    }
   });
 });
