@@ -1,8 +1,9 @@
 // kernels/lib/quant.wgsl — ggml's Q8_0 and Q4_0 weight blocks, dequantized in registers. Not a
 // kernel: matmul_gemv.wgsl, matmul_tiled.wgsl and matmul_lanes.wgsl include it (`// @include
 // lib/quant.wgsl`, resolved by src/gpu/kernel-include.ts) so all read quantized weights with the
-// same expressions, which keeps their outputs bit for bit equal. The including kernel defines `override IN: u32`,
-// `override WTYPE: u32` and `fn wWord(j: u32) -> u32` (the j-th 32-bit word of W).
+// same expressions, which keeps their outputs bit for bit equal. The including kernel defines
+// `override IN: u32`, `override WTYPE: u32` and `fn wWord(j: u32) -> u32` (the j-th 32-bit word
+// of W; gemv and lanes take theirs from lib/matmul_vec4.wgsl).
 //   Q8_0 block, 34 bytes: f16 d | 32 int8 q                        w = f32(q) * d
 //   Q4_0 block, 18 bytes: f16 d | 16 bytes: weight j in the low nibble of byte j (j < 16),
 //                         weight j + 16 in its high nibble         w = f32(q - 8) * d

@@ -55,9 +55,9 @@ export const GPU_TUNING: Readonly<KernelTuning> = {
 
 export const SOFTWARE_TUNING: Readonly<KernelTuning> = {
   gemvMaxRows: Number.POSITIVE_INFINITY,
-  // gemv for one row only: from two rows on matmul_lanes, 0.6-0.8x gemv's time per step at
-  // 16-64 rows and in a 191-token mixed step on SwiftShader (bench overhead, stories260K), with
-  // the same bits. A software adapter spends ~50-100 ms of CPU compiling each pipeline, so one
+  // gemv for one row only: from two rows on matmul_lanes, 0.67-0.71x gemv's GPU time per step at
+  // 16-64 rows and in a 191-token mixed step on SwiftShader (bench overhead, stories260K;
+  // bench/results/README.md), with the same bits. A software adapter spends ~50-100 ms of CPU compiling each pipeline, so one
   // gemv class: the first tier (firstTierTuning) is gemv at 1 row for every matmul.
   gemvRowClasses: [1],
   gemvThreads: 8,
