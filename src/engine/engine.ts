@@ -120,6 +120,12 @@ export interface StepRecord extends StepView {
   decisions: Decision[];
   /** The step's token budget (maxNumBatchedTokens when it was planned). */
   tokenBudget: number;
+  /**
+   * KV-cache usage when the step was recorded (after its tokens were applied and its finished
+   * requests let go of their blocks): GPU blocks held by some sequence / all GPU blocks, as vLLM's
+   * kv_cache_usage; 1 = every block held.
+   */
+  kvCacheUsage: number;
   /** Present when the executor failed this step: its message (the step's requests were requeued). */
   failed?: string;
   /** Structured output: the token masks applied in this step (absent when none). */
@@ -813,7 +819,7 @@ export class Engine {
           decisions: [...planned.decisions, ...now.decisions],
         }
       : now;
-    const record: StepRecord = { ...view, ...parts, tokenBudget: this.config.maxNumBatchedTokens };
+    const record: StepRecord = { ...view, ...parts, tokenBudget: this.config.maxNumBatchedTokens, kvCacheUsage: this.scheduler.kvUsage() };
     if (masks.length > 0) record.masks = masks;
     if (failed !== undefined) record.failed = failed;
     this.stepRecords.push(record);

@@ -55,6 +55,7 @@ test('scrub a paused run back to step 0 and to the steps seen live; the inspecto
   // With no step picked, the inspector follows the step shown.
   await expect(page.getByTestId('step-inspector')).toHaveAttribute('data-step', String(n));
   await expect(page.getByTestId('step-budget')).toContainText(/budget \d+: \d+ prefill \+ \d+ decode = \d+ used/);
+  await expect(page.getByTestId('step-kv-usage')).toContainText(/KV cache \d+% held after it/);
 
   // Step 0: before anything ran.
   const slider = page.getByRole('slider', { name: 'step' });

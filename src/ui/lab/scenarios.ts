@@ -179,7 +179,7 @@ export const SCENARIOS: Scenario[] = [
     workload: {
       seed: 81,
       numRequests: 30,
-      arrival: { kind: 'poisson', ratePerS: 10 },
+      arrival: { kind: 'poisson', ratePerS: 20 },
       promptTokens: { kind: 'uniform', min: 16, max: 32 },
       outputTokens: { kind: 'uniform', min: 32, max: 64 },
       tenants: [
@@ -250,12 +250,12 @@ export const SCENARIOS: Scenario[] = [
     short: 'quantize',
     title: 'Quantize to fit more users',
     watch:
-      `The same GPU memory budget, ${QUANT_BUDGET_BYTES / 2 ** 20} MiB, holds the weights and the KV cache. f32 weights take ${(budgetSplit('f32').weightBytes / 2 ** 20).toFixed(2)} MiB and leave ${budgetSplit('f32').numBlocks} KV blocks; Q4_0 weights (4 bits + a scale per 32) take ${(budgetSplit('q4_0').weightBytes / 2 ** 20).toFixed(2)} MiB and leave ${budgetSplit('q4_0').numBlocks}, so about twice as many sequences run at once: Compare puts the two KV grids and running counts side by side (Q8_0, ${budgetSplit('q8_0').numBlocks} blocks, is in the KV calculator). The price is quality: Q4_0's text drifts from f32's sooner (npm run bench -- quant measures it).`,
+      `The same GPU memory budget, ${QUANT_BUDGET_BYTES / 2 ** 20} MiB, holds the weights and the KV cache. f32 weights take ${(budgetSplit('f32').weightBytes / 2 ** 20).toFixed(2)} MiB and leave ${budgetSplit('f32').numBlocks} KV blocks; Q4_0 weights (4 bits + a scale per 32) take ${(budgetSplit('q4_0').weightBytes / 2 ** 20).toFixed(2)} MiB and leave ${budgetSplit('q4_0').numBlocks}, so about twice as many sequences run at once. All 24 requests arrive together, so memory alone decides how many run: Compare puts the two KV grids and running counts side by side (Q8_0, ${budgetSplit('q8_0').numBlocks} blocks, is in the KV calculator). The price is quality: Q4_0's text drifts from f32's sooner (npm run bench -- quant measures it).`,
     settings: quantSettings('q4_0'),
     workload: {
       seed: 91,
       numRequests: 24,
-      arrival: { kind: 'poisson', ratePerS: 8 },
+      arrival: { kind: 'batch' },
       promptTokens: { kind: 'uniform', min: 20, max: 40 },
       outputTokens: { kind: 'uniform', min: 60, max: 120 },
     },

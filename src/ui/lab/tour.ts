@@ -2,9 +2,16 @@
  * Guided tours: for each scenario, three to six moments found in the run itself (the first
  * step in which a finished request's slot rides along as padding under static batching, the
  * first preemption and its reason, the first prefix-cache hit...). A TourWatcher is fed every
- * step record in order, with the engine's snapshot as of that step, and says when the next
+ * step record in order, with a snapshot taken at or after that step, and says when the next
  * moment happens: the lab then pauses, highlights the view named by the moment and shows its
  * text, with the number that shows it, taken from this run. Pure: no DOM, testable in Node.
+ *
+ * The page pulls snapshots less often than a software GPU runs steps, so it hands the watcher
+ * several steps with the latest snapshot, up to a few steps late. A detector whose moment is a
+ * passing state (the KV pool full, the request that just finished) reads the step record and the
+ * watcher's memory, which are exact; the snapshot serves lasting or growing state (requests
+ * finished, tenants' TTFTs, a shared prefix block). tests/unit/ui/tour.test.ts runs every tour
+ * handed over that way, with steps 0.3x to 4x the stand-in model's time.
  */
 import type { EngineSnapshot, RequestView, StepRecord } from '../../engine/engine.ts';
 
@@ -28,6 +35,8 @@ export type TourSnapshot = Pick<EngineSnapshot, 'nowMs' | 'stepIndex' | 'metrics
 /** What the watcher remembers across steps (detectors read and write it). */
 interface TourMemory {
   numFinished: number;
+  /** Requests that ended, in the order their steps recorded it (this step's included). */
+  finishedIds: string[];
   numPaddingTokens: number;
   firstAdmitStep: number;
   preempted: Map<string, number>;
@@ -103,21 +112,23 @@ const TOURS: Record<string, Detector[]> = {
       },
     },
     {
-      id: 'padding',
-      target: 'slot-timeline',
-      title: 'Finished, but still in the batch',
-      find: (step, snap) => {
-        const decoding = step.seqs.some((s) => s.numDecodeTokens > 0);
-        const done = snap.requests.filter((r) => r.state === 'finished');
-        if (!decoding || step.numPaddingTokens === 0 || done.length === 0) return null;
-        return `${done[0].requestId} has finished, yet its slot rides along as padding until the longest member ends: ${plural(step.numPaddingTokens, 'padded slot')} in step ${step.stepIndex} compute nothing useful (grey in the timeline).`;
-      },
-    },
-    {
       id: 'waits-for-batch',
       target: 'request-table',
       title: 'New arrivals wait for the whole batch',
       find: (step) => step.decisions.find((d) => d.kind === 'waits' && d.reason.includes('static batch to drain'))?.reason.replace(/^(\S+) waits: waiting/, '$1 waits') ?? null,
+    },
+    {
+      id: 'padding',
+      target: 'slot-timeline',
+      title: 'Finished, but still in the batch',
+      find: (step, _snap, mem) => {
+        const decoding = step.seqs.some((s) => s.numDecodeTokens > 0);
+        // A static batch starts once the previous one has wholly ended, so the request that ended
+        // last is one of this batch's (the padding is its finished members).
+        const done = mem.finishedIds.at(-1);
+        if (!decoding || step.numPaddingTokens === 0 || done === undefined) return null;
+        return `${done} has finished, yet its slot rides along as padding until the longest member ends: ${plural(step.numPaddingTokens, 'padded slot')} in step ${step.stepIndex} compute nothing useful (grey in the timeline).`;
+      },
     },
     {
       id: 'next-batch',
@@ -466,11 +477,12 @@ const TOURS: Record<string, Detector[]> = {
       id: 'memory-full',
       target: 'kv-grid',
       title: 'The KV cache is full',
-      find: (_step, snap) => {
-        const held = snap.gpuBlocks.refCount.filter((n) => n > 0).length;
+      find: (step, snap) => {
+        // The step's own figure, not the snapshot's: the page hands the tour several steps with
+        // the latest snapshot, and the pool may be full at a step and not at the snapshot.
         const total = snap.gpuBlocks.refCount.length;
-        if (total === 0 || held < total) return null;
-        return `Every one of the ${total} KV blocks is held, by ${plural(snap.queues.running.length, 'running sequence')}: what the budget leaves beside the weights caps how many users run at once. Compare: f32 weights leave fewer blocks in the same budget.`;
+        if (total === 0 || step.kvCacheUsage < 1) return null;
+        return `Every one of the ${total} KV blocks is held after step ${step.stepIndex}, which ran ${plural(step.seqs.length, 'sequence')}: what the budget leaves beside the weights caps how many users run at once. Compare: f32 weights leave fewer blocks in the same budget.`;
       },
     },
     {
@@ -508,15 +520,20 @@ export function tourLength(scenarioId: string): number {
   return TOURS[scenarioId]?.length ?? 0;
 }
 
+/** The ids of a scenario's moments, in the order the tour shows them. */
+export function tourMomentIds(scenarioId: string): string[] {
+  return (TOURS[scenarioId] ?? []).map((d) => d.id);
+}
+
 /**
  * Watches one run for a scenario's moments, in order: feed it every step record (oldest first)
- * with the snapshot as of that step; it returns a moment when the next one happens.
+ * with a snapshot taken at or after that step; it returns a moment when the next one happens.
  */
 export class TourWatcher {
   private readonly detectors: Detector[];
   private next = 0;
   private lastStep = 0;
-  private readonly memory: TourMemory = { numFinished: 0, numPaddingTokens: 0, firstAdmitStep: -1, preempted: new Map(), marks: {} };
+  private readonly memory: TourMemory = { numFinished: 0, finishedIds: [], numPaddingTokens: 0, firstAdmitStep: -1, preempted: new Map(), marks: {} };
   readonly found: TourMoment[] = [];
 
   constructor(readonly scenarioId: string) {
@@ -537,6 +554,7 @@ export class TourWatcher {
   observe(step: StepRecord, snap: TourSnapshot): TourMoment | null {
     if (step.stepIndex <= this.lastStep) return null;
     this.lastStep = step.stepIndex;
+    this.memory.finishedIds.push(...step.finished);
     let moment: TourMoment | null = null;
     const d = this.detectors[this.next];
     const text = d ? d.find(step, snap, this.memory) : null;
@@ -553,7 +571,9 @@ export class TourWatcher {
   finish(snap: TourSnapshot): TourMoment | null {
     if (this.done) return null;
     const last = this.detectors[this.detectors.length - 1];
-    const text = last.find({ stepIndex: snap.stepIndex, startMs: 0, durationMs: 0, seqs: [], numPaddingTokens: 0, numCopies: 0, numSwapOut: 0, numSwapIn: 0, preempted: [], rejected: [], finished: [], kvEvents: [], loraEvents: [], decisions: [], tokenBudget: 0 }, snap, this.memory);
+    const rc = snap.gpuBlocks.refCount;
+    const kvCacheUsage = rc.length > 0 ? rc.filter((n) => n > 0).length / rc.length : 0;
+    const text = last.find({ stepIndex: snap.stepIndex, startMs: 0, durationMs: 0, seqs: [], numPaddingTokens: 0, numCopies: 0, numSwapOut: 0, numSwapIn: 0, preempted: [], rejected: [], finished: [], kvEvents: [], loraEvents: [], decisions: [], tokenBudget: 0, kvCacheUsage }, snap, this.memory);
     if (text === null) return null;
     this.next = this.detectors.length;
     const moment: TourMoment = { id: last.id, stepIndex: snap.stepIndex, target: last.target, title: last.title, text };

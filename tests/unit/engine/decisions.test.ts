@@ -56,6 +56,23 @@ describe('the scheduler says why', () => {
     expect(reasons).toContain('r2 waits: 2 of maxNumSeqs 2 sequence slots are taken and it needs 1; 1 more behind it');
   });
 
+  it('records the KV-cache usage after each step: the share of GPU blocks held, as the snapshot then says', async () => {
+    const engine = newEngine({ numGpuBlocks: 10, policy: 'priority' });
+    engine.submit({ requestId: 'hi', promptTokenIds: prompt(1, 12), maxTokens: 24, priority: 0 });
+    engine.submit({ requestId: 'lo', promptTokenIds: prompt(2, 12), maxTokens: 24, priority: 3 });
+    const seen: number[] = [];
+    while (engine.hasWork()) {
+      const r = await engine.step();
+      if (r.kind !== 'ran') break;
+      const rc = engine.snapshot().gpuBlocks.refCount;
+      expect(r.step.kvCacheUsage).toBe(rc.filter((n) => n > 0).length / rc.length);
+      seen.push(r.step.kvCacheUsage);
+    }
+    // The pool fills (a preemption follows), and is empty once both have ended.
+    expect(Math.max(...seen)).toBe(1);
+    expect(seen.at(-1)).toBe(0);
+  });
+
   it('says when the token budget is used up and when a waiting prompt needs more memory than is free', async () => {
     const budget = newEngine({ maxNumBatchedTokens: 12 });
     budget.submit({ requestId: 'a', promptTokenIds: prompt(1, 12), maxTokens: 2 });
