@@ -17,6 +17,7 @@ import { ExecutorFactory } from '../src/gpu/executor-factory.ts';
 import type { KernelSources } from '../src/gpu/kernel-names.ts';
 import { applyModelOptions, type LoadedModel } from '../src/model/load.ts';
 import { summarizeModel, type ModelSummary } from '../src/model/summary.ts';
+import { ArrivalPacer } from '../src/serve/arrival-pacer.ts';
 import { completionSpec, scenarioSpecs, stopTokenIdsOf, traceSpecs, type CompletionParams, type JsonCheck, type ScenarioRun, type StreamEvent } from '../src/serve/requests.ts';
 import { GrammarService, type XGrammarApi } from '../src/serve/structured.ts';
 import { checkJsonOutput } from '../src/serve/json-check.ts';
@@ -31,6 +32,12 @@ import type { EngineSettings, HostStatus, StructuredView, ViewSnapshot } from '.
 const geometryOf = (c: SchedulerConfig) => ({ blockSize: c.blockSize, numGpuBlocks: c.numGpuBlocks, numCpuBlocks: c.numCpuBlocks });
 
 /** A request the host streams text for. */
+/** A request of a paced workload, held until the work done reaches its arrival. */
+interface PacedRequest {
+  spec: RequestSpec & { requestId: string };
+  options: { constraints?: TokenConstraint[] };
+}
+
 interface Tracked {
   requestId: string;
   prompt: string | null;
@@ -74,6 +81,8 @@ export class EngineHost {
   private summary: ModelSummary | null = null;
   private readonly executors: ExecutorFactory;
   private engine: Engine | null = null;
+  /** A generated workload's requests not yet due, for the current engine (see src/serve/arrival-pacer.ts). */
+  private pacer: ArrivalPacer<PacedRequest> | null = null;
   private settings: EngineSettings;
   private readonly tracked = new Map<string, Tracked>();
   private readonly loop: RunLoop;
@@ -109,6 +118,7 @@ export class EngineHost {
       minStepIntervalMs: this.loop.minStepIntervalMs,
       numDeviceLosses: this.numDeviceLosses,
       warmUpMs: this.warmUpMs,
+      arrivalPacing: this.pacer?.figures ?? null,
     };
   }
 
@@ -295,10 +305,13 @@ export class EngineHost {
     return { constraints, compileMs: compiled.compileMs, cached };
   }
 
-  /** Submits a generated workload, its arrivals relative to now (structured requests compiled first). Returns the request ids. */
+  /**
+   * Submits a generated workload (structured requests compiled first), its arrivals paced by the
+   * work done from now on (src/serve/arrival-pacer.ts). Returns the request ids.
+   */
   async runScenario(run: ScenarioRun): Promise<string[]> {
     const { engine, loaded } = this.require();
-    return this.submitPrepared(engine, scenarioSpecs(run, loaded, () => this.newRequestId(), engine.clock.nowMs()));
+    return this.submitPrepared(engine, scenarioSpecs(run, loaded, () => this.newRequestId(), 0), true);
   }
 
   /** Submits recorded requests (an imported trace), their arrivals relative to now. Returns the request ids. */
@@ -307,17 +320,22 @@ export class EngineHost {
     return this.submitPrepared(engine, traceSpecs(requests, loaded, () => this.newRequestId(), engine.clock.nowMs()));
   }
 
-  /** Compiles the constraints of the specs with a response format, then submits all or none. */
-  private async submitPrepared(engine: Engine, specs: RequestSpec[]): Promise<string[]> {
+  /** Compiles the constraints of the specs with a response format, then submits all or none (`paced`: their arrivals are offsets on the pacer's clock). */
+  private async submitPrepared(engine: Engine, specs: RequestSpec[], paced = false): Promise<string[]> {
     const prepared: ({ constraints: TokenConstraint[]; compileMs: number; cached: boolean } | null)[] = [];
     try {
       for (const spec of specs) prepared.push(spec.responseFormat ? await this.prepareConstraints(spec.responseFormat, spec.n ?? 1) : null);
       if (this.engine !== engine) throw new Error('the engine was replaced while the grammars compiled; nothing was submitted');
-      return this.submitAll(specs, prepared);
+      return this.submitAll(specs, prepared, paced);
     } catch (e) {
       for (const p of prepared) for (const c of p?.constraints ?? []) c.dispose?.();
       throw e;
     }
+  }
+
+  /** Whether the current engine has anything left: requests in it, or paced ones still to arrive. */
+  hasWork(): boolean {
+    return (this.engine?.hasWork() ?? false) || (this.pacer?.size ?? 0) > 0;
   }
 
   cancel(requestId: string): void {
@@ -367,7 +385,10 @@ export class EngineHost {
       if (t.prompt !== null) prompts[r.requestId] = t.prompt;
       if (t.structured) structured[r.requestId] = t.structured;
     }
-    return { ...snap, texts, prompts, structured, host: this.status, model: this.summary };
+    // Requests the pacer still holds have not arrived yet, as the engine's pending ones.
+    const numHeld = this.pacer?.size ?? 0;
+    const queues = numHeld > 0 ? { ...snap.queues, pending: snap.queues.pending + numHeld } : snap.queues;
+    return { ...snap, queues, texts, prompts, structured, host: this.status, model: this.summary };
   }
 
   prometheus(): string {
@@ -404,19 +425,54 @@ export class EngineHost {
   }
 
   /** Submits all of `specs` or none: any problem refuses the whole set, listing each (first 10). */
-  private submitAll(specs: RequestSpec[], prepared: ({ constraints: TokenConstraint[]; compileMs: number; cached: boolean } | null)[] = []): string[] {
+  private submitAll(specs: RequestSpec[], prepared: ({ constraints: TokenConstraint[]; compileMs: number; cached: boolean } | null)[] = [], paced = false): string[] {
     const engine = this.engine!;
     const options = (i: number) => (prepared[i] ? { constraints: prepared[i].constraints } : {});
     const problems = specs.flatMap((spec, i) => engine.check(spec, options(i)).map((p) => ({ path: `request ${i}`, message: `request ${i}: ${p.message}` })));
     if (problems.length > 0) throw new RangeError(listProblems('nothing was submitted', problems));
+    const grammar = (spec: RequestSpec, i: number) => {
+      const p = prepared[i];
+      return p && spec.responseFormat ? { format: spec.responseFormat, compileMs: p.compileMs, cached: p.cached } : undefined;
+    };
+    if (paced) {
+      // Held until the work done reaches their arrival; tracked now, so an engine stopped before
+      // then reports them too.
+      const items = specs.map((spec, i) => {
+        const requestId = spec.requestId ?? this.newRequestId();
+        this.track(requestId, null, spec, [], null, grammar(spec, i));
+        return { offsetMs: spec.arrivalMs ?? 0, item: { spec: { ...spec, requestId }, options: options(i) } };
+      });
+      (this.pacer ??= new ArrivalPacer<PacedRequest>()).add(items);
+      this.releaseArrivals(engine);
+      this.loop.kick();
+      return items.map((x) => x.item.spec.requestId);
+    }
     const ids = specs.map((spec, i) => {
       const id = engine.submit(spec, options(i));
-      const p = prepared[i];
-      this.track(id, null, spec, [], null, p && spec.responseFormat ? { format: spec.responseFormat, compileMs: p.compileMs, cached: p.cached } : undefined);
+      this.track(id, null, spec, [], null, grammar(spec, i));
       return id;
     });
     this.loop.kick();
     return ids;
+  }
+
+  /** Submits the paced requests that are due (and, with nothing in the system, the next ones ahead of their arrival). */
+  private releaseArrivals(engine: Engine): void {
+    const pacer = this.pacer;
+    if (!pacer || pacer.size === 0 || engine !== this.engine) return;
+    for (const { item, delayMs } of pacer.release(!engine.hasWork())) {
+      try {
+        engine.submit({ ...item.spec, arrivalMs: engine.clock.nowMs() + delayMs }, item.options);
+      } catch (e) {
+        // Checked when the run was submitted; a setting changed since (a shorter context) can still refuse it.
+        for (const c of item.options.constraints ?? []) c.dispose?.();
+        const t = this.tracked.get(item.spec.requestId!);
+        if (t && !t.ended) {
+          t.ended = true;
+          t.onEvent?.({ type: 'error', requestId: t.requestId, reason: 'invalid_request', message: (e as Error).message });
+        }
+      }
+    }
   }
 
   /** The engine's config for these settings: the context is the model's (or less). */
@@ -431,7 +487,8 @@ export class EngineHost {
    * time (the executor's: GPU timestamps, or the wall time around the step), never by pauses,
    * slow motion or the page. While nothing is in the system it waits for the next arrival in
    * real time (as a server would, so a scenario still unfolds at its pace) and then jumps to it:
-   * an idle gap holds no request, so it changes no latency. Requests arrive on this clock.
+   * an idle gap holds no request, so it changes no latency. Requests arrive on this clock; a
+   * generated workload's are submitted when the work done reaches them (this.pacer).
    */
   private async startEngine(): Promise<void> {
     const executor = this.executors.executor!;
@@ -461,12 +518,22 @@ export class EngineHost {
       if (idle?.arrivalMs !== next) idle = { arrivalMs: next, sinceRealMs: performance.now() };
       return Math.max(0, next - engine.clock.nowMs() - (performance.now() - idle.sinceRealMs));
     };
+    const held = () => (engine === this.engine ? (this.pacer?.size ?? 0) : 0);
     await this.loop.attach({
-      step: async () => ((idleWaitMs() ?? 0) > 0 ? false : this.runStep(engine)),
+      step: async () => {
+        this.releaseArrivals(engine);
+        return (idleWaitMs() ?? 0) > 0 ? false : this.runStep(engine);
+      },
       // A single step asked for: an idle engine jumps to the next arrival and runs that step.
-      stepNow: async () => (await this.runStep(engine)) || (engine.hasWork() && this.runStep(engine)),
-      hasWork: () => engine.hasWork(),
-      msUntilNextArrival: idleWaitMs,
+      stepNow: async () => {
+        this.releaseArrivals(engine);
+        return (await this.runStep(engine)) || (engine.hasWork() && this.runStep(engine));
+      },
+      hasWork: () => engine.hasWork() || held() > 0,
+      msUntilNextArrival: () => {
+        this.releaseArrivals(engine);
+        return idleWaitMs();
+      },
     });
   }
 
@@ -479,6 +546,8 @@ export class EngineHost {
     }
     this.tracked.clear();
     this.engine.releaseConstraints();
+    for (const item of this.pacer?.drop() ?? []) for (const c of item.options.constraints ?? []) c.dispose?.();
+    this.pacer = null;
     this.engine = null;
   }
 
@@ -575,7 +644,9 @@ export class EngineHost {
   /** One step; a lost device is rebuilt and the running requests recomputed. Resolves whether a step ran. */
   private async runStep(engine: Engine): Promise<boolean> {
     try {
-      return (await engine.step()).kind === 'ran';
+      const r = await engine.step();
+      if (r.kind === 'ran' && engine === this.engine) this.pacer?.onStep(r.step);
+      return r.kind === 'ran';
     } catch (e) {
       if (!this.executors.isDeviceLoss(e) || engine !== this.engine) throw e;
       this.phase = 'recovering';

@@ -16,6 +16,7 @@ import type { Backend } from '../src/gpu/executor-factory.ts';
 import type { CompletionParams, JsonCheck, ScenarioRun, StreamEvent } from '../src/serve/requests.ts';
 import type { ResponseFormatParam } from '../src/serve/structured.ts';
 import type { BenchPrompts, BenchTextRequest } from '../src/serve/bench-prompts.ts';
+import type { PacingFigures } from '../src/serve/arrival-pacer.ts';
 
 export type { CompletionParams, JsonCheck, ResponseFormatParam, ScenarioRun, StreamEvent };
 export type { Backend };
@@ -34,6 +35,12 @@ export interface HostStatus {
    * dispatches run; null: none yet, or the CPU reference). Never part of a latency.
    */
   warmUpMs: number | null;
+  /**
+   * A generated workload's arrivals are paced by the work done (src/serve/arrival-pacer.ts): the
+   * reference ms and the measured ms of the steps run so far, and the requests not yet arrived.
+   * Null: no paced workload on this engine.
+   */
+  arrivalPacing: PacingFigures | null;
 }
 
 /** A structured-output request as the views show it. */

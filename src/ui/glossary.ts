@@ -104,6 +104,11 @@ export const GLOSSARY = {
     term: 'chunked prefill',
     definition: 'A long prompt is prefilled in pieces over several steps, so decoding sequences keep getting tokens in between.',
   },
+  pacedArrivals: {
+    term: 'arrivals paced by the work done',
+    definition:
+      "A scenario's arrival times (say Poisson, 8 a second) are read on a reference clock that moves by what each step would take on a software GPU (20 ms + 0.1 ms per token), not by the step's measured time. So the same requests meet the same queue on any GPU: on a fast one they come that much sooner in real time. Latencies are still measured on the engine clock, from each request's arrival.",
+  },
   tokenBudget: {
     term: 'token budget',
     definition: 'The most tokens one engine step may process (prefill tokens plus one per decoding sequence, plus its draft tokens under speculation).',

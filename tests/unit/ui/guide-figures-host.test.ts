@@ -34,7 +34,7 @@ async function runOnHost(scenarioId: string): Promise<LabState> {
   for (;;) {
     const snap = host.snapshot(state.lastStep);
     if (snap) state.ingest(snap);
-    if (!host.currentEngine!.hasWork()) break;
+    if (!host.hasWork()) break;
     if (Date.now() > end) throw new Error('timed out');
     await new Promise((r) => setTimeout(r, 5));
   }

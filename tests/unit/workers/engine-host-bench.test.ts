@@ -33,6 +33,9 @@ describe('EngineHost.benchPrompts', () => {
     expect(bench.prompts).toHaveLength(6);
     await host.pause();
     const ids = await host.runScenario({ workload });
+    // Arrivals are paced by the work done: run until every request has arrived.
+    host.resume();
+    for (const end = Date.now() + 60_000; host.hasWork() && Date.now() < end; ) await new Promise((r) => setTimeout(r, 20));
     const submitted = host.eventLog().flatMap((e) => (e.type === 'submit' ? [e.request] : []));
     expect(submitted.map((r) => r.requestId)).toEqual(ids);
     submitted.forEach((r, i) => {

@@ -79,7 +79,7 @@ describe('EngineHost with LoRA adapters', () => {
     await host.ensureAdapters(workload.tenants.map((t) => t.adapter));
     const ids = await host.runScenario({ workload });
     const end = Date.now() + 60_000;
-    while (host.currentEngine!.hasWork()) {
+    while (host.hasWork()) {
       if (Date.now() > end) throw new Error('timed out');
       await new Promise((r) => setTimeout(r, 10));
     }

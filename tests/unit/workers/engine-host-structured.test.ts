@@ -81,7 +81,7 @@ describe('EngineHost: structured output', () => {
         structured: { fraction: 0.5, responseFormat: { type: 'json_schema', jsonSchema: { name: 'kid', schema: SCHEMA } } },
       },
     });
-    await until(() => !host.currentEngine!.hasWork());
+    await until(() => !host.hasWork());
     const snap = host.snapshot(0)!;
     const structured = ids.filter((id) => snap.structured![id]);
     expect(structured.length).toBeGreaterThan(0);
