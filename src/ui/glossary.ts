@@ -107,7 +107,7 @@ export const GLOSSARY = {
   pacedArrivals: {
     term: 'arrivals paced by the work done',
     definition:
-      "A scenario's arrival times (say Poisson, 8 a second) are read on a reference clock that moves by what each step would take on a software GPU (20 ms + 0.1 ms per token), not by the step's measured time. So the same requests meet the same queue on any GPU: on a fast one they come that much sooner in real time. Latencies are still measured on the engine clock, from each request's arrival.",
+      "A scenario's arrival times (say Poisson, 8 a second) are read on a reference clock that moves by a fixed cost per step (20 ms + 0.1 ms per token, the order of this model's step on a software GPU), not by the step's measured time. So the same requests meet the same queue on any GPU: on a fast one they come that much sooner in real time. Latencies are still measured on the engine clock, from each request's arrival.",
   },
   tokenBudget: {
     term: 'token budget',
