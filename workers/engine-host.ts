@@ -31,13 +31,13 @@ import type { EngineSettings, HostStatus, StructuredView, ViewSnapshot } from '.
 
 const geometryOf = (c: SchedulerConfig) => ({ blockSize: c.blockSize, numGpuBlocks: c.numGpuBlocks, numCpuBlocks: c.numCpuBlocks });
 
-/** A request the host streams text for. */
 /** A request of a paced workload, held until the work done reaches its arrival. */
 interface PacedRequest {
   spec: RequestSpec & { requestId: string };
   options: { constraints?: TokenConstraint[] };
 }
 
+/** A request the host streams text for. */
 interface Tracked {
   requestId: string;
   prompt: string | null;
@@ -466,7 +466,8 @@ export class EngineHost {
       } catch (e) {
         // Checked when the run was submitted; a setting changed since (a shorter context) can still refuse it.
         for (const c of item.options.constraints ?? []) c.dispose?.();
-        const t = this.tracked.get(item.spec.requestId!);
+        this.message = `${item.spec.requestId} was refused when it arrived: ${(e as Error).message}`;
+        const t = this.tracked.get(item.spec.requestId);
         if (t && !t.ended) {
           t.ended = true;
           t.onEvent?.({ type: 'error', requestId: t.requestId, reason: 'invalid_request', message: (e as Error).message });
