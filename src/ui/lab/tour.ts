@@ -11,7 +11,8 @@
  * passing state (the KV pool full, the request that just finished) reads the step record and the
  * watcher's memory, which are exact; the snapshot serves lasting or growing state (requests
  * finished, tenants' TTFTs, a shared prefix block). tests/unit/ui/tour.test.ts runs every tour
- * handed over that way, with steps 0.3x to 4x the stand-in model's time.
+ * handed over that way, its arrivals paced as the lab paces them, with steps 0.02x to 4x the
+ * reference time: the same moments at the same steps.
  */
 import type { EngineSnapshot, RequestView, StepRecord } from '../../engine/engine.ts';
 
