@@ -39,6 +39,8 @@ test('scrub a paused run back to step 0 and to the steps seen live; the inspecto
   await page.getByTestId('play-pause').click();
   await expect(page.getByTestId('play-pause')).toHaveAttribute('aria-pressed', 'false');
   await expect(page.getByTestId('playback')).toHaveAttribute('data-settled', 'true');
+  // Paused, the sidebar says how this device's steps compare with the reference the arrivals follow.
+  await expect(page.getByTestId('arrival-pacing')).toContainText(/: the steps here took [\d.]+× the reference time\.$/);
   const live = new Map<number, Awaited<ReturnType<typeof shownState>>>();
   for (let i = 0; i < 3; i++) {
     const before = await numAttr(page, 'kv-grid', 'data-step');
