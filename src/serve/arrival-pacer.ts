@@ -43,17 +43,16 @@ export class ArrivalPacer<T> {
   private nowMs = 0;
   private stepsReferenceMs = 0;
   private stepsEngineMs = 0;
-  /** Requests not yet due, by arrival (ties keep their order). */
-  private held: { atMs: number; order: number; item: T }[] = [];
-  private nextOrder = 0;
+  /** Requests not yet due, by arrival (ties keep their order: the sort is stable). */
+  private held: { atMs: number; item: T }[] = [];
 
   /** Adds requests due `offsetMs` reference ms from now. */
   add(items: readonly { offsetMs: number; item: T }[]): void {
     for (const { offsetMs, item } of items) {
       if (!(offsetMs >= 0 && Number.isFinite(offsetMs))) throw new RangeError(`an arrival offset must be a finite number of ms >= 0, got ${offsetMs}`);
-      this.held.push({ atMs: this.nowMs + offsetMs, order: this.nextOrder++, item });
+      this.held.push({ atMs: this.nowMs + offsetMs, item });
     }
-    this.held.sort((a, b) => a.atMs - b.atMs || a.order - b.order);
+    this.held.sort((a, b) => a.atMs - b.atMs);
   }
 
   /** Requests still held. */

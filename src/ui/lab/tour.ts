@@ -35,7 +35,6 @@ export type TourSnapshot = Pick<EngineSnapshot, 'nowMs' | 'stepIndex' | 'metrics
 
 /** What the watcher remembers across steps (detectors read and write it). */
 interface TourMemory {
-  numFinished: number;
   /** Requests that ended, in the order their steps recorded it (this step's included). */
   finishedIds: string[];
   numPaddingTokens: number;
@@ -534,7 +533,7 @@ export class TourWatcher {
   private readonly detectors: Detector[];
   private next = 0;
   private lastStep = 0;
-  private readonly memory: TourMemory = { numFinished: 0, finishedIds: [], numPaddingTokens: 0, firstAdmitStep: -1, preempted: new Map(), marks: {} };
+  private readonly memory: TourMemory = { finishedIds: [], numPaddingTokens: 0, firstAdmitStep: -1, preempted: new Map(), marks: {} };
   readonly found: TourMoment[] = [];
 
   constructor(readonly scenarioId: string) {

@@ -17,7 +17,7 @@ import { TourWatcher, hasTour, tourLength, tourMomentIds, type TourMoment } from
 import type { TokenConstraint } from '../../../src/engine/constraint.ts';
 import type { StepRecord } from '../../../src/engine/engine.ts';
 import type { RequestSpec } from '../../../src/engine/request.ts';
-import { ArrivalPacer } from '../../../src/serve/arrival-pacer.ts';
+import { ArrivalPacer, REFERENCE_STEP } from '../../../src/serve/arrival-pacer.ts';
 
 class StandInConstraint implements TokenConstraint {
   private n = 0;
@@ -57,7 +57,7 @@ async function tourOf(scenarioId: string, useCompareA = false, { speed = 1, bund
   const settings = useCompareA ? s.compare.a.settings : s.settings;
   const engine = new Engine({
     // The speculation scenario's stand-in repeats itself as story text does, so n-gram drafts are often right.
-    executor: new FakeExecutor({ stopTokenId: 2, stopEvery: 300, emitLogits: true, vocabSize: 512, durationMs: (p) => speed * (20 + 0.1 * p.numBatchedTokens), repeatPeriod: scenarioId === 'speculative-decoding' ? 7 : undefined }),
+    executor: new FakeExecutor({ stopTokenId: 2, stopEvery: 300, emitLogits: true, vocabSize: 512, durationMs: (p) => speed * (REFERENCE_STEP.baseMs + REFERENCE_STEP.perTokenMs * p.numBatchedTokens), repeatPeriod: scenarioId === 'speculative-decoding' ? 7 : undefined }),
     clock: new VirtualClock(),
     config: { ...fullConfig(settings), maxModelLen: 512 },
     checkInvariants: true,
