@@ -103,6 +103,18 @@ test('frame times with 64 live requests (benchmark)', async ({ page }, testInfo)
   expect(summary.running.numFrames).toBeGreaterThan(0);
   // The window saw the engine step (the views had something to draw).
   expect(stepsInWindow).toBeGreaterThan(0);
+  // The request table puts only the rows in view (and a margin) in the page: scrolled to the
+  // bottom, the oldest request's row is there, and the table still says how many rows it has.
+  const table = page.getByTestId('request-table');
+  const scroller = table.locator('.scroll');
+  const numRequests = Number(await table.getAttribute('data-count'));
+  expect(numRequests).toBe(64);
+  await expect(table.locator('table')).toHaveAttribute('aria-rowcount', String(numRequests + 1));
+  await expect(table.locator('tbody tr[data-request-id]').first()).toHaveAttribute('aria-rowindex', '2');
+  expect(await table.locator('tbody tr[data-request-id]').count()).toBeLessThan(numRequests);
+  await scroller.evaluate((el) => (el.scrollTop = el.scrollHeight));
+  await expect(table.locator('tbody tr[data-request-id]').last()).toHaveAttribute('aria-rowindex', String(numRequests + 1));
+  await expect(table.locator('tbody tr[data-request-id]').last()).toBeInViewport();
   expect(errors).toEqual([]);
 });
 
