@@ -81,6 +81,12 @@ test('frame times with 64 live requests (benchmark)', async ({ page }, testInfo)
   };
   const result = await measure(8000);
   const stepsInWindow = (await stepOf()) - firstStep;
+  // The slot timeline keeps its columns between draws (column-layer.ts): a draw after a step
+  // draws that step's column(s), not the 100+ in view.
+  const timeline = page.getByTestId('slot-timeline');
+  const columnsDrawnAttr = await timeline.locator('canvas').getAttribute('data-columns-drawn');
+  const columnsDrawn = Number(columnsDrawnAttr);
+  const columnsSeen = Number(await timeline.getAttribute('data-columns'));
   const running = await page.getByTestId('latency-panel').locator('[data-gauge="running"] .g-value').innerText();
   // How far the frame governor spaced the views' updates (0: every frame).
   const viewUpdateIntervalMs = Number(await page.getByTestId('view-refresh').getAttribute('data-interval-ms'));
@@ -92,7 +98,7 @@ test('frame times with 64 live requests (benchmark)', async ({ page }, testInfo)
   const summary = {
     loadAverage1m5m15m: loadavg().map((x) => Math.round(x * 100) / 100),
     machine: 'this 2-core box: Chromium + SwiftShader WebGPU (software GPU shared by WebGPU compute and compositing)',
-    running: { ...stats(result, 8), liveRequests: Number(running), stepsInWindow, viewUpdateIntervalMs },
+    running: { ...stats(result, 8), liveRequests: Number(running), stepsInWindow, viewUpdateIntervalMs, timelineColumnsDrawn: columnsDrawn, timelineColumns: columnsSeen },
     enginePaused: stats(paused, 3),
   };
   mkdirSync('test-results/benchmark', { recursive: true });
@@ -103,6 +109,9 @@ test('frame times with 64 live requests (benchmark)', async ({ page }, testInfo)
   expect(summary.running.numFrames).toBeGreaterThan(0);
   // The window saw the engine step (the views had something to draw).
   expect(stepsInWindow).toBeGreaterThan(0);
+  // The timeline's last draw added the newest steps only (its columns in view were drawn before).
+  expect(columnsDrawnAttr).not.toBeNull();
+  expect(columnsDrawn).toBeLessThan(Math.min(20, columnsSeen));
   // The request table puts only the rows in view (and a margin) in the page: scrolled to the
   // bottom, the oldest request's row is there, and the table still says how many rows it has.
   const table = page.getByTestId('request-table');
