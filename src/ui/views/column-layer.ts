@@ -70,9 +70,8 @@ export interface LayerFrame<C> {
 export class ColumnLayer<C> {
   private canvas: HTMLCanvasElement | null = null;
   private state: LayerState<C> | null = null;
-  /** Columns the last render() drew (the rest were shifted), and whether it drew them all. */
+  /** Columns the last render() drew (the rest were shifted). */
   lastDrawn = 0;
-  lastFull = true;
 
   /** The layer brought up to date for `f` (device pixels, the size of the view's canvas); null without a 2D context. */
   render(f: LayerFrame<C>): HTMLCanvasElement | null {
@@ -108,16 +107,10 @@ export class ColumnLayer<C> {
       }
     }
     ctx.setTransform(f.dpr, 0, 0, f.dpr, 0, 0);
-    const todo = plan.full ? f.cols : f.cols.slice(plan.from);
-    if (todo.length > 0) f.draw(ctx, todo);
+    const toDraw = plan.full ? f.cols : f.cols.slice(plan.from);
+    if (toDraw.length > 0) f.draw(ctx, toDraw);
     this.state = next;
-    this.lastDrawn = todo.length;
-    this.lastFull = plan.full;
+    this.lastDrawn = toDraw.length;
     return canvas;
-  }
-
-  /** Forgets the layer (the next render draws every column). */
-  reset(): void {
-    this.state = null;
   }
 }
